@@ -1,0 +1,109 @@
+//! The HTTP/1.1 server: accept loop, one task per connection, graceful drain.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::routes;
+use crate::shutdown::{self, Shutdown};
+use crate::state::AppState;
+
+/// Largest request head (request line + headers); larger ones get 431.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Read buffer per connection (hyper's minimum is 8 KiB; it must hold the largest head).
+const MAX_BUF_BYTES: usize = 2 * MAX_HEADER_BYTES;
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connection limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Time a client has to send a request head, idle keep-alive time included.
+    pub read_timeout: Duration,
+    /// Time in-flight requests get to finish once shutdown starts.
+    pub grace: Duration,
+}
+
+/// How the server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Every connection finished within the grace period.
+    Drained,
+    /// The grace period ran out with connections still open.
+    GraceExpired,
+}
+
+/// Serves `listener` until `stop` resolves, then stops accepting and lets open connections
+/// finish their current request, for at most `limits.grace`.
+pub(crate) async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    limits: Limits,
+    stop: impl std::future::Future<Output = ()>,
+) -> Ending {
+    let (trigger, shutdown) = shutdown::flag();
+    // Every connection task holds a sender; `recv` returns `None` once all are gone.
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let connection = serve(stream, state.clone(), limits, shutdown.clone());
+                    let open = open_tx.clone();
+                    tokio::spawn(async move {
+                        connection.await;
+                        drop(open);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    trigger.raise();
+    drop(open_tx);
+    match tokio::time::timeout(limits.grace, open_rx.recv()).await {
+        Ok(_) => Ending::Drained,
+        Err(_) => Ending::GraceExpired,
+    }
+}
+
+/// Serves one connection: keep-alive, bounded head, read timeout, graceful on shutdown.
+async fn serve(stream: TcpStream, state: Arc<AppState>, limits: Limits, mut shutdown: Shutdown) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {e}");
+    }
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(routes::handle(&state, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(MAX_BUF_BYTES)
+        .max_header_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.raised() => {
+            // Finish the request in progress (if any), then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection ended: {e}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Request counters: one relaxed atomic per route, and the in-flight gauge.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What a request turned out to be, as counted in `per_endpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    Root,
+    Cluster1,
+    Cluster2,
+    Stats,
+    Metrics,
+    Healthz,
+    Sleep,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+}
+
+impl Route {
+    const ALL: [Route; 10] = [
+        Route::Root,
+        Route::Cluster1,
+        Route::Cluster2,
+        Route::Stats,
+        Route::Metrics,
+        Route::Healthz,
+        Route::Sleep,
+        Route::NotFound,
+        Route::MethodNotAllowed,
+        Route::PayloadTooLarge,
+    ];
+
+    /// The name under which the route is counted: its path, or the error for failed requests.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Route::Root => "/",
+            Route::Cluster1 => "/cluster1",
+            Route::Cluster2 => "/cluster2",
+            Route::Stats => "/stats",
+            Route::Metrics => "/metrics",
+            Route::Healthz => "/healthz",
+            Route::Sleep => "/sleep",
+            Route::NotFound => "not_found",
+            Route::MethodNotAllowed => "method_not_allowed",
+            Route::PayloadTooLarge => "payload_too_large",
+        }
+    }
+}
+
+/// Live request counters, shared by every connection.
+#[derive(Default)]
+pub(crate) struct RequestCounters {
+    per_route: [AtomicU64; Route::ALL.len()],
+    in_flight: AtomicU64,
+}
+
+/// A request being answered; counted when [`InFlight::finish`] says what it was.
+pub(crate) struct InFlight<'a>(&'a RequestCounters);
+
+impl RequestCounters {
+    /// Marks the start of a request.
+    pub(crate) fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
+    }
+
+    /// Requests answered per route label, every route listed (zeros included).
+    pub(crate) fn per_route(&self) -> BTreeMap<String, u64> {
+        Route::ALL
+            .iter()
+            .map(|&r| {
+                (
+                    r.label().to_string(),
+                    self.per_route[r as usize].load(Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Requests being answered right now.
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
+    }
+}
+
+impl InFlight<'_> {
+    /// Counts the request as answered on `route`.
+    pub(crate) fn finish(self, route: Route) {
+        self.0.per_route[route as usize].fetch_add(1, Relaxed);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    // Also runs when a connection drops mid-request: the gauge never leaks.
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_requests_are_counted_per_route_and_leave_the_in_flight_gauge() {
+        let c = RequestCounters::default();
+        let a = c.start();
+        let b = c.start();
+        assert_eq!(c.in_flight(), 2);
+        a.finish(Route::Cluster1);
+        drop(b);
+        assert_eq!(c.in_flight(), 0);
+        let per = c.per_route();
+        assert_eq!(per["/cluster1"], 1);
+        assert_eq!(per.values().sum::<u64>(), 1);
+        assert_eq!(per.len(), Route::ALL.len());
+    }
+
+    #[test]
+    fn every_route_has_its_own_slot_and_label() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let labels: std::collections::BTreeSet<_> = Route::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Route::ALL.len());
+    }
+}

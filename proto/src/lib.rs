@@ -1,0 +1,19 @@
+//! Wire types shared by the elb agent, orchestrator and balancer.
+//!
+//! Every JSON document that crosses a wire is described here, so field names live in one place.
+//! Changes are additive only: a reader must accept documents with fields it does not know, and
+//! every new field is optional (`#[serde(default)]`) so newer readers accept older documents.
+//! Each top-level document carries a [`SCHEMA`] number that is raised only if a field ever has to
+//! change meaning.
+
+mod agent;
+mod stats;
+
+pub use agent::{ErrorBody, Health, InstanceAnswer};
+pub use stats::{
+    CpuStats, LatencySummary, LoadAverage, MemoryStats, NetworkStats, ProcessStats, RequestStats,
+    StatsSnapshot,
+};
+
+/// Version of the agent's JSON documents, carried in their `schema` field.
+pub const SCHEMA: u32 = 1;

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Benchmark of elb-agent (not a test): builds the static release agent and a bare hyper server,
+# recreates the seed FastAPI app in a venv, loads each on loopback with wrk and prints req/s,
+# p50/p99 latency, RSS idle and under load, the binary size, and the ratios against the goals in
+# DESIGN.md (>= 40x seed, >= 0.9x bare hyper, RSS <= 8 MiB idle / 16 MiB loaded, <= 3 MiB).
+#
+# Knobs (environment): BENCH_DURATION (10s), BENCH_CONNECTIONS (64), BENCH_THREADS (2).
+# Runs as root on Debian (installs wrk with apt-get when missing). Loopback only. ~2-3 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+duration=${BENCH_DURATION:-10s}
+connections=${BENCH_CONNECTIONS:-64}
+threads=${BENCH_THREADS:-2}
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+triple=x86_64-unknown-linux-gnu
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null; then
+  echo "== installing wrk"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk
+fi
+
+venv="$target_dir/bench-venv"
+if [ ! -x "$venv/bin/uvicorn" ]; then
+  echo "== creating $venv with fastapi and uvicorn"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check fastapi uvicorn
+fi
+
+echo "== building the static release agent and the bare hyper reference (same flags)"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" \
+  -p agent --bins --example bare_hyper
+agent_bin="$target_dir/$triple/release/elb-agent"
+bare_bin="$target_dir/$triple/release/examples/bare_hyper"
+
+# start NAME COMMAND...: runs a server printing `listening on <addr>`, sets $addr and $pid.
+start() {
+  local name=$1; shift
+  "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do
+    addr=$(sed -n 's/^listening on //p' "$work/$name.out")
+    [ -n "$addr" ] && return 0
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2; cat "$work/$name.err" >&2; exit 1
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# load NAME PID URL: one wrk run; prints a result row and keeps the peak RSS seen during it.
+load() {
+  local name=$1 pid=$2 url=$3 peak=0 out="$work/wrk.txt"
+  wrk -t"$threads" -c"$connections" -d"$duration" --latency "$url" >"$out" &
+  local wrk_pid=$!
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    local now; now=$(rss_kib "$pid"); [ "$now" -gt "$peak" ] && peak=$now
+    sleep 0.25
+  done
+  wait "$wrk_pid"
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  p50=$(awk '$1 == "50%" {print $2}' "$out")
+  p99=$(awk '$1 == "99%" {print $2}' "$out")
+  if grep -q 'Non-2xx' "$out"; then echo "$name: non-2xx answers!" >&2; cat "$out" >&2; exit 1; fi
+  printf '%-26s %12s %10s %10s %12s %14s\n' "$name" "$rps" "$p50" "$p99" "${idle_kib} KiB" "${peak} KiB"
+  printf '%s\t%s\t%s\n' "$name" "$rps" "$peak" >>"$work/results"
+}
+
+start agent "$agent_bin" --listen 127.0.0.1:0 --cluster cluster1
+agent_addr=$addr agent_pid=$pid
+body_bytes=$(curl -s "http://$agent_addr/" | wc -c)
+start bare "$bare_bin" 127.0.0.1:0 "$body_bytes"
+bare_addr=$addr bare_pid=$pid
+seed_port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# As the seed ran it: one worker, default logging (access log on) to a file, like its nohup.
+"$venv/bin/uvicorn" seed_app:app --app-dir "$root/scripts/bench" --host 127.0.0.1 \
+  --port "$seed_port" >"$work/seed.out" 2>&1 &
+seed_pid=$!; pids+=("$seed_pid")
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$seed_port/" >/dev/null && break; sleep 0.1; done
+
+sleep 1.5  # let the agent take a couple of samples before measuring idle RSS
+echo
+echo "== wrk -t$threads -c$connections -d$duration --latency, loopback, $(nproc) cores"
+echo "   agent / body: $body_bytes bytes; bare hyper answers the same number of bytes"
+printf '%-26s %12s %10s %10s %12s %14s\n' server req/s p50 p99 "RSS idle" "RSS peak"
+idle_kib=$(rss_kib "$agent_pid"); agent_idle=$idle_kib
+load "agent /" "$agent_pid" "http://$agent_addr/"
+load "agent /cluster1" "$agent_pid" "http://$agent_addr/cluster1"
+idle_kib=$(rss_kib "$bare_pid")
+load "bare-hyper" "$bare_pid" "http://$bare_addr/"
+idle_kib=$(rss_kib "$seed_pid")
+load "seed-fastapi /" "$seed_pid" "http://127.0.0.1:$seed_port/"
+load "seed-fastapi /cluster1" "$seed_pid" "http://127.0.0.1:$seed_port/cluster1"
+
+echo
+awk -F'\t' -v idle="$agent_idle" -v size="$(stat -c %s "$agent_bin")" '
+  { rps[$1] = $2; peak[$1] = $3 }
+  END {
+    bare = rps["bare-hyper"]
+    for (p in rps) if (p ~ /^agent/) {
+      path = substr(p, 7); seed = rps["seed-fastapi " path]
+      printf "agent %-10s %6.2fx bare hyper (goal >= 0.90)   %6.1fx seed (goal >= 40)\n", path, rps[p] / bare, rps[p] / seed
+      if (peak[p] > maxpeak) maxpeak = peak[p]
+    }
+    printf "agent RSS idle %.1f MiB (goal <= 8), under load %.1f MiB (goal <= 16)\n", idle / 1024, maxpeak / 1024
+    printf "static binary %.2f MiB (goal <= 3)\n", size / 1048576
+  }' "$work/results"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command (README "Run the tests"). On a fresh Debian 12 machine, as root, it installs
+# what the tests need (Debian packages, a Python venv with moto_server), builds the workspace once
+# (debug binaries plus the static release agent) and runs the whole suite against real processes
+# on loopback. Nothing here or in the tests reaches anything but loopback and the package registries.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+need_pkgs=()
+command -v python3 >/dev/null || need_pkgs+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v cc >/dev/null || need_pkgs+=(gcc libc6-dev)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+venv="$root/.venv"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "== creating $venv with moto_server"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'moto==5.2.5' flask flask-cors
+fi
+
+echo "== building the workspace"
+cargo build --workspace --bins --locked
+echo "== building the static release agent"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
+  --target x86_64-unknown-linux-gnu -p agent
+
+export ELB_MOTO_SERVER="$venv/bin/moto_server"
+export ELB_STATIC_AGENT="$root/target/x86_64-unknown-linux-gnu/release/elb-agent"
+# The tests never talk to real AWS or instance metadata; make sure nothing inherited says otherwise.
+export AWS_EC2_METADATA_DISABLED=true
+unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN || true
+
+echo "== running the tests"
+cargo test --workspace --locked "$@"

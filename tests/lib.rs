@@ -1,0 +1,1 @@
+//! Whole-system tests live in `system/`; this library is empty on purpose.

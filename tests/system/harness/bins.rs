@@ -1,0 +1,22 @@
+//! Locating the workspace binaries that the tests run as real processes.
+
+use std::path::PathBuf;
+
+/// Path of a binary built by `cargo build --workspace` in the same profile as this test binary.
+///
+/// The test executable lives in `target/<profile>/deps/`, the binaries one level up. Panics
+/// with the command to run when the binary is missing, so a missing build is never a silent skip.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary sits in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` (scripts/test.sh does) before the tests",
+        path.display()
+    );
+    path
+}
