@@ -1,0 +1,94 @@
+//! `elb kill`: the kill switch. Plan, show, confirm, execute.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::cloud::ec2::Ec2;
+use crate::cloud::wait::Poll;
+use crate::config::Settings;
+use crate::output::OutputFormat;
+use crate::plan::KillPlan;
+use crate::Error;
+
+/// Flags of `elb kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Only print what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the security group and the key pair; terminate instances only.
+    #[arg(long)]
+    pub keep_network: bool,
+    /// Seconds to wait for termination and for the security group to be free.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Milliseconds between two polls of the instances' state.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_interval_ms: u64,
+}
+
+impl KillArgs {
+    /// Refuses, before any API call, to run unconfirmed without a terminal.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !self.yes && !self.dry_run && !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(
+                "refusing to delete without confirmation: stdin is not a terminal. Pass --yes to \
+                 confirm (or --dry-run to only see the plan)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Asks on the terminal; anything but `y`/`yes` declines.
+fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Runs `elb kill`.
+pub async fn run(settings: &Settings, args: &KillArgs) -> Result<(), Error> {
+    let ec2 = Ec2::new(&settings.sdk, &settings.project);
+    let plan = KillPlan::discover(&ec2, &settings.region, args.keep_network, args.dry_run).await?;
+    let text = plan.render_text(&settings.project);
+    match settings.output {
+        OutputFormat::Json => {
+            println!("{}", plan.to_json());
+            eprintln!("{text}");
+        }
+        OutputFormat::Table | OutputFormat::Csv => println!("{text}"),
+    }
+    if plan.is_empty() || args.dry_run {
+        return Ok(());
+    }
+    if !args.yes && !confirm("delete all of the above?") {
+        return Err(Error::Declined);
+    }
+    let poll = Poll {
+        interval: Duration::from_millis(args.poll_interval_ms),
+        timeout: Duration::from_secs(args.timeout),
+    };
+    plan.execute(&ec2, poll).await?;
+    eprintln!(
+        "done: project {} has nothing left in {}{}",
+        settings.project,
+        settings.region,
+        if args.keep_network {
+            " but its security group and key pair (--keep-network)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

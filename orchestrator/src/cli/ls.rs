@@ -1,0 +1,46 @@
+//! `elb ls`: the project's instances, by cluster.
+
+use clap::Args;
+
+use crate::cloud::ec2::Ec2;
+use crate::cloud::sort_instances;
+use crate::config::Settings;
+use crate::output::{self, OutputFormat};
+use crate::Error;
+
+/// Flags of `elb ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Include terminated instances.
+    #[arg(long)]
+    pub all: bool,
+    /// Only this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+}
+
+/// Runs `elb ls`.
+pub async fn run(settings: &Settings, args: &LsArgs) -> Result<(), Error> {
+    let ec2 = Ec2::new(&settings.sdk, &settings.project);
+    let mut instances = ec2
+        .project_instances(args.cluster.as_deref(), args.all)
+        .await?;
+    sort_instances(&mut instances);
+    match settings.output {
+        OutputFormat::Json => println!("{}", output::instance_json(&instances)),
+        OutputFormat::Csv => println!("{}", output::instance_csv(&instances)),
+        OutputFormat::Table if instances.is_empty() => println!(
+            "no {}instances for project {} in {}{}",
+            if args.all { "" } else { "live " },
+            settings.project,
+            settings.region,
+            if args.all {
+                ""
+            } else {
+                " (--all shows terminated ones)"
+            }
+        ),
+        OutputFormat::Table => println!("{}", output::instance_tables_by_cluster(&instances)),
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! The AWS configuration: credentials and region like the AWS CLI, TLS, retries and timeouts.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+
+use crate::cloud::errors::{error_chain, CloudError};
+
+/// Builds the AWS configuration the way the AWS CLI does (profiles, SSO, env, ...), with rustls on
+/// ring for TLS, retries that outlast throttling bursts, and bounded operation times.
+/// `region: None` leaves the region to the standard chain.
+pub async fn load_sdk_config(
+    profile: Option<&str>,
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let retry = RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(5));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(180))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(retry)
+        .timeout_config(timeouts);
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// Resolves credentials once, so a missing configuration fails with advice before any call.
+pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), CloudError> {
+    let provider = sdk
+        .credentials_provider()
+        .ok_or_else(|| CloudError::NoCredentials {
+            detail: "no credentials provider configured".into(),
+        })?;
+    provider
+        .provide_credentials()
+        .await
+        .map(drop)
+        .map_err(|e| CloudError::NoCredentials {
+            detail: error_chain(&e),
+        })
+}

@@ -1,0 +1,67 @@
+//! `elb`, the orchestrator: launches, lists and tears down the EC2 instances of an elb project.
+//!
+//! The binary (`main.rs`) only parses flags and maps [`Error`]s to exit codes; each subcommand
+//! lives in `cli/`, everything EC2-specific in `cloud/ec2/`.
+
+pub mod cli;
+pub(crate) mod cloud;
+pub(crate) mod config;
+pub(crate) mod output;
+pub(crate) mod plan;
+pub(crate) mod progress;
+pub(crate) mod regions;
+pub(crate) mod state;
+
+use cloud::errors::CloudError;
+
+/// Everything a command can fail with, each carrying the fix in its message.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input, caught before any API call.
+    #[error("{0}")]
+    Usage(String),
+    /// An unknown `--region` (or configured region).
+    #[error(transparent)]
+    Region(#[from] regions::UnknownRegion),
+    /// A cloud operation failed.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    /// Local state could not be read or written.
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    /// The instance type has no x86_64 support.
+    #[error(
+        "{instance_type} is an arm64 instance type, and no arm64 build of elb-agent is available; \
+         pick an x86_64 instance type (e.g. t3.micro) or pass --ami with an x86_64 image"
+    )]
+    Arm64 {
+        /// The refused type.
+        instance_type: String,
+    },
+    /// `--ami` is not an x86_64 image.
+    #[error("--ami {ami} is an {arch} image; elb-agent runs on x86_64 only: pass an x86_64 AMI")]
+    ImageArch {
+        /// The image id.
+        ami: String,
+        /// Its architecture.
+        arch: String,
+    },
+    /// The operator answered no.
+    #[error("aborted: nothing was deleted")]
+    Declined,
+    /// Ctrl-C; the message says what exists and how to remove it.
+    #[error("{0}")]
+    Interrupted(String),
+}
+
+impl Error {
+    /// The process exit code: 2 for input errors caught before any API call, 130 for Ctrl-C,
+    /// 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Usage(_) | Self::Region(_) => 2,
+            Self::Interrupted(_) => 130,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The fault shim: a small HTTP/1.1 proxy between `elb` (the AWS SDK) and moto_server.
+//!
+//! moto models EC2's resources but not its weather: eventual consistency, throttling, slow
+//! state changes, in-use security groups, lost responses, ClientToken idempotency. The shim adds
+//! them on request, per test, and counts every fault it fires so that a test whose fault never
+//! fired fails instead of passing vacuously. It also stamps every request with the test's own
+//! `x-moto-account-id`, so parallel tests share one moto without seeing each other, and keeps a
+//! log of the EC2 actions it saw, so tests can count calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::http::{runtime, send};
+
+/// One EC2 request as the shim saw it, faulted or not.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub action: String,
+    /// The region of the request's SigV4 credential scope.
+    pub region: String,
+    pub client_token: Option<String>,
+}
+
+/// An EC2 error the shim answers instead of forwarding.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Only requests for this action; `None` for any action.
+    action: Option<String>,
+    /// Dormant until a request for this action has succeeded.
+    after: Option<String>,
+    times: usize,
+    status: u16,
+    code: String,
+}
+
+impl Fault {
+    /// Answer every `action` request with HTTP `status` and EC2 error `code`.
+    pub fn error(action: &str, status: u16, code: &str) -> Self {
+        Self {
+            action: Some(action.into()),
+            after: None,
+            times: usize::MAX,
+            status,
+            code: code.into(),
+        }
+    }
+
+    /// The next `burst` requests, whatever their action, are throttled (503 RequestLimitExceeded).
+    pub fn throttling(burst: usize) -> Self {
+        Self {
+            action: None,
+            after: None,
+            times: burst,
+            status: 503,
+            code: "RequestLimitExceeded".into(),
+        }
+    }
+
+    /// Fire only on the first `n` matching requests.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = n;
+        self
+    }
+
+    /// Stay dormant until a request for `action` has succeeded (e.g. eventual consistency after
+    /// `RunInstances`).
+    pub fn after(mut self, action: &str) -> Self {
+        self.after = Some(action.into());
+        self
+    }
+}
+
+/// Handle on an installed [`Fault`], to ask how often it fired.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultId(usize);
+
+struct Installed {
+    fault: Fault,
+    armed: bool,
+    hits: usize,
+}
+
+/// Everything a test configures or reads; the shim's task holds it only between awaits.
+#[derive(Default)]
+struct State {
+    log: Vec<Call>,
+    faults: Vec<Installed>,
+    /// DescribeInstances answers still to rewrite from running to pending, and how many were.
+    pending_left: usize,
+    pending_hits: usize,
+    /// RunInstances answers still to lose after moto executed them, and how many were.
+    drops_left: usize,
+    drop_hits: usize,
+    /// ClientToken → the RunInstances answer moto gave for it (real EC2's idempotency).
+    run_answers: HashMap<String, Bytes>,
+    replays: usize,
+}
+
+/// A running shim for one test, on its own loopback port, stopped when dropped.
+pub struct Shim {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl Shim {
+    /// Starts a shim that forwards to moto on `moto_port` as moto account `account`.
+    pub fn start(moto_port: u16, account: &str) -> Self {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the shim on loopback");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking shim listener");
+        let port = listener.local_addr().expect("shim address").port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let upstream = Upstream {
+            moto_port,
+            account: HeaderValue::from_str(account).expect("an account id is a valid header value"),
+            state: state.clone(),
+        };
+        let task = runtime().spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("register the shim listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let upstream = upstream.clone();
+                        async move { upstream.handle(request).await }
+                    });
+                    // An error here is either a dropped response (on purpose) or the client
+                    // going away; neither concerns the shim.
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { port, state, task }
+    }
+
+    /// The loopback port the shim listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The endpoint to hand to `elb --endpoint-url`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Installs `fault`; faults are tried in installation order, the first that matches fires.
+    pub fn inject(&self, fault: Fault) -> FaultId {
+        let mut state = self.lock();
+        state.faults.push(Installed {
+            armed: fault.after.is_none(),
+            fault,
+            hits: 0,
+        });
+        FaultId(state.faults.len() - 1)
+    }
+
+    /// How many requests `fault` answered.
+    pub fn hits(&self, fault: FaultId) -> usize {
+        self.lock().faults[fault.0].hits
+    }
+
+    /// Rewrites running instances as pending in the next `polls` DescribeInstances answers that
+    /// contain a running instance (slow boot); `usize::MAX` holds them pending for good.
+    pub fn hold_pending(&self, polls: usize) {
+        self.lock().pending_left = polls;
+    }
+
+    /// How many DescribeInstances answers were rewritten to pending.
+    pub fn pending_hits(&self) -> usize {
+        self.lock().pending_hits
+    }
+
+    /// Lets moto execute the next `n` RunInstances requests, then hangs up instead of answering,
+    /// as a lost response does.
+    pub fn drop_run_instances_responses(&self, n: usize) {
+        self.lock().drops_left = n;
+    }
+
+    /// How many RunInstances responses were lost on purpose.
+    pub fn dropped(&self) -> usize {
+        self.lock().drop_hits
+    }
+
+    /// How many RunInstances requests were answered from a known ClientToken, not run again.
+    pub fn replays(&self) -> usize {
+        self.lock().replays
+    }
+
+    /// Every request seen so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().log.clone()
+    }
+
+    /// The actions of every request seen so far, in order.
+    pub fn actions(&self) -> Vec<String> {
+        self.lock().log.iter().map(|c| c.action.clone()).collect()
+    }
+
+    /// How many requests for `action` the shim saw.
+    pub fn count(&self, action: &str) -> usize {
+        self.lock()
+            .log
+            .iter()
+            .filter(|c| c.action == action)
+            .count()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The forwarding side of a shim, cloned into every connection.
+#[derive(Clone)]
+struct Upstream {
+    moto_port: u16,
+    account: HeaderValue,
+    state: Arc<Mutex<State>>,
+}
+
+/// What to do with a request, decided under the lock before any await.
+enum Plan {
+    Answer(Response<Full<Bytes>>),
+    Forward,
+}
+
+impl Upstream {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Serves one request. An `Err` makes hyper close the connection without an answer.
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, &'static str> {
+        let (mut parts, body) = request.into_parts();
+        let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+            return Err("client went away mid-request");
+        };
+        let call = describe(&parts.headers, &body);
+        match self.plan(&call) {
+            Plan::Answer(response) => return Ok(response),
+            Plan::Forward => {}
+        }
+
+        parts
+            .headers
+            .insert("x-moto-account-id", self.account.clone());
+        let upstream = Request::from_parts(parts, Full::new(body));
+        let response = match send(self.moto_port, upstream).await {
+            Ok(response) => response,
+            Err(e) => return Ok(plain(StatusCode::BAD_GATEWAY, e)),
+        };
+        self.after_forward(&call, response)
+    }
+
+    /// Logs the call and picks a replay or an injected error, if any applies.
+    fn plan(&self, call: &Call) -> Plan {
+        let mut state = self.lock();
+        state.log.push(call.clone());
+        if call.action == "RunInstances" {
+            if let Some(token) = &call.client_token {
+                if let Some(answer) = state.run_answers.get(token).cloned() {
+                    state.replays += 1;
+                    return Plan::Answer(xml(StatusCode::OK, answer));
+                }
+            }
+        }
+        let matching = state.faults.iter_mut().find(|f| {
+            f.armed
+                && f.fault.times > 0
+                && f.fault.action.as_ref().is_none_or(|a| *a == call.action)
+        });
+        if let Some(installed) = matching {
+            installed.fault.times -= 1;
+            installed.hits += 1;
+            let status = StatusCode::from_u16(installed.fault.status).expect("a valid HTTP status");
+            return Plan::Answer(xml(status, error_body(&installed.fault.code, &call.action)));
+        }
+        Plan::Forward
+    }
+
+    /// Arms dependent faults, remembers ClientTokens, and loses or rewrites the answer if asked.
+    fn after_forward(
+        &self,
+        call: &Call,
+        response: Response<Bytes>,
+    ) -> Result<Response<Full<Bytes>>, &'static str> {
+        let (mut parts, mut body) = response.into_parts();
+        let mut state = self.lock();
+        if parts.status.is_success() {
+            for installed in state.faults.iter_mut() {
+                if installed.fault.after.as_deref() == Some(call.action.as_str()) {
+                    installed.armed = true;
+                }
+            }
+            if call.action == "RunInstances" {
+                if let Some(token) = &call.client_token {
+                    state.run_answers.insert(token.clone(), body.clone());
+                }
+                if state.drops_left > 0 {
+                    state.drops_left -= 1;
+                    state.drop_hits += 1;
+                    return Err("RunInstances response dropped on purpose");
+                }
+            }
+            if call.action == "DescribeInstances" && state.pending_left > 0 {
+                if let Some(rewritten) = running_to_pending(&body) {
+                    body = rewritten;
+                    state.pending_left -= 1;
+                    state.pending_hits += 1;
+                }
+            }
+        }
+        // The body may have changed length; hyper sets the framing of the new one.
+        for header in [CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION] {
+            parts.headers.remove(header);
+        }
+        Ok(Response::from_parts(parts, Full::new(body)))
+    }
+}
+
+/// The action, ClientToken and region of a Query API request.
+fn describe(headers: &hyper::HeaderMap, body: &[u8]) -> Call {
+    let mut action = String::new();
+    let mut client_token = None;
+    for (key, value) in form_urlencoded::parse(body) {
+        match key.as_ref() {
+            "Action" => action = value.into_owned(),
+            "ClientToken" => client_token = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let region = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|scope| scope.split('/').nth(2))
+        .unwrap_or_default()
+        .to_string();
+    Call {
+        action,
+        region,
+        client_token,
+    }
+}
+
+/// Every running instance in a DescribeInstances answer shown as pending, or `None` if none ran.
+///
+/// Works on each `<instanceState>` element whatever its layout (moto's serializer or real EC2's
+/// pretty-printed XML).
+fn running_to_pending(body: &Bytes) -> Option<Bytes> {
+    const OPEN: &str = "<instanceState>";
+    const CLOSE: &str = "</instanceState>";
+    const PENDING: &str = "<instanceState><code>0</code><name>pending</name></instanceState>";
+    let mut rest = std::str::from_utf8(body).ok()?;
+    let mut out = String::with_capacity(rest.len());
+    let mut rewritten = false;
+    while let Some(start) = rest.find(OPEN) {
+        let end = start + rest[start..].find(CLOSE)? + CLOSE.len();
+        let state = &rest[start..end];
+        out.push_str(&rest[..start]);
+        if state.contains("<name>running</name>") {
+            out.push_str(PENDING);
+            rewritten = true;
+        } else {
+            out.push_str(state);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    rewritten.then(|| Bytes::from(out))
+}
+
+/// An EC2 error document, as real EC2 sends it.
+fn error_body(code: &str, action: &str) -> Bytes {
+    Bytes::from(format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
+         <Message>{code} injected by the test shim into {action}</Message></Error></Errors>\
+         <RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>"
+    ))
+}
+
+fn xml(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    response
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_running_states_become_pending_whatever_the_layout() {
+        let body = Bytes::from(
+            "<item><instanceState>\n  <code>16</code>\n  <name>running</name>\n</instanceState></item>\
+             <item><instanceState><code>48</code><name>terminated</name></instanceState></item>",
+        );
+        let rewritten = running_to_pending(&body).expect("one instance was running");
+        assert_eq!(
+            std::str::from_utf8(&rewritten).unwrap(),
+            "<item><instanceState><code>0</code><name>pending</name></instanceState></item>\
+             <item><instanceState><code>48</code><name>terminated</name></instanceState></item>"
+        );
+        let none_running =
+            Bytes::from("<instanceState><code>0</code><name>pending</name></instanceState>");
+        assert!(running_to_pending(&none_running).is_none());
+    }
+}
