@@ -39,4 +39,5 @@ export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN || true
 
 echo "== running the tests"
-cargo test --workspace --locked "$@"
+# --all-targets: unit and whole-system tests (the crates have no doc examples), system suite last.
+cargo test --workspace --all-targets --locked "$@"

@@ -1,7 +1,5 @@
 //! A shared tokio runtime and a one-shot hyper HTTP/1.1 client to a loopback port.
 //!
-//! NOTE: reconstructed by the agent engineer after accidentally overwriting the original file;
-//! the signatures are those its callers (`ec2_api.rs`, `shim.rs`) use.
 
 use std::sync::OnceLock;
 
