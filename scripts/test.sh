@@ -10,7 +10,7 @@ root=$(pwd)
 need_pkgs=()
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
-command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v cc >/dev/null || need_pkgs+=(gcc libc6-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_pkgs[*]}"

@@ -21,7 +21,7 @@ fn sigterm_during_a_slow_request_still_answers_it_and_exits_0() {
     // The request is in flight before the signal.
     agent.stats_until(Duration::from_secs(10), |s| s.requests.in_flight >= 1);
     let signalled = Instant::now();
-    agent.signal("TERM");
+    agent.signal(libc::SIGTERM);
 
     let response = read_response(&mut slow).expect("the in-flight request is answered");
     assert_eq!(response.status, 200);
@@ -40,7 +40,7 @@ fn sigint_with_idle_connections_exits_0_at_once_and_stops_accepting() {
     // An idle keep-alive connection must not hold the shutdown.
     let _idle = raw_http::connect(agent.addr).expect("connect");
     assert_eq!(agent.get("/").status, 200);
-    agent.signal("INT");
+    agent.signal(libc::SIGINT);
     let status = agent
         .wait_exit(Duration::from_secs(5))
         .expect("exits promptly");
@@ -62,7 +62,7 @@ fn a_request_longer_than_the_grace_period_makes_the_agent_exit_1_on_time() {
         .expect("send the slow request");
     agent.stats_until(Duration::from_secs(10), |s| s.requests.in_flight >= 1);
     let signalled = Instant::now();
-    agent.signal("TERM");
+    agent.signal(libc::SIGTERM);
     let status = agent.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
     assert!(signalled.elapsed() < Duration::from_secs(5));

@@ -119,14 +119,9 @@ impl Agent {
         }
     }
 
-    /// Sends a signal (`TERM`, `INT`, ...) to the agent with `kill(1)`.
-    pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+    /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`, ...) to the agent.
+    pub fn signal(&self, signal: libc::c_int) {
+        super::signal::send(self.child.id(), signal);
     }
 
     /// Waits up to `timeout` for the agent to exit.

@@ -113,8 +113,7 @@ pub struct Running {
 impl Running {
     /// Sends SIGINT, as Ctrl-C in a terminal does.
     pub fn interrupt(&self) {
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGINT) };
+        super::signal::send(self.pid, libc::SIGINT);
     }
 
     /// Waits for the exit; past `deadline` kills the process and fails the test.

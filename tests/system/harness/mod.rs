@@ -10,6 +10,7 @@ mod http;
 mod moto;
 pub mod raw_http;
 mod shim;
+mod signal;
 
 pub use agent::Agent;
 pub use bins::bin_path;
