@@ -13,10 +13,10 @@ mod server;
 mod shutdown;
 mod state;
 mod stats;
+mod watchdog;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -98,7 +98,12 @@ async fn run(cli: Cli) -> Result<Ending, StartError> {
         }
     }
 
-    let state = Arc::new(AppState::new(identity, cli.enable_debug_endpoints));
+    // The state lives as long as the process. Leaked once, it is a `&'static` that every
+    // connection and request copies, instead of an `Arc` counted up and down per request.
+    let state: &'static AppState = Box::leak(Box::new(AppState::new(
+        identity,
+        cli.enable_debug_endpoints,
+    )));
     let mut sampler = Sampler::new(hostname, cli.sample_interval, cli.latency_window);
     state.publish(&sampler.sample(&state.live))?;
 
@@ -117,7 +122,7 @@ async fn run(cli: Cli) -> Result<Ending, StartError> {
     drop(stdout);
     tracing::info!(%addr, identity = ?state.identity, "serving");
 
-    tokio::spawn(state::keep_sampling(state.clone(), sampler));
+    tokio::spawn(state::keep_sampling(state, sampler));
     let limits = Limits {
         read_timeout: cli.read_timeout,
         grace: cli.grace,

@@ -20,14 +20,22 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 const JSON: &str = "application/json";
 
-/// Answers one request, counting it and recording its latency.
-pub(crate) async fn handle<B>(state: &AppState, request: Request<B>) -> Response<Full<Bytes>> {
+/// Answers one request, counting it and recording its latency. Also returns when the answer was
+/// ready, the instant the latency ends at (the connection's read timeout restarts there).
+pub(crate) async fn handle<B>(
+    state: &AppState,
+    request: Request<B>,
+) -> (Response<Full<Bytes>>, Instant) {
     let started = Instant::now();
     let in_flight = state.live.counters.start();
     let (route, response) = answer(state, &request).await;
-    state.live.latency.record(started.elapsed());
+    let ready = Instant::now();
+    state
+        .live
+        .latency
+        .record(ready.saturating_duration_since(started));
     in_flight.finish(route);
-    response
+    (response, ready)
 }
 
 fn route_of(path: &str, debug_endpoints: bool) -> Option<Route> {
@@ -154,7 +162,7 @@ mod tests {
 
     async fn call(state: &AppState, method: Method, uri: &str) -> (StatusCode, serde_json::Value) {
         let request = Request::builder().method(method).uri(uri).body(()).unwrap();
-        let response = handle(state, request).await;
+        let (response, _) = handle(state, request).await;
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (
@@ -209,7 +217,7 @@ mod tests {
             .header(CONTENT_LENGTH, "1000000")
             .body(())
             .unwrap();
-        let response = handle(&s, request).await;
+        let (response, _) = handle(&s, request).await;
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(response.headers()[CONNECTION], "close");
     }

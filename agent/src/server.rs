@@ -1,18 +1,18 @@
 //! The HTTP/1.1 server: accept loop, one task per connection, graceful drain.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::routes;
 use crate::shutdown::{self, Shutdown};
 use crate::state::AppState;
+use crate::watchdog::{self, Activity};
 
 /// Largest request head (request line + headers); larger ones get 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -43,7 +43,7 @@ pub(crate) enum Ending {
 /// finish their current request, for at most `limits.grace`.
 pub(crate) async fn run(
     listener: TcpListener,
-    state: Arc<AppState>,
+    state: &'static AppState,
     limits: Limits,
     stop: impl std::future::Future<Output = ()>,
 ) -> Ending {
@@ -56,7 +56,7 @@ pub(crate) async fn run(
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let connection = serve(stream, state.clone(), limits, shutdown.clone());
+                    let connection = serve(stream, state, limits, shutdown.clone());
                     let open = open_tx.clone();
                     tokio::spawn(async move {
                         connection.await;
@@ -80,27 +80,46 @@ pub(crate) async fn run(
 }
 
 /// Serves one connection: keep-alive, bounded head, read timeout, graceful on shutdown.
-async fn serve(stream: TcpStream, state: Arc<AppState>, limits: Limits, mut shutdown: Shutdown) {
+async fn serve(
+    stream: TcpStream,
+    state: &'static AppState,
+    limits: Limits,
+    mut shutdown: Shutdown,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {e}");
     }
+    let activity = &Activity::new();
     let service = service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(routes::handle(&state, request).await) }
+        activity.busy();
+        async move {
+            let (response, ready) = routes::handle(state, request).await;
+            activity.waiting_from(ready);
+            Ok::<_, Infallible>(response)
+        }
     });
+    // The read timeout is the watchdog's, not hyper's per-request timer (see `watchdog`).
     let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(MAX_BUF_BYTES)
         .max_header_size(MAX_HEADER_BYTES)
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    let expired = watchdog::expired(activity, limits.read_timeout);
+    tokio::pin!(expired);
+    // Dropping the connection (when the watchdog fires) closes the socket without an answer.
     let result = tokio::select! {
+        biased; // the connection first: it is the branch woken on every request
         result = connection.as_mut() => result,
+        () = expired.as_mut() => return,
         () = shutdown.raised() => {
-            // Finish the request in progress (if any), then close.
+            // Finish the request in progress (if any), then close; a client that is still
+            // sending a head keeps no more than its read timeout.
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                result = connection => result,
+                () = expired => return,
+            }
         }
     };
     if let Err(e) = result {

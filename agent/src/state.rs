@@ -90,7 +90,7 @@ impl AppState {
 }
 
 /// Samples every interval and publishes the result, forever (the runtime's end stops it).
-pub(crate) async fn keep_sampling(state: Arc<AppState>, mut sampler: Sampler) {
+pub(crate) async fn keep_sampling(state: &AppState, mut sampler: Sampler) {
     let mut ticker = tokio::time::interval(sampler.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate, and main already published a first sample.
