@@ -6,12 +6,12 @@
 #
 # This machine is small and noisy, so the figures are made to be compared, not admired: every
 # server runs pinned to one core and wrk to another (on a machine with at least 2 cores), the
-# agent and the bare hyper reference are loaded in interleaved rounds, and each figure is the
-# median of its rounds. Ratios come from medians taken in the same invocation.
+# agent, the bare hyper reference and the seed are loaded in interleaved rounds, and each figure
+# is the median of its rounds. Ratios come from medians taken in the same invocation.
 #
 # Knobs (environment): BENCH_DURATION (5s a round), BENCH_ROUNDS (5), BENCH_CONNECTIONS (64),
 # BENCH_THREADS (1). Runs as root on Debian (installs wrk with apt-get when missing). Loopback
-# only. About 2-3 minutes.
+# only. About 3 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -104,14 +104,14 @@ sleep 1.5  # let the agent take a couple of samples before measuring idle RSS
 agent_idle=$(rss_kib "$agent_pid") bare_idle=$(rss_kib "$bare_pid") seed_idle=$(rss_kib "$seed_pid")
 echo "== wrk -t$threads -c$connections -d$duration --latency, loopback, $pinning"
 echo "   agent / body: $body_bytes bytes; bare hyper answers the same number of bytes"
-printf '   %s interleaved rounds of agent and bare hyper, then one of the seed ' "$rounds"
+printf '   %s interleaved rounds of every server ' "$rounds"
 for _ in $(seq "$rounds"); do
   load "agent /" "$agent_pid" "http://$agent_addr/"
   load "agent /cluster1" "$agent_pid" "http://$agent_addr/cluster1"
   load "bare-hyper" "$bare_pid" "http://$bare_addr/"
+  load "seed-fastapi /" "$seed_pid" "http://127.0.0.1:$seed_port/"
+  load "seed-fastapi /cluster1" "$seed_pid" "http://127.0.0.1:$seed_port/cluster1"
 done
-load "seed-fastapi /" "$seed_pid" "http://127.0.0.1:$seed_port/"
-load "seed-fastapi /cluster1" "$seed_pid" "http://127.0.0.1:$seed_port/cluster1"
 echo
 
 python3 "$root/scripts/bench/summary.py" "$work/results" \
