@@ -1,7 +1,7 @@
 //! Failures a user can fix: each must end with a message that names the fix, and refusals of
 //! bad input must come before any AWS call.
 
-use super::fixture::{key_name, Fixture, FAST, REGION, SSH_CIDR};
+use super::fixture::{key_name, Fixture, REGION, SSH_CIDR};
 use crate::harness::{Elb, ElbOutput, Fault};
 
 /// Launches while the shim answers every RunInstances with `code`; checks that the fault fired
@@ -68,21 +68,7 @@ fn unknown_region_is_a_usage_error() {
 #[test]
 fn launch_without_ssh_cidr_is_refused_before_any_call() {
     let fx = Fixture::new();
-    let args = [
-        &[
-            "launch",
-            "--cluster",
-            "c",
-            "--type",
-            "t3.micro",
-            "--count",
-            "1",
-        ][..],
-        &FAST[..],
-    ]
-    .concat();
-    fx.elb
-        .run(&args)
+    fx.launch_without_ssh_cidr("c", "t3.micro", 1, &[])
         .expect_code(2)
         .expect_failure_mentioning(&["--ssh-cidr"]);
     fx.assert_no_aws_call();

@@ -81,9 +81,8 @@ fn lost_run_instances_answer_launches_once() {
     );
     let tokens: BTreeSet<_> = fx
         .shim
-        .calls()
+        .calls_of("RunInstances")
         .into_iter()
-        .filter(|c| c.action == "RunInstances")
         .map(|c| c.client_token)
         .collect();
     assert_eq!(

@@ -68,6 +68,19 @@ impl Fixture {
         count: usize,
         extra: &[&str],
     ) -> ElbOutput {
+        let extra = [&["--ssh-cidr", SSH_CIDR][..], extra].concat();
+        self.launch_without_ssh_cidr(cluster, instance_type, count, &extra)
+    }
+
+    /// `elb launch` of `count` x `instance_type` as `cluster` with fast polling and only the
+    /// `extra` flags: no `--ssh-cidr` unless `extra` has one.
+    pub fn launch_without_ssh_cidr(
+        &self,
+        cluster: &str,
+        instance_type: &str,
+        count: usize,
+        extra: &[&str],
+    ) -> ElbOutput {
         let count = count.to_string();
         let mut args = vec![
             "launch",
@@ -78,7 +91,6 @@ impl Fixture {
             "--count",
             &count,
         ];
-        args.extend(["--ssh-cidr", SSH_CIDR]);
         args.extend(FAST);
         args.extend(extra);
         self.elb.run(&args)

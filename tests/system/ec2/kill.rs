@@ -91,9 +91,8 @@ fn kill_deletes_ours_and_spares_decoys() {
     );
     let terminate_regions: BTreeSet<_> = fx
         .shim
-        .calls()
+        .calls_of("TerminateInstances")
         .into_iter()
-        .filter(|c| c.action == "TerminateInstances")
         .map(|c| c.region)
         .collect();
     assert_eq!(

@@ -264,19 +264,8 @@ fn group_rules_follow_the_flags() {
     );
 
     let no_ssh = Fixture::new();
-    let args = [
-        "launch",
-        "--cluster",
-        "c",
-        "--type",
-        "t3.micro",
-        "--count",
-        "1",
-        "--no-ssh",
-    ];
     no_ssh
-        .elb
-        .run(&[&args[..], &super::fixture::FAST[..]].concat())
+        .launch_without_ssh_cidr("c", "t3.micro", 1, &["--no-ssh"])
         .expect_code(0);
     assert_eq!(
         the_group(&no_ssh).ingress,

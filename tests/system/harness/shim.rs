@@ -214,13 +214,15 @@ impl Shim {
         self.lock().log.iter().map(|c| c.action.clone()).collect()
     }
 
+    /// The requests for `action` seen so far, in order.
+    pub fn calls_of(&self, action: &str) -> Vec<Call> {
+        let log = &self.lock().log;
+        log.iter().filter(|c| c.action == action).cloned().collect()
+    }
+
     /// How many requests for `action` the shim saw.
     pub fn count(&self, action: &str) -> usize {
-        self.lock()
-            .log
-            .iter()
-            .filter(|c| c.action == action)
-            .count()
+        self.calls_of(action).len()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
