@@ -12,6 +12,11 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v ssh-keygen >/dev/null || need_pkgs+=(openssh-client)
 command -v cc >/dev/null || need_pkgs+=(gcc libc6-dev)
+# Test hosts: network namespaces (iproute2, util-linux's unshare) each running a real sshd.
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

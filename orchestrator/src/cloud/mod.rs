@@ -9,6 +9,9 @@ pub mod wait;
 
 use serde::Serialize;
 
+use crate::config::Settings;
+use crate::Error;
+
 /// Value of the `ManagedBy` tag on everything elb creates.
 pub const MANAGED_BY: &str = "elb";
 
@@ -47,6 +50,23 @@ pub struct Instance {
     pub private_ip: Option<String>,
     /// `pending`, `running`, `terminated`, ...
     pub state: String,
+}
+
+impl Instance {
+    /// The address elb reaches the instance at: its public IPv4 address if it has one, else its
+    /// private one.
+    pub fn address(&self) -> Option<&str> {
+        self.public_ip.as_deref().or(self.private_ip.as_deref())
+    }
+}
+
+/// The project's live instances (every cluster, or only `cluster`), sorted, from the provider
+/// the settings select. Commands that act on running instances (deploy, stats, bench) start here.
+pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Instance>, Error> {
+    let ec2 = ec2::Ec2::new(&settings.sdk, &settings.project);
+    let mut instances = ec2.project_instances(cluster, false).await?;
+    sort_instances(&mut instances);
+    Ok(instances)
 }
 
 /// Sorts instances the way every listing shows them: by cluster, then id.
