@@ -1,4 +1,5 @@
-//! `elb`, the orchestrator: launches, lists and tears down the EC2 instances of an elb project.
+//! `elb`, the orchestrator: launches, lists and tears down the EC2 instances of an elb project,
+//! reads their agents' stats (`stats/`) and loads them (`bench/`).
 //!
 //! The binary (`main.rs`) only parses flags and maps [`Error`]s to exit codes; each subcommand
 //! lives in `cli/`, everything EC2-specific in `cloud/ec2/`.
@@ -6,11 +7,13 @@
 pub mod cli;
 pub(crate) mod cloud;
 pub(crate) mod config;
+pub(crate) mod http;
 pub(crate) mod output;
 pub(crate) mod plan;
 pub(crate) mod progress;
 pub(crate) mod regions;
 pub(crate) mod state;
+pub(crate) mod stats;
 
 use cloud::errors::CloudError;
 
@@ -49,6 +52,17 @@ pub enum Error {
     /// The operator answered no.
     #[error("aborted: nothing was deleted")]
     Declined,
+    /// `elb stats`: some agents did not answer (their rows say why).
+    #[error(
+        "{down} of {total} agents did not answer (see their reasons above); check that the \
+         instances are running (`elb ls`) and that elb-agent is deployed on them"
+    )]
+    AgentsDown {
+        /// Agents without an answer.
+        down: usize,
+        /// Agents asked.
+        total: usize,
+    },
     /// Ctrl-C; the message says what exists and how to remove it.
     #[error("{0}")]
     Interrupted(String),

@@ -84,6 +84,16 @@ pub fn instance_json(instances: &[Instance]) -> String {
 
 /// `instances` as CSV with a header line; missing IPs are empty fields.
 pub fn instance_csv(instances: &[Instance]) -> String {
+    let mut out = csv_line(HEADERS);
+    for i in instances {
+        out.push('\n');
+        out.push_str(&csv_line(fields(i).map(|f| if f == "-" { "" } else { f })));
+    }
+    out
+}
+
+/// One CSV line (no line end): fields joined by commas, quoted when they need it.
+pub(crate) fn csv_line<S: AsRef<str>>(fields: impl IntoIterator<Item = S>) -> String {
     let quote = |f: &str| {
         if f.contains([',', '"', '\n']) {
             format!("\"{}\"", f.replace('"', "\"\""))
@@ -91,16 +101,11 @@ pub fn instance_csv(instances: &[Instance]) -> String {
             f.to_owned()
         }
     };
-    let mut out = HEADERS.join(",");
-    for i in instances {
-        let row: Vec<String> = fields(i)
-            .iter()
-            .map(|f| if *f == "-" { String::new() } else { quote(f) })
-            .collect();
-        out.push('\n');
-        out.push_str(&row.join(","));
-    }
-    out
+    fields
+        .into_iter()
+        .map(|f| quote(f.as_ref()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 pub mod kill;
 pub mod launch;
 pub mod ls;
+pub mod stats;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -59,6 +60,8 @@ pub enum Command {
     Ls(ls::LsArgs),
     /// The kill switch: terminate every instance of the project, then its security group and key pair.
     Kill(kill::KillArgs),
+    /// Every agent's load: CPU, memory, requests, latency, per instance and per cluster.
+    Stats(stats::StatsArgs),
 }
 
 /// Runs the parsed command line.
@@ -69,6 +72,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             launch::run(&Settings::load(&cli.global).await?, request).await
         }
         Command::Ls(args) => ls::run(&Settings::load(&cli.global).await?, &args).await,
+        Command::Stats(args) => stats::run(&Settings::load(&cli.global).await?, &args).await,
         Command::Kill(args) => {
             args.validate()?;
             kill::run(&Settings::load(&cli.global).await?, &args).await

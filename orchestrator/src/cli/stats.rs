@@ -1,0 +1,95 @@
+//! `elb stats`: every agent's `/stats`, as a table per instance and per cluster.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+
+use crate::cloud::{self, Instance};
+use crate::config::Settings;
+use crate::output::OutputFormat;
+use crate::stats::view::StatsView;
+use crate::stats::{self, Agent, Reading};
+use crate::Error;
+
+/// Clears the terminal and moves the cursor home, like `top` between two frames.
+const CLEAR_SCREEN: &str = "\x1b[2J\x1b[H";
+
+/// Flags of `elb stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Per-agent timeout, from connect to the last byte of the answer.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub timeout_ms: u64,
+    /// Redraw every SECS seconds until Ctrl-C.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
+}
+
+/// The agents of the project's running instances.
+pub(crate) fn running_agents(instances: &[Instance]) -> Vec<Agent> {
+    instances
+        .iter()
+        .filter(|i| i.state == "running")
+        .map(Agent::of)
+        .collect()
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs `elb stats`: one poll, or one per `--watch` period until Ctrl-C. Fails (exit 1) when
+/// an agent of the last poll did not answer.
+pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut previous: Vec<Reading> = Vec::new();
+    loop {
+        let agents = running_agents(&cloud::fleet(settings, args.cluster.as_deref()).await?);
+        let readings = stats::poll(&agents, timeout).await;
+        let view = StatsView::new(&readings, &previous, unix_ms());
+        print_view(settings.output, &view, args.watch.is_some());
+        let Some(secs) = args.watch else {
+            return verdict(&view);
+        };
+        previous = readings;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(secs)) => {}
+            _ = tokio::signal::ctrl_c() => return verdict(&view),
+        }
+    }
+}
+
+fn print_view(format: OutputFormat, view: &StatsView, watch: bool) {
+    let text = match format {
+        OutputFormat::Table if view.instances.is_empty() => "no running instances".to_owned(),
+        OutputFormat::Table => view.tables(),
+        // In --watch, one compact document per line (JSON Lines).
+        OutputFormat::Json if watch => serde_json::to_string(view).expect("view serializes"),
+        OutputFormat::Json => view.json(),
+        OutputFormat::Csv if watch => format!("{}\n", view.csv()),
+        OutputFormat::Csv => view.csv(),
+    };
+    let mut out = std::io::stdout().lock();
+    if watch && format == OutputFormat::Table {
+        let _ = write!(out, "{CLEAR_SCREEN}");
+    }
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn verdict(view: &StatsView) -> Result<(), Error> {
+    match view.down() {
+        0 => Ok(()),
+        down => Err(Error::AgentsDown {
+            down,
+            total: view.instances.len(),
+        }),
+    }
+}

@@ -1,0 +1,186 @@
+//! The HTTP/1.1 client that `stats` and `bench` talk to agents with: one keep-alive hyper
+//! connection over a plain `TcpStream`, GET only, bodies read whole.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::Error;
+
+/// Where requests go: a socket address and the `Host` header to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// The resolved address.
+    pub(crate) addr: SocketAddr,
+    /// `host[:port]` as the user or the cloud named it.
+    pub(crate) host: HeaderValue,
+    /// Path prefix every request path is appended to (`""` or `/prefix`, no trailing slash).
+    pub(crate) prefix: String,
+}
+
+impl Endpoint {
+    /// An agent reached directly at `addr`.
+    pub(crate) fn agent(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
+            prefix: String::new(),
+        }
+    }
+
+    /// Parses and resolves `http://host[:port][/prefix]` (a name is resolved once, here).
+    pub(crate) async fn from_url(url: &str) -> Result<Self, Error> {
+        let bad = |why: &str| Error::Usage(format!("bad --target `{url}`: {why}"));
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| bad(&format!("{e}; expected http://host:port")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => return Err(bad(&format!("{other} is not supported, use http://"))),
+            None => return Err(bad("missing http://")),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("missing the host"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((authority.host(), port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| bad(&format!("cannot resolve {}", authority.host())))?;
+        Ok(Self {
+            addr,
+            host: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The URL of `path` on this endpoint, for messages.
+    pub(crate) fn url(&self, path: &str) -> String {
+        let host = self.host.to_str().unwrap_or("?");
+        format!("http://{host}{}{path}", self.prefix)
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpError {
+    /// TCP connect failed.
+    #[error("{}", short_io(.0))]
+    Connect(#[source] io::Error),
+    /// The connection failed during the exchange (closed, reset, bad HTTP).
+    #[error("{0}")]
+    Exchange(#[source] hyper::Error),
+}
+
+/// `connection refused` rather than `Connection refused (os error 111)`.
+fn short_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::TimedOut => "connect timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection to an endpoint.
+pub(crate) struct Connection {
+    sender: SendRequest<Empty<Bytes>>,
+    host: HeaderValue,
+    prefix: String,
+}
+
+impl Connection {
+    /// Connects (TCP_NODELAY) and runs the HTTP/1 handshake; the connection is driven by a task
+    /// of its own that ends when this value is dropped.
+    pub(crate) async fn open(endpoint: &Endpoint) -> Result<Self, HttpError> {
+        let stream = TcpStream::connect(endpoint.addr)
+            .await
+            .map_err(HttpError::Connect)?;
+        stream.set_nodelay(true).map_err(HttpError::Connect)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(HttpError::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+        Ok(Self {
+            sender,
+            host: endpoint.host.clone(),
+            prefix: endpoint.prefix.clone(),
+        })
+    }
+
+    /// `GET path` (after the endpoint's prefix); the whole body.
+    pub(crate) async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes), HttpError> {
+        let uri = if self.prefix.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.prefix)
+        };
+        let request = Request::get(uri)
+            .header(HOST, self.host.clone())
+            .body(Empty::new())
+            .expect("a GET with a valid path and host is a valid request");
+        self.sender.ready().await.map_err(HttpError::Exchange)?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(HttpError::Exchange)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(HttpError::Exchange)?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_target_url_keeps_host_port_and_prefix() {
+        let e = Endpoint::from_url("http://127.0.0.1:8080/lb/")
+            .await
+            .unwrap();
+        assert_eq!(e.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(e.host, "127.0.0.1:8080");
+        assert_eq!(e.prefix, "/lb");
+        assert_eq!(e.url("/cluster1"), "http://127.0.0.1:8080/lb/cluster1");
+        let e = Endpoint::from_url("http://127.0.0.1").await.unwrap();
+        assert_eq!((e.addr.port(), e.prefix.as_str()), (80, ""));
+    }
+
+    #[tokio::test]
+    async fn https_and_garbage_targets_are_usage_errors() {
+        for bad in ["https://127.0.0.1", "127.0.0.1:80", "http://"] {
+            let err = Endpoint::from_url(bad).await.unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}: {err}");
+            assert!(err.to_string().contains("--target"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = Connection::open(&Endpoint::agent(addr))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "connection refused");
+    }
+}

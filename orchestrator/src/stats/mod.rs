@@ -1,0 +1,194 @@
+//! Reading every agent's `/stats` at once: one task per agent, each with its own timeout, so a
+//! dead or slow agent costs its own timeout and nothing more. `view.rs` turns the readings into
+//! the rows and tables `elb stats` prints.
+
+pub(crate) mod view;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use proto::StatsSnapshot;
+
+use crate::cloud::firewall::APP_PORT;
+use crate::cloud::Instance;
+use crate::http::{Connection, Endpoint};
+
+/// An agent to ask: the instance it runs on and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Agent {
+    /// Instance id.
+    pub(crate) id: String,
+    /// The instance's cluster.
+    pub(crate) cluster: String,
+    /// The instance type.
+    pub(crate) instance_type: String,
+    /// `ip:8000`, or `None` when the instance has no usable address.
+    pub(crate) addr: Option<SocketAddr>,
+}
+
+impl Agent {
+    /// The agent of a running instance, on [`APP_PORT`].
+    pub(crate) fn of(instance: &Instance) -> Self {
+        Self {
+            id: instance.id.clone(),
+            cluster: instance.cluster.clone(),
+            instance_type: instance.instance_type.clone(),
+            addr: instance
+                .address()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, APP_PORT)),
+        }
+    }
+}
+
+/// One agent's answer to one poll.
+#[derive(Debug, Clone)]
+pub(crate) struct Reading {
+    /// Who was asked.
+    pub(crate) agent: Agent,
+    /// The snapshot, or why there is none (`connection refused`, `timed out after 1000 ms`,
+    /// `HTTP 500`, `bad JSON: ...`).
+    pub(crate) result: Result<StatsSnapshot, String>,
+}
+
+impl Reading {
+    /// The snapshot, if the agent answered.
+    pub(crate) fn snapshot(&self) -> Option<&StatsSnapshot> {
+        self.result.as_ref().ok()
+    }
+}
+
+/// Asks every agent for `/stats` concurrently, each with `timeout`; readings come back in the
+/// order of `agents`.
+pub(crate) async fn poll(agents: &[Agent], timeout: Duration) -> Vec<Reading> {
+    let started = Instant::now();
+    let tasks: Vec<_> = agents
+        .iter()
+        .map(|agent| {
+            let addr = agent.addr;
+            tokio::spawn(async move {
+                match addr {
+                    Some(addr) => fetch(addr, timeout).await,
+                    None => Err("no IP address".to_owned()),
+                }
+            })
+        })
+        .collect();
+    let mut readings = Vec::with_capacity(agents.len());
+    for (agent, task) in agents.iter().zip(tasks) {
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(format!("internal error: {e}")));
+        readings.push(Reading {
+            agent: agent.clone(),
+            result,
+        });
+    }
+    tracing::debug!(agents = agents.len(), elapsed = ?started.elapsed(), "stats poll");
+    readings
+}
+
+/// `GET /stats` on one agent, within `timeout` from connect to the last body byte.
+pub(crate) async fn fetch(addr: SocketAddr, timeout: Duration) -> Result<StatsSnapshot, String> {
+    let exchange = async {
+        let mut connection = Connection::open(&Endpoint::agent(addr)).await?;
+        connection.get("/stats").await
+    };
+    let (status, body) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("timed out after {} ms", timeout.as_millis()))?
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("bad JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server that answers every connection with `response` (or never, when `None`).
+    async fn serve(response: Option<&'static str>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    match response {
+                        Some(r) => socket.write_all(r.as_bytes()).await.unwrap(),
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn agent(addr: Option<SocketAddr>) -> Agent {
+        Agent {
+            id: "i-1".into(),
+            cluster: "c1".into(),
+            instance_type: "t3.micro".into(),
+            addr,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_failure_has_its_own_reason() {
+        let http500 = serve(Some(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
+        ))
+        .await;
+        let garbage = serve(Some("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nnope!")).await;
+        let silent = serve(None).await;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let agents = [
+            agent(Some(http500)),
+            agent(Some(garbage)),
+            agent(Some(silent)),
+            agent(Some(closed)),
+            agent(None),
+        ];
+        let started = Instant::now();
+        let reasons: Vec<String> = poll(&agents, Duration::from_millis(300))
+            .await
+            .into_iter()
+            .map(|r| r.result.unwrap_err())
+            .collect();
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "concurrent"
+        );
+        assert_eq!(reasons[0], "HTTP 500");
+        assert!(reasons[1].starts_with("bad JSON: "), "{}", reasons[1]);
+        assert_eq!(reasons[2], "timed out after 300 ms");
+        assert_eq!(reasons[3], "connection refused");
+        assert_eq!(reasons[4], "no IP address");
+    }
+
+    #[test]
+    fn an_instance_is_reached_on_its_public_address_at_the_app_port() {
+        let instance = Instance {
+            id: "i-1".into(),
+            name: "p-c1".into(),
+            cluster: "c1".into(),
+            instance_type: "t3.micro".into(),
+            az: "a".into(),
+            public_ip: Some("203.0.113.7".into()),
+            private_ip: Some("10.0.0.7".into()),
+            state: "running".into(),
+        };
+        let a = Agent::of(&instance);
+        assert_eq!(a.addr, Some("203.0.113.7:8000".parse().unwrap()));
+        assert_eq!(a.cluster, "c1");
+    }
+}
