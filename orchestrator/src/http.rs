@@ -59,12 +59,6 @@ impl Endpoint {
             prefix: uri.path().trim_end_matches('/').to_owned(),
         })
     }
-
-    /// The URL of `path` on this endpoint, for messages.
-    pub(crate) fn url(&self, path: &str) -> String {
-        let host = self.host.to_str().unwrap_or("?");
-        format!("http://{host}{}{path}", self.prefix)
-    }
 }
 
 /// Why a request got no answer.
@@ -158,7 +152,6 @@ mod tests {
         assert_eq!(e.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(e.host, "127.0.0.1:8080");
         assert_eq!(e.prefix, "/lb");
-        assert_eq!(e.url("/cluster1"), "http://127.0.0.1:8080/lb/cluster1");
         let e = Endpoint::from_url("http://127.0.0.1").await.unwrap();
         assert_eq!((e.addr.port(), e.prefix.as_str()), (80, ""));
     }

@@ -4,6 +4,7 @@
 //! The binary (`main.rs`) only parses flags and maps [`Error`]s to exit codes; each subcommand
 //! lives in `cli/`, everything EC2-specific in `cloud/ec2/`.
 
+pub(crate) mod bench;
 pub mod cli;
 pub(crate) mod cloud;
 pub(crate) mod config;
@@ -26,6 +27,9 @@ pub enum Error {
     /// An unknown `--region` (or configured region).
     #[error(transparent)]
     Region(#[from] regions::UnknownRegion),
+    /// A bench plot could not be drawn or written.
+    #[error(transparent)]
+    Plot(#[from] bench::plot::PlotError),
     /// A cloud operation failed.
     #[error(transparent)]
     Cloud(#[from] CloudError),

@@ -1,5 +1,6 @@
 //! Command-line interface: the flags every command shares, one module per subcommand.
 
+pub mod bench;
 pub mod kill;
 pub mod launch;
 pub mod ls;
@@ -62,6 +63,8 @@ pub enum Command {
     Kill(kill::KillArgs),
     /// Every agent's load: CPU, memory, requests, latency, per instance and per cluster.
     Stats(stats::StatsArgs),
+    /// The load experiment: requests to each cluster, latency and per-instance counts, plots.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line.
@@ -73,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Ls(args) => ls::run(&Settings::load(&cli.global).await?, &args).await,
         Command::Stats(args) => stats::run(&Settings::load(&cli.global).await?, &args).await,
+        Command::Bench(args) => bench::run(&cli.global, &args).await,
         Command::Kill(args) => {
             args.validate()?;
             kill::run(&Settings::load(&cli.global).await?, &args).await

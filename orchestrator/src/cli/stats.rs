@@ -1,7 +1,7 @@
 //! `elb stats`: every agent's `/stats`, as a table per instance and per cluster.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::Args;
 
@@ -9,7 +9,7 @@ use crate::cloud::{self, Instance};
 use crate::config::Settings;
 use crate::output::OutputFormat;
 use crate::stats::view::StatsView;
-use crate::stats::{self, Agent, Reading};
+use crate::stats::{self, unix_ms, Agent, Reading};
 use crate::Error;
 
 /// Clears the terminal and moves the cursor home, like `top` between two frames.
@@ -36,13 +36,6 @@ pub(crate) fn running_agents(instances: &[Instance]) -> Vec<Agent> {
         .filter(|i| i.state == "running")
         .map(Agent::of)
         .collect()
-}
-
-/// Milliseconds since the epoch, now.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs `elb stats`: one poll, or one per `--watch` period until Ctrl-C. Fails (exit 1) when

@@ -5,7 +5,7 @@
 pub(crate) mod view;
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::StatsSnapshot;
 
@@ -56,6 +56,13 @@ impl Reading {
     pub(crate) fn snapshot(&self) -> Option<&StatsSnapshot> {
         self.result.as_ref().ok()
     }
+}
+
+/// Milliseconds since the epoch, now (the clock the agents' `sampled_at_unix_ms` uses).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Asks every agent for `/stats` concurrently, each with `timeout`; readings come back in the

@@ -1,0 +1,248 @@
+//! The load generator: `concurrency` keep-alive connections, each a task that takes the next
+//! request number from a shared counter until `requests` are sent, so exactly that many go out
+//! however fast each connection is. Connection `i` goes to endpoint `i mod n` (round-robin over
+//! the cluster's instances). Each task keeps its own samples; they are merged at the end, so the
+//! hot path shares nothing but two atomic counters.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Barrier;
+
+use crate::http::{Connection, Endpoint};
+
+/// `served_by` of a request whose answer named no instance.
+pub(crate) const UNKNOWN: u32 = u32::MAX;
+
+/// One request as measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sample {
+    /// When it was sent, from the start of the run.
+    pub(crate) start_us: u64,
+    /// From sending the request to the last byte of the answer.
+    pub(crate) latency_us: u32,
+    /// HTTP status; 0 when no answer came (see [`Run::errors`]).
+    pub(crate) status: u16,
+    /// Index into [`Run::instances`], or [`UNKNOWN`].
+    pub(crate) served_by: u32,
+}
+
+impl Sample {
+    /// A 2xx answer.
+    pub(crate) fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Load {
+    /// Where; connections are spread over them round-robin.
+    pub(crate) endpoints: Vec<Endpoint>,
+    /// The path of every request, e.g. `/cluster1`.
+    pub(crate) path: String,
+    /// How many requests in all.
+    pub(crate) requests: u64,
+    /// How many connections, each with one request in flight.
+    pub(crate) concurrency: usize,
+    /// Longest wait for one answer; a request that takes longer counts as an error.
+    pub(crate) timeout: Duration,
+}
+
+/// The measured run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Run {
+    /// One per request sent, in no particular order.
+    pub(crate) samples: Vec<Sample>,
+    /// Instances named by the answers (`ec2_instance_id`, else `hostname`).
+    pub(crate) instances: Vec<String>,
+    /// Requests without an answer, by reason.
+    pub(crate) errors: BTreeMap<String, u64>,
+    /// From the first request sent to the last answer.
+    pub(crate) elapsed: Duration,
+}
+
+/// The part of an agent's answer that says who served it; the rest is skipped unparsed.
+#[derive(Deserialize)]
+struct ServedBy<'a> {
+    #[serde(borrow, default)]
+    ec2_instance_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    hostname: Option<Cow<'a, str>>,
+}
+
+/// The instance an answer body names, if it is an agent's JSON answer.
+pub(crate) fn served_by(body: &[u8]) -> Option<Cow<'_, str>> {
+    let answer: ServedBy = serde_json::from_slice(body).ok()?;
+    answer.ec2_instance_id.or(answer.hostname)
+}
+
+/// Per-connection results, merged into a [`Run`] at the end.
+#[derive(Default)]
+struct Part {
+    samples: Vec<Sample>,
+    instances: Vec<String>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Sends `load`; `done` counts answered requests as they come (for a progress bar).
+/// Connections are opened before the clock starts, as `wrk` does.
+pub(crate) async fn run(load: &Load, done: Arc<AtomicU64>) -> Run {
+    let next = Arc::new(AtomicU64::new(0));
+    let concurrency = load.concurrency.max(1);
+    let ready = Arc::new(Barrier::new(concurrency + 1));
+    let epoch = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for slot in 0..concurrency {
+        let worker = Worker {
+            endpoint: load.endpoints[slot % load.endpoints.len()].clone(),
+            path: load.path.clone(),
+            requests: load.requests,
+            timeout: load.timeout,
+            epoch,
+            next: next.clone(),
+            done: done.clone(),
+        };
+        let ready = ready.clone();
+        tasks.push(tokio::spawn(async move {
+            let connection = Connection::open(&worker.endpoint).await.ok();
+            ready.wait().await;
+            worker.run(connection).await
+        }));
+    }
+    ready.wait().await;
+    let started = Instant::now();
+    let offset_us = started.duration_since(epoch).as_micros() as u64;
+    let mut run = Run::default();
+    for task in tasks {
+        let Ok(part) = task.await else { continue };
+        let map: Vec<u32> = part
+            .instances
+            .iter()
+            .map(|name| intern(&mut run.instances, name))
+            .collect();
+        run.samples.extend(part.samples.into_iter().map(|mut s| {
+            s.start_us = s.start_us.saturating_sub(offset_us);
+            if s.served_by != UNKNOWN {
+                s.served_by = map[s.served_by as usize];
+            }
+            s
+        }));
+        for (reason, n) in part.errors {
+            *run.errors.entry(reason).or_default() += n;
+        }
+    }
+    run.elapsed = started.elapsed();
+    run
+}
+
+/// The index of `name` in `names`, added at the end if new. Runs see a handful of instances,
+/// so a scan beats hashing.
+fn intern(names: &mut Vec<String>, name: &str) -> u32 {
+    let index = match names.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            names.push(name.to_owned());
+            names.len() - 1
+        }
+    };
+    index as u32
+}
+
+/// One connection's share of the load.
+struct Worker {
+    endpoint: Endpoint,
+    path: String,
+    requests: u64,
+    timeout: Duration,
+    epoch: Instant,
+    next: Arc<AtomicU64>,
+    done: Arc<AtomicU64>,
+}
+
+impl Worker {
+    /// Sends requests until the shared counter reaches the total. A failed connection is
+    /// reopened for the next request.
+    async fn run(self, mut connection: Option<Connection>) -> Part {
+        let mut part = Part::default();
+        while self.next.fetch_add(1, Ordering::Relaxed) < self.requests {
+            let sent = Instant::now();
+            let outcome = tokio::time::timeout(self.timeout, async {
+                if connection.is_none() {
+                    connection = Some(Connection::open(&self.endpoint).await?);
+                }
+                let open = connection.as_mut().expect("opened above");
+                open.get(&self.path).await
+            })
+            .await;
+            let latency_us = sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
+            let start_us = sent.duration_since(self.epoch).as_micros() as u64;
+            let (status, served_by) = match outcome {
+                Ok(Ok((status, body))) => {
+                    let served =
+                        served_by(&body).map_or(UNKNOWN, |name| intern(&mut part.instances, &name));
+                    (status.as_u16(), served)
+                }
+                failed => {
+                    let reason = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("timed out after {} ms", self.timeout.as_millis()),
+                    };
+                    connection = None;
+                    *part.errors.entry(reason).or_default() += 1;
+                    (0, UNKNOWN)
+                }
+            };
+            part.samples.push(Sample {
+                start_us,
+                latency_us,
+                status,
+                served_by,
+            });
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+        part
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serving_instance_is_the_ec2_id_else_the_hostname() {
+        let body = br#"{"message":"m","hostname":"h","ec2_instance_id":"i-1","stats":{"x":[1,2]}}"#;
+        assert_eq!(served_by(body).as_deref(), Some("i-1"));
+        assert_eq!(served_by(br#"{"hostname":"h"}"#).as_deref(), Some("h"));
+        assert_eq!(served_by(br#"{"error":"not found"}"#), None);
+        assert_eq!(served_by(b"<html>"), None);
+    }
+
+    #[tokio::test]
+    async fn exactly_the_requested_number_is_sent_even_when_nothing_answers() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let load = Load {
+            endpoints: vec![Endpoint::agent(closed)],
+            path: "/cluster1".into(),
+            requests: 37,
+            concurrency: 4,
+            timeout: Duration::from_secs(5),
+        };
+        let done = Arc::new(AtomicU64::new(0));
+        let run = run(&load, done.clone()).await;
+        assert_eq!(run.samples.len(), 37);
+        assert_eq!(done.load(Ordering::Relaxed), 37);
+        assert_eq!(run.errors["connection refused"], 37);
+        assert!(run
+            .samples
+            .iter()
+            .all(|s| !s.ok() && s.served_by == UNKNOWN));
+    }
+}

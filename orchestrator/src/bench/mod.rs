@@ -1,0 +1,259 @@
+//! `elb bench`, the experiment: per cluster, snapshot its agents, send the load
+//! (`loadgen.rs`), snapshot them again once they have sampled past the last request, and report
+//! (`report.rs`, `plot.rs`).
+
+pub(crate) mod loadgen;
+pub(crate) mod plot;
+pub(crate) mod report;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::http::Endpoint;
+use crate::progress::Progress;
+use crate::state;
+use crate::stats::{self, Agent, Reading};
+use crate::Error;
+use loadgen::Load;
+use report::{ClusterResult, Results};
+
+/// Per-agent timeout of the bench's own `/stats` requests.
+const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time between two polls while waiting for the agents' next sample.
+const FRESH_POLL: Duration = Duration::from_millis(100);
+
+/// One cluster's share of the experiment.
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterPlan {
+    pub(crate) cluster: String,
+    /// The load: `/<cluster>` on these endpoints.
+    pub(crate) load: Load,
+    /// The cluster's agents, snapshotted before and after.
+    pub(crate) agents: Vec<Agent>,
+}
+
+/// The whole experiment, built before any request is sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) clusters: Vec<ClusterPlan>,
+    /// `--target` as given.
+    pub(crate) target: Option<String>,
+}
+
+impl Plan {
+    /// Plans `requests` to each of `clusters` (default: every cluster of `agents`), sent to
+    /// `target` if given, else spread over the cluster's agents.
+    pub(crate) fn new(
+        agents: &[Agent],
+        clusters: &[String],
+        target: Option<(String, Endpoint)>,
+        template: &Load,
+    ) -> Result<Self, Error> {
+        let names: Vec<String> = if clusters.is_empty() {
+            let all: BTreeSet<&str> = agents.iter().map(|a| a.cluster.as_str()).collect();
+            all.into_iter().map(str::to_owned).collect()
+        } else {
+            clusters.to_vec()
+        };
+        if names.is_empty() {
+            return Err(Error::Usage(
+                "nothing to benchmark: the project has no running instances. Launch some \
+                 (`elb launch`), or pass --target <url> --cluster <name>"
+                    .into(),
+            ));
+        }
+        let clusters = names
+            .into_iter()
+            .map(|cluster| {
+                let agents: Vec<Agent> = agents
+                    .iter()
+                    .filter(|a| a.cluster == cluster)
+                    .cloned()
+                    .collect();
+                let endpoints = match &target {
+                    Some((_, endpoint)) => vec![endpoint.clone()],
+                    None => agents
+                        .iter()
+                        .filter_map(|a| a.addr.map(Endpoint::agent))
+                        .collect(),
+                };
+                if endpoints.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "cluster {cluster} has no running instance with an address: check \
+                         `elb ls`, or send the load through --target <url>"
+                    )));
+                }
+                Ok(ClusterPlan {
+                    load: Load {
+                        endpoints,
+                        path: format!("/{cluster}"),
+                        ..template.clone()
+                    },
+                    cluster,
+                    agents,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Self {
+            clusters,
+            target: target.map(|(url, _)| url),
+        })
+    }
+
+    /// Runs the clusters one after the other.
+    pub(crate) async fn run(&self) -> Results {
+        let started_at_unix_ms = stats::unix_ms();
+        let mut clusters = Vec::with_capacity(self.clusters.len());
+        for plan in &self.clusters {
+            clusters.push(run_cluster(plan).await);
+        }
+        let template = self.clusters.first().map(|c| &c.load);
+        Results {
+            schema: report::SCHEMA,
+            started_at_unix_ms,
+            target: self.target.clone(),
+            requests_per_cluster: template.map_or(0, |l| l.requests),
+            concurrency: template.map_or(0, |l| l.concurrency),
+            clusters,
+        }
+    }
+}
+
+async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
+    let before = stats::poll(&plan.agents, STATS_TIMEOUT).await;
+    tracing::info!(cluster = %plan.cluster, requests = plan.load.requests, "sending");
+    let total = plan.load.requests as usize;
+    let mut progress = Progress::new("bench", "answered", total);
+    let done = Arc::new(AtomicU64::new(0));
+    let run = loadgen::run(&plan.load, done.clone());
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let run = loop {
+        tokio::select! {
+            run = &mut run => break run,
+            _ = tick.tick() => progress.update(done.load(Ordering::Relaxed) as usize, total),
+        }
+    };
+    progress.update(total, total);
+    progress.finish();
+    let last_answer_unix_ms = stats::unix_ms();
+    let after = fresh_readings(&plan.agents, &before, last_answer_unix_ms).await;
+    ClusterResult::new(&plan.cluster, &plan.load.path, run, &before, &after)
+}
+
+/// Polls `agents` until each one that answers shows a sample taken after `since_unix_ms`, so
+/// its counters include every request of the run (the agent counts a request before it sends
+/// the answer). Gives up after two sample intervals plus a second and returns the last poll.
+async fn fresh_readings(agents: &[Agent], before: &[Reading], since_unix_ms: u64) -> Vec<Reading> {
+    let interval_ms = before
+        .iter()
+        .filter_map(Reading::snapshot)
+        .map(|s| s.sample_interval_ms)
+        .max()
+        .unwrap_or(1000);
+    let deadline = Instant::now() + Duration::from_millis(2 * interval_ms + 1000);
+    loop {
+        let readings = stats::poll(agents, STATS_TIMEOUT).await;
+        let fresh = readings.iter().all(|r| {
+            r.snapshot()
+                .is_none_or(|s| s.sampled_at_unix_ms > since_unix_ms)
+        });
+        if fresh || Instant::now() >= deadline {
+            if !fresh {
+                tracing::warn!("some agents did not sample again in time; their counts may lag");
+            }
+            return readings;
+        }
+        tokio::time::sleep(FRESH_POLL).await;
+    }
+}
+
+/// Writes `results.json`, `results.csv` and the plots into `dir` (created if needed); returns
+/// the files written.
+pub(crate) fn write(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    std::fs::create_dir_all(dir).map_err(|source| state::StateError::Io {
+        action: "creating",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let json = dir.join("results.json");
+    state::write_atomic(&json, results.json().as_bytes(), 0o644)?;
+    let csv = dir.join("results.csv");
+    state::write_atomic(&csv, results.csv().as_bytes(), 0o644)?;
+    let mut written = vec![json, csv];
+    written.extend(plot::write_all(results, dir)?);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, cluster: &str, port: u16) -> Agent {
+        Agent {
+            id: id.into(),
+            cluster: cluster.into(),
+            instance_type: "t3.micro".into(),
+            addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+        }
+    }
+
+    fn template() -> Load {
+        Load {
+            endpoints: Vec::new(),
+            path: String::new(),
+            requests: 10,
+            concurrency: 2,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn every_cluster_of_the_fleet_is_loaded_on_its_own_path_and_instances() {
+        let fleet = [
+            agent("i-1", "c1", 1),
+            agent("i-2", "c2", 2),
+            agent("i-3", "c1", 3),
+        ];
+        let plan = Plan::new(&fleet, &[], None, &template()).unwrap();
+        let c1 = &plan.clusters[0];
+        assert_eq!((c1.cluster.as_str(), c1.load.path.as_str()), ("c1", "/c1"));
+        let ports: Vec<u16> = c1.load.endpoints.iter().map(|e| e.addr.port()).collect();
+        assert_eq!(ports, [1, 3]);
+        assert_eq!(c1.agents.len(), 2);
+        assert_eq!(plan.clusters[1].cluster, "c2");
+    }
+
+    #[test]
+    fn a_target_takes_the_load_and_the_fleet_is_still_snapshotted() {
+        let fleet = [agent("i-1", "c1", 1)];
+        let target = Endpoint::agent("127.0.0.1:9".parse().unwrap());
+        let plan = Plan::new(
+            &fleet,
+            &["c1".into(), "c2".into()],
+            Some(("http://127.0.0.1:9".into(), target.clone())),
+            &template(),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.clusters[0].load.endpoints,
+            std::slice::from_ref(&target)
+        );
+        assert_eq!(plan.clusters[0].agents.len(), 1);
+        assert_eq!(plan.clusters[1].load.path, "/c2");
+        assert!(plan.clusters[1].agents.is_empty());
+    }
+
+    #[test]
+    fn nothing_to_load_is_a_usage_error_that_names_the_fix() {
+        let err = Plan::new(&[], &[], None, &template()).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--target"), "{err}");
+        let err =
+            Plan::new(&[agent("i-1", "c1", 1)], &["c9".into()], None, &template()).unwrap_err();
+        assert!(err.to_string().contains("cluster c9"), "{err}");
+    }
+}

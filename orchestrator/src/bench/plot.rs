@@ -1,0 +1,346 @@
+//! The bench's plots, each as SVG and PNG: the latency distribution per cluster (a CDF),
+//! requests served per instance, and CPU before and after the run per instance.
+//!
+//! Text is drawn with DejaVu Sans, compiled in (`assets/`), so no system font library is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::report::{ClusterResult, Results};
+use crate::state::{self, StateError};
+
+const SIZE: (u32, u32) = (960, 540);
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+/// At most this many points per CDF line: enough for a smooth curve, small SVGs.
+const CDF_POINTS: usize = 500;
+
+type Area<DB> = DrawingArea<DB, Shift>;
+type Drawn = Result<(), String>;
+
+/// Why a plot could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// plotters failed to draw.
+    #[error("cannot draw {file}: {reason}")]
+    Draw {
+        /// The plot's file name.
+        file: String,
+        /// plotters' message.
+        reason: String,
+    },
+    /// The file could not be written.
+    #[error(transparent)]
+    Write(#[from] StateError),
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
+            tracing::warn!("the built-in font is unreadable; plots will have no text");
+        }
+    });
+}
+
+/// The plots, each drawn the same way on every backend.
+#[derive(Debug, Clone, Copy)]
+enum Plot {
+    Latency,
+    Requests,
+    Cpu,
+}
+
+impl Plot {
+    const ALL: [Plot; 3] = [Plot::Latency, Plot::Requests, Plot::Cpu];
+
+    fn name(self) -> &'static str {
+        match self {
+            Plot::Latency => "latency",
+            Plot::Requests => "requests",
+            Plot::Cpu => "cpu",
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(self, area: Area<DB>, results: &Results) -> Drawn {
+        match self {
+            Plot::Latency => draw_latency(area, results),
+            Plot::Requests => draw_requests(area, results),
+            Plot::Cpu => draw_cpu(area, results),
+        }
+    }
+}
+
+/// Writes `latency`, `requests` and `cpu`, each as `.svg` and `.png`, into `dir`; returns the
+/// paths written.
+pub(crate) fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    register_font();
+    let mut written = Vec::new();
+    for plot in Plot::ALL {
+        written.extend(render(dir, plot, results)?);
+    }
+    Ok(written)
+}
+
+/// Draws one plot twice: into an SVG string, and into a PNG next to its final name (the
+/// bitmap encoder writes files only), each then moved into place in one step.
+fn render(dir: &Path, plot: Plot, results: &Results) -> Result<[PathBuf; 2], PlotError> {
+    let name = plot.name();
+    let failed = |file: &str| {
+        let file = file.to_owned();
+        move |reason| PlotError::Draw { file, reason }
+    };
+    let svg_path = dir.join(format!("{name}.svg"));
+    let mut text = String::new();
+    plot.draw(
+        SVGBackend::with_string(&mut text, SIZE).into_drawing_area(),
+        results,
+    )
+    .map_err(failed(&format!("{name}.svg")))?;
+    state::write_atomic(&svg_path, text.as_bytes(), 0o644)?;
+
+    let png_path = dir.join(format!("{name}.png"));
+    let tmp = dir.join(format!(".{name}.tmp.png"));
+    let drawn = plot
+        .draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), results)
+        .map_err(failed(&format!("{name}.png")));
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &png_path).map_err(|source| {
+        PlotError::Write(StateError::Io {
+            action: "renaming into",
+            path: png_path.clone(),
+            source,
+        })
+    })?;
+    Ok([svg_path, png_path])
+}
+
+fn color(i: usize) -> RGBColor {
+    let (r, g, b) = Palette99::COLORS[i % Palette99::COLORS.len()];
+    RGBColor(r, g, b)
+}
+
+fn draw_latency<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn {
+    area.fill(&WHITE).map_err(|e| e.to_string())?;
+    let max_ms = results
+        .clusters
+        .iter()
+        .map(|c| c.latency_ms.max)
+        .fold(0.0, f64::max)
+        .max(0.001);
+    let mut chart = ChartBuilder::on(&area)
+        .caption("Latency distribution (CDF)", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..max_ms * 1.02, 0.0..100.0)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("requests answered within (%)")
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (i, cluster) in results.clusters.iter().enumerate() {
+        let style = color(i).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(cdf(cluster), style))
+            .map_err(|e| e.to_string())?
+            .label(format!(
+                "{} (p99 {:.2} ms)",
+                cluster.cluster, cluster.latency_ms.p99
+            ))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    area.present().map_err(|e| e.to_string())
+}
+
+/// (latency ms, % of answered requests at or below it), at most [`CDF_POINTS`] points.
+fn cdf(cluster: &ClusterResult) -> Vec<(f64, f64)> {
+    let mut us: Vec<u32> = cluster
+        .samples
+        .iter()
+        .filter(|s| s.status != 0)
+        .map(|s| s.latency_us)
+        .collect();
+    us.sort_unstable();
+    let n = us.len();
+    let step = n.div_ceil(CDF_POINTS).max(1);
+    let mut points: Vec<(f64, f64)> = (step - 1..n)
+        .step_by(step)
+        .map(|i| (f64::from(us[i]) / 1000.0, (i + 1) as f64 * 100.0 / n as f64))
+        .collect();
+    if let (Some(&last), Some(&(_, pct))) = (us.last(), points.last()) {
+        if pct < 100.0 {
+            points.push((f64::from(last) / 1000.0, 100.0));
+        }
+    }
+    points
+}
+
+/// `cluster/instance` labels and one value per instance, over every cluster.
+fn per_instance(
+    results: &Results,
+    value: impl Fn(&super::report::InstanceResult) -> f64,
+) -> (Vec<String>, Vec<f64>) {
+    results
+        .clusters
+        .iter()
+        .flat_map(|c| c.instances.iter().map(move |i| (c, i)))
+        .map(|(c, i)| (format!("{}/{}", c.cluster, i.instance), value(i)))
+        .unzip()
+}
+
+/// A bar chart over instances; each series is (legend, values, colour, bar margin in pixels),
+/// drawn in order, so a narrower later bar shows in front of a wider earlier one.
+fn bars<DB: DrawingBackend>(
+    area: Area<DB>,
+    title: &str,
+    y_desc: &str,
+    labels: &[String],
+    series: &[(&str, Vec<f64>, RGBColor, u32)],
+) -> Drawn {
+    area.fill(&WHITE).map_err(|e| e.to_string())?;
+    let top = series
+        .iter()
+        .flat_map(|(_, v, _, _)| v.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1;
+    let n = labels.len().max(1) as u32;
+    let mut chart = ChartBuilder::on(&area)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((0u32..n).into_segmented(), 0.0..top)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_desc(y_desc)
+        .x_labels(labels.len().max(1))
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for &(legend, ref values, colour, margin) in series {
+        chart
+            .draw_series(
+                Histogram::vertical(&chart)
+                    .style(colour.filled())
+                    .margin(margin)
+                    .data(values.iter().enumerate().map(|(i, v)| (i as u32, *v))),
+            )
+            .map_err(|e| e.to_string())?
+            .label(legend)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    area.present().map_err(|e| e.to_string())
+}
+
+fn draw_requests<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn {
+    let (labels, served) = per_instance(results, |i| i.served as f64);
+    bars(
+        area,
+        "Requests served per instance",
+        "requests",
+        &labels,
+        &[("served", served, color(0), 12)],
+    )
+}
+
+fn draw_cpu<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn {
+    let (labels, before) = per_instance(results, |i| i.cpu_percent_before.unwrap_or(0.0));
+    let (_, after) = per_instance(results, |i| i.cpu_percent_after.unwrap_or(0.0));
+    bars(
+        area,
+        "Host CPU busy per instance, before and after the run",
+        "CPU busy (%)",
+        &labels,
+        &[
+            ("before", before, RGBColor(170, 190, 220), 8),
+            ("after", after, RGBColor(200, 60, 40), 28),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::report::tests::cluster;
+    use crate::bench::report::SCHEMA;
+
+    #[test]
+    fn every_plot_is_written_as_a_valid_svg_and_png() {
+        let results = Results {
+            schema: SCHEMA,
+            started_at_unix_ms: 1,
+            target: None,
+            requests_per_cluster: 100,
+            concurrency: 4,
+            clusters: vec![cluster()],
+        };
+        let dir = std::env::temp_dir().join(format!("elb-plot-test-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let written = write_all(&results, &dir).unwrap();
+        assert_eq!(written.len(), 6);
+        for path in &written {
+            let bytes = std::fs::read(path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("svg") => {
+                    let text = String::from_utf8(bytes).unwrap();
+                    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+                    assert!(
+                        text.contains("cluster1"),
+                        "{}: labels are drawn",
+                        path.display()
+                    );
+                }
+                _ => {
+                    assert!(
+                        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+                        "{}",
+                        path.display()
+                    );
+                    assert!(
+                        bytes.len() > 5_000,
+                        "{}: {} bytes",
+                        path.display(),
+                        bytes.len()
+                    );
+                }
+            }
+        }
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 6, "no temporary files left: {names:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

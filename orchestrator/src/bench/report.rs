@@ -1,0 +1,393 @@
+//! The bench's results: computed from the load generator's samples and the agents' snapshots,
+//! printed as a table per cluster, written as `results.json` (summary) and `results.csv` (one
+//! row per request).
+
+use std::collections::BTreeMap;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use serde::Serialize;
+
+use super::loadgen::{Run, Sample, UNKNOWN};
+use crate::output::csv_line;
+use crate::stats::Reading;
+
+/// Version of `results.json`.
+pub(crate) const SCHEMA: u32 = 1;
+
+/// Everything one `elb bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Results {
+    pub(crate) schema: u32,
+    pub(crate) started_at_unix_ms: u64,
+    /// `--target`, when the load went through it rather than to the instances.
+    pub(crate) target: Option<String>,
+    pub(crate) requests_per_cluster: u64,
+    pub(crate) concurrency: usize,
+    pub(crate) clusters: Vec<ClusterResult>,
+}
+
+/// Latency summary in milliseconds (nearest-rank percentiles over every answered request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) mean: f64,
+    pub(crate) p50: f64,
+    pub(crate) p90: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+}
+
+/// One instance's part in a cluster's run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct InstanceResult {
+    /// Instance id as the answers name it (`ec2_instance_id`, else the hostname).
+    pub(crate) instance: String,
+    /// Answers that named this instance.
+    pub(crate) served: u64,
+    /// Requests to the cluster's path the agent counted between the two snapshots.
+    pub(crate) agent_counted: Option<u64>,
+    pub(crate) cpu_percent_before: Option<f64>,
+    pub(crate) cpu_percent_after: Option<f64>,
+    /// Why a snapshot is missing, when one is.
+    pub(crate) stats_error: Option<String>,
+}
+
+/// One cluster's run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ClusterResult {
+    pub(crate) cluster: String,
+    pub(crate) path: String,
+    pub(crate) requests: u64,
+    /// Requests without a 2xx answer (no answer, or another status).
+    pub(crate) errors: u64,
+    /// Requests without an answer, by reason.
+    pub(crate) error_reasons: BTreeMap<String, u64>,
+    /// Answers by HTTP status.
+    pub(crate) statuses: BTreeMap<u16, u64>,
+    pub(crate) elapsed_secs: f64,
+    pub(crate) requests_per_sec: f64,
+    pub(crate) latency_ms: Latency,
+    pub(crate) instances: Vec<InstanceResult>,
+    /// Sum of `agent_counted`; equals `requests` when every request reached a fleet agent.
+    pub(crate) agents_counted: Option<u64>,
+    /// Per-request samples (in `results.csv`), with their instance names.
+    #[serde(skip)]
+    pub(crate) samples: Vec<Sample>,
+    #[serde(skip)]
+    pub(crate) sample_instances: Vec<String>,
+}
+
+/// Nearest-rank percentile `q` (0-1] of sorted values.
+pub(crate) fn percentile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn latency(samples: &[Sample]) -> Latency {
+    let mut us: Vec<u32> = samples
+        .iter()
+        .filter(|s| s.status != 0)
+        .map(|s| s.latency_us)
+        .collect();
+    us.sort_unstable();
+    let ms = |v: u32| f64::from(v) / 1000.0;
+    let sum: u64 = us.iter().map(|&v| u64::from(v)).sum();
+    Latency {
+        mean: if us.is_empty() {
+            0.0
+        } else {
+            sum as f64 / us.len() as f64 / 1000.0
+        },
+        p50: ms(percentile(&us, 0.50)),
+        p90: ms(percentile(&us, 0.90)),
+        p99: ms(percentile(&us, 0.99)),
+        max: ms(us.last().copied().unwrap_or(0)),
+    }
+}
+
+/// Requests to `path` an agent counted between two readings, and CPU before and after.
+fn agent_side(path: &str, before: Option<&Reading>, after: Option<&Reading>) -> InstanceResult {
+    let (b, a) = (
+        before.and_then(Reading::snapshot),
+        after.and_then(Reading::snapshot),
+    );
+    let count = |s: &proto::StatsSnapshot| s.requests.per_endpoint.get(path).copied();
+    let stats_error = [before, after]
+        .into_iter()
+        .flatten()
+        .find_map(|r| r.result.as_ref().err().cloned());
+    InstanceResult {
+        instance: String::new(),
+        served: 0,
+        agent_counted: match (b, a) {
+            (Some(b), Some(a)) => Some(count(a).unwrap_or(0).saturating_sub(count(b).unwrap_or(0))),
+            _ => None,
+        },
+        cpu_percent_before: b.map(|s| s.cpu.busy_percent),
+        cpu_percent_after: a.map(|s| s.cpu.busy_percent),
+        stats_error,
+    }
+}
+
+impl ClusterResult {
+    /// The result of one cluster's run; `before` and `after` are readings of the cluster's
+    /// agents (empty without a fleet), matched to the answers by instance id.
+    pub(crate) fn new(
+        cluster: &str,
+        path: &str,
+        run: Run,
+        before: &[Reading],
+        after: &[Reading],
+    ) -> Self {
+        let mut instances: Vec<InstanceResult> = before
+            .iter()
+            .map(|b| {
+                let a = after.iter().find(|a| a.agent.id == b.agent.id);
+                InstanceResult {
+                    instance: b.agent.id.clone(),
+                    ..agent_side(path, Some(b), a)
+                }
+            })
+            .collect();
+        for (index, name) in run.instances.iter().enumerate() {
+            let served = run
+                .samples
+                .iter()
+                .filter(|s| s.served_by == index as u32)
+                .count() as u64;
+            match instances.iter_mut().find(|i| &i.instance == name) {
+                Some(row) => row.served = served,
+                None => instances.push(InstanceResult {
+                    instance: name.clone(),
+                    served,
+                    ..agent_side(path, None, None)
+                }),
+            }
+        }
+        let mut statuses = BTreeMap::new();
+        for s in run.samples.iter().filter(|s| s.status != 0) {
+            *statuses.entry(s.status).or_default() += 1;
+        }
+        let requests = run.samples.len() as u64;
+        let elapsed_secs = run.elapsed.as_secs_f64();
+        let agents_counted =
+            (!before.is_empty()).then(|| instances.iter().filter_map(|i| i.agent_counted).sum());
+        Self {
+            cluster: cluster.to_owned(),
+            path: path.to_owned(),
+            requests,
+            errors: run.samples.iter().filter(|s| !s.ok()).count() as u64,
+            error_reasons: run.errors,
+            statuses,
+            elapsed_secs,
+            requests_per_sec: if elapsed_secs > 0.0 {
+                requests as f64 / elapsed_secs
+            } else {
+                0.0
+            },
+            latency_ms: latency(&run.samples),
+            instances,
+            agents_counted,
+            samples: run.samples,
+            sample_instances: run.instances,
+        }
+    }
+
+    /// The terminal report: a summary line, then a table per instance.
+    pub(crate) fn table(&self) -> String {
+        let l = &self.latency_ms;
+        let mut out = format!(
+            "{} ({}): {} requests in {:.2} s = {:.0} req/s, {} errors; latency ms p50 {:.2}, \
+             p90 {:.2}, p99 {:.2}, max {:.2}\n",
+            self.cluster,
+            self.path,
+            self.requests,
+            self.elapsed_secs,
+            self.requests_per_sec,
+            self.errors,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.max
+        );
+        for (reason, n) in &self.error_reasons {
+            out.push_str(&format!("  {n} x {reason}\n"));
+        }
+        if let Some(counted) = self.agents_counted {
+            let verdict = if counted == self.requests {
+                "= requests sent"
+            } else {
+                "!= requests sent"
+            };
+            out.push_str(&format!("agents counted {counted} {verdict}\n"));
+        }
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header([
+                "instance",
+                "served",
+                "agent counted",
+                "CPU % before",
+                "CPU % after",
+            ]);
+        let num = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
+        for i in &self.instances {
+            table.add_row([
+                i.instance.clone(),
+                i.served.to_string(),
+                match (&i.agent_counted, &i.stats_error) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(e)) => format!("- ({e})"),
+                    (None, None) => "-".into(),
+                },
+                num(i.cpu_percent_before),
+                num(i.cpu_percent_after),
+            ]);
+        }
+        out.push_str(&table.to_string());
+        out
+    }
+}
+
+impl Results {
+    /// `results.json`.
+    pub(crate) fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("results serialize")
+    }
+
+    /// `results.csv`: one line per request, `cluster,start_us,latency_us,status,instance`
+    /// (`status` 0 and an empty instance for a request that got no answer).
+    pub(crate) fn csv(&self) -> String {
+        let mut out = csv_line(["cluster", "start_us", "latency_us", "status", "instance"]);
+        out.push('\n');
+        for c in &self.clusters {
+            let mut samples = c.samples.clone();
+            samples.sort_unstable_by_key(|s| s.start_us);
+            for s in samples {
+                let instance = match s.served_by {
+                    UNKNOWN => "",
+                    i => &c.sample_instances[i as usize],
+                };
+                out.push_str(&csv_line([
+                    c.cluster.as_str(),
+                    &s.start_us.to_string(),
+                    &s.latency_us.to_string(),
+                    &s.status.to_string(),
+                    instance,
+                ]));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stats::view::tests::snapshot;
+    use crate::stats::Agent;
+    use std::time::Duration;
+
+    fn sample(latency_us: u32, status: u16, served_by: u32) -> Sample {
+        Sample {
+            start_us: u64::from(latency_us),
+            latency_us,
+            status,
+            served_by,
+        }
+    }
+
+    fn reading(id: &str, counted: u64, cpu: f64) -> Reading {
+        Reading {
+            agent: Agent {
+                id: id.into(),
+                cluster: "cluster1".into(),
+                instance_type: "t3.micro".into(),
+                addr: None,
+            },
+            result: Ok(snapshot(counted, 0, cpu)),
+        }
+    }
+
+    /// 100 requests: 60 served by i-1, 39 by i-2, one refused; agents counted the same.
+    pub(crate) fn cluster() -> ClusterResult {
+        let mut samples: Vec<Sample> = (1..=60).map(|ms| sample(ms * 1000, 200, 0)).collect();
+        samples.extend((61..=99).map(|ms| sample(ms * 1000, 200, 1)));
+        samples.push(sample(5, 0, UNKNOWN));
+        let run = Run {
+            samples,
+            instances: vec!["i-2".into(), "i-1".into()],
+            errors: [("connection refused".to_owned(), 1)].into(),
+            elapsed: Duration::from_millis(500),
+        };
+        let before = [reading("i-1", 10, 5.0), reading("i-2", 0, 6.0)];
+        let after = [reading("i-1", 49, 50.0), reading("i-2", 60, 60.0)];
+        ClusterResult::new("cluster1", "/cluster1", run, &before, &after)
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&v, 0.99), 99);
+        assert_eq!(percentile(&v, 1.0), 100);
+        assert_eq!(percentile(&[7], 0.99), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn answers_and_agent_counters_are_matched_by_instance() {
+        let c = cluster();
+        assert_eq!((c.requests, c.errors), (100, 1));
+        assert_eq!(c.requests_per_sec, 200.0);
+        assert_eq!(c.statuses[&200], 99);
+        let l = c.latency_ms;
+        assert_eq!((l.p50, l.p90, l.p99, l.max), (50.0, 90.0, 99.0, 99.0));
+        let i1 = &c.instances[0];
+        assert_eq!(i1.instance, "i-1");
+        assert_eq!((i1.served, i1.agent_counted), (39, Some(39)));
+        assert_eq!(
+            (i1.cpu_percent_before, i1.cpu_percent_after),
+            (Some(5.0), Some(50.0))
+        );
+        assert_eq!(c.instances[1].served, 60);
+        assert_eq!(c.agents_counted, Some(99));
+        let text = c.table();
+        assert!(
+            text.contains("agents counted 99 != requests sent"),
+            "{text}"
+        );
+        assert!(text.contains("1 x connection refused"), "{text}");
+    }
+
+    #[test]
+    fn json_has_a_schema_and_csv_a_row_per_request() {
+        let results = Results {
+            schema: SCHEMA,
+            started_at_unix_ms: 1,
+            target: None,
+            requests_per_cluster: 100,
+            concurrency: 4,
+            clusters: vec![cluster()],
+        };
+        let json: serde_json::Value = serde_json::from_str(&results.json()).unwrap();
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["clusters"][0]["latency_ms"]["p99"], 99.0);
+        assert_eq!(json["clusters"][0]["instances"][1]["served"], 60);
+        assert!(json["clusters"][0].get("samples").is_none());
+        let csv = results.csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 101);
+        assert_eq!(lines[0], "cluster,start_us,latency_us,status,instance");
+        assert_eq!(
+            lines[1], "cluster1,5,5,0,",
+            "the refused request, first sent"
+        );
+        assert_eq!(lines[2], "cluster1,1000,1000,200,i-2");
+    }
+}
