@@ -206,21 +206,23 @@ fn per_instance(
 }
 
 /// A bar chart over instances; each series is (legend, values, colour, bar margin in pixels),
-/// drawn in order, so a narrower later bar shows in front of a wider earlier one.
+/// drawn in order, so a narrower later bar shows in front of a wider earlier one. The y axis
+/// ends at `y_max`, else a little above the highest bar.
 fn bars<DB: DrawingBackend>(
     area: Area<DB>,
-    title: &str,
-    y_desc: &str,
+    (title, y_desc, y_max): (&str, &str, Option<f64>),
     labels: &[String],
     series: &[(&str, Vec<f64>, RGBColor, u32)],
 ) -> Drawn {
     area.fill(&WHITE).map_err(|e| e.to_string())?;
-    let top = series
-        .iter()
-        .flat_map(|(_, v, _, _)| v.iter().copied())
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.1;
+    let top = y_max.unwrap_or_else(|| {
+        series
+            .iter()
+            .flat_map(|(_, v, _, _)| v.iter().copied())
+            .fold(0.0, f64::max)
+            .max(1.0)
+            * 1.1
+    });
     let n = labels.len().max(1) as u32;
     let mut chart = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 24))
@@ -267,8 +269,7 @@ fn draw_requests<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn
     let (labels, served) = per_instance(results, |i| i.served as f64);
     bars(
         area,
-        "Requests served per instance",
-        "requests",
+        ("Requests served per instance", "requests", None),
         &labels,
         &[("served", served, color(0), 12)],
     )
@@ -279,8 +280,11 @@ fn draw_cpu<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn {
     let (_, after) = per_instance(results, |i| i.cpu_percent_after.unwrap_or(0.0));
     bars(
         area,
-        "Host CPU busy per instance, before and after the run",
-        "CPU busy (%)",
+        (
+            "Host CPU busy per instance, before and after the run",
+            "CPU busy (%)",
+            Some(100.0),
+        ),
         &labels,
         &[
             ("before", before, RGBColor(170, 190, 220), 8),
