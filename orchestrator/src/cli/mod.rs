@@ -12,7 +12,8 @@ use crate::config::Settings;
 use crate::output::OutputFormat;
 use crate::Error;
 
-/// elb: launch, list and tear down the EC2 instances of an elb project.
+/// elb: launch, list and tear down the EC2 instances of an elb project, read their agents' stats
+/// and load them.
 #[derive(Debug, Parser)]
 #[command(name = "elb", version, about)]
 pub struct Cli {
