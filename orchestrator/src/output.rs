@@ -12,7 +12,7 @@ pub enum OutputFormat {
     Table,
     /// JSON on stdout, nothing else.
     Json,
-    /// Comma-separated values with a header line (instance listings).
+    /// Comma-separated values with a header line.
     Csv,
 }
 
