@@ -43,6 +43,9 @@ pub(crate) fn running_agents(instances: &[Instance]) -> Vec<Agent> {
 pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut previous: Vec<Reading> = Vec::new();
+    // One listener for the whole watch, so a Ctrl-C during a poll is not lost.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         let agents = running_agents(&cloud::fleet(settings, args.cluster.as_deref()).await?);
         let readings = stats::poll(&agents, timeout).await;
@@ -54,7 +57,7 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
         previous = readings;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(secs)) => {}
-            _ = tokio::signal::ctrl_c() => return verdict(&view),
+            _ = &mut ctrl_c => return verdict(&view),
         }
     }
 }
