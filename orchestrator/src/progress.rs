@@ -11,7 +11,7 @@ const LINE_EVERY: Duration = Duration::from_secs(3);
 
 /// Reports `ready/total` counts for one wait.
 pub struct Progress {
-    prefix: &'static str,
+    prefix: String,
     verb: &'static str,
     bar: Option<ProgressBar>,
     last_line: Option<(Instant, usize)>,
@@ -19,7 +19,8 @@ pub struct Progress {
 
 impl Progress {
     /// A reporter whose lines read `<prefix>: <ready>/<total> <verb>`, e.g. `waiting: 3/5 running`.
-    pub fn new(prefix: &'static str, verb: &'static str, total: usize) -> Self {
+    pub fn new(prefix: impl Into<String>, verb: &'static str, total: usize) -> Self {
+        let prefix = prefix.into();
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar =
                 ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());

@@ -126,7 +126,7 @@ async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
     let before = stats::poll(&plan.agents, STATS_TIMEOUT).await;
     tracing::info!(cluster = %plan.cluster, requests = plan.load.requests, "sending");
     let total = plan.load.requests as usize;
-    let mut progress = Progress::new("bench", "answered", total);
+    let mut progress = Progress::new(format!("bench {}", plan.cluster), "answered", total);
     let done = Arc::new(AtomicU64::new(0));
     let run = loadgen::run(&plan.load, done.clone());
     tokio::pin!(run);
