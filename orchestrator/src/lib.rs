@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) only parses flags and maps [`Error`]s to exit codes; each subcommand
 //! lives in `cli/`, everything EC2-specific in `cloud/ec2/`.
 
+pub(crate) mod agent_binary;
 pub mod cli;
 pub(crate) mod cloud;
 pub(crate) mod config;
@@ -46,6 +47,9 @@ pub enum Error {
         /// Its architecture.
         arch: String,
     },
+    /// No usable elb-agent binary for a host.
+    #[error(transparent)]
+    AgentBinary(#[from] agent_binary::AgentBinaryError),
     /// The operator answered no.
     #[error("aborted: nothing was deleted")]
     Declined,
