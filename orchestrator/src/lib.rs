@@ -1,7 +1,9 @@
-//! `elb`, the orchestrator: launches, lists and tears down the EC2 instances of an elb project.
+//! `elb`, the orchestrator: launches, lists and tears down the instances of an elb project, on
+//! EC2 or as local processes.
 //!
 //! The binary (`main.rs`) only parses flags and maps [`Error`]s to exit codes; each subcommand
-//! lives in `cli/`, everything EC2-specific in `cloud/ec2/`.
+//! lives in `cli/`, the clouds behind the `cloud::Cloud` trait in `cloud/ec2/` and
+//! `cloud/local/`.
 
 pub(crate) mod agent_binary;
 pub mod cli;
@@ -27,6 +29,9 @@ pub enum Error {
     /// A cloud operation failed.
     #[error(transparent)]
     Cloud(#[from] CloudError),
+    /// The local provider failed.
+    #[error(transparent)]
+    Local(#[from] cloud::local::LocalError),
     /// Local state could not be read or written.
     #[error(transparent)]
     State(#[from] state::StateError),
