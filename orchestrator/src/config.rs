@@ -26,8 +26,8 @@ pub enum Provider {
     Ec2 {
         /// The AWS region, validated.
         region: String,
-        /// AWS configuration, with working credentials.
-        sdk: SdkConfig,
+        /// AWS configuration, with working credentials (boxed: it is large).
+        sdk: Box<SdkConfig>,
     },
     /// Processes on this machine.
     Local,
@@ -86,5 +86,8 @@ async fn load_ec2(global: &GlobalArgs) -> Result<Provider, Error> {
         .region(Region::new(region.clone()))
         .build();
     ec2::check_credentials(&sdk).await?;
-    Ok(Provider::Ec2 { region, sdk })
+    Ok(Provider::Ec2 {
+        region,
+        sdk: Box::new(sdk),
+    })
 }

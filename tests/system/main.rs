@@ -8,3 +8,4 @@ mod harness;
 
 mod agent;
 mod ec2;
+mod local;
