@@ -9,53 +9,85 @@ use crate::regions::{self, DEFAULT_REGION};
 use crate::state::StateDir;
 use crate::Error;
 
+/// Which cloud the instances live in: `--local` or `ELB_PROVIDER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderKind {
+    /// Amazon EC2 (the default).
+    Ec2,
+    /// `elb-agent` processes on this machine, no AWS account needed.
+    Local,
+}
+
+/// The chosen provider with what it needs: EC2 carries its region and AWS configuration, the
+/// local provider needs neither (no AWS configuration is loaded, no credentials are checked).
+#[derive(Debug)]
+pub enum Provider {
+    /// Amazon EC2.
+    Ec2 {
+        /// The AWS region, validated.
+        region: String,
+        /// AWS configuration, with working credentials (boxed: it is large).
+        sdk: Box<SdkConfig>,
+    },
+    /// Processes on this machine.
+    Local,
+}
+
 /// Everything a command needs to know about where and how to act.
 #[derive(Debug)]
 pub struct Settings {
     /// The `Project` tag value.
     pub project: String,
-    /// The AWS region, validated.
-    pub region: String,
     /// The project's local state directory.
     pub state: StateDir,
     /// How results are printed.
     pub output: OutputFormat,
-    /// AWS configuration, with working credentials.
-    pub sdk: SdkConfig,
+    /// The cloud and its configuration.
+    pub provider: Provider,
 }
 
 impl Settings {
-    /// Validates the global flags, loads the AWS configuration and checks that credentials can
-    /// be found. An explicit `--region` is checked before anything is loaded.
+    /// Validates the global flags and, for EC2, loads the AWS configuration and checks that
+    /// credentials can be found. An explicit `--region` is checked before anything is loaded.
     pub async fn load(global: &GlobalArgs) -> Result<Self, Error> {
         validate_name("--project", &global.project)?;
-        if let Some(region) = &global.region {
-            regions::validate(region)?;
-        }
         let state = StateDir::for_project(&global.project)?;
-        let sdk = ec2::load_sdk_config(
-            global.profile.as_deref(),
-            global.region.as_deref(),
-            global.endpoint_url.as_deref(),
-        )
-        .await;
-        let region = sdk
-            .region()
-            .map_or(DEFAULT_REGION, |r| r.as_ref())
-            .to_owned();
-        regions::validate(&region)?;
-        let sdk = sdk
-            .into_builder()
-            .region(Region::new(region.clone()))
-            .build();
-        ec2::check_credentials(&sdk).await?;
-        tracing::debug!(project = %global.project, %region, state = %state.path().display(), "settings");
+        let provider = match global.provider_kind() {
+            ProviderKind::Ec2 => load_ec2(global).await?,
+            ProviderKind::Local => Provider::Local,
+        };
+        tracing::debug!(project = %global.project, ?provider, state = %state.path().display(), "settings");
         Ok(Self {
             project: global.project.clone(),
-            region,
             state,
             output: global.output,
-            sdk,
+            provider,
         })
     }
+}
+
+async fn load_ec2(global: &GlobalArgs) -> Result<Provider, Error> {
+    if let Some(region) = &global.region {
+        regions::validate(region)?;
+    }
+    let sdk = ec2::load_sdk_config(
+        global.profile.as_deref(),
+        global.region.as_deref(),
+        global.endpoint_url.as_deref(),
+    )
+    .await;
+    let region = sdk
+        .region()
+        .map_or(DEFAULT_REGION, |r| r.as_ref())
+        .to_owned();
+    regions::validate(&region)?;
+    let sdk = sdk
+        .into_builder()
+        .region(Region::new(region.clone()))
+        .build();
+    ec2::check_credentials(&sdk).await?;
+    Ok(Provider::Ec2 {
+        region,
+        sdk: Box::new(sdk),
+    })
 }

@@ -1,9 +1,11 @@
-//! `elb`, the orchestrator: launches, lists and tears down the EC2 instances of an elb project,
-//! reads their agents' stats (`stats/`) and loads them (`bench/`).
+//! `elb`, the orchestrator: launches, lists and tears down the instances of an elb project, on
+//! EC2 or as local processes, reads their agents' stats (`stats/`) and loads them (`bench/`).
 //!
 //! The binary (`main.rs`) only parses flags and maps [`Error`]s to exit codes; each subcommand
-//! lives in `cli/`, everything EC2-specific in `cloud/ec2/`.
+//! lives in `cli/`, the clouds behind the `cloud::Cloud` trait in `cloud/ec2/` and
+//! `cloud/local/`.
 
+pub(crate) mod agent_binary;
 pub(crate) mod bench;
 pub mod cli;
 pub(crate) mod cloud;
@@ -33,6 +35,9 @@ pub enum Error {
     /// A cloud operation failed.
     #[error(transparent)]
     Cloud(#[from] CloudError),
+    /// The local provider failed.
+    #[error(transparent)]
+    Local(#[from] cloud::local::LocalError),
     /// Local state could not be read or written.
     #[error(transparent)]
     State(#[from] state::StateError),
@@ -53,6 +58,9 @@ pub enum Error {
         /// Its architecture.
         arch: String,
     },
+    /// No usable elb-agent binary for a host.
+    #[error(transparent)]
+    AgentBinary(#[from] agent_binary::AgentBinaryError),
     /// The operator answered no.
     #[error("aborted: nothing was deleted")]
     Declined,

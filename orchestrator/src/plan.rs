@@ -1,14 +1,11 @@
 //! The kill switch's plan: what will be deleted, found by the exact `Project` tag. The same value
 //! is printed by `--dry-run`, shown before the confirmation, and executed.
 
-use serde::{Serialize, Serializer};
-use tokio::time::Instant;
+use std::path::PathBuf;
 
-use crate::cloud::ec2::Ec2;
-use crate::cloud::errors::CloudError;
-use crate::cloud::wait::{self, Poll, Target};
+use serde::{Serialize, Serializer};
+
 use crate::cloud::{sort_instances, Instance};
-use crate::progress::Progress;
 
 /// A security group to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +29,9 @@ pub struct KillPlan {
     pub security_groups: Vec<Group>,
     /// Key pair names to delete.
     pub key_pairs: Vec<String>,
+    /// Control groups to remove after the instances are gone (local provider).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<PathBuf>,
     /// True when the plan is only printed.
     pub dry_run: bool,
 }
@@ -45,55 +45,43 @@ fn group_ids<S: Serializer>(groups: &[Group], s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl KillPlan {
-    /// Finds the project's live instances and, unless `keep_network`, its security groups and
-    /// key pairs.
-    pub async fn discover(
-        ec2: &Ec2,
-        region: &str,
-        keep_network: bool,
-        dry_run: bool,
-    ) -> Result<Self, CloudError> {
-        let mut instances = ec2.project_instances(None, false).await?;
+    /// A plan to delete `instances` (sorted here) in `region` and nothing else yet.
+    pub fn new(region: &str, mut instances: Vec<Instance>, dry_run: bool) -> Self {
         sort_instances(&mut instances);
-        let (security_groups, key_pairs) = if keep_network {
-            (Vec::new(), Vec::new())
-        } else {
-            let groups = ec2.project_security_groups().await?;
-            let groups = groups
-                .into_iter()
-                .map(|(id, name)| Group { id, name })
-                .collect();
-            (groups, ec2.project_key_pairs().await?)
-        };
-        Ok(Self {
+        Self {
             region: region.to_owned(),
             instances,
-            security_groups,
-            key_pairs,
+            security_groups: Vec::new(),
+            key_pairs: Vec::new(),
+            cgroups: Vec::new(),
             dry_run,
-        })
+        }
     }
 
     /// Whether there is nothing to delete.
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty() && self.security_groups.is_empty() && self.key_pairs.is_empty()
+        self.instances.is_empty()
+            && self.security_groups.is_empty()
+            && self.key_pairs.is_empty()
+            && self.cgroups.is_empty()
     }
 
-    /// The plan for people.
-    pub fn render_text(&self, project: &str) -> String {
+    /// The plan for people; `location` says where, e.g. `in ca-central-1`.
+    pub fn render_text(&self, project: &str, location: &str) -> String {
         if self.is_empty() {
-            return format!("nothing to delete for project {project} in {}", self.region);
+            return format!("nothing to delete for project {project} {location}");
         }
-        let mut out = format!("kill plan for project {project} in {}:\n", self.region);
+        let mut out = format!("kill plan for project {project} {location}:\n");
         if !self.instances.is_empty() {
             out.push_str(&format!(
                 "  terminate {} instance(s):\n",
                 self.instances.len()
             ));
             for i in &self.instances {
+                let address = i.address().unwrap_or("-");
                 out.push_str(&format!(
-                    "    {}  {}  {}  {}\n",
-                    i.id, i.name, i.instance_type, i.state
+                    "    {}  {}  {}  {}  {}\n",
+                    i.id, i.name, i.instance_type, address, i.state
                 ));
             }
         }
@@ -102,6 +90,9 @@ impl KillPlan {
         }
         for k in &self.key_pairs {
             out.push_str(&format!("  delete key pair {k}\n"));
+        }
+        for c in &self.cgroups {
+            out.push_str(&format!("  remove cgroup {}\n", c.display()));
         }
         if self.dry_run {
             out.push_str("dry run: nothing was deleted\n");
@@ -113,40 +104,6 @@ impl KillPlan {
     /// The plan for programs.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_owned())
-    }
-
-    /// Carries the plan out: terminate (in batches), wait until terminated, then delete the
-    /// security groups (waiting out `DependencyViolation`) and the key pairs.
-    pub async fn execute(&self, ec2: &Ec2, poll: Poll) -> Result<(), CloudError> {
-        let deadline = Instant::now() + poll.timeout;
-        if !self.instances.is_empty() {
-            let ids: Vec<String> = self.instances.iter().map(|i| i.id.clone()).collect();
-            ec2.terminate(&ids).await?;
-            eprintln!("terminating {} instance(s)", ids.len());
-            let mut progress = Progress::new("terminating", "terminated", ids.len());
-            let waited = wait::wait_until(ec2, &ids, Target::Terminated, poll, |r, t| {
-                progress.update(r, t);
-            })
-            .await;
-            progress.finish();
-            waited?;
-        }
-        // A group still in use must not keep the key pair alive: try everything, report the first
-        // failure.
-        let mut first_error = None;
-        for g in &self.security_groups {
-            match ec2.delete_security_group(&g.id, deadline).await {
-                Ok(()) => eprintln!("deleted security group {} ({})", g.id, g.name),
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
-        }
-        for k in &self.key_pairs {
-            match ec2.delete_key_pair(k).await {
-                Ok(()) => eprintln!("deleted key pair {k}"),
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -172,6 +129,7 @@ mod tests {
                 name: "p-agents".into(),
             }],
             key_pairs: vec!["p-key".into()],
+            cgroups: vec![],
             dry_run,
         }
     }
@@ -193,26 +151,24 @@ mod tests {
 
     #[test]
     fn text_names_everything_in_deletion_order() {
-        let text = plan(true).render_text("p");
+        let text = plan(true).render_text("p", "in ca-central-1");
         let at = |s: &str| {
             text.find(s)
                 .unwrap_or_else(|| panic!("{s} missing from {text}"))
         };
         assert!(at("i-1") < at("sg-1") && at("sg-1") < at("p-key"));
         assert!(text.ends_with("dry run: nothing was deleted"));
-        assert!(!plan(false).render_text("p").contains("dry run"));
+        assert!(!plan(false)
+            .render_text("p", "in ca-central-1")
+            .contains("dry run"));
     }
 
     #[test]
     fn an_empty_plan_says_nothing_to_delete() {
-        let empty = KillPlan {
-            region: "r".into(),
-            instances: vec![],
-            security_groups: vec![],
-            key_pairs: vec![],
-            dry_run: false,
-        };
+        let empty = KillPlan::new("r", vec![], false);
         assert!(empty.is_empty());
-        assert!(empty.render_text("p").starts_with("nothing to delete"));
+        assert!(empty
+            .render_text("p", "in r")
+            .starts_with("nothing to delete"));
     }
 }

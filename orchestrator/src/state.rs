@@ -92,6 +92,12 @@ impl StateDir {
         })
     }
 
+    /// The state directory at `path`, for tests.
+    #[cfg(test)]
+    pub fn for_path(path: PathBuf) -> Self {
+        Self { path }
+    }
+
     /// The directory itself.
     pub fn path(&self) -> &Path {
         &self.path

@@ -9,3 +9,4 @@ mod harness;
 mod agent;
 mod ec2;
 mod fleet;
+mod local;

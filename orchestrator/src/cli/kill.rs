@@ -1,15 +1,12 @@
 //! `elb kill`: the kill switch. Plan, show, confirm, execute.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Duration;
 
 use clap::Args;
 
-use crate::cloud::ec2::Ec2;
-use crate::cloud::wait::Poll;
+use crate::cloud::Cloud;
 use crate::config::Settings;
 use crate::output::OutputFormat;
-use crate::plan::KillPlan;
 use crate::Error;
 
 /// Flags of `elb kill`.
@@ -21,10 +18,13 @@ pub struct KillArgs {
     /// Only print what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
-    /// Keep the security group and the key pair; terminate instances only.
+    /// Keep the security group and the key pair; terminate instances only (EC2).
     #[arg(long)]
     pub keep_network: bool,
-    /// Seconds to wait for termination and for the security group to be free.
+    /// Seconds a local agent gets to exit after SIGTERM before it is sent SIGKILL (--local).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub grace: u64,
+    /// Seconds to wait for termination and for the security group to be free (EC2).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Milliseconds between two polls of the instances' state.
@@ -58,10 +58,13 @@ fn confirm(question: &str) -> bool {
 }
 
 /// Runs `elb kill`.
-pub async fn run(settings: &Settings, args: &KillArgs) -> Result<(), Error> {
-    let ec2 = Ec2::new(&settings.sdk, &settings.project);
-    let plan = KillPlan::discover(&ec2, &settings.region, args.keep_network, args.dry_run).await?;
-    let text = plan.render_text(&settings.project);
+pub(crate) async fn run(
+    cloud: &impl Cloud,
+    settings: &Settings,
+    args: &KillArgs,
+) -> Result<(), Error> {
+    let plan = cloud.kill_plan(args).await?;
+    let text = plan.render_text(&settings.project, &cloud.location());
     match settings.output {
         OutputFormat::Json => {
             println!("{}", plan.to_json());
@@ -75,15 +78,11 @@ pub async fn run(settings: &Settings, args: &KillArgs) -> Result<(), Error> {
     if !args.yes && !confirm("delete all of the above?") {
         return Err(Error::Declined);
     }
-    let poll = Poll {
-        interval: Duration::from_millis(args.poll_interval_ms),
-        timeout: Duration::from_secs(args.timeout),
-    };
-    plan.execute(&ec2, poll).await?;
+    cloud.kill(&plan, args).await?;
     eprintln!(
-        "done: project {} has nothing left in {}{}",
+        "done: project {} has nothing left {}{}",
         settings.project,
-        settings.region,
+        cloud.location(),
         if args.keep_network {
             " but its security group and key pair (--keep-network)"
         } else {

@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use crate::cloud::ec2::Ec2;
-use crate::cloud::sort_instances;
+use crate::cloud::{sort_instances, Cloud};
 use crate::config::Settings;
 use crate::output::{self, OutputFormat};
 use crate::Error;
@@ -11,7 +10,7 @@ use crate::Error;
 /// Flags of `elb ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Include terminated instances.
+    /// Include terminated instances (EC2).
     #[arg(long)]
     pub all: bool,
     /// Only this cluster.
@@ -20,20 +19,21 @@ pub struct LsArgs {
 }
 
 /// Runs `elb ls`.
-pub async fn run(settings: &Settings, args: &LsArgs) -> Result<(), Error> {
-    let ec2 = Ec2::new(&settings.sdk, &settings.project);
-    let mut instances = ec2
-        .project_instances(args.cluster.as_deref(), args.all)
-        .await?;
+pub(crate) async fn run(
+    cloud: &impl Cloud,
+    settings: &Settings,
+    args: &LsArgs,
+) -> Result<(), Error> {
+    let mut instances = cloud.instances(args.cluster.as_deref(), args.all).await?;
     sort_instances(&mut instances);
     match settings.output {
         OutputFormat::Json => println!("{}", output::instance_json(&instances)),
         OutputFormat::Csv => println!("{}", output::instance_csv(&instances)),
         OutputFormat::Table if instances.is_empty() => println!(
-            "no {}instances for project {} in {}{}",
+            "no {}instances for project {} {}{}",
             if args.all { "" } else { "live " },
             settings.project,
-            settings.region,
+            cloud.location(),
             if args.all {
                 ""
             } else {

@@ -8,12 +8,15 @@ pub mod stats;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::cloud::ec2::Ec2;
+use crate::cloud::local::LocalCloud;
+use crate::cloud::Cloud;
+use crate::config::{Provider, ProviderKind, Settings};
 use crate::output::OutputFormat;
 use crate::Error;
 
-/// elb: launch, list and tear down the EC2 instances of an elb project, read their agents' stats
-/// and load them.
+/// elb: launch, list and tear down the instances of an elb project, on EC2 or (--local) as
+/// processes on this machine; read their agents' stats and load them.
 #[derive(Debug, Parser)]
 #[command(name = "elb", version, about)]
 pub struct Cli {
@@ -48,9 +51,27 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Run the instances as elb-agent processes on this machine instead of EC2 (same as
+    /// `--provider local`); needs no AWS account.
+    #[arg(long, global = true)]
+    pub local: bool,
+    /// Where instances live: ec2 or local.
+    #[arg(long, global = true, env = "ELB_PROVIDER", value_enum)]
+    pub provider: Option<ProviderKind>,
     /// More logs on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+impl GlobalArgs {
+    /// The provider: `--local` wins, then `--provider`/`ELB_PROVIDER`, else EC2.
+    pub fn provider_kind(&self) -> ProviderKind {
+        if self.local {
+            ProviderKind::Local
+        } else {
+            self.provider.unwrap_or(ProviderKind::Ec2)
+        }
+    }
 }
 
 /// The subcommands.
@@ -68,20 +89,46 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Runs the parsed command line.
+/// A command whose input was checked before any settings were loaded.
+enum Checked {
+    Launch(launch::LaunchRequest),
+    Ls(ls::LsArgs),
+    Kill(kill::KillArgs),
+}
+
+/// Runs the parsed command line: checks the input, loads the settings, then runs the command on
+/// the chosen provider (the one place besides [`crate::cloud::fleet`] that picks it).
 pub async fn run(cli: Cli) -> Result<(), Error> {
-    match cli.command {
-        Command::Launch(args) => {
-            let request = args.validate()?;
-            launch::run(&Settings::load(&cli.global).await?, request).await
-        }
-        Command::Ls(args) => ls::run(&Settings::load(&cli.global).await?, &args).await,
-        Command::Stats(args) => stats::run(&Settings::load(&cli.global).await?, &args).await,
-        Command::Bench(args) => bench::run(&cli.global, &args).await,
+    let kind = cli.global.provider_kind();
+    let command = match cli.command {
+        Command::Launch(args) => Checked::Launch(args.validate(kind)?),
+        Command::Ls(args) => Checked::Ls(args),
         Command::Kill(args) => {
             args.validate()?;
-            kill::run(&Settings::load(&cli.global).await?, &args).await
+            Checked::Kill(args)
         }
+        // These reach the instances through `cloud::fleet`, whatever the provider; a bench with
+        // `--no-fleet` loads no settings at all.
+        Command::Stats(args) => {
+            return stats::run(&Settings::load(&cli.global).await?, &args).await
+        }
+        Command::Bench(args) => return bench::run(&cli.global, &args).await,
+    };
+    let settings = Settings::load(&cli.global).await?;
+    match &settings.provider {
+        Provider::Ec2 { region, sdk } => {
+            let cloud = Ec2::new(sdk, region, &settings);
+            execute(&cloud, &settings, command).await
+        }
+        Provider::Local => execute(&LocalCloud::new(&settings), &settings, command).await,
+    }
+}
+
+async fn execute(cloud: &impl Cloud, settings: &Settings, command: Checked) -> Result<(), Error> {
+    match command {
+        Checked::Launch(request) => launch::run(cloud, settings, request).await,
+        Checked::Ls(args) => ls::run(cloud, settings, &args).await,
+        Checked::Kill(args) => kill::run(cloud, settings, &args).await,
     }
 }
 
@@ -121,5 +168,13 @@ mod tests {
         let cli = Cli::try_parse_from(["elb", "ls", "--project", "p", "--output", "json"]).unwrap();
         assert_eq!(cli.global.project, "p");
         assert_eq!(cli.global.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn local_wins_over_the_provider_flag() {
+        let cli = Cli::try_parse_from(["elb", "ls", "--provider", "ec2", "--local"]).unwrap();
+        assert_eq!(cli.global.provider_kind(), ProviderKind::Local);
+        let cli = Cli::try_parse_from(["elb", "--provider", "local", "ls"]).unwrap();
+        assert_eq!(cli.global.provider_kind(), ProviderKind::Local);
     }
 }

@@ -1,15 +1,19 @@
-//! The cloud the clusters run in. Today only EC2 (`ec2/`); a local provider will come later,
-//! and the trait will be extracted from `ec2::Ec2`'s public API then. What is provider-neutral
-//! (names, the instance row, inbound rules) lives here and in `firewall.rs`.
+//! The cloud the clusters run in, behind one trait, [`Cloud`], with two implementations: EC2
+//! (`ec2/`) and the local provider (`local/`, elb-agent processes on this machine). What is
+//! provider-neutral (names, the instance row, inbound rules) lives here and in `firewall.rs`.
 
 pub mod ec2;
 pub mod errors;
 pub mod firewall;
+pub mod local;
 pub mod wait;
 
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::cli::kill::KillArgs;
+use crate::cli::launch::LaunchRequest;
+use crate::config::{Provider, Settings};
+use crate::plan::KillPlan;
 use crate::Error;
 
 /// Value of the `ManagedBy` tag on everything elb creates.
@@ -60,11 +64,95 @@ impl Instance {
     }
 }
 
+/// What the commands need from a cloud: launch a cluster and wait for it, list the project's
+/// instances, plan and carry out the kill switch. Everything else (key pairs, security groups,
+/// AMIs, cgroups) stays inside the implementation.
+///
+/// Dispatch is static: both implementations are known at compile time and the provider is chosen
+/// once per run (in `cli::run` and [`fleet`]), so commands are generic over `C: Cloud` and use
+/// native `async fn` in traits. That needs no boxed futures and no `async-trait` proc-macro; the
+/// price is that `dyn Cloud` is not possible, which nothing needs.
+pub(crate) trait Cloud {
+    /// The global flag that selects this provider in a suggested command (`"--local "`, or
+    /// nothing for the default EC2).
+    const FLAG: &'static str;
+
+    /// Where the instances are, for messages: `in ca-central-1`, `on this machine`.
+    fn location(&self) -> String;
+
+    /// Launches `request`'s cluster and waits until every instance is running; returns them,
+    /// sorted. Records what exists in `created` as it goes, so that an interrupted launch can say
+    /// what to clean up.
+    async fn launch(
+        &self,
+        request: &LaunchRequest,
+        created: &mut Created,
+    ) -> Result<Vec<Instance>, Error>;
+
+    /// The project's instances (every cluster, or only `cluster`), unsorted. Terminated ones
+    /// only when `include_terminated` (the local provider has none: a killed instance is gone).
+    async fn instances(
+        &self,
+        cluster: Option<&str>,
+        include_terminated: bool,
+    ) -> Result<Vec<Instance>, Error>;
+
+    /// Everything the kill switch would delete for the project.
+    async fn kill_plan(&self, args: &KillArgs) -> Result<KillPlan, Error>;
+
+    /// Carries out a plan made by [`Cloud::kill_plan`].
+    async fn kill(&self, plan: &KillPlan, args: &KillArgs) -> Result<(), Error>;
+}
+
+/// What a launch has set up so far, for the message after an interruption.
+#[derive(Debug, Default)]
+pub(crate) struct Created {
+    /// Resources other than instances, for people: `key pair p-key`, `security group sg-1`.
+    pub resources: Vec<String>,
+    /// Whether instances may exist that are not listed yet (a request in flight).
+    pub instances_requested: bool,
+    /// Ids of the instances created.
+    pub instances: Vec<String>,
+}
+
+impl Created {
+    /// The message after an interrupted launch: what exists and how to remove it.
+    pub fn summary<C: Cloud>(&self, project: &str) -> String {
+        let mut parts = self.resources.clone();
+        if !self.instances.is_empty() {
+            parts.push(format!("instances {}", self.instances.join(", ")));
+        } else if self.instances_requested {
+            parts.push("possibly instances (the launch request was in flight)".to_owned());
+        }
+        let what = if parts.is_empty() {
+            "nothing yet".to_owned()
+        } else {
+            parts.join("; ")
+        };
+        let flag = C::FLAG;
+        format!(
+            "launch interrupted. Set up so far: {what}. Everything belongs to project {project}: \
+             run `elb {flag}kill --project {project}` to remove it (or `elb {flag}ls` to look \
+             first)"
+        )
+    }
+}
+
 /// The project's live instances (every cluster, or only `cluster`), sorted, from the provider
 /// the settings select. Commands that act on running instances (deploy, stats, bench) start here.
 pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Instance>, Error> {
-    let ec2 = ec2::Ec2::new(&settings.sdk, &settings.project);
-    let mut instances = ec2.project_instances(cluster, false).await?;
+    let mut instances = match &settings.provider {
+        Provider::Ec2 { region, sdk } => {
+            ec2::Ec2::new(sdk, region, settings)
+                .instances(cluster, false)
+                .await?
+        }
+        Provider::Local => {
+            local::LocalCloud::new(settings)
+                .instances(cluster, false)
+                .await?
+        }
+    };
     sort_instances(&mut instances);
     Ok(instances)
 }
@@ -72,4 +160,24 @@ pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Ins
 /// Sorts instances the way every listing shows them: by cluster, then id.
 pub fn sort_instances(instances: &mut [Instance]) {
     instances.sort_by(|a, b| (&a.cluster, &a.id).cmp(&(&b.cluster, &b.id)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interruption_message_lists_what_exists_and_how_to_remove_it() {
+        let created = Created {
+            resources: vec!["key pair p-key".into(), "security group sg-1".into()],
+            instances_requested: true,
+            instances: vec!["i-1".into()],
+        };
+        let msg = created.summary::<ec2::Ec2>("p");
+        assert!(msg.contains("p-key") && msg.contains("sg-1") && msg.contains("i-1"));
+        assert!(msg.contains("`elb kill --project p`"), "{msg}");
+        let local = Created::default().summary::<local::LocalCloud>("p");
+        assert!(local.contains("nothing yet"), "{local}");
+        assert!(local.contains("`elb --local kill --project p`"), "{local}");
+    }
 }

@@ -1,7 +1,7 @@
 //! Runs the real `elb` binary the way a user would, but sealed off from this machine's AWS
 //! setup: no inherited `AWS_*` or `ELB_*` variables, empty AWS config and credentials files, no
 //! instance metadata, a private state directory, stdin not a terminal, and every request sent to
-//! a loopback endpoint.
+//! a loopback endpoint (EC2), or the local provider with a project of its own.
 
 use std::fmt;
 use std::io::Read;
@@ -17,9 +17,17 @@ use super::bin_path;
 /// How long any one `elb` run may take before the harness kills it and fails the test.
 const RUN_DEADLINE: Duration = Duration::from_secs(90);
 
-/// An `elb` user: its environment, state directory and endpoint.
+/// Where an [`Elb`]'s instances live.
+enum Provider {
+    /// EC2 at this endpoint.
+    Ec2 { endpoint: String },
+    /// `--local`, in this project, running this agent.
+    Local { project: String },
+}
+
+/// An `elb` user: its environment, state directory and provider.
 pub struct Elb {
-    endpoint: String,
+    provider: Provider,
     home: TempDir,
     credentials: bool,
 }
@@ -27,14 +35,39 @@ pub struct Elb {
 impl Elb {
     /// An `elb` that talks to `endpoint` with the dummy credentials moto accepts.
     pub fn new(endpoint: String) -> Self {
-        let home = TempDir::new("elb");
+        Self::with(Provider::Ec2 { endpoint }, TempDir::new("elb"))
+    }
+
+    /// An `elb --local` with a project of its own (unique across concurrent tests, named after
+    /// its temp dir), a private state directory, the workspace's `elb-agent` build, and no AWS
+    /// credentials (the local provider needs none).
+    pub fn local() -> Self {
+        let home = TempDir::new("elb-local");
+        let project = home
+            .path()
+            .file_name()
+            .expect("temp dir has a name")
+            .to_string_lossy()
+            .into_owned();
+        Self::with(Provider::Local { project }, home).without_credentials()
+    }
+
+    fn with(provider: Provider, home: TempDir) -> Self {
         for file in ["aws-config", "aws-credentials"] {
             std::fs::write(home.path().join(file), "").expect("write an empty AWS file");
         }
         Self {
-            endpoint,
+            provider,
             home,
             credentials: true,
+        }
+    }
+
+    /// The `--project` of a local `elb`.
+    pub fn project(&self) -> &str {
+        match &self.provider {
+            Provider::Local { project } => project,
+            Provider::Ec2 { .. } => panic!("EC2 tests pass their project explicitly"),
         }
     }
 
@@ -49,7 +82,8 @@ impl Elb {
         self.home.path().join("state")
     }
 
-    /// The command line `elb --endpoint-url <shim> --output json <args>`, environment sealed.
+    /// The command line `elb --endpoint-url <shim> --output json <args>` (or `elb --local
+    /// --project <project> --output json <args>`), environment sealed.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(bin_path("elb"));
         for (key, _) in std::env::vars_os() {
@@ -65,8 +99,17 @@ impl Elb {
                 "AWS_SHARED_CREDENTIALS_FILE",
                 self.home.path().join("aws-credentials"),
             )
-            .env("ELB_STATE_DIR", self.state_dir())
-            .args(["--endpoint-url", &self.endpoint, "--output", "json"])
+            .env("ELB_STATE_DIR", self.state_dir());
+        match &self.provider {
+            Provider::Ec2 { endpoint } => command.args(["--endpoint-url", endpoint]),
+            Provider::Local { project } => command.env("ELB_AGENT", bin_path("elb-agent")).args([
+                "--local",
+                "--project",
+                project,
+            ]),
+        };
+        command
+            .args(["--output", "json"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -236,10 +279,11 @@ fn wait_in_background(mut child: Child) -> mpsc::Receiver<ExitStatus> {
 }
 
 /// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+pub struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(prefix: &str) -> Self {
+    /// A fresh, empty directory named `<prefix>-test-<pid>-<n>`.
+    pub fn new(prefix: &str) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "{prefix}-test-{}-{}",
@@ -251,7 +295,8 @@ impl TempDir {
         Self(path)
     }
 
-    fn path(&self) -> &Path {
+    /// The directory.
+    pub fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -2,9 +2,11 @@
 //! Nothing outside this module knows an EC2 type, error code or filter name.
 //!
 //! `sdk.rs` builds the AWS configuration, `network.rs` holds what instances need around them
-//! (VPC, key pair, security group); instances themselves are here.
+//! (VPC, key pair, security group); instances themselves are here, and `provider.rs` puts it all
+//! behind the [`Cloud`](super::Cloud) trait (launch, list, kill).
 
 mod network;
+mod provider;
 
 pub use network::Network;
 mod sdk;
@@ -21,6 +23,8 @@ use aws_sdk_ec2::Client;
 
 use super::errors::CloudError;
 use super::{instance_name, key_pair_name, Instance, MANAGED_BY};
+use crate::config::Settings;
+use crate::state::StateDir;
 
 /// Most instance ids elb sends in one call (TerminateInstances accepts at most 1000).
 pub const BATCH: usize = 1000;
@@ -49,11 +53,14 @@ pub struct LaunchSpec<'a> {
     pub client_token: &'a str,
 }
 
-/// The project's view of EC2: every call is scoped by the exact `Project` tag.
+/// The project's view of EC2 in one region: every call is scoped by the exact `Project` tag.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
     client: Client,
     project: String,
+    region: String,
+    /// Where the project's SSH key lives (launch imports its public half).
+    state: StateDir,
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -98,11 +105,13 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
 }
 
 impl Ec2 {
-    /// A client for `project`'s resources.
-    pub fn new(sdk: &SdkConfig, project: &str) -> Self {
+    /// A client for the project's resources in `region` (the one `sdk` is configured for).
+    pub fn new(sdk: &SdkConfig, region: &str, settings: &Settings) -> Self {
         Self {
             client: Client::new(sdk),
-            project: project.to_owned(),
+            project: settings.project.clone(),
+            region: region.to_owned(),
+            state: settings.state.clone(),
         }
     }
 

@@ -1,0 +1,385 @@
+//! The local provider: each instance is a real `elb-agent` process on this machine, listening on
+//! its own loopback address (127.77.x.y:8000) so addresses look like a fleet's, with the CPU of
+//! its instance type enforced by a cgroup quota. The project's instances are recorded in its
+//! state directory, so `ls` and `kill` work from later runs.
+//!
+//! `types.rs` is the instance-type CPU table, `cgroup.rs` the quotas (v1 and v2), `process.rs`
+//! starting, recognising and stopping agents, `state.rs` the instances file.
+
+mod cgroup;
+mod process;
+mod state;
+mod types;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use self::cgroup::Backend;
+use self::process::Ended;
+use self::state::{Record, Store};
+use self::types::Cpu;
+use super::{instance_name, Cloud, Created, Instance, MANAGED_BY};
+use crate::agent_binary::{self, BUILD_COMMAND};
+use crate::cli::kill::KillArgs;
+use crate::cli::launch::{LaunchArgs, LaunchRequest};
+use crate::config::Settings;
+use crate::plan::KillPlan;
+use crate::progress::Progress;
+use crate::Error;
+
+/// How often a launch polls the agents' `/healthz`.
+const READY_POLL: Duration = Duration::from_millis(100);
+
+/// Failures of the local provider, each with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// The type is not in the CPU table.
+    #[error(
+        "instance type {instance_type} has no local CPU quota; known types: {known} (the table \
+         is in docs/cli.md). Pick one of them with --type"
+    )]
+    UnknownType {
+        /// The refused type.
+        instance_type: String,
+        /// The known types, comma-separated.
+        known: String,
+    },
+    /// A file system operation on the local state failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "reading".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The instances file could not be written.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The instances file cannot be used.
+    #[error(
+        "{} is not a usable local instances file: {detail}. Stop the agents it lists by hand \
+         (`pgrep -a elb-agent`), then move it away",
+        path.display()
+    )]
+    BadState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The agent executable could not be started.
+    #[error(
+        "cannot start the agent {}: {source}. Pass --agent <path to elb-agent>, or build it with \
+         `{BUILD_COMMAND}`",
+        agent.display()
+    )]
+    Spawn {
+        /// The executable.
+        agent: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The CPU group could not be set up.
+    #[error(
+        "cannot set up the CPU quota group {}: {source}. Check that elb may write there (root, \
+         or a delegated cgroup)",
+        path.display()
+    )]
+    Cgroup {
+        /// The group.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Port 8000 is busy on every loopback address tried.
+    #[error(
+        "no free loopback address for an agent: port 8000 was busy on {attempts} addresses of \
+         127.77.0.0/16 (last error: {last}). Is something listening on 0.0.0.0:8000? Stop it \
+         and launch again"
+    )]
+    NoAddress {
+        /// Addresses tried.
+        attempts: usize,
+        /// The last bind error.
+        last: String,
+    },
+    /// An agent exited before it answered `/healthz`.
+    #[error(
+        "agent {id} exited before answering /healthz; its log {} ends with:\n{tail}\nRun `elb \
+         --local kill` to remove the rest of the launch",
+        log.display()
+    )]
+    AgentDied {
+        /// The instance.
+        id: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// Agents did not answer `/healthz` in time.
+    #[error(
+        "{} did not answer /healthz within {secs} s: see their logs in {}; `elb --local kill` \
+         removes them (or pass a longer --timeout)",
+        waiting.join(", "), dir.display()
+    )]
+    NotReady {
+        /// The instances still silent.
+        waiting: Vec<String>,
+        /// The timeout.
+        secs: u64,
+        /// Where the logs are.
+        dir: PathBuf,
+    },
+}
+
+impl LocalError {
+    fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The project's instances on this machine.
+#[derive(Debug)]
+pub(crate) struct LocalCloud {
+    project: String,
+    store: Store,
+}
+
+impl LocalCloud {
+    /// The local provider for the settings' project.
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            project: settings.project.clone(),
+            store: Store::new(&settings.state),
+        }
+    }
+
+    /// Starts one agent and records it, under the state lock and without an await in between:
+    /// an interrupted launch cannot leave an agent that the state file does not list.
+    fn start_one(
+        &self,
+        agent: &Path,
+        args: &LaunchArgs,
+        cpu: Cpu,
+        cgroups: Option<&Backend>,
+    ) -> Result<Record, LocalError> {
+        let mut locked = self.store.lock()?;
+        let taken: Vec<Ipv4Addr> = locked.records.iter().map(|r| r.address).collect();
+        let address = process::free_address(&taken)?;
+        let id = format!("local-{:08x}", rand::random::<u32>());
+        let cgroup = cgroups
+            .map(|backend| {
+                backend
+                    .create(&self.project, &id, cpu)
+                    .map_err(|source| LocalError::Cgroup {
+                        path: backend.group(&self.project, &id),
+                        source,
+                    })
+            })
+            .transpose()?;
+        let tags = [
+            ("Project", self.project.clone()),
+            ("Cluster", args.cluster.clone()),
+            ("Name", instance_name(&self.project, &args.cluster)),
+            ("ManagedBy", MANAGED_BY.to_owned()),
+        ];
+        let mut record = Record {
+            log: self.store.dir().join(format!("{id}.log")),
+            id,
+            tags: tags.map(|(k, v)| (k.to_owned(), v)).into(),
+            instance_type: args.instance_type.clone(),
+            address,
+            pid: 0,
+            cgroup,
+        };
+        match process::spawn(agent, &record) {
+            Ok(pid) => record.pid = pid,
+            Err(e) => {
+                if let Some(group) = &record.cgroup {
+                    let _ = cgroup::remove(group);
+                }
+                return Err(e);
+            }
+        }
+        locked.records.push(record.clone());
+        locked.save()?;
+        tracing::info!(id = %record.id, pid = record.pid, %address, "agent started");
+        Ok(record)
+    }
+
+    /// Waits until every agent of `records` answers `/healthz`.
+    async fn wait_ready(&self, records: &[Record], timeout: Duration) -> Result<(), LocalError> {
+        let deadline = Instant::now() + timeout;
+        let mut waiting: Vec<&Record> = records.iter().collect();
+        let mut progress = Progress::new("waiting", "running", records.len());
+        let outcome = async {
+            loop {
+                let mut still = Vec::new();
+                for r in waiting {
+                    if process::healthy(r.address).await {
+                        continue;
+                    }
+                    if !process::is_agent(r.pid, &r.id) {
+                        return Err(LocalError::AgentDied {
+                            id: r.id.clone(),
+                            log: r.log.clone(),
+                            tail: process::log_tail(&r.log),
+                        });
+                    }
+                    still.push(r);
+                }
+                waiting = still;
+                progress.update(records.len() - waiting.len(), records.len());
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(LocalError::NotReady {
+                        waiting: waiting.iter().map(|r| r.id.clone()).collect(),
+                        secs: timeout.as_secs(),
+                        dir: self.store.dir().to_owned(),
+                    });
+                }
+                tokio::time::sleep(READY_POLL).await;
+            }
+        }
+        .await;
+        progress.finish();
+        outcome
+    }
+}
+
+/// The instance row of a record, `running` when its agent is alive, else `stopped`.
+fn to_instance(record: &Record) -> Instance {
+    let running = process::is_agent(record.pid, &record.id);
+    Instance {
+        id: record.id.clone(),
+        name: record.tag("Name").to_owned(),
+        cluster: record.tag("Cluster").to_owned(),
+        instance_type: record.instance_type.clone(),
+        az: "local".to_owned(),
+        public_ip: None,
+        private_ip: Some(record.address.to_string()),
+        state: if running { "running" } else { "stopped" }.to_owned(),
+    }
+}
+
+impl Cloud for LocalCloud {
+    const FLAG: &'static str = "--local ";
+
+    fn location(&self) -> String {
+        "on this machine".to_owned()
+    }
+
+    /// Refuses an unknown type before anything starts, finds the agent, then starts and records
+    /// one agent at a time and waits for all of them to answer `/healthz`.
+    async fn launch(
+        &self,
+        request: &LaunchRequest,
+        created: &mut Created,
+    ) -> Result<Vec<Instance>, Error> {
+        let args = &request.args;
+        let cpu = types::cpu_of(&args.instance_type)?;
+        let agent = agent_binary::locate(args.agent.as_deref())?;
+        let cgroups = match Backend::detect(Path::new(cgroup::SYS_ROOT)) {
+            Ok(backend) => Some(backend),
+            Err(why) => {
+                eprintln!("warning: cannot limit the agents' CPU ({why}): they run unlimited");
+                None
+            }
+        };
+        eprintln!(
+            "launching {} x {} ({} vCPU at {}%) as cluster {} on this machine, agent {}",
+            args.count,
+            args.instance_type,
+            cpu.vcpus,
+            cpu.baseline_percent,
+            args.cluster,
+            agent.display()
+        );
+        created.instances_requested = true;
+        let mut records = Vec::new();
+        for _ in 0..args.count {
+            let record = self.start_one(&agent, args, cpu, cgroups.as_ref())?;
+            created.instances.push(record.id.clone());
+            records.push(record);
+        }
+        self.wait_ready(&records, Duration::from_secs(args.timeout))
+            .await?;
+        Ok(records.iter().map(to_instance).collect())
+    }
+
+    async fn instances(
+        &self,
+        cluster: Option<&str>,
+        _include_terminated: bool,
+    ) -> Result<Vec<Instance>, Error> {
+        Ok(self
+            .store
+            .read()?
+            .iter()
+            .filter(|r| cluster.is_none_or(|c| r.tag("Cluster") == c))
+            .map(to_instance)
+            .collect())
+    }
+
+    async fn kill_plan(&self, args: &KillArgs) -> Result<KillPlan, Error> {
+        let records = self.store.read()?;
+        let instances = records.iter().map(to_instance).collect();
+        Ok(KillPlan {
+            cgroups: records
+                .iter()
+                .filter_map(|r| r.cgroup.clone())
+                .filter(|group| group.exists())
+                .collect(),
+            ..KillPlan::new("local", instances, args.dry_run)
+        })
+    }
+
+    /// Stops the planned agents (SIGTERM, `--grace`, SIGKILL), removes their groups and logs,
+    /// and forgets them. Instances launched after the plan was made are left alone; one whose
+    /// group cannot be removed stays recorded, so a second kill can finish the job.
+    async fn kill(&self, plan: &KillPlan, args: &KillArgs) -> Result<(), Error> {
+        let mut locked = self.store.lock()?;
+        let planned = |r: &Record| plan.instances.iter().any(|i| i.id == r.id);
+        let targets: Vec<Record> = locked
+            .records
+            .iter()
+            .filter(|r| planned(r))
+            .cloned()
+            .collect();
+        let ended = process::stop(&targets, Duration::from_secs(args.grace)).await;
+        let mut first_error = None;
+        let mut gone = Vec::new();
+        for (r, how) in targets.iter().zip(ended) {
+            let how = match how {
+                Ended::AlreadyStopped => "was not running",
+                Ended::Terminated => "stopped",
+                Ended::Killed => "killed (SIGKILL after the grace period)",
+            };
+            eprintln!("{} {how}", r.id);
+            if let Some(group) = &r.cgroup {
+                if let Err(e) = cgroup::remove(group) {
+                    first_error = first_error.or(Some(LocalError::io("removing", group, e)));
+                    continue;
+                }
+                eprintln!("removed cgroup {}", group.display());
+            }
+            let _ = std::fs::remove_file(&r.log);
+            gone.push(r.id.clone());
+        }
+        locked.records.retain(|r| !gone.contains(&r.id));
+        locked.save()?;
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+}
