@@ -68,8 +68,25 @@ pub(crate) enum HttpError {
     #[error("{}", short_io(.0))]
     Connect(#[source] io::Error),
     /// The connection failed during the exchange (closed, reset, bad HTTP).
-    #[error("{0}")]
+    #[error("{}", exchange_reason(.0))]
     Exchange(#[source] hyper::Error),
+}
+
+/// The root cause of a failed exchange: `connection reset` rather than hyper's bare
+/// `connection error`.
+fn exchange_reason(e: &hyper::Error) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        if let Some(io) = inner.downcast_ref::<io::Error>() {
+            return short_io(io);
+        }
+        cause = inner.source();
+    }
+    if e.is_incomplete_message() {
+        "connection closed before the answer".into()
+    } else {
+        e.to_string()
+    }
 }
 
 /// `connection refused` rather than `Connection refused (os error 111)`.
@@ -77,6 +94,7 @@ fn short_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::BrokenPipe => "connection closed (broken pipe)".into(),
         io::ErrorKind::TimedOut => "connect timed out".into(),
         _ => e.to_string(),
     }

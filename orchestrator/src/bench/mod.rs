@@ -198,6 +198,7 @@ mod tests {
             cluster: cluster.into(),
             instance_type: "t3.micro".into(),
             addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+            state: "running".into(),
         }
     }
 

@@ -309,6 +309,7 @@ pub(crate) mod tests {
                 cluster: "cluster1".into(),
                 instance_type: "t3.micro".into(),
                 addr: None,
+                state: "running".into(),
             },
             result: Ok(snapshot(counted, 0, cpu)),
         }

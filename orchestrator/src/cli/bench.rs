@@ -7,12 +7,12 @@ use clap::Args;
 
 use crate::bench::loadgen::Load;
 use crate::bench::{self, Plan};
-use crate::cli::stats::running_agents;
 use crate::cli::GlobalArgs;
 use crate::cloud;
 use crate::config::Settings;
 use crate::http::Endpoint;
 use crate::output::OutputFormat;
+use crate::stats::Agent;
 use crate::Error;
 
 /// Flags of `elb bench`.
@@ -65,7 +65,8 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     } else {
         let settings = Settings::load(global).await?;
         let instances = cloud::fleet(&settings, None).await?;
-        (settings.output, running_agents(&instances))
+        let agents = instances.iter().map(Agent::of).filter(Agent::running);
+        (settings.output, agents.collect())
     };
     let template = Load {
         endpoints: Vec::new(),

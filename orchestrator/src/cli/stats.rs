@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cloud::{self, Instance};
+use crate::cloud;
 use crate::config::Settings;
 use crate::output::OutputFormat;
 use crate::stats::view::StatsView;
@@ -29,15 +29,6 @@ pub struct StatsArgs {
     pub watch: Option<u64>,
 }
 
-/// The agents of the project's running instances.
-pub(crate) fn running_agents(instances: &[Instance]) -> Vec<Agent> {
-    instances
-        .iter()
-        .filter(|i| i.state == "running")
-        .map(Agent::of)
-        .collect()
-}
-
 /// Runs `elb stats`: one poll, or one per `--watch` period until Ctrl-C. Fails (exit 1) when
 /// an agent of the last poll did not answer.
 pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
@@ -47,7 +38,9 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let agents = running_agents(&cloud::fleet(settings, args.cluster.as_deref()).await?);
+        // Every live instance, running or not: one whose agent cannot answer stays in the table.
+        let instances = cloud::fleet(settings, args.cluster.as_deref()).await?;
+        let agents: Vec<Agent> = instances.iter().map(Agent::of).collect();
         let readings = stats::poll(&agents, timeout).await;
         let view = StatsView::new(&readings, &previous, unix_ms());
         print_view(settings.output, &view, args.watch.is_some());
@@ -64,7 +57,7 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
 
 fn print_view(format: OutputFormat, view: &StatsView, watch: bool) {
     let text = match format {
-        OutputFormat::Table if view.instances.is_empty() => "no running instances".to_owned(),
+        OutputFormat::Table if view.instances.is_empty() => "no instances".to_owned(),
         OutputFormat::Table => view.tables(),
         // In --watch, one compact document per line (JSON Lines).
         OutputFormat::Json if watch => serde_json::to_string(view).expect("view serializes"),

@@ -24,6 +24,8 @@ pub(crate) struct Agent {
     pub(crate) instance_type: String,
     /// `ip:8000`, or `None` when the instance has no usable address.
     pub(crate) addr: Option<SocketAddr>,
+    /// The instance's state; only a `running` instance's agent is asked.
+    pub(crate) state: String,
 }
 
 impl Agent {
@@ -37,7 +39,13 @@ impl Agent {
                 .address()
                 .and_then(|a| a.parse::<IpAddr>().ok())
                 .map(|ip| SocketAddr::new(ip, APP_PORT)),
+            state: instance.state.clone(),
         }
+    }
+
+    /// Whether the instance runs, so its agent may answer.
+    pub(crate) fn running(&self) -> bool {
+        self.state == "running"
     }
 }
 
@@ -66,15 +74,18 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 /// Asks every agent for `/stats` concurrently, each with `timeout`; readings come back in the
-/// order of `agents`.
+/// order of `agents`. An instance that is not running is not asked: its reading is down with
+/// `instance <state>`.
 pub(crate) async fn poll(agents: &[Agent], timeout: Duration) -> Vec<Reading> {
     let started = Instant::now();
     let tasks: Vec<_> = agents
         .iter()
         .map(|agent| {
-            let addr = agent.addr;
+            let (addr, running) = (agent.addr, agent.running());
+            let state = agent.state.clone();
             tokio::spawn(async move {
                 match addr {
+                    _ if !running => Err(format!("instance {state}")),
                     Some(addr) => fetch(addr, timeout).await,
                     None => Err("no IP address".to_owned()),
                 }
@@ -143,6 +154,7 @@ mod tests {
             cluster: "c1".into(),
             instance_type: "t3.micro".into(),
             addr,
+            state: "running".into(),
         }
     }
 
@@ -164,6 +176,10 @@ mod tests {
             agent(Some(silent)),
             agent(Some(closed)),
             agent(None),
+            Agent {
+                state: "stopped".into(),
+                ..agent(Some(closed))
+            },
         ];
         let started = Instant::now();
         let reasons: Vec<String> = poll(&agents, Duration::from_millis(300))
@@ -180,6 +196,7 @@ mod tests {
         assert_eq!(reasons[2], "timed out after 300 ms");
         assert_eq!(reasons[3], "connection refused");
         assert_eq!(reasons[4], "no IP address");
+        assert_eq!(reasons[5], "instance stopped", "not asked");
     }
 
     #[test]

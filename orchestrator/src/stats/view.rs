@@ -305,6 +305,7 @@ pub(crate) mod tests {
                 cluster: cluster.into(),
                 instance_type: "t3.micro".into(),
                 addr: Some("127.0.0.1:8000".parse().unwrap()),
+                state: "running".into(),
             },
             result,
         }

@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::local::{LocalFleet, NO_CLOUD};
-use crate::harness::{Agent, Elb};
+use crate::harness::{Agent, LocalProject};
 
 /// Checks the files a bench writes: results.json (returned), one CSV row per request, and every
 /// plot as a non-empty SVG and PNG.
@@ -42,10 +41,10 @@ fn bench_through_a_target_sends_exactly_the_requests_and_the_agent_counts_each_o
         "100ms",
     ]);
     let before = agent.stats().requests.per_endpoint;
-    let elb = Elb::new(NO_CLOUD.into());
-    let out = elb.state_dir().join("bench-out");
+    let project = LocalProject::new();
+    let out = project.elb.state_dir().join("bench-out");
     let target = format!("http://{}", agent.addr);
-    let run = elb.run(&[
+    let run = project.run(&[
         "bench",
         "--target",
         &target,
@@ -100,12 +99,14 @@ fn elb_now_ms() -> u64 {
 }
 
 #[test]
-#[ignore = "needs the local provider (branch local)"]
 fn bench_counts_agree_with_the_agents_counters_on_a_local_fleet() {
-    let fleet = LocalFleet::launch(&[("cluster1", 2), ("cluster2", 3)]);
-    let out = fleet.elb.state_dir().join("bench-out");
-    let run = fleet.elb.run(&[
-        "--local",
+    let project = LocalProject::new();
+    let fleet = [
+        ("cluster1", project.launch("cluster1", "m4.large", 2)),
+        ("cluster2", project.launch("cluster2", "t3.micro", 3)),
+    ];
+    let out = project.elb.state_dir().join("bench-out");
+    let run = project.run(&[
         "bench",
         "--requests",
         "1000",
@@ -117,9 +118,9 @@ fn bench_counts_agree_with_the_agents_counters_on_a_local_fleet() {
     let stdout = run.json();
     let json = bench_files(&out, 2000);
     assert_eq!(stdout, json);
-    for (i, (cluster, size)) in [("cluster1", 2), ("cluster2", 3)].into_iter().enumerate() {
+    for (i, (cluster, launched)) in fleet.iter().enumerate() {
         let result = &json["clusters"][i];
-        assert_eq!(result["cluster"], cluster);
+        assert_eq!(result["cluster"], *cluster);
         assert_eq!(result["requests"], 1000);
         assert_eq!(result["errors"], 0, "{result:#}");
         assert_eq!(
@@ -127,11 +128,11 @@ fn bench_counts_agree_with_the_agents_counters_on_a_local_fleet() {
             "agents counted = requests sent: {result:#}"
         );
         let instances = result["instances"].as_array().expect("instances");
-        assert_eq!(instances.len(), size, "{result:#}");
-        let ids = fleet.ids(cluster);
+        assert_eq!(instances.len(), launched.len(), "{result:#}");
+        let ids: Vec<&str> = launched.iter().filter_map(|i| i["id"].as_str()).collect();
         for row in instances {
             let id = row["instance"].as_str().expect("instance id");
-            assert!(ids.iter().any(|i| i == id), "{id} is one of {ids:?}");
+            assert!(ids.contains(&id), "{id} is one of {ids:?}");
             assert!(
                 row["served"].as_u64().expect("served") > 0,
                 "round-robin reaches {id}"
