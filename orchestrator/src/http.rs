@@ -1,8 +1,9 @@
 //! The HTTP/1.1 client that `stats` and `bench` talk to agents with: one keep-alive hyper
-//! connection over a plain `TcpStream`, GET only, bodies read whole.
+//! connection over a plain `TcpStream`, GET only, one request at a time, bodies read whole.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -70,6 +71,9 @@ pub(crate) enum HttpError {
     /// The connection failed during the exchange (closed, reset, bad HTTP).
     #[error("{}", exchange_reason(.0))]
     Exchange(#[source] hyper::Error),
+    /// The server closed the connection.
+    #[error("connection closed")]
+    Closed,
 }
 
 /// The root cause of a failed exchange: `connection reset` rather than hyper's bare
@@ -100,31 +104,35 @@ fn short_io(e: &io::Error) -> String {
     }
 }
 
+/// hyper's side of a connection: the future that reads and writes the socket.
+type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>>>;
+
 /// One keep-alive HTTP/1.1 connection to an endpoint.
+///
+/// The connection is driven by [`Connection::get`] itself rather than by a task of its own: with
+/// one request at a time there is nothing to do between requests, and the answer then reaches
+/// the caller without waking another task (the load generator's hot path).
 pub(crate) struct Connection {
     sender: SendRequest<Empty<Bytes>>,
+    /// `None` once the connection has ended.
+    driver: Option<Driver>,
     host: HeaderValue,
     prefix: String,
 }
 
 impl Connection {
-    /// Connects (TCP_NODELAY) and runs the HTTP/1 handshake; the connection is driven by a task
-    /// of its own that ends when this value is dropped.
+    /// Connects (TCP_NODELAY) and runs the HTTP/1 handshake.
     pub(crate) async fn open(endpoint: &Endpoint) -> Result<Self, HttpError> {
         let stream = TcpStream::connect(endpoint.addr)
             .await
             .map_err(HttpError::Connect)?;
         stream.set_nodelay(true).map_err(HttpError::Connect)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let (sender, driver) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(HttpError::Exchange)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
         Ok(Self {
             sender,
+            driver: Some(Box::pin(driver)),
             host: endpoint.host.clone(),
             prefix: endpoint.prefix.clone(),
         })
@@ -141,20 +149,40 @@ impl Connection {
             .header(HOST, self.host.clone())
             .body(Empty::new())
             .expect("a GET with a valid path and host is a valid request");
-        self.sender.ready().await.map_err(HttpError::Exchange)?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(HttpError::Exchange)?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(HttpError::Exchange)?
-            .to_bytes();
-        Ok((status, body))
+        let Some(mut driver) = self.driver.take() else {
+            return Err(HttpError::Closed);
+        };
+        let sender = &mut self.sender;
+        let exchange = async {
+            sender.ready().await.map_err(HttpError::Exchange)?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(HttpError::Exchange)?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(HttpError::Exchange)?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::pin!(exchange);
+        let ended = tokio::select! {
+            biased;
+            result = &mut exchange => {
+                self.driver = Some(driver);
+                return result;
+            }
+            ended = driver.as_mut() => ended,
+        };
+        // The server closed the connection, possibly right after a whole answer (which the
+        // driver handed over before ending): the exchange finishes from what was received.
+        exchange.await.map_err(|e| match (e, ended) {
+            (HttpError::Exchange(_), Err(cause)) => HttpError::Exchange(cause),
+            (e, _) => e,
+        })
     }
 }
 

@@ -75,8 +75,24 @@ struct ServedBy<'a> {
     hostname: Option<Cow<'a, str>>,
 }
 
-/// The instance an answer body names, if it is an agent's JSON answer.
+/// The key the agent's answer names its instance with, as the agent writes it (compact JSON).
+const ID_KEY: &[u8] = br#""ec2_instance_id":""#;
+
+/// The instance an answer body names, if it is an agent's JSON answer: `ec2_instance_id`, else
+/// `hostname`. The agent writes the id near the start of a ~1 KiB body, so a plain id (no
+/// escapes) is read where it stands; anything else goes through the JSON parser.
 pub(crate) fn served_by(body: &[u8]) -> Option<Cow<'_, str>> {
+    let plain_id = body
+        .windows(ID_KEY.len())
+        .position(|w| w == ID_KEY)
+        .and_then(|at| {
+            let value = &body[at + ID_KEY.len()..];
+            let end = value.iter().position(|&b| b == b'"' || b == b'\\')?;
+            (value[end] == b'"').then(|| std::str::from_utf8(&value[..end]).ok())?
+        });
+    if let Some(id) = plain_id {
+        return Some(Cow::Borrowed(id));
+    }
     let answer: ServedBy = serde_json::from_slice(body).ok()?;
     answer.ec2_instance_id.or(answer.hostname)
 }
@@ -220,6 +236,20 @@ mod tests {
         assert_eq!(served_by(br#"{"hostname":"h"}"#).as_deref(), Some("h"));
         assert_eq!(served_by(br#"{"error":"not found"}"#), None);
         assert_eq!(served_by(b"<html>"), None);
+        let spaced = br#"{"ec2_instance_id" : "i-2", "hostname": "h"}"#;
+        assert_eq!(served_by(spaced).as_deref(), Some("i-2"), "any JSON layout");
+        let escaped = br#"{"ec2_instance_id":"i-\u0033","hostname":"h"}"#;
+        assert_eq!(
+            served_by(escaped).as_deref(),
+            Some("i-3"),
+            "escapes are decoded"
+        );
+        let agent = serde_json::to_vec(&serde_json::json!({
+            "schema": 1, "message": "m", "instance_id": "h", "hostname": "h",
+            "ec2_instance_id": "i-0123", "stats": {"requests": {"total": 1}}
+        }))
+        .unwrap();
+        assert_eq!(served_by(&agent).as_deref(), Some("i-0123"));
     }
 
     #[tokio::test]
