@@ -223,13 +223,14 @@ fn bars<DB: DrawingBackend>(
             .max(1.0)
             * 1.1
     });
-    let n = labels.len().max(1) as u32;
+    // A segmented 0..last range has a segment for every value of 0..=last.
+    let last = labels.len().saturating_sub(1) as u32;
     let mut chart = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d((0u32..n).into_segmented(), 0.0..top)
+        .build_cartesian_2d((0u32..last).into_segmented(), 0.0..top)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
