@@ -103,6 +103,8 @@ struct Part {
     samples: Vec<Sample>,
     instances: Vec<String>,
     errors: BTreeMap<String, u64>,
+    /// When this connection's last request ended.
+    finished: Option<Instant>,
 }
 
 /// Sends `load`; `done` counts answered requests as they come (for a progress bar).
@@ -118,6 +120,7 @@ pub(crate) async fn run(load: &Load, done: Arc<AtomicU64>) -> Run {
             endpoint: load.endpoints[slot % load.endpoints.len()].clone(),
             path: load.path.clone(),
             requests: load.requests,
+            concurrency,
             timeout: load.timeout,
             epoch,
             next: next.clone(),
@@ -134,8 +137,10 @@ pub(crate) async fn run(load: &Load, done: Arc<AtomicU64>) -> Run {
     let started = Instant::now();
     let offset_us = started.duration_since(epoch).as_micros() as u64;
     let mut run = Run::default();
+    let mut finished = started;
     for task in tasks {
         let Ok(part) = task.await else { continue };
+        finished = finished.max(part.finished.unwrap_or(started));
         let map: Vec<u32> = part
             .instances
             .iter()
@@ -152,7 +157,7 @@ pub(crate) async fn run(load: &Load, done: Arc<AtomicU64>) -> Run {
             *run.errors.entry(reason).or_default() += n;
         }
     }
-    run.elapsed = started.elapsed();
+    run.elapsed = finished.duration_since(started);
     run
 }
 
@@ -174,6 +179,7 @@ struct Worker {
     endpoint: Endpoint,
     path: String,
     requests: u64,
+    concurrency: usize,
     timeout: Duration,
     epoch: Instant,
     next: Arc<AtomicU64>,
@@ -184,7 +190,11 @@ impl Worker {
     /// Sends requests until the shared counter reaches the total. A failed connection is
     /// reopened for the next request.
     async fn run(self, mut connection: Option<Connection>) -> Part {
-        let mut part = Part::default();
+        let share = self.requests / self.concurrency as u64 + 1;
+        let mut part = Part {
+            samples: Vec::with_capacity(share.min(1 << 20) as usize),
+            ..Part::default()
+        };
         while self.next.fetch_add(1, Ordering::Relaxed) < self.requests {
             let sent = Instant::now();
             let outcome = tokio::time::timeout(self.timeout, async {
@@ -195,7 +205,9 @@ impl Worker {
                 open.get(&self.path).await
             })
             .await;
-            let latency_us = sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
+            let ended = Instant::now();
+            part.finished = Some(ended);
+            let latency_us = ended.duration_since(sent).as_micros().min(u32::MAX as u128) as u32;
             let start_us = sent.duration_since(self.epoch).as_micros() as u64;
             let (status, served_by) = match outcome {
                 Ok(Ok((status, body))) => {
