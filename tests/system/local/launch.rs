@@ -54,13 +54,14 @@ fn an_unknown_type_is_refused_before_anything_starts() {
             "--count",
             "2",
         ])
+        .expect_code(2)
         .expect_failure_mentioning(&["x9.huge", "t3.micro", "m4.large", "--type"]);
     assert!(project.records().is_empty());
     assert!(!project.state_file().exists());
     assert!(project.processes().is_empty());
 }
 
-/// EC2-only flags are refused rather than ignored, and SSH needs no flag locally.
+/// EC2-only flags of launch and kill are refused rather than ignored.
 #[test]
 fn ec2_only_flags_are_refused() {
     let project = LocalProject::new();
@@ -80,6 +81,10 @@ fn ec2_only_flags_are_refused() {
             .expect_code(2)
             .expect_failure_mentioning(&[extra[0], "EC2 only"]);
     }
+    project
+        .run(&["kill", "--yes", "--keep-network"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["--keep-network", "EC2 only"]);
     assert!(project.processes().is_empty());
 }
 

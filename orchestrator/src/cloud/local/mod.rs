@@ -212,7 +212,11 @@ impl LocalCloud {
             }
         }
         locked.records.push(record.clone());
-        locked.save()?;
+        if let Err(e) = locked.save() {
+            // Unrecorded, it would be out of kill's reach: it must not outlive this launch.
+            process::kill_now(&record);
+            return Err(e);
+        }
         tracing::info!(id = %record.id, pid = record.pid, %address, "agent started");
         Ok(record)
     }
