@@ -94,16 +94,14 @@ impl LocalCloud {
         match process::spawn(agent, &record) {
             Ok(pid) => record.pid = pid,
             Err(e) => {
-                if let Some(group) = &record.cgroup {
-                    let _ = cgroup::remove(group);
-                }
+                discard(&record);
                 return Err(e);
             }
         }
         locked.records.push(record.clone());
         if let Err(e) = locked.save() {
             // Unrecorded, it would be out of kill's reach: it must not outlive this launch.
-            process::kill_now(&record);
+            discard(&record);
             return Err(e);
         }
         tracing::info!(id = %record.id, pid = record.pid, %address, "agent started");
@@ -195,6 +193,16 @@ impl LocalCloud {
         .await;
         progress.finish();
         outcome
+    }
+}
+
+/// Undoes a start that could not be completed: kills the agent if it runs, removes its group.
+fn discard(record: &Record) {
+    process::kill_now(record);
+    if let Some(group) = &record.cgroup {
+        if let Err(e) = cgroup::remove(group) {
+            tracing::warn!(group = %group.display(), "cannot remove the cgroup: {e}");
+        }
     }
 }
 
