@@ -40,6 +40,32 @@ fn two_launches_in_one_project_add_up() {
     assert_eq!(running, recorded, "exactly the recorded agents run");
 }
 
+/// Two launches at once in the same project both land in the state file (it is locked).
+#[test]
+fn concurrent_launches_in_one_project_both_land() {
+    let project = LocalProject::new();
+    let launch = |cluster, count| {
+        project.elb.spawn(&[
+            "launch",
+            "--cluster",
+            cluster,
+            "--type",
+            "t3.small",
+            "--count",
+            count,
+        ])
+    };
+    let (first, second) = (launch("c1", "3"), launch("c2", "4"));
+    for out in [first, second] {
+        out.wait(Duration::from_secs(60)).expect_code(0);
+    }
+    let records = project.records();
+    assert_eq!(records.len(), 7, "{records:#?}");
+    let addresses: BTreeSet<_> = records.iter().map(|r| r.address).collect();
+    assert_eq!(addresses.len(), 7, "no address given twice");
+    assert_eq!(project.processes().len(), 7);
+}
+
 /// An unknown type is refused with the known ones, before anything starts or is written.
 #[test]
 fn an_unknown_type_is_refused_before_anything_starts() {
