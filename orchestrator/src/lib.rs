@@ -81,11 +81,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code: 2 for input errors caught before any API call, 130 for Ctrl-C,
-    /// 1 otherwise.
+    /// The process exit code: 2 for input errors caught before any API call (or, locally,
+    /// before any agent starts), 130 for Ctrl-C, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Usage(_) | Self::Region(_) => 2,
+            Self::Usage(_)
+            | Self::Region(_)
+            | Self::Local(cloud::local::LocalError::UnknownType { .. }) => 2,
             Self::Interrupted(_) => 130,
             _ => 1,
         }

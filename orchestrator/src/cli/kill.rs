@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use clap::Args;
 
 use crate::cloud::Cloud;
-use crate::config::Settings;
+use crate::config::{ProviderKind, Settings};
 use crate::output::OutputFormat;
 use crate::Error;
 
@@ -33,8 +33,16 @@ pub struct KillArgs {
 }
 
 impl KillArgs {
-    /// Refuses, before any API call, to run unconfirmed without a terminal.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// Refuses, before any API call, to run unconfirmed without a terminal, and EC2-only flags
+    /// on the local provider.
+    pub fn validate(&self, provider: ProviderKind) -> Result<(), Error> {
+        if provider == ProviderKind::Local && self.keep_network {
+            return Err(Error::Usage(
+                "--keep-network is for EC2 only: local instances have no security group or key \
+                 pair. Drop it"
+                    .into(),
+            ));
+        }
         if !self.yes && !self.dry_run && !std::io::stdin().is_terminal() {
             return Err(Error::Usage(
                 "refusing to delete without confirmation: stdin is not a terminal. Pass --yes to \

@@ -140,9 +140,12 @@ pub(crate) async fn run<C: Cloud>(
     request: LaunchRequest,
 ) -> Result<(), Error> {
     let mut created = Created::default();
+    // Biased, Ctrl-C first: its handler is installed when first polled, which must come before
+    // the launch starts anything (the local provider starts agents before its first await).
     let outcome = tokio::select! {
-        result = cloud.launch(&request, &mut created) => Some(result),
+        biased;
         _ = tokio::signal::ctrl_c() => None,
+        result = cloud.launch(&request, &mut created) => Some(result),
     };
     let mut instances = match outcome {
         Some(result) => result?,

@@ -104,7 +104,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Launch(args) => Checked::Launch(args.validate(kind)?),
         Command::Ls(args) => Checked::Ls(args),
         Command::Kill(args) => {
-            args.validate()?;
+            args.validate(kind)?;
             Checked::Kill(args)
         }
         // These reach the instances through `cloud::fleet`, whatever the provider; a bench with

@@ -132,17 +132,24 @@ impl Drop for LocalProject {
             // SAFETY: kill(2) has no memory-safety preconditions; the pid writes to our logs.
             unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while leftovers.iter().any(|p| is_alive(*p)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // A zombie main thread can outlive its last threads' exit by a moment: until then the
+        // kernel refuses to remove their group, so retry until the deadline.
         let project_dir = self.cgroup_dir();
-        if let Ok(groups) = std::fs::read_dir(&project_dir) {
-            for group in groups.flatten().filter(|g| g.path().is_dir()) {
-                let _ = std::fs::remove_dir(group.path());
+        while project_dir.exists() {
+            if let Ok(groups) = std::fs::read_dir(&project_dir) {
+                for group in groups.flatten().filter(|g| g.path().is_dir()) {
+                    let _ = std::fs::remove_dir(group.path());
+                }
             }
+            if std::fs::remove_dir(&project_dir).is_ok() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = std::fs::remove_dir(project_dir);
     }
 }
 

@@ -40,6 +40,32 @@ fn two_launches_in_one_project_add_up() {
     assert_eq!(running, recorded, "exactly the recorded agents run");
 }
 
+/// Two launches at once in the same project both land in the state file (it is locked).
+#[test]
+fn concurrent_launches_in_one_project_both_land() {
+    let project = LocalProject::new();
+    let launch = |cluster, count| {
+        project.elb.spawn(&[
+            "launch",
+            "--cluster",
+            cluster,
+            "--type",
+            "t3.small",
+            "--count",
+            count,
+        ])
+    };
+    let (first, second) = (launch("c1", "3"), launch("c2", "4"));
+    for out in [first, second] {
+        out.wait(Duration::from_secs(60)).expect_code(0);
+    }
+    let records = project.records();
+    assert_eq!(records.len(), 7, "{records:#?}");
+    let addresses: BTreeSet<_> = records.iter().map(|r| r.address).collect();
+    assert_eq!(addresses.len(), 7, "no address given twice");
+    assert_eq!(project.processes().len(), 7);
+}
+
 /// An unknown type is refused with the known ones, before anything starts or is written.
 #[test]
 fn an_unknown_type_is_refused_before_anything_starts() {
@@ -54,13 +80,14 @@ fn an_unknown_type_is_refused_before_anything_starts() {
             "--count",
             "2",
         ])
+        .expect_code(2)
         .expect_failure_mentioning(&["x9.huge", "t3.micro", "m4.large", "--type"]);
     assert!(project.records().is_empty());
     assert!(!project.state_file().exists());
     assert!(project.processes().is_empty());
 }
 
-/// EC2-only flags are refused rather than ignored, and SSH needs no flag locally.
+/// EC2-only flags of launch and kill are refused rather than ignored.
 #[test]
 fn ec2_only_flags_are_refused() {
     let project = LocalProject::new();
@@ -80,6 +107,10 @@ fn ec2_only_flags_are_refused() {
             .expect_code(2)
             .expect_failure_mentioning(&[extra[0], "EC2 only"]);
     }
+    project
+        .run(&["kill", "--yes", "--keep-network"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["--keep-network", "EC2 only"]);
     assert!(project.processes().is_empty());
 }
 

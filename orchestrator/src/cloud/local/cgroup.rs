@@ -6,11 +6,15 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::types::{Cpu, PERIOD_US};
 
 /// Where the cgroup file systems are mounted.
 pub(crate) const SYS_ROOT: &str = "/sys/fs/cgroup";
+
+/// How long [`remove`] waits for the last threads of a group to leave it.
+const EMPTY_WAIT: Duration = Duration::from_secs(5);
 
 /// Name of the directory under the controller root that holds every elb group.
 const ELB_DIR: &str = "elb";
@@ -105,13 +109,22 @@ fn enable_cpu(dir: &Path) -> io::Result<()> {
     fs::write(control, "+cpu")
 }
 
-/// Removes an instance's group, then its project's group if that is now empty. The group must
-/// hold no live process any more (the kernel refuses with `EBUSY`). A group already gone is fine.
+/// Removes an instance's group, then its project's group if that is now empty. A group already
+/// gone is fine. Call it once the group's processes are gone: the kernel refuses (`EBUSY`) while
+/// any thread is still inside, and a process whose main thread is already a zombie can still
+/// have threads finishing their exit, so `EBUSY` is retried for up to [`EMPTY_WAIT`] (blocking:
+/// the kernel needs only moments).
 pub(crate) fn remove(group: &Path) -> io::Result<()> {
-    match fs::remove_dir(group) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    let deadline = Instant::now() + EMPTY_WAIT;
+    loop {
+        match fs::remove_dir(group) {
+            Ok(()) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
     }
     // Another instance of the project may still use the parent: then it stays.
     if let Some(project_dir) = group.parent() {

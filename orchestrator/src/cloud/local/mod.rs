@@ -4,15 +4,19 @@
 //! state directory, so `ls` and `kill` work from later runs.
 //!
 //! `types.rs` is the instance-type CPU table, `cgroup.rs` the quotas (v1 and v2), `process.rs`
-//! starting, recognising and stopping agents, `state.rs` the instances file.
+//! starting, recognising and stopping agents, `state.rs` the instances file, `error.rs` what can
+//! go wrong.
 
 mod cgroup;
+mod error;
 mod process;
 mod state;
 mod types;
 
+pub use error::LocalError;
+
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -22,7 +26,7 @@ use self::process::Ended;
 use self::state::{Record, Store};
 use self::types::Cpu;
 use super::{instance_name, Cloud, Created, Instance, MANAGED_BY};
-use crate::agent_binary::{self, BUILD_COMMAND};
+use crate::agent_binary;
 use crate::cli::kill::KillArgs;
 use crate::cli::launch::{LaunchArgs, LaunchRequest};
 use crate::config::Settings;
@@ -32,121 +36,6 @@ use crate::Error;
 
 /// How often a launch polls the agents' `/healthz`.
 const READY_POLL: Duration = Duration::from_millis(100);
-
-/// Failures of the local provider, each with what to do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    /// The type is not in the CPU table.
-    #[error(
-        "instance type {instance_type} has no local CPU quota; known types: {known} (the table \
-         is in docs/cli.md). Pick one of them with --type"
-    )]
-    UnknownType {
-        /// The refused type.
-        instance_type: String,
-        /// The known types, comma-separated.
-        known: String,
-    },
-    /// A file system operation on the local state failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io {
-        /// What was being done, e.g. "reading".
-        action: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The instances file could not be written.
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
-    /// The instances file cannot be used.
-    #[error(
-        "{} is not a usable local instances file: {detail}. Stop the agents it lists by hand \
-         (`pgrep -a elb-agent`), then move it away",
-        path.display()
-    )]
-    BadState {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        detail: String,
-    },
-    /// The agent executable could not be started.
-    #[error(
-        "cannot start the agent {}: {source}. Pass --agent <path to elb-agent>, or build it with \
-         `{BUILD_COMMAND}`",
-        agent.display()
-    )]
-    Spawn {
-        /// The executable.
-        agent: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The CPU group could not be set up.
-    #[error(
-        "cannot set up the CPU quota group {}: {source}. Check that elb may write there (root, \
-         or a delegated cgroup)",
-        path.display()
-    )]
-    Cgroup {
-        /// The group.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Port 8000 is busy on every loopback address tried.
-    #[error(
-        "no free loopback address for an agent: port 8000 was busy on {attempts} addresses of \
-         127.77.0.0/16 (last error: {last}). Is something listening on 0.0.0.0:8000? Stop it \
-         and launch again"
-    )]
-    NoAddress {
-        /// Addresses tried.
-        attempts: usize,
-        /// The last bind error.
-        last: String,
-    },
-    /// An agent exited before it answered `/healthz`.
-    #[error(
-        "agent {id} exited before answering /healthz; its log {} ends with:\n{tail}\nRun `elb \
-         --local kill` to remove the rest of the launch",
-        log.display()
-    )]
-    AgentDied {
-        /// The instance.
-        id: String,
-        /// Its log file.
-        log: PathBuf,
-        /// The log's last lines.
-        tail: String,
-    },
-    /// Agents did not answer `/healthz` in time.
-    #[error(
-        "{} did not answer /healthz within {secs} s: see their logs in {}; `elb --local kill` \
-         removes them (or pass a longer --timeout)",
-        waiting.join(", "), dir.display()
-    )]
-    NotReady {
-        /// The instances still silent.
-        waiting: Vec<String>,
-        /// The timeout.
-        secs: u64,
-        /// Where the logs are.
-        dir: PathBuf,
-    },
-}
-
-impl LocalError {
-    fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
-        Self::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
 
 /// The project's instances on this machine.
 #[derive(Debug)]
@@ -205,16 +94,64 @@ impl LocalCloud {
         match process::spawn(agent, &record) {
             Ok(pid) => record.pid = pid,
             Err(e) => {
-                if let Some(group) = &record.cgroup {
-                    let _ = cgroup::remove(group);
-                }
+                discard(&record);
                 return Err(e);
             }
         }
         locked.records.push(record.clone());
-        locked.save()?;
+        if let Err(e) = locked.save() {
+            // Unrecorded, it would be out of kill's reach: it must not outlive this launch.
+            discard(&record);
+            return Err(e);
+        }
         tracing::info!(id = %record.id, pid = record.pid, %address, "agent started");
         Ok(record)
+    }
+
+    /// Restarts the agents of `instances` (e.g. [`fleet`](crate::cloud::fleet)'s) from the
+    /// executable `agent`, each with the identity it had: id, tags, type, address, cgroup and
+    /// log. Running ones are stopped first (SIGTERM, up to `grace`, SIGKILL), stopped ones just
+    /// start. Returns once every one answers `/healthz`, or `timeout` has passed. This is
+    /// `elb deploy --local`: a new binary on the same fleet.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "for `elb deploy --local`, which the deploy branch wires up"
+        )
+    )]
+    pub async fn restart_agents(
+        &self,
+        instances: &[Instance],
+        agent: &Path,
+        grace: Duration,
+        timeout: Duration,
+    ) -> Result<(), LocalError> {
+        let mut locked = self.store.lock()?;
+        let wanted = |r: &Record| instances.iter().any(|i| i.id == r.id);
+        let targets: Vec<Record> = locked
+            .records
+            .iter()
+            .filter(|r| wanted(r))
+            .cloned()
+            .collect();
+        process::stop(&targets, grace).await;
+        let mut restarted = Vec::with_capacity(targets.len());
+        for mut record in targets {
+            record.pid = process::spawn(agent, &record)?;
+            if let Some(slot) = locked.records.iter_mut().find(|r| r.id == record.id) {
+                slot.pid = record.pid;
+            }
+            // Saved after every start: an error on the next one leaves this one recorded.
+            if let Err(e) = locked.save() {
+                process::kill_now(&record);
+                return Err(e);
+            }
+            tracing::info!(id = %record.id, pid = record.pid, "agent restarted");
+            restarted.push(record);
+        }
+        drop(locked);
+        self.wait_ready(&restarted, timeout).await
     }
 
     /// Waits until every agent of `records` answers `/healthz`.
@@ -256,6 +193,16 @@ impl LocalCloud {
         .await;
         progress.finish();
         outcome
+    }
+}
+
+/// Undoes a start that could not be completed: kills the agent if it runs, removes its group.
+fn discard(record: &Record) {
+    process::kill_now(record);
+    if let Some(group) = &record.cgroup {
+        if let Err(e) = cgroup::remove(group) {
+            tracing::warn!(group = %group.display(), "cannot remove the cgroup: {e}");
+        }
     }
 }
 
@@ -381,5 +328,96 @@ impl Cloud for LocalCloud {
         locked.records.retain(|r| !gone.contains(&r.id));
         locked.save()?;
         first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::state::StateDir;
+
+    /// An "agent" that keeps its command line (so it is recognised) and serves nothing: the
+    /// test answers `/healthz` on its address itself.
+    fn fake_agent(dir: &Path) -> std::path::PathBuf {
+        let script = dir.join("fake-agent");
+        std::fs::write(&script, "#!/bin/sh\nwhile :; do sleep 1; done\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
+    /// Answers every connection to `address:8000` with `200 OK`.
+    async fn serve_healthz(address: Ipv4Addr) -> tokio::task::JoinHandle<()> {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind((address, process::AGENT_PORT))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_the_identity_and_replaces_the_process() {
+        let root = std::env::temp_dir().join(format!("elb-restart-test-{}", rand::random::<u64>()));
+        let cloud = LocalCloud {
+            project: "p".into(),
+            store: Store::new(&StateDir::for_path(root.join("p"))),
+        };
+        let agent = fake_agent(&{
+            std::fs::create_dir_all(&root).unwrap();
+            root.clone()
+        });
+        let address = process::free_address(&[]).unwrap();
+        let server = serve_healthz(address).await;
+        let mut record = Record {
+            id: format!("local-{:08x}", rand::random::<u32>()),
+            tags: [("Cluster".to_owned(), "c1".to_owned())].into(),
+            instance_type: "t3.micro".into(),
+            address,
+            pid: 0,
+            cgroup: None,
+            log: root.join("agent.log"),
+        };
+        record.pid = process::spawn(&agent, &record).unwrap();
+        {
+            let mut locked = cloud.store.lock().unwrap();
+            locked.records.push(record.clone());
+            locked.save().unwrap();
+        }
+        let old_pid = record.pid;
+
+        let instances = cloud.instances(None, false).await.unwrap();
+        let second = Duration::from_secs(1);
+        cloud
+            .restart_agents(&instances, &agent, second, 5 * second)
+            .await
+            .unwrap();
+
+        let after = cloud.store.read().unwrap();
+        assert_eq!(after.len(), 1);
+        assert_ne!(after[0].pid, old_pid);
+        assert_eq!(
+            Record {
+                pid: old_pid,
+                ..after[0].clone()
+            },
+            record,
+            "same identity"
+        );
+        assert!(
+            !process::is_agent(old_pid, &record.id),
+            "the old process is gone"
+        );
+        assert!(process::is_agent(after[0].pid, &record.id));
+
+        process::stop(&after, second).await;
+        server.abort();
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

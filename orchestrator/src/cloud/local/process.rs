@@ -130,6 +130,11 @@ fn signal(record: &Record, signal: libc::c_int) {
     unsafe { libc::kill(pid, signal) };
 }
 
+/// SIGKILLs the agent of `record` at once, e.g. one that could not be recorded.
+pub(crate) fn kill_now(record: &Record) {
+    signal(record, libc::SIGKILL);
+}
+
 /// How an agent ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ended {
