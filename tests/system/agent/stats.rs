@@ -2,17 +2,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::harness::raw_http;
-use crate::harness::Agent;
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
-}
+use crate::harness::{now_unix_ms, Agent};
 
 #[test]
 fn request_counters_move_by_exactly_the_requests_sent() {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{Agent, LocalProject};
+use crate::harness::{now_unix_ms, Agent, LocalProject};
 
 /// Checks the files a bench writes: results.json (returned), one CSV row per request, and every
 /// plot as a non-empty SVG and PNG.
@@ -59,7 +59,7 @@ fn bench_through_a_target_sends_exactly_the_requests_and_the_agent_counts_each_o
         out.to_str().expect("utf-8 path"),
     ]);
     let stdout = run.json();
-    let done = elb_now_ms();
+    let done = now_unix_ms();
     let after = agent
         .stats_until(Duration::from_secs(10), |s| s.sampled_at_unix_ms > done)
         .requests
@@ -89,13 +89,6 @@ fn bench_through_a_target_sends_exactly_the_requests_and_the_agent_counts_each_o
             "{l}"
         );
     }
-}
-
-fn elb_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
 }
 
 #[test]

@@ -12,6 +12,14 @@ use super::raw_http::{self, HttpResponse};
 /// How long the agent may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Milliseconds since the epoch: the clock of the agents' `sampled_at_unix_ms`.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
 /// A running `elb-agent --listen 127.0.0.1:0 ...`.
 pub struct Agent {
     child: Child,

@@ -13,7 +13,7 @@ pub mod raw_http;
 mod shim;
 mod signal;
 
-pub use agent::Agent;
+pub use agent::{now_unix_ms, Agent};
 pub use bins::bin_path;
 pub use ec2_api::{Ec2Api, Instance, Rule, SecurityGroup};
 pub use elb::{Elb, ElbOutput, TempDir};
