@@ -3,6 +3,10 @@
 //! however fast each connection is. Connection `i` goes to endpoint `i mod n` (round-robin over
 //! the cluster's instances). Each task keeps its own samples; they are merged at the end, so the
 //! hot path shares nothing but two atomic counters.
+//!
+//! Like `wrk -t`, the connections are dealt over one thread per core this process may run on,
+//! each with a single-threaded runtime: a connection's work never moves between threads, and
+//! the command's own runtime stays free for the progress bar.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -11,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::Barrier;
+use tokio::sync::{oneshot, Barrier};
 
 use crate::http::{Connection, Endpoint};
 
@@ -114,32 +118,52 @@ pub(crate) async fn run(load: &Load, done: Arc<AtomicU64>) -> Run {
     let concurrency = load.concurrency.max(1);
     let ready = Arc::new(Barrier::new(concurrency + 1));
     let epoch = Instant::now();
-    let mut tasks = Vec::with_capacity(concurrency);
-    for slot in 0..concurrency {
-        let worker = Worker {
-            endpoint: load.endpoints[slot % load.endpoints.len()].clone(),
-            path: load.path.clone(),
-            requests: load.requests,
-            concurrency,
-            timeout: load.timeout,
-            epoch,
-            next: next.clone(),
-            done: done.clone(),
-        };
-        let ready = ready.clone();
-        tasks.push(tokio::spawn(async move {
-            let connection = Connection::open(&worker.endpoint).await.ok();
-            ready.wait().await;
-            worker.run(connection).await
-        }));
+    let workers = (0..concurrency).map(|slot| Worker {
+        endpoint: load.endpoints[slot % load.endpoints.len()].clone(),
+        path: load.path.clone(),
+        requests: load.requests,
+        concurrency,
+        timeout: load.timeout,
+        epoch,
+        next: next.clone(),
+        done: done.clone(),
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut groups: Vec<Vec<Worker>> = (0..cores.min(concurrency)).map(|_| Vec::new()).collect();
+    let threads = groups.len();
+    for (slot, worker) in workers.enumerate() {
+        groups[slot % threads].push(worker);
+    }
+    let mut results = Vec::with_capacity(groups.len());
+    for group in groups {
+        let (tx, rx) = oneshot::channel();
+        results.push(rx);
+        let load = connections(group, ready.clone());
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => {
+                std::thread::spawn(move || tx.send(runtime.block_on(load)));
+            }
+            Err(e) => {
+                // Not expected (a runtime needs little more than an epoll instance): this group
+                // then shares the command's runtime.
+                tracing::warn!(error = %e, "no runtime of its own for a load thread");
+                tokio::spawn(async move { tx.send(load.await) });
+            }
+        }
     }
     ready.wait().await;
     let started = Instant::now();
     let offset_us = started.duration_since(epoch).as_micros() as u64;
     let mut run = Run::default();
     let mut finished = started;
-    for task in tasks {
-        let Ok(part) = task.await else { continue };
+    let mut parts = Vec::with_capacity(concurrency);
+    for result in results {
+        parts.extend(result.await.unwrap_or_default());
+    }
+    for part in parts {
         finished = finished.max(part.finished.unwrap_or(started));
         let map: Vec<u32> = part
             .instances
@@ -159,6 +183,29 @@ pub(crate) async fn run(load: &Load, done: Arc<AtomicU64>) -> Run {
     }
     run.elapsed = finished.duration_since(started);
     run
+}
+
+/// Runs `workers` on the current runtime, each on its own connection opened before the
+/// barrier; returns their parts once all are done.
+async fn connections(workers: Vec<Worker>, ready: Arc<Barrier>) -> Vec<Part> {
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|worker| {
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                let connection = Connection::open(&worker.endpoint).await.ok();
+                ready.wait().await;
+                worker.run(connection).await
+            })
+        })
+        .collect();
+    let mut parts = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(part) = task.await {
+            parts.push(part);
+        }
+    }
+    parts
 }
 
 /// The index of `name` in `names`, added at the end if new. Runs see a handful of instances,
