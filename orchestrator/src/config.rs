@@ -50,9 +50,15 @@ impl Settings {
     /// Validates the global flags and, for EC2, loads the AWS configuration and checks that
     /// credentials can be found. An explicit `--region` is checked before anything is loaded.
     pub async fn load(global: &GlobalArgs) -> Result<Self, Error> {
+        Self::load_for(global, global.provider_kind()).await
+    }
+
+    /// As [`Settings::load`], with the provider given rather than taken from the flags (`elb
+    /// demo` always runs locally).
+    pub async fn load_for(global: &GlobalArgs, kind: ProviderKind) -> Result<Self, Error> {
         validate_name("--project", &global.project)?;
         let state = StateDir::for_project(&global.project)?;
-        let provider = match global.provider_kind() {
+        let provider = match kind {
             ProviderKind::Ec2 => load_ec2(global).await?,
             ProviderKind::Local => Provider::Local,
         };

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::http::Endpoint;
+use crate::output::OutputFormat;
 use crate::progress::Progress;
 use crate::state;
 use crate::stats::{self, Agent, Reading};
@@ -122,6 +123,68 @@ impl Plan {
     }
 }
 
+/// What [`Plan::run_and_report`] produced.
+#[derive(Debug)]
+pub(crate) struct Report {
+    /// The measurements.
+    pub(crate) results: Results,
+    /// The directory holding the files.
+    pub(crate) dir: PathBuf,
+    /// `results.json`, `results.csv` and the plots.
+    pub(crate) files: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// Runs the experiment, writes its files into `out` (default `./<prefix>-<UTC time>`) and
+    /// prints the per-cluster tables (or the JSON or CSV), warning when the agents' own counts
+    /// disagree with the requests sent.
+    pub(crate) async fn run_and_report(
+        &self,
+        out: Option<PathBuf>,
+        prefix: &str,
+        output: OutputFormat,
+    ) -> Result<Report, Error> {
+        let results = self.run().await;
+        let dir = out.unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "{prefix}-{}",
+                utc_stamp(results.started_at_unix_ms / 1000)
+            ))
+        });
+        let files = write(&results, &dir)?;
+        match output {
+            OutputFormat::Table => {
+                for cluster in &results.clusters {
+                    println!("{}\n", cluster.table());
+                }
+            }
+            OutputFormat::Json => println!("{}", results.json()),
+            OutputFormat::Csv => print!("{}", results.csv()),
+        }
+        eprintln!("wrote {} files to {}", files.len(), dir.display());
+        for cluster in &results.clusters {
+            if cluster
+                .agents_counted
+                .is_some_and(|n| n != cluster.requests)
+            {
+                eprintln!(
+                    "warning: {}: the agents counted {} requests to {}, {} were sent (see the \
+                     table)",
+                    cluster.cluster,
+                    cluster.agents_counted.unwrap_or(0),
+                    cluster.path,
+                    cluster.requests
+                );
+            }
+        }
+        Ok(Report {
+            results,
+            dir,
+            files,
+        })
+    }
+}
+
 async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
     let before = stats::poll(&plan.agents, STATS_TIMEOUT).await;
     tracing::info!(cluster = %plan.cluster, requests = plan.load.requests, "sending");
@@ -188,9 +251,37 @@ pub(crate) fn write(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, Error
     Ok(written)
 }
 
+/// `YYYYmmddTHHMMSSZ` for seconds since the epoch (UTC, proleptic Gregorian calendar).
+pub(crate) fn utc_stamp(unix_secs: u64) -> String {
+    let (days, secs) = ((unix_secs / 86_400) as i64, unix_secs % 86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_directory_name_is_the_utc_time() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(1_764_080_519), "20251125T142159Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+    }
 
     fn agent(id: &str, cluster: &str, port: u16) -> Agent {
         Agent {

@@ -1,6 +1,7 @@
 //! Command-line interface: the flags every command shares, one module per subcommand.
 
 pub mod bench;
+pub mod demo;
 pub mod kill;
 pub mod launch;
 pub mod ls;
@@ -87,6 +88,9 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// The load experiment: requests to each cluster, latency and per-instance counts, plots.
     Bench(bench::BenchArgs),
+    /// The whole experiment on this machine, no AWS account: two local clusters (2 x m4.large,
+    /// 3 x t3.micro), loaded and compared, then removed.
+    Demo(demo::DemoArgs),
 }
 
 /// A command whose input was checked before any settings were loaded.
@@ -113,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             return stats::run(&Settings::load(&cli.global).await?, &args).await
         }
         Command::Bench(args) => return bench::run(&cli.global, &args).await,
+        Command::Demo(args) => return demo::run(&cli.global, &args).await,
     };
     let settings = Settings::load(&cli.global).await?;
     match &settings.provider {

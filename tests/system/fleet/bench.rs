@@ -7,7 +7,7 @@ use crate::harness::{now_unix_ms, Agent, LocalProject};
 
 /// Checks the files a bench writes: results.json (returned), one CSV row per request, and every
 /// plot as a non-empty SVG and PNG.
-fn bench_files(out: &Path, requests: usize) -> serde_json::Value {
+pub(super) fn bench_files(out: &Path, requests: usize) -> serde_json::Value {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results.json"))
             .expect("results.json is JSON");

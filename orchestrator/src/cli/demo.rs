@@ -1,0 +1,243 @@
+//! `elb demo`: the whole experiment on this machine, with no AWS account. Launches the seed's two
+//! clusters with the local provider (big instances against small ones), loads each with
+//! `elb bench`'s engine, prints the comparison and where the report is, then removes everything
+//! (unless `--keep`). Ctrl-C at any point removes what was started.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+
+use crate::bench::loadgen::Load;
+use crate::bench::report::ClusterResult;
+use crate::bench::Plan;
+use crate::cli::kill::KillArgs;
+use crate::cli::launch::LaunchArgs;
+use crate::cli::GlobalArgs;
+use crate::cloud::local::LocalCloud;
+use crate::cloud::{self, Cloud, Created};
+use crate::config::{ProviderKind, Settings};
+use crate::output::{self, OutputFormat};
+use crate::stats::Agent;
+use crate::Error;
+
+/// The experiment's clusters: name, instance type, count. Locally the type is a CPU quota (see
+/// the table in docs/cli.md), so the micro cluster has a tenth of a large one's CPU per instance.
+const CLUSTERS: [(&str, &str, u32); 2] = [("cluster1", "m4.large", 2), ("cluster2", "t3.micro", 3)];
+
+/// Flags of `elb demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Requests sent to each cluster.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub requests: u64,
+    /// Connections per cluster, each with one request in flight.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub concurrency: u64,
+    /// Directory for results.json, results.csv and the plots (default: ./elb-demo-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Leave the clusters running afterwards (remove them with `elb --local kill`).
+    #[arg(long)]
+    pub keep: bool,
+    /// The elb-agent executable to run (default: the static build found next to elb, or
+    /// ELB_AGENT).
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+}
+
+/// Runs `elb demo`, always on the local provider.
+pub(crate) async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<(), Error> {
+    let settings = Settings::load_for(global, ProviderKind::Local).await?;
+    let cloud = LocalCloud::new(&settings);
+    let existing = cloud.instances(None, false).await?;
+    if !existing.is_empty() {
+        return Err(Error::Usage(format!(
+            "project {0} already has {1} local instance(s), and the demo would mix them into its \
+             results and then remove them: pass --project <another name>, or remove them first \
+             with `elb --local kill --project {0}`",
+            settings.project,
+            existing.len()
+        )));
+    }
+    // Biased, Ctrl-C first: its handler must be installed before the first agent starts.
+    let outcome = tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => None,
+        result = experiment(&cloud, &settings, args) => Some(result),
+    };
+    let keep = args.keep && matches!(outcome, Some(Ok(())));
+    let cleaned = if keep {
+        eprintln!(
+            "the clusters keep running (--keep): `elb --local stats --project {0}` shows them, \
+             `elb --local kill --project {0}` removes them",
+            settings.project
+        );
+        Ok(())
+    } else {
+        clean_up(&cloud).await
+    };
+    match outcome {
+        None => {
+            cleaned?;
+            Err(Error::Interrupted(
+                "demo interrupted: every agent it started was stopped and its state removed".into(),
+            ))
+        }
+        Some(Err(e)) => {
+            if let Err(cleanup) = cleaned {
+                eprintln!("error while cleaning up: {cleanup}");
+            }
+            Err(e)
+        }
+        Some(Ok(())) => cleaned,
+    }
+}
+
+/// Launch, load, compare.
+async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) -> Result<(), Error> {
+    let mut created = Created::default();
+    for (cluster, instance_type, count) in CLUSTERS {
+        eprintln!("launching {cluster}: {count} x {instance_type}");
+        let request =
+            launch_args(cluster, instance_type, count, args)?.validate(ProviderKind::Local)?;
+        cloud.launch(&request, &mut created).await?;
+    }
+    let instances = cloud::fleet(settings, None).await?;
+    if settings.output == OutputFormat::Table {
+        println!("{}\n", output::instance_tables_by_cluster(&instances));
+    }
+    let agents: Vec<Agent> = instances
+        .iter()
+        .map(Agent::of)
+        .filter(Agent::running)
+        .collect();
+    let template = Load {
+        endpoints: Vec::new(),
+        path: String::new(),
+        requests: args.requests,
+        concurrency: usize::try_from(args.concurrency).unwrap_or(usize::MAX),
+        timeout: Duration::from_secs(10),
+    };
+    let clusters: Vec<String> = CLUSTERS.iter().map(|(c, _, _)| (*c).to_owned()).collect();
+    let plan = Plan::new(&agents, &clusters, None, &template)?;
+    let report = plan
+        .run_and_report(args.out.clone(), "elb-demo", settings.output)
+        .await?;
+    if settings.output == OutputFormat::Table {
+        println!("{}", comparison(&report.results.clusters));
+    }
+    eprintln!("report: {}", report.dir.display());
+    for file in &report.files {
+        eprintln!("  {}", file.display());
+    }
+    Ok(())
+}
+
+/// The flags `elb --local launch --cluster <c> --type <t> --count <n>` would give.
+fn launch_args(
+    cluster: &str,
+    instance_type: &str,
+    count: u32,
+    args: &DemoArgs,
+) -> Result<LaunchArgs, Error> {
+    Ok(LaunchArgs {
+        cluster: cluster.to_owned(),
+        instance_type: instance_type.to_owned(),
+        count,
+        ami: None,
+        subnet: None,
+        app_cidr: "0.0.0.0/0"
+            .parse()
+            .map_err(|e| Error::Usage(format!("{e}")))?,
+        ssh_cidr: Vec::new(),
+        no_ssh: true,
+        user_data: None,
+        agent: args.agent.clone(),
+        timeout: 60,
+        poll_interval_ms: 200,
+    })
+}
+
+/// Stops every agent of the project and removes its state and cgroups.
+async fn clean_up(cloud: &LocalCloud) -> Result<(), Error> {
+    let args = KillArgs {
+        yes: true,
+        dry_run: false,
+        keep_network: false,
+        grace: 5,
+        timeout: 60,
+        poll_interval_ms: 200,
+    };
+    let plan = cloud.kill_plan(&args).await?;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    eprintln!("removing the demo's {} instance(s)", plan.instances.len());
+    cloud.kill(&plan, &args).await
+}
+
+/// The side-by-side table and a sentence that says which cluster did better.
+fn comparison(clusters: &[ClusterResult]) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "cluster",
+            "instances",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "errors",
+        ]);
+    for (result, (_, instance_type, count)) in clusters.iter().zip(CLUSTERS) {
+        let l = &result.latency_ms;
+        table.add_row([
+            result.cluster.clone(),
+            format!("{count} x {instance_type}"),
+            format!("{:.0}", result.requests_per_sec),
+            format!("{:.2}", l.p50),
+            format!("{:.2}", l.p99),
+            format!("{:.2}", l.max),
+            result.errors.to_string(),
+        ]);
+    }
+    let mut out = format!("comparison\n{table}\n");
+    if let [big, small] = clusters {
+        if small.requests_per_sec > 0.0 {
+            out.push_str(&format!(
+                "{} served {:.1}x the requests per second of {}; p99 {:.2} ms against {:.2} ms\n",
+                big.cluster,
+                big.requests_per_sec / small.requests_per_sec,
+                small.cluster,
+                big.latency_ms.p99,
+                small.latency_ms.p99
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_launches_what_a_user_would_type() {
+        let args = DemoArgs {
+            requests: 1,
+            concurrency: 1,
+            out: None,
+            keep: false,
+            agent: None,
+        };
+        for (cluster, instance_type, count) in CLUSTERS {
+            let launch = launch_args(cluster, instance_type, count, &args).unwrap();
+            assert!(launch.validate(ProviderKind::Local).is_ok(), "{cluster}");
+        }
+    }
+}

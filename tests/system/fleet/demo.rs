@@ -1,0 +1,130 @@
+//! `elb demo`: the whole experiment on this machine, and nothing left behind, finished or
+//! interrupted.
+
+use std::time::{Duration, Instant};
+
+use super::bench::bench_files;
+use crate::harness::LocalProject;
+
+/// Asserts that the project has no agent process, no recorded instance and no cgroup left.
+fn nothing_left(project: &LocalProject) {
+    assert!(project.processes().is_empty(), "agents still running");
+    assert!(project.records().is_empty(), "instances still recorded");
+    assert!(!project.cgroup_dir().exists(), "cgroups left behind");
+}
+
+#[test]
+fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
+    let project = LocalProject::new();
+    let out = project.elb.state_dir().join("demo-out");
+    let run = project.run(&[
+        "demo",
+        "--requests",
+        "2000",
+        "--concurrency",
+        "16",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = run.json();
+    let json = bench_files(&out, 4000);
+    assert_eq!(stdout, json, "--output json prints results.json");
+    let clusters = json["clusters"].as_array().expect("clusters");
+    let shape: Vec<(&str, usize)> = clusters
+        .iter()
+        .map(|c| {
+            let instances = c["instances"].as_array().expect("instances").len();
+            (c["cluster"].as_str().expect("name"), instances)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [("cluster1", 2), ("cluster2", 3)],
+        "2 x m4.large, 3 x t3.micro"
+    );
+    for cluster in clusters {
+        assert_eq!(cluster["requests"], 2000, "{cluster:#}");
+        assert_eq!(cluster["errors"], 0, "{cluster:#}");
+        assert_eq!(
+            cluster["agents_counted"], 2000,
+            "the agents counted every request"
+        );
+        for instance in cluster["instances"].as_array().expect("instances") {
+            assert!(instance["served"].as_u64() > Some(0), "{instance:#}");
+        }
+    }
+    let stderr = &run.stderr;
+    assert!(
+        stderr.contains("report:") && stderr.contains(out.to_str().expect("utf-8")),
+        "the demo says where the report is:\n{stderr}"
+    );
+    nothing_left(&project);
+}
+
+#[test]
+fn the_demo_with_keep_leaves_both_clusters_running() {
+    let project = LocalProject::new();
+    let out = project.elb.state_dir().join("demo-out");
+    project
+        .run(&[
+            "demo",
+            "--keep",
+            "--requests",
+            "200",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ])
+        .expect_code(0);
+    let listed = project.ls();
+    assert_eq!(listed.len(), 5, "{listed:#?}");
+    assert!(
+        listed.iter().all(|i| i["state"] == "running"),
+        "{listed:#?}"
+    );
+    project.run(&["kill", "--yes"]).expect_code(0);
+    nothing_left(&project);
+}
+
+#[test]
+fn ctrl_c_during_the_demo_removes_everything_it_started() {
+    let project = LocalProject::new();
+    let out = project.elb.state_dir().join("demo-out");
+    // Far more requests than the test waits for: the interruption lands during the load.
+    let demo = project.elb.spawn(&[
+        "demo",
+        "--requests",
+        "5000000",
+        "--concurrency",
+        "8",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while project.records().len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the demo never launched its 5 agents"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    demo.interrupt();
+    let run = demo.wait(Duration::from_secs(60));
+    run.expect_code(130)
+        .expect_failure_mentioning(&["interrupted", "stopped"]);
+    nothing_left(&project);
+}
+
+#[test]
+fn the_demo_refuses_a_project_that_already_has_instances() {
+    let project = LocalProject::new();
+    let launched = project.launch("mine", "t3.small", 1);
+    project
+        .run(&["demo", "--requests", "10"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["already has 1 local instance", "--project"]);
+    let listed = project.ls();
+    assert_eq!(listed.len(), 1, "the demo touched nothing: {listed:#?}");
+    assert_eq!(listed[0]["id"], launched[0]["id"]);
+    assert_eq!(listed[0]["state"], "running");
+}
