@@ -4,9 +4,10 @@
 //! Lookup order for each architecture: the explicit flag (`--agent`, `--agent-arm64`), then the
 //! `ELB_AGENT` environment variable (x86_64 only), then the static build next to the running
 //! `elb`: `<target>/x86_64-unknown-linux-gnu/release/elb-agent` when `elb` runs from
-//! `<target>/{debug,release}/`, and `elb-agent` in the same directory as `elb` when both are
-//! installed side by side. The README's build step produces the first of these, so `elb` finds
-//! the agent without flags.
+//! `<target>/{debug,release}/`, then `elb-agent` in the same directory as `elb` (installed side
+//! by side, or built by the same `cargo build`). The README's build steps produce these, so `elb`
+//! finds the agent without flags; a dynamically linked one serves the local provider, and deploy
+//! refuses it with the static build command.
 
 use std::path::{Path, PathBuf};
 
@@ -155,9 +156,9 @@ fn candidates_near(exe_dir: &Path) -> Vec<PathBuf> {
     if let (true, Some(target)) = (in_target, exe_dir.parent()) {
         out.push(target.join("x86_64-unknown-linux-gnu/release/elb-agent"));
     }
-    if !in_target {
-        out.push(exe_dir.join("elb-agent"));
-    }
+    // Installed side by side, or built by the same `cargo build` as elb (dynamically linked
+    // then: fine for the local provider, refused with the static build command for hosts).
+    out.push(exe_dir.join("elb-agent"));
     out
 }
 
@@ -290,10 +291,11 @@ mod tests {
     #[test]
     fn the_static_build_is_found_from_the_target_dir_or_beside_elb() {
         assert_eq!(
-            candidates_near(Path::new("/w/target/debug")),
-            [PathBuf::from(
-                "/w/target/x86_64-unknown-linux-gnu/release/elb-agent"
-            )]
+            candidates_near(Path::new("/w/target/release")),
+            [
+                PathBuf::from("/w/target/x86_64-unknown-linux-gnu/release/elb-agent"),
+                PathBuf::from("/w/target/release/elb-agent")
+            ]
         );
         assert_eq!(
             candidates_near(Path::new("/usr/local/bin")),
