@@ -30,8 +30,9 @@ const CLUSTERS: [(&str, &str, u32); 2] = [("cluster1", "m4.large", 2), ("cluster
 /// Flags of `elb demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Requests sent to each cluster.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    /// Requests sent to each cluster (enough for a few seconds of load, so that the micro
+    /// instances' CPU quota shows beyond their first burst).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub requests: u64,
     /// Connections per cluster, each with one request in flight.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
