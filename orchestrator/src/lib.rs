@@ -5,6 +5,7 @@
 
 pub(crate) mod agent_binary;
 pub mod cli;
+pub(crate) mod deploy;
 pub(crate) mod cloud;
 pub(crate) mod config;
 pub(crate) mod output;

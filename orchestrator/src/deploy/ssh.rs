@@ -1,0 +1,1 @@
+//! Deploy over SSH (russh + russh-sftp).

@@ -1,0 +1,1 @@
+//! The systemd unit of elb-agent, rendered for one instance.

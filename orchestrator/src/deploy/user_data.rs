@@ -1,0 +1,1 @@
+//! The cloud-init user-data script that installs elb-agent at first boot.
