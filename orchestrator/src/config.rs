@@ -28,11 +28,10 @@ impl Settings {
     /// Validates the global flags, loads the AWS configuration and checks that credentials can
     /// be found. An explicit `--region` is checked before anything is loaded.
     pub async fn load(global: &GlobalArgs) -> Result<Self, Error> {
-        validate_name("--project", &global.project)?;
+        let state = local_state(global)?;
         if let Some(region) = &global.region {
             regions::validate(region)?;
         }
-        let state = StateDir::for_project(&global.project)?;
         let sdk = ec2::load_sdk_config(
             global.profile.as_deref(),
             global.region.as_deref(),
@@ -58,4 +57,11 @@ impl Settings {
             sdk,
         })
     }
+}
+
+/// The project's state directory from the global flags, without loading any AWS configuration:
+/// for commands that need no cloud (`deploy --hosts`).
+pub fn local_state(global: &GlobalArgs) -> Result<StateDir, Error> {
+    validate_name("--project", &global.project)?;
+    Ok(StateDir::for_project(&global.project)?)
 }

@@ -51,6 +51,9 @@ pub enum Error {
     /// No usable elb-agent binary for a host.
     #[error(transparent)]
     AgentBinary(#[from] agent_binary::AgentBinaryError),
+    /// A deploy failed on some hosts, or could not start.
+    #[error(transparent)]
+    Deploy(#[from] deploy::DeployError),
     /// The operator answered no.
     #[error("aborted: nothing was deleted")]
     Declined,

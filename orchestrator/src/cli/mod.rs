@@ -1,5 +1,6 @@
 //! Command-line interface: the flags every command shares, one module per subcommand.
 
+pub mod deploy;
 pub mod kill;
 pub mod launch;
 pub mod ls;
@@ -57,6 +58,9 @@ pub enum Command {
     Launch(launch::LaunchArgs),
     /// List the project's instances, grouped by cluster.
     Ls(ls::LsArgs),
+    /// Deploy or upgrade the agent over SSH: on the project's running instances, or on any
+    /// Linux hosts with --hosts.
+    Deploy(deploy::DeployArgs),
     /// The kill switch: terminate every instance of the project, then its security group and key pair.
     Kill(kill::KillArgs),
 }
@@ -68,6 +72,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let request = args.validate()?;
             launch::run(&Settings::load(&cli.global).await?, request).await
         }
+        Command::Deploy(args) => deploy::run(&cli.global, &args).await,
         Command::Ls(args) => ls::run(&Settings::load(&cli.global).await?, &args).await,
         Command::Kill(args) => {
             args.validate()?;

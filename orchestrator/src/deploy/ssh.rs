@@ -1,1 +1,0 @@
-//! Deploy over SSH (russh + russh-sftp).
