@@ -7,4 +7,5 @@
 mod harness;
 
 mod agent;
+mod deploy;
 mod ec2;

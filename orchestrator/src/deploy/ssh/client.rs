@@ -19,6 +19,8 @@ use crate::deploy::report::{Failure, FailureKind};
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest pause between connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// How long output may still come once a command has exited.
+const AFTER_EXIT: Duration = Duration::from_secs(1);
 /// Longest time a remote command may run (the install waits up to 15 s for the old agent).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -192,7 +194,16 @@ impl Session {
                 stdout: String::new(),
                 stderr: String::new(),
             };
-            while let Some(message) = channel.wait().await {
+            loop {
+                // Once the command has exited, a process it left behind may still hold its
+                // stdout open (and so the channel): wait briefly for the rest, not for that.
+                let next = match output.status {
+                    None => channel.wait().await,
+                    Some(_) => tokio::time::timeout(AFTER_EXIT, channel.wait())
+                        .await
+                        .unwrap_or(None),
+                };
+                let Some(message) = next else { break };
                 match message {
                     ChannelMsg::Data { data } => {
                         output.stdout.push_str(&String::from_utf8_lossy(&data))
