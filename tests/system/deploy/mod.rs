@@ -5,6 +5,7 @@
 mod bench;
 mod detached;
 mod failures;
+mod sudo;
 mod systemd;
 
 use std::path::PathBuf;
@@ -72,7 +73,8 @@ impl World {
         self.elb.state_dir().join(PROJECT).join("known_hosts")
     }
 
-    /// `elb deploy --hosts <all> --cluster blue` as root into the common install dir, with short
+    /// `elb deploy --hosts <all> --cluster blue` as root (unless `extra` has `--ssh-user`) into
+    /// the common install dir, with short
     /// deadlines (10 s for /healthz), plus `extra` flags.
     pub fn deploy(&self, extra: &[&str]) -> ElbOutput {
         self.deploy_to(&self.hosts.addresses(), "10", extra)
@@ -88,8 +90,6 @@ impl World {
             hosts,
             "--cluster",
             CLUSTER,
-            "--ssh-user",
-            "root",
             "--install-dir",
             &install_dir,
             "--agent",
@@ -101,6 +101,9 @@ impl World {
             "--health-timeout",
             seconds,
         ];
+        if !extra.contains(&"--ssh-user") {
+            args.extend(["--ssh-user", "root"]);
+        }
         args.extend(extra);
         self.elb.run(&args)
     }

@@ -6,7 +6,10 @@ use crate::harness::HostSpec;
 
 #[test]
 fn with_systemd_the_unit_is_installed_and_enabled_and_restarted() {
-    let world = World::new(&[HostSpec { systemd: true }]);
+    let world = World::new(&[HostSpec {
+        systemd: true,
+        ..HostSpec::default()
+    }]);
     let host = &world.hosts.hosts[0];
     let calls = host.dir.join("systemctl.calls");
     host.put_first_on_path(

@@ -22,4 +22,4 @@ pub use fake_imds::{FakeImds, Mode as ImdsMode};
 pub use moto::moto;
 pub use netns::run as run_checked;
 pub use shim::{Fault, Shim};
-pub use test_host::{HostSpec, TestHosts};
+pub use test_host::{HostSpec, TestHosts, USER};

@@ -29,7 +29,15 @@ pub struct HostSpec {
     /// Pretend systemd runs: `/run/systemd/system` exists and `/etc/systemd/system` is a private
     /// tmpfs (the unit lands there, not on this machine).
     pub systemd: bool,
+    /// Add the unprivileged user [`USER`] (uid [`USER_UID`]) through a private `/etc/passwd`,
+    /// with its home in the host dir; the host's install dir belongs to it.
+    pub user: bool,
 }
+
+/// The unprivileged login of hosts made with [`HostSpec::user`].
+pub const USER: &str = "elbuser";
+/// Its uid and gid.
+pub const USER_UID: u32 = 4242;
 
 /// One test host.
 pub struct TestHost {
@@ -179,11 +187,17 @@ impl TestHost {
         } else {
             ":"
         };
+        let user = if self.spec.user {
+            self.add_user()
+        } else {
+            ":".to_owned()
+        };
         let setup = format!(
             "set -e
              mount -t tmpfs tmpfs /run
              mkdir -p /run/sshd
              {systemd}
+             {user}
              mount --bind {own} {common}
              hostname {hostname}
              exec /usr/sbin/sshd -D -e -f {config}",
@@ -205,6 +219,24 @@ impl TestHost {
             .spawn()
             .expect("start sshd");
         self.sshd = Some(child);
+    }
+
+    /// Makes the user's home and a passwd file with the user, owned as they must be; returns
+    /// the command that mounts that passwd inside the host.
+    fn add_user(&self) -> String {
+        let home = self.dir.join("home");
+        fs::create_dir_all(&home).expect("create the user's home");
+        let mut passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+        passwd.push_str(&format!(
+            "{USER}:x:{USER_UID}:{USER_UID}::{}:/bin/sh\n",
+            home.display()
+        ));
+        let file = self.dir.join("passwd");
+        fs::write(&file, passwd).expect("write the host's passwd");
+        for dir in [home, self.dir.join("install")] {
+            std::os::unix::fs::chown(&dir, Some(USER_UID), Some(USER_UID)).expect("chown");
+        }
+        format!("mount --bind {} /etc/passwd", file.display())
     }
 
     fn stop_sshd(&mut self) {
