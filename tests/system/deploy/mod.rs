@@ -39,8 +39,8 @@ impl World {
     /// `specs.len()` test hosts, and an `elb` whose project key (made here with ssh-keygen, as a
     /// user's own key would be) logs in as root on them.
     pub fn new(specs: &[HostSpec]) -> Self {
-        // deploy --hosts needs no AWS: nothing listens at this endpoint.
-        let elb = Elb::new("http://127.0.0.1:9".to_owned());
+        // deploy --hosts needs no AWS: no credentials, and nothing listens at this endpoint.
+        let elb = Elb::new("http://127.0.0.1:9".to_owned()).without_credentials();
         let key_dir = elb.state_dir().join(PROJECT);
         std::fs::create_dir_all(&key_dir).expect("create the state dir");
         let key = key_dir.join("id_ed25519");
