@@ -104,6 +104,17 @@ impl SshJob {
         .map_err(|message| Failure::new(FailureKind::NoAgentBinary, message))
     }
 
+    /// [`binary`](Self::binary) for `target`, named in the arm64 error by its instance type or
+    /// address.
+    fn binary_for(&self, target: &Target, arch: Arch) -> Result<Arc<AgentBinary>, Failure> {
+        let what = if target.instance_type.is_empty() {
+            format!("host {}", target.address)
+        } else {
+            format!("instance type {}", target.instance_type)
+        };
+        self.binary(arch, &what)
+    }
+
     async fn install(
         &self,
         target: &Target,
@@ -131,12 +142,7 @@ impl SshJob {
                 )
             })?,
         };
-        let what = if target.instance_type.is_empty() {
-            format!("host {}", target.address)
-        } else {
-            format!("instance type {}", target.instance_type)
-        };
-        let binary = self.binary(arch, &what)?;
+        let binary = self.binary_for(target, arch)?;
 
         tracing::debug!(host = %target.address, agent = %binary.path.display(), arch = binary.arch.as_str(), "uploading");
         let staging = probe.staging_path(&self.install_dir);
@@ -191,6 +197,10 @@ impl SshJob {
 
 impl HostJob for SshJob {
     async fn run(&self, target: &Target, progress: &HostProgress) -> Result<(), Failure> {
+        if let Some(arch) = target.arch {
+            // Known from the instance type: no need to connect to learn there is no agent.
+            self.binary_for(target, arch)?;
+        }
         progress.step("connecting");
         let session = Session::connect(
             &target.address,
