@@ -144,7 +144,12 @@ impl SshJob {
         };
         let binary = self.binary_for(target, arch)?;
 
-        tracing::debug!(host = %target.address, agent = %binary.path.display(), arch = binary.arch.as_str(), "uploading");
+        tracing::debug!(
+            host = %target.address,
+            agent = %binary.path.display(),
+            arch = binary.arch.as_str(),
+            "uploading"
+        );
         let staging = probe.staging_path(&self.install_dir);
         progress.step(&format!(
             "uploading {:.1} MB",
