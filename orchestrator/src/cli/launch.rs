@@ -1,21 +1,35 @@
-//! `elb launch`: key pair, security group, one RunInstances for the whole cluster, then wait.
+//! `elb launch`: key pair, security group, one RunInstances for the whole cluster, wait until
+//! the instances run, then put the agent on them (`--deploy ssh|user-data|none`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
+use super::deploy::SshArgs;
+use crate::agent_binary::{AgentPaths, Arch};
 use crate::cloud::ec2::{Ec2, LaunchSpec, Network};
 use crate::cloud::firewall::{self, Cidr};
 use crate::cloud::wait::{self, Poll, Target};
 use crate::cloud::{sort_instances, Instance};
 use crate::config::Settings;
+use crate::deploy::unit::{self, UnitIdentity};
+use crate::deploy::user_data::{self, AgentUrl, Script, Sha256Hex};
+use crate::deploy::{self, DeployOptions};
 use crate::output::{self, OutputFormat};
 use crate::progress::Progress;
 use crate::Error;
 
-/// EC2 refuses user data above 16 KiB (before base64).
-const MAX_USER_DATA: usize = 16 * 1024;
+/// How `launch` puts the agent on the new instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployMode {
+    /// Over SSH once the instances run (as `elb deploy` does): needs `--ssh-cidr`.
+    Ssh,
+    /// Through user data: cloud-init downloads the agent from `--agent-url` at first boot.
+    UserData,
+    /// Bare instances, no agent.
+    None,
+}
 
 /// Flags of `elb launch`.
 #[derive(Debug, Args)]
@@ -23,7 +37,7 @@ pub struct LaunchArgs {
     /// Cluster name: the `Cluster` tag of the new instances.
     #[arg(long)]
     pub cluster: String,
-    /// EC2 instance type, e.g. t3.micro (x86_64 only).
+    /// EC2 instance type, e.g. t3.micro (arm64 types need --agent-arm64 unless --deploy none).
     #[arg(long = "type")]
     pub instance_type: String,
     /// Number of instances.
@@ -41,12 +55,42 @@ pub struct LaunchArgs {
     /// Who may reach port 22 (repeatable), e.g. your address as 203.0.113.7/32.
     #[arg(long, value_parser = clap::value_parser!(Cidr))]
     pub ssh_cidr: Vec<Cidr>,
-    /// Open no SSH port (deploy then needs user data).
+    /// Open no SSH port (with --deploy user-data or --deploy none).
     #[arg(long, conflicts_with = "ssh_cidr")]
     pub no_ssh: bool,
-    /// File passed to the instances as user data.
+    /// File passed to the instances as user data (not with --deploy user-data).
     #[arg(long)]
     pub user_data: Option<PathBuf>,
+    /// How the agent gets onto the instances.
+    #[arg(long, value_enum, default_value_t = DeployMode::Ssh)]
+    pub deploy: DeployMode,
+    /// The static x86_64 agent (default: the build found beside `elb`, or `$ELB_AGENT`).
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+    /// A static aarch64 agent: what lets arm64 (Graviton) instance types get one.
+    #[arg(long)]
+    pub agent_arm64: Option<PathBuf>,
+    /// With --deploy user-data: the https:// URL instances download the agent from.
+    #[arg(long)]
+    pub agent_url: Option<String>,
+    /// With --deploy user-data: the agent's SHA-256 (default: that of the local agent binary).
+    #[arg(long)]
+    pub agent_sha256: Option<String>,
+    /// Directory of the agent on the instances.
+    #[arg(long, default_value = unit::DEFAULT_INSTALL_DIR)]
+    pub install_dir: String,
+    /// Seconds each agent may take to answer /healthz (with --deploy user-data: counted from
+    /// when the instances run, so boot and download included).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_timeout: u64,
+    /// With --deploy user-data: return once the instances run, without waiting for /healthz
+    /// (for when this machine cannot reach port 8000 of the instances).
+    #[arg(long)]
+    pub no_wait_healthy: bool,
+    /// How to reach the instances with --deploy ssh (`--parallel` also bounds the /healthz
+    /// probes of --deploy user-data).
+    #[command(flatten)]
+    pub ssh: SshArgs,
     /// Seconds to wait for every instance to be running.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
@@ -60,43 +104,146 @@ pub struct LaunchArgs {
 pub struct LaunchRequest {
     args: LaunchArgs,
     user_data: Option<Vec<u8>>,
+    delivery: Delivery,
+}
+
+/// How the agent reaches the instances, from flags already checked.
+#[derive(Debug)]
+enum Delivery {
+    None,
+    Ssh,
+    UserData {
+        url: AgentUrl,
+        /// `--agent-sha256`; without it, the local binary's.
+        sha256: Option<Sha256Hex>,
+        /// How long to wait for `/healthz`, unless `--no-wait-healthy`.
+        wait: Option<Duration>,
+    },
 }
 
 impl LaunchArgs {
     /// Checks everything that can be checked without AWS.
     pub fn validate(self) -> Result<LaunchRequest, Error> {
         super::validate_name("--cluster", &self.cluster)?;
-        if self.ssh_cidr.is_empty() && !self.no_ssh {
-            return Err(Error::Usage(
-                "the deploy step needs SSH, but no --ssh-cidr says who may connect. Pass your own \
-                 public address as a /32: find it with `curl -s https://checkip.amazonaws.com`, \
-                 then add `--ssh-cidr <ip>/32` (e.g. --ssh-cidr 203.0.113.7/32; repeat the flag \
-                 for more sources). `--ssh-cidr 0.0.0.0/0` opens SSH to the whole internet; \
-                 `--no-ssh` opens no SSH port at all"
-                    .into(),
-            ));
-        }
+        self.check_ssh()?;
+        let delivery = self.delivery()?;
         let user_data = match &self.user_data {
             None => None,
             Some(path) => {
                 let bytes = std::fs::read(path).map_err(|e| {
                     Error::Usage(format!("cannot read --user-data {}: {e}", path.display()))
                 })?;
-                if bytes.len() > MAX_USER_DATA {
-                    return Err(Error::Usage(format!(
-                        "--user-data {} is {} bytes; EC2 accepts at most {MAX_USER_DATA}",
-                        path.display(),
-                        bytes.len()
-                    )));
-                }
+                user_data::check_size(&format!("--user-data {}", path.display()), bytes.len())
+                    .map_err(usage)?;
                 Some(bytes)
             }
         };
         Ok(LaunchRequest {
             args: self,
             user_data,
+            delivery,
         })
     }
+
+    /// SSH must be asked for or refused explicitly, and `--deploy ssh` needs it.
+    fn check_ssh(&self) -> Result<(), Error> {
+        if self.deploy == DeployMode::Ssh && self.no_ssh {
+            return Err(Error::Usage(
+                "--deploy ssh (the default) installs the agent over SSH, and --no-ssh opens no \
+                 SSH port: use --deploy user-data --agent-url <https URL> to install it at first \
+                 boot instead, or --deploy none to launch bare instances"
+                    .into(),
+            ));
+        }
+        if self.ssh_cidr.is_empty() && !self.no_ssh {
+            let why = match self.deploy {
+                DeployMode::Ssh => "--deploy ssh (the default) needs SSH, but no --ssh-cidr says",
+                _ => "no --ssh-cidr says",
+            };
+            return Err(Error::Usage(format!(
+                "{why} who may connect to port 22. Pass your own public address as a /32: find \
+                 it with `curl -s https://checkip.amazonaws.com`, then add `--ssh-cidr <ip>/32` \
+                 (e.g. --ssh-cidr 203.0.113.7/32; repeat the flag for more sources). \
+                 `--ssh-cidr 0.0.0.0/0` opens SSH to the whole internet; `--no-ssh` opens no SSH \
+                 port at all"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The `--deploy` mode with its flags, each flag checked and refused where it has no effect.
+    fn delivery(&self) -> Result<Delivery, Error> {
+        unit::check_install_dir(&self.install_dir).map_err(Error::Usage)?;
+        let user_data_flags = [
+            ("--agent-url", self.agent_url.is_some()),
+            ("--agent-sha256", self.agent_sha256.is_some()),
+            ("--no-wait-healthy", self.no_wait_healthy),
+        ];
+        let agent_flags = [
+            ("--agent", self.agent.is_some()),
+            ("--agent-arm64", self.agent_arm64.is_some()),
+        ];
+        let misplaced = |flags: &[(&str, bool)], mode: &str| {
+            flags.iter().find(|(_, given)| *given).map(|(flag, _)| {
+                Error::Usage(format!(
+                    "{flag} has no effect with --deploy {mode}: drop it, or pick the --deploy \
+                     mode it belongs to (see `elb launch --help`)"
+                ))
+            })
+        };
+        match self.deploy {
+            DeployMode::None => {
+                match misplaced(&[&user_data_flags[..], &agent_flags].concat(), "none") {
+                    Some(err) => Err(err),
+                    None => Ok(Delivery::None),
+                }
+            }
+            DeployMode::Ssh => match misplaced(&user_data_flags, "ssh") {
+                Some(err) => Err(err),
+                None => Ok(Delivery::Ssh),
+            },
+            DeployMode::UserData => {
+                if self.user_data.is_some() {
+                    return Err(Error::Usage(
+                        "--deploy user-data writes the instances' user data itself, so it \
+                         cannot be combined with --user-data <file>: drop --user-data, or use \
+                         --deploy ssh or --deploy none"
+                            .into(),
+                    ));
+                }
+                let url = self.agent_url.as_deref().ok_or_else(|| {
+                    Error::Usage(
+                        "--deploy user-data needs --agent-url <https URL>: the address the \
+                         instances download the static agent from (upload the file the README's \
+                         build step makes, e.g. to an S3 bucket or a release page)"
+                            .into(),
+                    )
+                })?;
+                Ok(Delivery::UserData {
+                    url: AgentUrl::parse(url).map_err(usage)?,
+                    sha256: self
+                        .agent_sha256
+                        .as_deref()
+                        .map(Sha256Hex::parse)
+                        .transpose()
+                        .map_err(usage)?,
+                    wait: (!self.no_wait_healthy).then(|| Duration::from_secs(self.health_timeout)),
+                })
+            }
+        }
+    }
+
+    fn agent_paths(&self) -> AgentPaths {
+        AgentPaths {
+            x86_64: self.agent.clone(),
+            arm64: self.agent_arm64.clone(),
+        }
+    }
+}
+
+/// A user-data problem found before any API call.
+fn usage(err: user_data::UserDataError) -> Error {
+    Error::Usage(err.to_string())
 }
 
 /// What this launch has set up so far, for the message after an interruption.
@@ -147,31 +294,101 @@ pub async fn run(settings: &Settings, request: LaunchRequest) -> Result<(), Erro
     }
 }
 
-/// Read-only checks, so a refused launch creates nothing: the type must run x86_64, the AMI
-/// (given or found) must be x86_64, and the network must exist. Returns the AMI and network.
-async fn destination(ec2: &Ec2, args: &LaunchArgs) -> Result<(String, Network), Error> {
+/// What the read-only checks found: where to launch, from which image, for which CPU.
+struct Destination {
+    image_id: String,
+    network: Network,
+    arch: Arch,
+}
+
+/// Read-only checks, so a refused launch creates nothing: the type's architecture (x86_64 when
+/// it has it, else arm64), an AMI of that architecture (given or found), and the network.
+async fn destination(ec2: &Ec2, args: &LaunchArgs) -> Result<Destination, Error> {
     let architectures = ec2.architectures(&args.instance_type).await?;
-    if !architectures.iter().any(|a| a == "x86_64") {
-        return Err(Error::Arm64 {
-            instance_type: args.instance_type.clone(),
-        });
-    }
+    let arch = instance_arch(&architectures).ok_or_else(|| Error::UnsupportedArch {
+        instance_type: args.instance_type.clone(),
+        architectures: architectures.join(", "),
+    })?;
     let image_id = match &args.ami {
         Some(ami) => {
-            let arch = ec2.image_architecture(ami).await?;
-            if arch != "x86_64" {
+            let image_arch = ec2.image_architecture(ami).await?;
+            if Arch::parse(&image_arch) != Some(arch) {
                 return Err(Error::ImageArch {
                     ami: ami.clone(),
-                    arch,
+                    image_arch,
+                    instance_type: args.instance_type.clone(),
+                    arch: ec2_arch_name(arch),
                 });
             }
             ami.clone()
         }
-        None => ec2.amazon_linux_image("x86_64").await?,
+        None => ec2.amazon_linux_image(ec2_arch_name(arch)).await?,
     };
     let network = ec2.network(args.subnet.as_deref()).await?;
-    tracing::info!(%image_id, vpc = %network.vpc_id, "launch target");
-    Ok((image_id, network))
+    tracing::info!(%image_id, vpc = %network.vpc_id, arch = arch.as_str(), "launch target");
+    Ok(Destination {
+        image_id,
+        network,
+        arch,
+    })
+}
+
+/// The architecture an instance type is launched as: x86_64 where it runs, else arm64.
+fn instance_arch(supported: &[String]) -> Option<Arch> {
+    let supported: Vec<Arch> = supported.iter().filter_map(|a| Arch::parse(a)).collect();
+    [Arch::X86_64, Arch::Arm64]
+        .into_iter()
+        .find(|arch| supported.contains(arch))
+}
+
+/// EC2's name of an architecture (AMI names and `DescribeImages`).
+fn ec2_arch_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "x86_64",
+        Arch::Arm64 => "arm64",
+    }
+}
+
+/// Checks, before anything is created, that the agent for `arch` is at hand where the deploy
+/// mode needs it, and renders the user-data script. Returns the user data to launch with.
+fn prepare_user_data(request: &LaunchRequest, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
+    let args = &request.args;
+    let what = format!("instance type {}", args.instance_type);
+    let (url, sha256) = match &request.delivery {
+        Delivery::None => return Ok(request.user_data.clone()),
+        Delivery::Ssh => {
+            args.agent_paths().load(arch, &what)?;
+            return Ok(request.user_data.clone());
+        }
+        Delivery::UserData { url, sha256, .. } => (url, sha256),
+    };
+    // The local binary gives the checksum when none is given; for arm64 it is also the proof
+    // that an aarch64 build exists (the URL must serve that build).
+    let sha256 = match (sha256, arch) {
+        (Some(sha256), Arch::X86_64) => sha256.clone(),
+        (given, _) => {
+            let local = args.agent_paths().load(arch, &what)?;
+            given.clone().unwrap_or_else(|| Sha256Hex::of(&local))
+        }
+    };
+    let script = Script {
+        url,
+        sha256: &sha256,
+        install_dir: &args.install_dir,
+        identity: UnitIdentity {
+            cluster: &args.cluster,
+            instance_type: &args.instance_type,
+            ..UnitIdentity::default()
+        },
+    }
+    .render()?;
+    eprintln!(
+        "user data: installs the agent from {} (SHA-256 {}), {} bytes",
+        url.as_str(),
+        sha256.as_str(),
+        script.len()
+    );
+    Ok(Some(script.into_bytes()))
 }
 
 async fn launch(
@@ -181,7 +398,8 @@ async fn launch(
 ) -> Result<(), Error> {
     let args = &request.args;
     let ec2 = Ec2::new(&settings.sdk, &settings.project);
-    let (image_id, network) = destination(&ec2, args).await?;
+    let destination = destination(&ec2, args).await?;
+    let user_data = prepare_user_data(request, destination.arch)?;
 
     let key = settings.state.ensure_key()?;
     let key_pair = ec2.ensure_key_pair(&key.public_openssh).await?;
@@ -193,7 +411,9 @@ async fn launch(
         );
     }
     let wanted = firewall::wanted_rules(&args.app_cidr, &args.ssh_cidr);
-    let group = ec2.ensure_security_group(&network.vpc_id, &wanted).await?;
+    let group = ec2
+        .ensure_security_group(&destination.network.vpc_id, &wanted)
+        .await?;
     created.security_group = Some(group.id.clone());
     let how = if group.created { "created" } else { "reusing" };
     eprintln!("security group {} ({how}), key pair {}", group.id, key_pair);
@@ -206,14 +426,15 @@ async fn launch(
     }
 
     let client_token = format!("elb-{:032x}", rand::random::<u128>());
+    let image_id = &destination.image_id;
     let spec = LaunchSpec {
         cluster: &args.cluster,
         instance_type: &args.instance_type,
         count: args.count,
-        image_id: &image_id,
+        image_id,
         security_group_id: &group.id,
-        subnet_id: network.subnet_id.as_deref(),
-        user_data: request.user_data.as_deref(),
+        subnet_id: destination.network.subnet_id.as_deref(),
+        user_data: user_data.as_deref(),
         client_token: &client_token,
     };
     eprintln!(
@@ -237,7 +458,42 @@ async fn launch(
     let mut instances = waited?;
     sort_instances(&mut instances);
     print(settings.output, &instances);
-    Ok(())
+    deliver(settings, request, &instances).await
+}
+
+/// Puts the agent on the running instances (SSH), or waits for the one user data installs.
+async fn deliver(
+    settings: &Settings,
+    request: &LaunchRequest,
+    instances: &[Instance],
+) -> Result<(), Error> {
+    let args = &request.args;
+    let report = match &request.delivery {
+        Delivery::None | Delivery::UserData { wait: None, .. } => return Ok(()),
+        Delivery::Ssh => {
+            let opts = DeployOptions {
+                agents: args.agent_paths(),
+                install_dir: args.install_dir.clone(),
+                ssh: args.ssh.options(),
+                parallel: args.ssh.parallel as usize,
+                health_timeout: Duration::from_secs(args.health_timeout),
+            };
+            eprintln!("deploying the agent over SSH");
+            deploy::deploy_instances(settings, instances, &opts).await?
+        }
+        Delivery::UserData {
+            wait: Some(timeout),
+            ..
+        } => {
+            eprintln!(
+                "waiting up to {}s for each agent's /healthz (cloud-init installs it at boot)",
+                timeout.as_secs()
+            );
+            deploy::wait_healthy(instances, *timeout, args.ssh.parallel as usize).await?
+        }
+    };
+    eprintln!("{}", report.render(OutputFormat::Table));
+    Ok(report.check()?)
 }
 
 fn print(format: OutputFormat, instances: &[Instance]) {
@@ -280,8 +536,118 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
         assert!(msg.contains("--ssh-cidr") && msg.contains("/32") && msg.contains("0.0.0.0/0"));
-        assert!(parse(&["--no-ssh"]).is_ok());
+        assert!(parse(&["--no-ssh", "--deploy", "none"]).is_ok());
         assert!(parse(&["--ssh-cidr", "203.0.113.7/32"]).is_ok());
+    }
+
+    /// The usage error of `extra`, which must be caught before any API call.
+    fn refused(extra: &[&str]) -> String {
+        let err = parse(extra).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        err.to_string()
+    }
+
+    const URL: &str = "https://example.com/elb-agent";
+
+    #[test]
+    fn deploy_over_ssh_without_ssh_points_to_the_other_modes() {
+        let msg = refused(&["--no-ssh"]);
+        assert!(
+            msg.contains("--no-ssh")
+                && msg.contains("--deploy user-data")
+                && msg.contains("--deploy none"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn user_data_deploy_needs_an_agent_url_and_owns_the_user_data() {
+        let msg = refused(&["--no-ssh", "--deploy", "user-data"]);
+        assert!(msg.contains("--agent-url"), "{msg}");
+        let msg = refused(&[
+            "--no-ssh",
+            "--deploy",
+            "user-data",
+            "--agent-url",
+            URL,
+            "--user-data",
+            "/dev/null",
+        ]);
+        assert!(
+            msg.contains("--user-data") && msg.contains("cannot be combined"),
+            "{msg}"
+        );
+        let request = parse(&["--no-ssh", "--deploy", "user-data", "--agent-url", URL]).unwrap();
+        assert!(matches!(
+            request.delivery,
+            Delivery::UserData { sha256: None, wait: Some(w), .. } if w == Duration::from_secs(300)
+        ));
+    }
+
+    #[test]
+    fn agent_url_and_checksum_are_checked_before_any_call() {
+        let base = ["--no-ssh", "--deploy", "user-data", "--agent-url"];
+        let msg = refused(&[&base[..], &["http://203.0.113.9/elb-agent"]].concat());
+        assert!(msg.contains("https only"), "{msg}");
+        let msg = refused(&[&base[..], &[URL, "--agent-sha256", "abc"]].concat());
+        assert!(msg.contains("64 hex digits"), "{msg}");
+        let msg = refused(&[&base[..], &[URL, "--install-dir", "relative/dir"]].concat());
+        assert!(msg.contains("--install-dir"), "{msg}");
+        let request = parse(
+            &[
+                &base[..],
+                &[URL, "--agent-sha256", &"AB".repeat(32), "--no-wait-healthy"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(matches!(
+            request.delivery,
+            Delivery::UserData { sha256: Some(sha), wait: None, .. } if sha.as_str() == "ab".repeat(32)
+        ));
+    }
+
+    #[test]
+    fn flags_of_another_deploy_mode_are_refused_not_ignored() {
+        for (extra, flag) in [
+            (
+                &["--ssh-cidr", "203.0.113.7/32", "--agent-url", URL][..],
+                "--agent-url",
+            ),
+            (
+                &["--ssh-cidr", "203.0.113.7/32", "--no-wait-healthy"],
+                "--no-wait-healthy",
+            ),
+            (
+                &["--no-ssh", "--deploy", "none", "--agent", "/x"],
+                "--agent",
+            ),
+            (
+                &[
+                    "--no-ssh",
+                    "--deploy",
+                    "none",
+                    "--agent-sha256",
+                    &"a".repeat(64),
+                ],
+                "--agent-sha256",
+            ),
+        ] {
+            let msg = refused(extra);
+            assert!(msg.starts_with(flag) && msg.contains("no effect"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn an_instance_type_runs_x86_64_where_it_can_else_arm64() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            instance_arch(&names(&["i386", "x86_64"])),
+            Some(Arch::X86_64)
+        );
+        assert_eq!(instance_arch(&names(&["arm64"])), Some(Arch::Arm64));
+        assert_eq!(instance_arch(&names(&["i386"])), None);
+        assert_eq!(ec2_arch_name(Arch::Arm64), "arm64");
     }
 
     #[test]
