@@ -9,7 +9,6 @@ agent_url=@AGENT_URL@
 agent_sha256=@AGENT_SHA256@
 curl_proto=@CURL_PROTO@
 install_dir=@INSTALL_DIR@
-unit_text=@UNIT@
 unit_path=@UNIT_PATH@
 
 log() { printf 'elb user-data: %s\n' "$*" >&2; }
@@ -41,7 +40,9 @@ mv -f "$part" "$binary"
 log "installed $binary ($agent_sha256)"
 
 if [ -d /run/systemd/system ]; then
-  printf '%s\n' "$unit_text" >"$unit_path.part"
+  cat >"$unit_path.part" <<'ELB_UNIT_END'
+@UNIT@
+ELB_UNIT_END
   mv -f "$unit_path.part" "$unit_path"
   systemctl daemon-reload
   systemctl enable --now elb-agent.service

@@ -179,7 +179,9 @@ impl Script<'_> {
                 ("AGENT_SHA256", &shell_quote(&self.sha256.0)),
                 ("CURL_PROTO", &shell_quote(self.url.curl_proto())),
                 ("INSTALL_DIR", &shell_quote(self.install_dir)),
-                ("UNIT", &shell_quote(unit.trim_end())),
+                // Inside a quoted here-document: taken literally. `unit::render` drops control
+                // characters from values, so no line of it can end the document early.
+                ("UNIT", unit.trim_end()),
                 ("UNIT_PATH", &shell_quote(unit::UNIT_PATH)),
                 ("AGENT_ARGS", &self.agent_args()),
             ],
@@ -297,6 +299,15 @@ mod tests {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The unit as the script's here-document writes it.
+    fn unit_text(script: &str) -> String {
+        let (_, rest) = script
+            .split_once("<<'ELB_UNIT_END'\n")
+            .expect("a here-document");
+        let (unit, _) = rest.split_once("\nELB_UNIT_END\n").expect("its end");
+        unit.to_owned()
+    }
+
     #[test]
     fn hostile_values_stay_one_literal_shell_word() {
         for hostile in [
@@ -315,16 +326,17 @@ mod tests {
     #[test]
     fn the_script_hands_sh_every_value_verbatim() {
         let url = "https://example.com/@AGENT_SHA256@/elb-agent?x='$(reboot)'&y=`id`";
-        let script = render(url, "c'1 $(reboot)");
+        let script = render(url, "c'1 $(reboot)\nELB_UNIT_END\n");
         assert!(script.starts_with("#!/bin/sh\n"));
         assert_eq!(sh_value(&script, "agent_url"), url);
         assert_eq!(sh_value(&script, "agent_sha256"), SHA);
         assert_eq!(sh_value(&script, "install_dir"), "/opt/elb");
         assert_eq!(sh_value(&script, "unit_path"), unit::UNIT_PATH);
-        let unit = sh_value(&script, "unit_text");
+        let unit = unit_text(&script);
         assert!(
             unit.contains(
-                "ExecStart=/opt/elb/elb-agent --listen 0.0.0.0:8000 --cluster \"c'1 $$(reboot)\""
+                "ExecStart=/opt/elb/elb-agent --listen 0.0.0.0:8000 --cluster \"c'1 \
+                 $$(reboot)ELB_UNIT_END\""
             ) && unit.contains("--instance-type \"t3.micro\"")
                 && unit.trim_end().ends_with("WantedBy=multi-user.target"),
             "{unit}"
@@ -332,7 +344,8 @@ mod tests {
         assert!(
             script.contains(
                 "setsid nohup \"$binary\" '--listen' '0.0.0.0:8000' '--cluster' 'c'\\''1 \
-                 $(reboot)' '--instance-id' '' '--instance-type' 't3.micro' '--az' '' '--imds' >>"
+                 $(reboot)\nELB_UNIT_END\n' '--instance-id' '' '--instance-type' 't3.micro' \
+                 '--az' '' '--imds' >>"
             ),
             "{script}"
         );
@@ -341,7 +354,7 @@ mod tests {
     #[test]
     fn every_agent_gets_imds_to_learn_its_instance_id() {
         let script = render("https://example.com/elb-agent", "c1");
-        let unit = sh_value(&script, "unit_text");
+        let unit = unit_text(&script);
         let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
         assert!(exec.ends_with(" --imds"), "{exec}");
     }
