@@ -6,19 +6,21 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+mod agent;
+
 use super::deploy::SshArgs;
-use crate::agent_binary::{AgentPaths, Arch};
+use crate::agent_binary::Arch;
 use crate::cloud::ec2::{Ec2, LaunchSpec, Network};
 use crate::cloud::firewall::{self, Cidr};
 use crate::cloud::wait::{self, Poll, Target};
 use crate::cloud::{sort_instances, Instance};
 use crate::config::Settings;
-use crate::deploy::unit::{self, UnitIdentity};
-use crate::deploy::user_data::{self, AgentUrl, Script, Sha256Hex};
-use crate::deploy::{self, DeployOptions};
+use crate::deploy::unit;
+use crate::deploy::user_data;
 use crate::output::{self, OutputFormat};
 use crate::progress::Progress;
 use crate::Error;
+use agent::Delivery;
 
 /// How `launch` puts the agent on the new instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,20 +109,6 @@ pub struct LaunchRequest {
     delivery: Delivery,
 }
 
-/// How the agent reaches the instances, from flags already checked.
-#[derive(Debug)]
-enum Delivery {
-    None,
-    Ssh,
-    UserData {
-        url: AgentUrl,
-        /// `--agent-sha256`; without it, the local binary's.
-        sha256: Option<Sha256Hex>,
-        /// How long to wait for `/healthz`, unless `--no-wait-healthy`.
-        wait: Option<Duration>,
-    },
-}
-
 impl LaunchArgs {
     /// Checks everything that can be checked without AWS.
     pub fn validate(self) -> Result<LaunchRequest, Error> {
@@ -169,75 +157,6 @@ impl LaunchArgs {
             )));
         }
         Ok(())
-    }
-
-    /// The `--deploy` mode with its flags, each flag checked and refused where it has no effect.
-    fn delivery(&self) -> Result<Delivery, Error> {
-        unit::check_install_dir(&self.install_dir).map_err(Error::Usage)?;
-        let user_data_flags = [
-            ("--agent-url", self.agent_url.is_some()),
-            ("--agent-sha256", self.agent_sha256.is_some()),
-            ("--no-wait-healthy", self.no_wait_healthy),
-        ];
-        let agent_flags = [
-            ("--agent", self.agent.is_some()),
-            ("--agent-arm64", self.agent_arm64.is_some()),
-        ];
-        let misplaced = |flags: &[(&str, bool)], mode: &str| {
-            flags.iter().find(|(_, given)| *given).map(|(flag, _)| {
-                Error::Usage(format!(
-                    "{flag} has no effect with --deploy {mode}: drop it, or pick the --deploy \
-                     mode it belongs to (see `elb launch --help`)"
-                ))
-            })
-        };
-        match self.deploy {
-            DeployMode::None => {
-                match misplaced(&[&user_data_flags[..], &agent_flags].concat(), "none") {
-                    Some(err) => Err(err),
-                    None => Ok(Delivery::None),
-                }
-            }
-            DeployMode::Ssh => match misplaced(&user_data_flags, "ssh") {
-                Some(err) => Err(err),
-                None => Ok(Delivery::Ssh),
-            },
-            DeployMode::UserData => {
-                if self.user_data.is_some() {
-                    return Err(Error::Usage(
-                        "--deploy user-data writes the instances' user data itself, so it \
-                         cannot be combined with --user-data <file>: drop --user-data, or use \
-                         --deploy ssh or --deploy none"
-                            .into(),
-                    ));
-                }
-                let url = self.agent_url.as_deref().ok_or_else(|| {
-                    Error::Usage(
-                        "--deploy user-data needs --agent-url <https URL>: the address the \
-                         instances download the static agent from (upload the file the README's \
-                         build step makes, e.g. to an S3 bucket or a release page)"
-                            .into(),
-                    )
-                })?;
-                Ok(Delivery::UserData {
-                    url: AgentUrl::parse(url).map_err(usage)?,
-                    sha256: self
-                        .agent_sha256
-                        .as_deref()
-                        .map(Sha256Hex::parse)
-                        .transpose()
-                        .map_err(usage)?,
-                    wait: (!self.no_wait_healthy).then(|| Duration::from_secs(self.health_timeout)),
-                })
-            }
-        }
-    }
-
-    fn agent_paths(&self) -> AgentPaths {
-        AgentPaths {
-            x86_64: self.agent.clone(),
-            arm64: self.agent_arm64.clone(),
-        }
     }
 }
 
@@ -349,48 +268,6 @@ fn ec2_arch_name(arch: Arch) -> &'static str {
     }
 }
 
-/// Checks, before anything is created, that the agent for `arch` is at hand where the deploy
-/// mode needs it, and renders the user-data script. Returns the user data to launch with.
-fn prepare_user_data(request: &LaunchRequest, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
-    let args = &request.args;
-    let what = format!("instance type {}", args.instance_type);
-    let (url, sha256) = match &request.delivery {
-        Delivery::None => return Ok(request.user_data.clone()),
-        Delivery::Ssh => {
-            args.agent_paths().load(arch, &what)?;
-            return Ok(request.user_data.clone());
-        }
-        Delivery::UserData { url, sha256, .. } => (url, sha256),
-    };
-    // The local binary gives the checksum when none is given; for arm64 it is also the proof
-    // that an aarch64 build exists (the URL must serve that build).
-    let sha256 = match (sha256, arch) {
-        (Some(sha256), Arch::X86_64) => sha256.clone(),
-        (given, _) => {
-            let local = args.agent_paths().load(arch, &what)?;
-            given.clone().unwrap_or_else(|| Sha256Hex::of(&local))
-        }
-    };
-    let script = Script {
-        url,
-        sha256: &sha256,
-        install_dir: &args.install_dir,
-        identity: UnitIdentity {
-            cluster: &args.cluster,
-            instance_type: &args.instance_type,
-            ..UnitIdentity::default()
-        },
-    }
-    .render()?;
-    eprintln!(
-        "user data: installs the agent from {} (SHA-256 {}), {} bytes",
-        url.as_str(),
-        sha256.as_str(),
-        script.len()
-    );
-    Ok(Some(script.into_bytes()))
-}
-
 async fn launch(
     settings: &Settings,
     request: &LaunchRequest,
@@ -399,7 +276,7 @@ async fn launch(
     let args = &request.args;
     let ec2 = Ec2::new(&settings.sdk, &settings.project);
     let destination = destination(&ec2, args).await?;
-    let user_data = prepare_user_data(request, destination.arch)?;
+    let user_data = agent::user_data(request, destination.arch)?;
 
     let key = settings.state.ensure_key()?;
     let key_pair = ec2.ensure_key_pair(&key.public_openssh).await?;
@@ -458,42 +335,7 @@ async fn launch(
     let mut instances = waited?;
     sort_instances(&mut instances);
     print(settings.output, &instances);
-    deliver(settings, request, &instances).await
-}
-
-/// Puts the agent on the running instances (SSH), or waits for the one user data installs.
-async fn deliver(
-    settings: &Settings,
-    request: &LaunchRequest,
-    instances: &[Instance],
-) -> Result<(), Error> {
-    let args = &request.args;
-    let report = match &request.delivery {
-        Delivery::None | Delivery::UserData { wait: None, .. } => return Ok(()),
-        Delivery::Ssh => {
-            let opts = DeployOptions {
-                agents: args.agent_paths(),
-                install_dir: args.install_dir.clone(),
-                ssh: args.ssh.options(),
-                parallel: args.ssh.parallel as usize,
-                health_timeout: Duration::from_secs(args.health_timeout),
-            };
-            eprintln!("deploying the agent over SSH");
-            deploy::deploy_instances(settings, instances, &opts).await?
-        }
-        Delivery::UserData {
-            wait: Some(timeout),
-            ..
-        } => {
-            eprintln!(
-                "waiting up to {}s for each agent's /healthz (cloud-init installs it at boot)",
-                timeout.as_secs()
-            );
-            deploy::wait_healthy(instances, *timeout, args.ssh.parallel as usize).await?
-        }
-    };
-    eprintln!("{}", report.render(OutputFormat::Table));
-    Ok(report.check()?)
+    agent::deliver(settings, request, &instances).await
 }
 
 fn print(format: OutputFormat, instances: &[Instance]) {
@@ -509,7 +351,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn parse(extra: &[&str]) -> Result<LaunchRequest, Error> {
+    pub(crate) fn parse(extra: &[&str]) -> Result<LaunchRequest, Error> {
         let mut argv = vec![
             "elb",
             "launch",
@@ -541,13 +383,11 @@ mod tests {
     }
 
     /// The usage error of `extra`, which must be caught before any API call.
-    fn refused(extra: &[&str]) -> String {
+    pub(crate) fn refused(extra: &[&str]) -> String {
         let err = parse(extra).unwrap_err();
         assert_eq!(err.exit_code(), 2, "{err}");
         err.to_string()
     }
-
-    const URL: &str = "https://example.com/elb-agent";
 
     #[test]
     fn deploy_over_ssh_without_ssh_points_to_the_other_modes() {
@@ -558,84 +398,6 @@ mod tests {
                 && msg.contains("--deploy none"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn user_data_deploy_needs_an_agent_url_and_owns_the_user_data() {
-        let msg = refused(&["--no-ssh", "--deploy", "user-data"]);
-        assert!(msg.contains("--agent-url"), "{msg}");
-        let msg = refused(&[
-            "--no-ssh",
-            "--deploy",
-            "user-data",
-            "--agent-url",
-            URL,
-            "--user-data",
-            "/dev/null",
-        ]);
-        assert!(
-            msg.contains("--user-data") && msg.contains("cannot be combined"),
-            "{msg}"
-        );
-        let request = parse(&["--no-ssh", "--deploy", "user-data", "--agent-url", URL]).unwrap();
-        assert!(matches!(
-            request.delivery,
-            Delivery::UserData { sha256: None, wait: Some(w), .. } if w == Duration::from_secs(300)
-        ));
-    }
-
-    #[test]
-    fn agent_url_and_checksum_are_checked_before_any_call() {
-        let base = ["--no-ssh", "--deploy", "user-data", "--agent-url"];
-        let msg = refused(&[&base[..], &["http://203.0.113.9/elb-agent"]].concat());
-        assert!(msg.contains("https only"), "{msg}");
-        let msg = refused(&[&base[..], &[URL, "--agent-sha256", "abc"]].concat());
-        assert!(msg.contains("64 hex digits"), "{msg}");
-        let msg = refused(&[&base[..], &[URL, "--install-dir", "relative/dir"]].concat());
-        assert!(msg.contains("--install-dir"), "{msg}");
-        let request = parse(
-            &[
-                &base[..],
-                &[URL, "--agent-sha256", &"AB".repeat(32), "--no-wait-healthy"],
-            ]
-            .concat(),
-        )
-        .unwrap();
-        assert!(matches!(
-            request.delivery,
-            Delivery::UserData { sha256: Some(sha), wait: None, .. } if sha.as_str() == "ab".repeat(32)
-        ));
-    }
-
-    #[test]
-    fn flags_of_another_deploy_mode_are_refused_not_ignored() {
-        for (extra, flag) in [
-            (
-                &["--ssh-cidr", "203.0.113.7/32", "--agent-url", URL][..],
-                "--agent-url",
-            ),
-            (
-                &["--ssh-cidr", "203.0.113.7/32", "--no-wait-healthy"],
-                "--no-wait-healthy",
-            ),
-            (
-                &["--no-ssh", "--deploy", "none", "--agent", "/x"],
-                "--agent",
-            ),
-            (
-                &[
-                    "--no-ssh",
-                    "--deploy",
-                    "none",
-                    "--agent-sha256",
-                    &"a".repeat(64),
-                ],
-                "--agent-sha256",
-            ),
-        ] {
-            let msg = refused(extra);
-            assert!(msg.starts_with(flag) && msg.contains("no effect"), "{msg}");
-        }
     }
 
     #[test]
