@@ -14,7 +14,7 @@ pub(crate) const AGENT_PORT: u16 = 8000;
 /// Longest single probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between probes.
-const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Polls `http://<address>:8000/healthz` until it answers 200, for at most `timeout`.
 pub(crate) async fn wait_until_healthy(address: &str, timeout: Duration) -> Result<(), Failure> {

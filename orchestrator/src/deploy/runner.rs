@@ -46,6 +46,7 @@ pub(crate) trait HostJob: Send + Sync + 'static {
 pub(crate) struct HostProgress {
     label: String,
     bar: Option<ProgressBar>,
+    started: Instant,
 }
 
 impl HostProgress {
@@ -53,7 +54,11 @@ impl HostProgress {
     pub(crate) fn step(&self, step: &str) {
         match &self.bar {
             Some(bar) => bar.set_message(step.to_owned()),
-            None => eprintln!("{}: {step}", self.label),
+            None => eprintln!(
+                "{}: {step} (+{:.2}s)",
+                self.label,
+                self.started.elapsed().as_secs_f64()
+            ),
         }
     }
 
@@ -93,14 +98,16 @@ pub(crate) async fn run<J: HostJob>(
             bar.enable_steady_tick(Duration::from_millis(150));
             bar
         });
-        let progress = HostProgress {
+        let mut progress = HostProgress {
             label: target.label.clone(),
             bar,
+            started,
         };
         let (target, job, permits) = (target.clone(), job.clone(), permits.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let began = Instant::now();
+            progress.started = began;
             let outcome = job.run(&target, &progress).await;
             let elapsed = began.elapsed();
             progress.finish(&outcome, elapsed);

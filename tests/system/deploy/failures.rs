@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{agent_root, rows, Row, World};
+use super::{agent_root, eventually, rows, Row, World};
 
 /// The rows of a deploy that must have failed (exit 1), in host order.
 fn failed_rows(output: &crate::harness::ElbOutput) -> Vec<Row> {
@@ -71,9 +71,19 @@ fn an_agent_that_cannot_start_is_reported_not_healthy() {
     let world = World::plain(2);
     // Something else holds port 8000 on host 0 and never answers: the agent exits (port taken)
     // and /healthz never gives a 200.
-    world.hosts.hosts[0].spawn(
-        "python3 -c 'import socket, time; s = socket.socket(); s.bind((\"0.0.0.0\", 8000)); \
-         s.listen(); time.sleep(3600)'",
+    let host = &world.hosts.hosts[0];
+    host.spawn(
+        "/usr/bin/python3 -c 'import socket, time; s = socket.socket(); \
+         s.bind((\"0.0.0.0\", 8000)); s.listen(); time.sleep(3600)'",
+    );
+    let port = format!("{}:8000", host.address)
+        .parse()
+        .expect("an address");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_ok()
+        }),
+        "the port blocker did not start"
     );
     let output = world.deploy_to(&world.hosts.addresses(), "3", &[]);
     let rows = failed_rows(&output);

@@ -4,6 +4,7 @@
 
 mod bench;
 mod detached;
+mod ec2;
 mod failures;
 mod sudo;
 mod systemd;

@@ -187,20 +187,17 @@ impl TestHost {
         } else {
             ":"
         };
-        let user = if self.spec.user {
-            self.add_user()
-        } else {
-            ":".to_owned()
-        };
+        let passwd = self.private_passwd();
         let setup = format!(
             "set -e
              mount -t tmpfs tmpfs /run
              mkdir -p /run/sshd
              {systemd}
-             {user}
+             mount --bind {passwd} /etc/passwd
              mount --bind {own} {common}
              hostname {hostname}
              exec /usr/sbin/sshd -D -e -f {config}",
+            passwd = passwd.display(),
             own = self.dir.join("install").display(),
             common = install_dir.display(),
             hostname = self.hostname,
@@ -221,22 +218,34 @@ impl TestHost {
         self.sshd = Some(child);
     }
 
-    /// Makes the user's home and a passwd file with the user, owned as they must be; returns
-    /// the command that mounts that passwd inside the host.
-    fn add_user(&self) -> String {
-        let home = self.dir.join("home");
-        fs::create_dir_all(&home).expect("create the user's home");
-        let mut passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-        passwd.push_str(&format!(
-            "{USER}:x:{USER_UID}:{USER_UID}::{}:/bin/sh\n",
-            home.display()
-        ));
+    /// The host's own `/etc/passwd`: this machine's, with root's home moved to an empty
+    /// `<host dir>/root` (as on a fresh host: this machine's root has a `.bashrc` that bash, run
+    /// by sshd, would source on every command) and, with [`HostSpec::user`], the user [`USER`].
+    fn private_passwd(&self) -> PathBuf {
+        let root_home = self.dir.join("root");
+        fs::create_dir_all(&root_home).expect("create root's home");
+        let mut passwd: String = fs::read_to_string("/etc/passwd")
+            .expect("read /etc/passwd")
+            .lines()
+            .map(|line| match line.strip_prefix("root:") {
+                Some(_) => format!("root:x:0:0:root:{}:/bin/bash\n", root_home.display()),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        if self.spec.user {
+            let home = self.dir.join("home");
+            fs::create_dir_all(&home).expect("create the user's home");
+            passwd.push_str(&format!(
+                "{USER}:x:{USER_UID}:{USER_UID}::{}:/bin/sh\n",
+                home.display()
+            ));
+            for dir in [home, self.dir.join("install")] {
+                std::os::unix::fs::chown(&dir, Some(USER_UID), Some(USER_UID)).expect("chown");
+            }
+        }
         let file = self.dir.join("passwd");
         fs::write(&file, passwd).expect("write the host's passwd");
-        for dir in [home, self.dir.join("install")] {
-            std::os::unix::fs::chown(&dir, Some(USER_UID), Some(USER_UID)).expect("chown");
-        }
-        format!("mount --bind {} /etc/passwd", file.display())
+        file
     }
 
     fn stop_sshd(&mut self) {

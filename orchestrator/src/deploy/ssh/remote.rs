@@ -120,7 +120,7 @@ if [ -n "$old" ] && alive "$old" &&
    [ "$(tr '\000' '\n' < "/proc/$old/cmdline" 2>/dev/null | head -n 1)" = "$bin" ]; then
   kill -TERM "$old" 2>/dev/null || true
   i=0
-  while alive "$old" && [ "$i" -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
+  while alive "$old" && [ "$i" -lt 750 ]; do sleep 0.02; i=$((i + 1)); done
   if alive "$old"; then kill -KILL "$old" 2>/dev/null || true; sleep 0.2; fi
   echo "stopped the old elb-agent (pid $old)"
 fi
