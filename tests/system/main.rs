@@ -9,3 +9,4 @@ mod harness;
 mod agent;
 mod deploy;
 mod ec2;
+mod user_data;
