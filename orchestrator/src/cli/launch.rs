@@ -33,8 +33,10 @@ pub enum DeployMode {
     None,
 }
 
-/// Flags of `elb launch`.
+/// Flags of `elb launch`. Fresh instances start sshd tens of seconds after they run, so
+/// `--deploy ssh` waits longer for it than `elb deploy` does by default.
 #[derive(Debug, Args)]
+#[command(mut_arg("ssh_wait", |arg| arg.default_value("180")))]
 pub struct LaunchArgs {
     /// Cluster name: the `Cluster` tag of the new instances.
     #[arg(long)]
@@ -410,6 +412,14 @@ mod tests {
         assert_eq!(instance_arch(&names(&["arm64"])), Some(Arch::Arm64));
         assert_eq!(instance_arch(&names(&["i386"])), None);
         assert_eq!(ec2_arch_name(Arch::Arm64), "arm64");
+    }
+
+    #[test]
+    fn fresh_instances_get_three_minutes_to_start_sshd() {
+        let request = parse(&["--ssh-cidr", "203.0.113.7/32"]).unwrap();
+        assert_eq!(request.args.ssh.ssh_wait, 180);
+        let request = parse(&["--ssh-cidr", "203.0.113.7/32", "--ssh-wait", "5"]).unwrap();
+        assert_eq!(request.args.ssh.ssh_wait, 5);
     }
 
     #[test]
