@@ -175,3 +175,27 @@ fn arm64_types_need_an_arm64_agent_and_then_get_the_arm64_image() {
     let line = format!("agent_sha256='{}'", sha256sum(&agent));
     assert!(script.lines().any(|l| l == line), "{line}\n---\n{script}");
 }
+
+#[test]
+fn a_missing_agent_stops_the_launch_before_anything_is_created() {
+    let fx = Fixture::new();
+    let missing = "/nonexistent/elb-agent";
+    for extra in [
+        &["--deploy", "ssh", "--agent", missing][..],
+        &[
+            "--deploy",
+            "user-data",
+            "--agent",
+            missing,
+            "--agent-url",
+            URL,
+        ],
+    ] {
+        fx.launch(CLUSTER, "t3.micro", 1, extra)
+            .expect_code(1)
+            .expect_failure_mentioning(&[missing]);
+    }
+    for action in ["ImportKeyPair", "CreateSecurityGroup", "RunInstances"] {
+        assert_eq!(fx.shim.count(action), 0, "{action}");
+    }
+}
