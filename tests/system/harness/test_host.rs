@@ -6,6 +6,10 @@
 //! (`<host dir>/install`) is bind-mounted over one common path, [`TestHosts::install_dir`]: one
 //! `elb deploy --install-dir` serves every host, and each host sees only its own files.
 //!
+//! Each host also has its own `/etc/passwd` (bind-mounted): root's home is an empty directory, as
+//! on a fresh host (this machine's root `.bashrc` runs pyenv, which bash, started by sshd, would
+//! source on every command: 150 ms each), plus an unprivileged user when asked.
+//!
 //! sshd sets the session PATH from its config (`SetEnv PATH=<host dir>/bin:...`), so a file put
 //! in `<host dir>/bin` ([`TestHost::put_first_on_path`]) shadows the real command for everything
 //! `elb` runs on that host: how the tests fake `systemctl` and `uname`.
