@@ -49,7 +49,7 @@ ELB_UNIT_END
   log "started elb-agent.service"
 else
   # Same convention as `elb deploy` on hosts without systemd: pid and log files beside the binary.
-  setsid nohup "$binary" @AGENT_ARGS@ >>"$install_dir/elb-agent.log" 2>&1 </dev/null &
+  setsid "$binary" @AGENT_ARGS@ >>"$install_dir/elb-agent.log" 2>&1 </dev/null &
   echo "$!" >"$install_dir/elb-agent.pid.part"
   mv -f "$install_dir/elb-agent.pid.part" "$install_dir/elb-agent.pid"
   log "started elb-agent detached (pid $!, log $install_dir/elb-agent.log)"

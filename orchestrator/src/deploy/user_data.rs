@@ -343,7 +343,7 @@ mod tests {
         );
         assert!(
             script.contains(
-                "setsid nohup \"$binary\" '--listen' '0.0.0.0:8000' '--cluster' 'c'\\''1 \
+                "setsid \"$binary\" '--listen' '0.0.0.0:8000' '--cluster' 'c'\\''1 \
                  $(reboot)\nELB_UNIT_END\n' '--instance-id' '' '--instance-type' 't3.micro' \
                  '--az' '' '--imds' >>"
             ),
