@@ -18,6 +18,8 @@ pub(crate) enum FailureKind {
     AuthRefused,
     /// The host presented another key than the one recorded in known_hosts.
     HostKeyChanged,
+    /// The host key could not be checked (a host certificate, an unreadable known_hosts).
+    HostKeyUnverified,
     /// No agent build for the host's architecture (or it could not be read).
     NoAgentBinary,
     /// The SFTP upload failed.
@@ -35,6 +37,7 @@ impl FailureKind {
             Self::Unreachable => "unreachable",
             Self::AuthRefused => "auth refused",
             Self::HostKeyChanged => "host key changed",
+            Self::HostKeyUnverified => "host key unverified",
             Self::NoAgentBinary => "no agent binary",
             Self::UploadFailed => "upload failed",
             Self::InstallFailed => "install failed",

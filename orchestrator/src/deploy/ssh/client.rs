@@ -29,12 +29,12 @@ struct Verifier {
     host: String,
     port: u16,
     known_hosts: Arc<KnownHosts>,
-    refusal: Arc<Mutex<Option<String>>>,
+    refusal: Arc<Mutex<Option<Failure>>>,
 }
 
 impl Verifier {
-    fn refuse(&self, why: String) -> Result<bool, russh::Error> {
-        *self.refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    fn refuse(&self, kind: FailureKind, why: String) -> Result<bool, russh::Error> {
+        *self.refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(Failure::new(kind, why));
         Ok(false)
     }
 }
@@ -47,15 +47,23 @@ impl client::Handler for Verifier {
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            return self.refuse(format!(
-                "{} offered a host certificate; elb checks plain host keys only",
-                self.host
-            ));
+            return self.refuse(
+                FailureKind::HostKeyUnverified,
+                format!(
+                    "{} offered a host certificate; elb checks plain host keys only",
+                    self.host
+                ),
+            );
         };
         match self.known_hosts.check(&self.host, self.port, key) {
             Ok(Verdict::Known | Verdict::Learned) => Ok(true),
-            Ok(Verdict::Changed(change)) => self.refuse(KeyChange::to_string(&change)),
-            Err(e) => self.refuse(format!("cannot check the host key: {e}")),
+            Ok(Verdict::Changed(change)) => {
+                self.refuse(FailureKind::HostKeyChanged, KeyChange::to_string(&change))
+            }
+            Err(e) => self.refuse(
+                FailureKind::HostKeyUnverified,
+                format!("cannot check the host key against known_hosts: {e}"),
+            ),
         }
     }
 }
@@ -120,8 +128,8 @@ impl Session {
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no SSH handshake within {limit:?}"),
             };
-            if let Some(why) = refusal.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return Err(Failure::new(FailureKind::HostKeyChanged, why));
+            if let Some(refused) = refusal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(refused);
             }
             tracing::debug!(%host, attempts, %error, "SSH connection attempt failed");
             if Instant::now() + backoff >= deadline {
