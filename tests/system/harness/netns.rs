@@ -164,7 +164,8 @@ pub fn delete_namespace(ns: &str) {
     run_quiet("ip", &["netns", "del", ns]);
 }
 
-/// Removes namespaces and bridges left by test runs whose process is gone.
+/// Removes namespaces, bridges and test host directories left by test runs whose process is
+/// gone (killed before their teardown ran).
 fn clean_stale() {
     let gone = |pid: u32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
     for line in run("ip", &["netns", "list"]).lines() {
@@ -172,6 +173,17 @@ fn clean_stale() {
         let pid = name.strip_prefix("elbt-").and_then(|r| r.split('-').next());
         if pid.and_then(|p| p.parse().ok()).is_some_and(gone) {
             delete_namespace(name);
+        }
+    }
+    let temp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&temp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `elb-hosts-<pid>-<n>`, see test_host.rs.
+        let pid = name
+            .strip_prefix("elb-hosts-")
+            .and_then(|r| r.split('-').next());
+        if pid.and_then(|p| p.parse().ok()).is_some_and(gone) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
     for line in run("ip", &["-o", "link", "show"]).lines() {
