@@ -56,8 +56,7 @@ impl Settings {
     /// As [`Settings::load`], with the provider given rather than taken from the flags (`elb
     /// demo` always runs locally).
     pub async fn load_for(global: &GlobalArgs, kind: ProviderKind) -> Result<Self, Error> {
-        validate_name("--project", &global.project)?;
-        let state = StateDir::for_project(&global.project)?;
+        let state = local_state(global)?;
         let provider = match kind {
             ProviderKind::Ec2 => load_ec2(global).await?,
             ProviderKind::Local => Provider::Local,
@@ -96,4 +95,11 @@ async fn load_ec2(global: &GlobalArgs) -> Result<Provider, Error> {
         region,
         sdk: Box::new(sdk),
     })
+}
+
+/// The project's state directory from the global flags, without loading any AWS configuration:
+/// for commands that need no cloud (`deploy --hosts`).
+pub fn local_state(global: &GlobalArgs) -> Result<StateDir, Error> {
+    validate_name("--project", &global.project)?;
+    Ok(StateDir::for_project(&global.project)?)
 }

@@ -10,6 +10,7 @@ pub(crate) mod bench;
 pub mod cli;
 pub(crate) mod cloud;
 pub(crate) mod config;
+pub(crate) mod deploy;
 pub(crate) mod http;
 pub(crate) mod output;
 pub(crate) mod plan;
@@ -41,26 +42,41 @@ pub enum Error {
     /// Local state could not be read or written.
     #[error(transparent)]
     State(#[from] state::StateError),
-    /// The instance type has no x86_64 support.
+    /// The instance type runs neither x86_64 nor arm64.
     #[error(
-        "{instance_type} is an arm64 instance type, and no arm64 build of elb-agent is available; \
-         pick an x86_64 instance type (e.g. t3.micro) or pass --ami with an x86_64 image"
+        "{instance_type} runs {architectures}; elb launches x86_64 and arm64 instance types \
+         only: pick another --type (e.g. t3.micro)"
     )]
-    Arm64 {
+    UnsupportedArch {
         /// The refused type.
         instance_type: String,
+        /// The architectures it supports.
+        architectures: String,
     },
-    /// `--ami` is not an x86_64 image.
-    #[error("--ami {ami} is an {arch} image; elb-agent runs on x86_64 only: pass an x86_64 AMI")]
+    /// `--ami` is not an image for the instance type's architecture.
+    #[error(
+        "--ami {ami} is an {image_arch} image, and {instance_type} runs {arch}: pass an {arch} \
+         AMI, or leave --ami out to get Amazon Linux 2023 for {arch}"
+    )]
     ImageArch {
         /// The image id.
         ami: String,
         /// Its architecture.
-        arch: String,
+        image_arch: String,
+        /// The instance type.
+        instance_type: String,
+        /// The architecture the instance type runs, as EC2 names it.
+        arch: &'static str,
     },
+    /// The user-data script cannot be made.
+    #[error(transparent)]
+    UserData(#[from] deploy::user_data::UserDataError),
     /// No usable elb-agent binary for a host.
     #[error(transparent)]
     AgentBinary(#[from] agent_binary::AgentBinaryError),
+    /// A deploy failed on some hosts, or could not start.
+    #[error(transparent)]
+    Deploy(#[from] deploy::DeployError),
     /// The operator answered no.
     #[error("aborted: nothing was deleted")]
     Declined,

@@ -7,6 +7,8 @@
 mod harness;
 
 mod agent;
+mod deploy;
 mod ec2;
 mod fleet;
 mod local;
+mod user_data;

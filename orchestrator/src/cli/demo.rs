@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Parser};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
@@ -15,7 +15,7 @@ use crate::bench::report::ClusterResult;
 use crate::bench::Plan;
 use crate::cli::kill::KillArgs;
 use crate::cli::launch::LaunchArgs;
-use crate::cli::GlobalArgs;
+use crate::cli::{Cli, Command, GlobalArgs};
 use crate::cloud::local::LocalCloud;
 use crate::cloud::{self, Cloud, Created};
 use crate::config::{ProviderKind, Settings};
@@ -137,29 +137,39 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     Ok(())
 }
 
-/// The flags `elb --local launch --cluster <c> --type <t> --count <n>` would give.
+/// The flags `elb --local launch --cluster <c> --type <t> --count <n> [--agent <path>]` gives,
+/// parsed as that command line would be, so every other flag keeps its default.
 fn launch_args(
     cluster: &str,
     instance_type: &str,
     count: u32,
     args: &DemoArgs,
 ) -> Result<LaunchArgs, Error> {
-    Ok(LaunchArgs {
-        cluster: cluster.to_owned(),
-        instance_type: instance_type.to_owned(),
-        count,
-        ami: None,
-        subnet: None,
-        app_cidr: "0.0.0.0/0"
-            .parse()
-            .map_err(|e| Error::Usage(format!("{e}")))?,
-        ssh_cidr: Vec::new(),
-        no_ssh: true,
-        user_data: None,
-        agent: args.agent.clone(),
-        timeout: 60,
-        poll_interval_ms: 200,
-    })
+    let count = count.to_string();
+    let agent = args
+        .agent
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    let mut argv = vec![
+        "elb",
+        "launch",
+        "--cluster",
+        cluster,
+        "--type",
+        instance_type,
+        "--count",
+        &count,
+    ];
+    if let Some(agent) = &agent {
+        argv.extend(["--agent", agent]);
+    }
+    let cli = Cli::try_parse_from(argv).map_err(|e| Error::Usage(e.to_string()))?;
+    match cli.command {
+        Command::Launch(launch) => Ok(launch),
+        other => Err(Error::Usage(format!(
+            "the demo's launch command line parsed as {other:?}"
+        ))),
+    }
 }
 
 /// Stops every agent of the project and removes its state and cgroups.

@@ -1,26 +1,45 @@
-//! `elb launch`: checks the flags, then has the provider launch the cluster and wait for it.
+//! `elb launch`: checks the flags, has the provider launch the cluster and wait for it, then puts
+//! the agent on the new instances (`--deploy ssh|user-data|none`, EC2; local instances run the
+//! agent from the start).
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
+pub(crate) mod agent;
+
+use super::deploy::SshArgs;
+use crate::agent_binary::Arch;
 use crate::cloud::firewall::Cidr;
 use crate::cloud::{sort_instances, Cloud, Created, Instance};
 use crate::config::{ProviderKind, Settings};
+use crate::deploy::unit;
+use crate::deploy::user_data;
 use crate::output::{self, OutputFormat};
 use crate::Error;
+use agent::Delivery;
 
-/// EC2 refuses user data above 16 KiB (before base64).
-const MAX_USER_DATA: usize = 16 * 1024;
+/// How `launch` puts the agent on the new instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployMode {
+    /// Over SSH once the instances run (as `elb deploy` does): needs `--ssh-cidr`.
+    Ssh,
+    /// Through user data: cloud-init downloads the agent from `--agent-url` at first boot.
+    UserData,
+    /// Bare instances, no agent.
+    None,
+}
 
-/// Flags of `elb launch`.
+/// Flags of `elb launch`. Fresh instances start sshd tens of seconds after they run, so
+/// `--deploy ssh` waits longer for it than `elb deploy` does by default.
 #[derive(Debug, Args)]
+#[command(mut_arg("ssh_wait", |arg| arg.default_value("180")))]
 pub struct LaunchArgs {
     /// Cluster name: the `Cluster` tag of the new instances.
     #[arg(long)]
     pub cluster: String,
-    /// Instance type, e.g. t3.micro (x86_64 only). With --local it sets the agent's CPU quota
-    /// (see docs/cli.md for the table).
+    /// Instance type, e.g. t3.micro (on EC2, arm64 types need --agent-arm64 unless --deploy
+    /// none; with --local it sets the agent's CPU quota, see docs/cli.md for the table).
     #[arg(long = "type")]
     pub instance_type: String,
     /// Number of instances.
@@ -38,16 +57,43 @@ pub struct LaunchArgs {
     /// Who may reach port 22 (repeatable), e.g. your address as 203.0.113.7/32.
     #[arg(long, value_parser = clap::value_parser!(Cidr))]
     pub ssh_cidr: Vec<Cidr>,
-    /// Open no SSH port (deploy then needs user data).
+    /// Open no SSH port (with --deploy user-data or --deploy none).
     #[arg(long, conflicts_with = "ssh_cidr")]
     pub no_ssh: bool,
-    /// File passed to the instances as user data.
+    /// File passed to the instances as user data (not with --deploy user-data).
     #[arg(long)]
     pub user_data: Option<PathBuf>,
-    /// The elb-agent executable to run (--local only; default: as for deploy, the static build
-    /// found next to elb, or ELB_AGENT).
+    /// How the agent gets onto the instances.
+    #[arg(long, value_enum, default_value_t = DeployMode::Ssh)]
+    pub deploy: DeployMode,
+    /// The x86_64 agent: deployed to EC2 instances (static build), or run by --local instances
+    /// (default: the build found beside `elb`, or `$ELB_AGENT`).
     #[arg(long)]
     pub agent: Option<PathBuf>,
+    /// A static aarch64 agent: what lets arm64 (Graviton) instance types get one.
+    #[arg(long)]
+    pub agent_arm64: Option<PathBuf>,
+    /// With --deploy user-data: the https:// URL instances download the agent from.
+    #[arg(long)]
+    pub agent_url: Option<String>,
+    /// With --deploy user-data: the agent's SHA-256 (default: that of the local agent binary).
+    #[arg(long)]
+    pub agent_sha256: Option<String>,
+    /// Directory of the agent on the instances.
+    #[arg(long, default_value = unit::DEFAULT_INSTALL_DIR)]
+    pub install_dir: String,
+    /// Seconds each agent may take to answer /healthz (with --deploy user-data: counted from
+    /// when the instances run, so boot and download included).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_timeout: u64,
+    /// With --deploy user-data: return once the instances run, without waiting for /healthz
+    /// (for when this machine cannot reach port 8000 of the instances).
+    #[arg(long)]
+    pub no_wait_healthy: bool,
+    /// How to reach the instances with --deploy ssh (`--parallel` also bounds the /healthz
+    /// probes of --deploy user-data).
+    #[command(flatten)]
+    pub ssh: SshArgs,
     /// Seconds to wait for every instance to be running.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
@@ -61,46 +107,65 @@ pub struct LaunchArgs {
 pub struct LaunchRequest {
     pub(crate) args: LaunchArgs,
     pub(crate) user_data: Option<Vec<u8>>,
+    delivery: Delivery,
+}
+
+impl LaunchRequest {
+    /// The user data to launch with on `arch`: the `--deploy user-data` script, or the
+    /// `--user-data` file. Also checks, before anything is created, that the agent for `arch` is
+    /// at hand where the deploy mode needs it.
+    pub(crate) fn user_data_for(&self, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
+        agent::user_data(self, arch)
+    }
 }
 
 impl LaunchArgs {
     /// Checks everything that can be checked without the provider.
     pub fn validate(self, provider: ProviderKind) -> Result<LaunchRequest, Error> {
         super::validate_name("--cluster", &self.cluster)?;
-        match provider {
-            ProviderKind::Ec2 => self.validate_ec2()?,
-            ProviderKind::Local => self.validate_local()?,
-        }
+        let delivery = match provider {
+            ProviderKind::Ec2 => {
+                self.check_ssh()?;
+                self.delivery()?
+            }
+            ProviderKind::Local => {
+                self.validate_local()?;
+                Delivery::None
+            }
+        };
         let user_data = match &self.user_data {
             None => None,
             Some(path) => {
                 let bytes = std::fs::read(path).map_err(|e| {
                     Error::Usage(format!("cannot read --user-data {}: {e}", path.display()))
                 })?;
-                if bytes.len() > MAX_USER_DATA {
-                    return Err(Error::Usage(format!(
-                        "--user-data {} is {} bytes; EC2 accepts at most {MAX_USER_DATA}",
-                        path.display(),
-                        bytes.len()
-                    )));
-                }
+                user_data::check_size(&format!("--user-data {}", path.display()), bytes.len())
+                    .map_err(usage)?;
                 Some(bytes)
             }
         };
         Ok(LaunchRequest {
             args: self,
             user_data,
+            delivery,
         })
     }
 
-    /// The local provider has no AMI, subnet, SSH or user data: refuse them rather than ignore
-    /// a flag the user counts on. (`--no-ssh` and `--app-cidr` are harmless and ignored.)
+    /// The local provider has no AMI, subnet, SSH, user data or remote install: refuse those
+    /// flags rather than ignore one the user counts on. (`--no-ssh`, `--app-cidr` and the
+    /// default `--deploy ssh` are harmless and ignored: local instances run the agent from the
+    /// start.)
     fn validate_local(&self) -> Result<(), Error> {
         let ec2_only = [
             ("--ami", self.ami.is_some()),
             ("--subnet", self.subnet.is_some()),
             ("--ssh-cidr", !self.ssh_cidr.is_empty()),
             ("--user-data", self.user_data.is_some()),
+            ("--deploy user-data", self.deploy == DeployMode::UserData),
+            ("--agent-arm64", self.agent_arm64.is_some()),
+            ("--agent-url", self.agent_url.is_some()),
+            ("--agent-sha256", self.agent_sha256.is_some()),
+            ("--no-wait-healthy", self.no_wait_healthy),
         ];
         match ec2_only.iter().find(|(_, given)| *given) {
             Some((flag, _)) => Err(Error::Usage(format!(
@@ -111,26 +176,36 @@ impl LaunchArgs {
         }
     }
 
-    fn validate_ec2(&self) -> Result<(), Error> {
-        if self.agent.is_some() {
+    /// SSH must be asked for or refused explicitly, and `--deploy ssh` needs it.
+    fn check_ssh(&self) -> Result<(), Error> {
+        if self.deploy == DeployMode::Ssh && self.no_ssh {
             return Err(Error::Usage(
-                "--agent is for --local launches; on EC2 the agent is installed by \
-                 `elb deploy --agent <path>`"
+                "--deploy ssh (the default) installs the agent over SSH, and --no-ssh opens no \
+                 SSH port: use --deploy user-data --agent-url <https URL> to install it at first \
+                 boot instead, or --deploy none to launch bare instances"
                     .into(),
             ));
         }
         if self.ssh_cidr.is_empty() && !self.no_ssh {
-            return Err(Error::Usage(
-                "the deploy step needs SSH, but no --ssh-cidr says who may connect. Pass your own \
-                 public address as a /32: find it with `curl -s https://checkip.amazonaws.com`, \
-                 then add `--ssh-cidr <ip>/32` (e.g. --ssh-cidr 203.0.113.7/32; repeat the flag \
-                 for more sources). `--ssh-cidr 0.0.0.0/0` opens SSH to the whole internet; \
-                 `--no-ssh` opens no SSH port at all"
-                    .into(),
-            ));
+            let why = match self.deploy {
+                DeployMode::Ssh => "--deploy ssh (the default) needs SSH, but no --ssh-cidr says",
+                _ => "no --ssh-cidr says",
+            };
+            return Err(Error::Usage(format!(
+                "{why} who may connect to port 22. Pass your own public address as a /32: find \
+                 it with `curl -s https://checkip.amazonaws.com`, then add `--ssh-cidr <ip>/32` \
+                 (e.g. --ssh-cidr 203.0.113.7/32; repeat the flag for more sources). \
+                 `--ssh-cidr 0.0.0.0/0` opens SSH to the whole internet; `--no-ssh` opens no SSH \
+                 port at all"
+            )));
         }
         Ok(())
     }
+}
+
+/// A user-data problem found before any API call.
+fn usage(err: user_data::UserDataError) -> Error {
+    Error::Usage(err.to_string())
 }
 
 /// Runs `elb launch`; Ctrl-C stops it and says what to clean up.
@@ -140,20 +215,23 @@ pub(crate) async fn run<C: Cloud>(
     request: LaunchRequest,
 ) -> Result<(), Error> {
     let mut created = Created::default();
+    let launch_and_deliver = async {
+        let mut instances = cloud.launch(&request, &mut created).await?;
+        sort_instances(&mut instances);
+        print(settings.output, &instances);
+        agent::deliver(settings, &request, &instances).await
+    };
     // Biased, Ctrl-C first: its handler is installed when first polled, which must come before
     // the launch starts anything (the local provider starts agents before its first await).
     let outcome = tokio::select! {
         biased;
         _ = tokio::signal::ctrl_c() => None,
-        result = cloud.launch(&request, &mut created) => Some(result),
+        result = launch_and_deliver => Some(result),
     };
-    let mut instances = match outcome {
-        Some(result) => result?,
-        None => return Err(Error::Interrupted(created.summary::<C>(&settings.project))),
-    };
-    sort_instances(&mut instances);
-    print(settings.output, &instances);
-    Ok(())
+    match outcome {
+        Some(result) => result,
+        None => Err(Error::Interrupted(created.summary::<C>(&settings.project))),
+    }
 }
 
 fn print(format: OutputFormat, instances: &[Instance]) {
@@ -169,11 +247,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn parse(extra: &[&str]) -> Result<LaunchRequest, Error> {
-        parse_for(ProviderKind::Ec2, extra)
-    }
-
-    fn parse_for(provider: ProviderKind, extra: &[&str]) -> Result<LaunchRequest, Error> {
+    pub(crate) fn parse(extra: &[&str]) -> Result<LaunchRequest, Error> {
         let mut argv = vec![
             "elb",
             "launch",
@@ -189,7 +263,7 @@ mod tests {
             .expect("parses")
             .command
         {
-            crate::cli::Command::Launch(args) => args.validate(provider),
+            crate::cli::Command::Launch(args) => args.validate(ProviderKind::Ec2),
             other => panic!("parsed {other:?}"),
         }
     }
@@ -200,8 +274,34 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let msg = err.to_string();
         assert!(msg.contains("--ssh-cidr") && msg.contains("/32") && msg.contains("0.0.0.0/0"));
-        assert!(parse(&["--no-ssh"]).is_ok());
+        assert!(parse(&["--no-ssh", "--deploy", "none"]).is_ok());
         assert!(parse(&["--ssh-cidr", "203.0.113.7/32"]).is_ok());
+    }
+
+    /// The usage error of `extra`, which must be caught before any API call.
+    pub(crate) fn refused(extra: &[&str]) -> String {
+        let err = parse(extra).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn deploy_over_ssh_without_ssh_points_to_the_other_modes() {
+        let msg = refused(&["--no-ssh"]);
+        assert!(
+            msg.contains("--no-ssh")
+                && msg.contains("--deploy user-data")
+                && msg.contains("--deploy none"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn fresh_instances_get_three_minutes_to_start_sshd() {
+        let request = parse(&["--ssh-cidr", "203.0.113.7/32"]).unwrap();
+        assert_eq!(request.args.ssh.ssh_wait, 180);
+        let request = parse(&["--ssh-cidr", "203.0.113.7/32", "--ssh-wait", "5"]).unwrap();
+        assert_eq!(request.args.ssh.ssh_wait, 5);
     }
 
     #[test]
@@ -225,12 +325,32 @@ mod tests {
 
     #[test]
     fn local_needs_no_ssh_flag_and_refuses_ec2_only_ones() {
-        assert!(parse_for(ProviderKind::Local, &[]).is_ok());
-        assert!(parse_for(ProviderKind::Local, &["--no-ssh"]).is_ok());
-        let err = parse_for(ProviderKind::Local, &["--ami", "ami-1"]).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("--ami is for EC2 only"), "{err}");
-        let err = parse(&["--no-ssh", "--agent", "/x"]).unwrap_err();
-        assert!(err.to_string().contains("--agent is for --local"), "{err}");
+        let local = |extra: &[&str]| {
+            let mut argv = vec!["elb", "launch", "--cluster", "c1", "--type", "t3.micro"];
+            argv.extend_from_slice(&["--count", "2"]);
+            argv.extend_from_slice(extra);
+            match crate::cli::Cli::try_parse_from(argv)
+                .expect("parses")
+                .command
+            {
+                crate::cli::Command::Launch(args) => args.validate(ProviderKind::Local),
+                other => panic!("parsed {other:?}"),
+            }
+        };
+        assert!(local(&[]).is_ok());
+        assert!(local(&["--no-ssh", "--agent", "/x"]).is_ok());
+        for (extra, flag) in [
+            (&["--ami", "ami-1"][..], "--ami"),
+            (&["--deploy", "user-data"], "--deploy user-data"),
+            (&["--agent-url", "https://example.com/a"], "--agent-url"),
+        ] {
+            let err = local(extra).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{flag} is for EC2 only")),
+                "{err}"
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod deploy;
 pub mod kill;
 pub mod launch;
 pub mod ls;
@@ -82,6 +83,9 @@ pub enum Command {
     Launch(launch::LaunchArgs),
     /// List the project's instances, grouped by cluster.
     Ls(ls::LsArgs),
+    /// Deploy or upgrade the agent over SSH: on the project's running instances, or on any
+    /// Linux hosts with --hosts.
+    Deploy(deploy::DeployArgs),
     /// The kill switch: terminate every instance of the project, then its security group and key pair.
     Kill(kill::KillArgs),
     /// Every agent's load: CPU, memory, requests, latency, per instance and per cluster.
@@ -117,6 +121,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             return stats::run(&Settings::load(&cli.global).await?, &args).await
         }
         Command::Bench(args) => return bench::run(&cli.global, &args).await,
+        // `--hosts` needs no cloud; the project's instances come through `cloud::fleet`.
+        Command::Deploy(args) => return deploy::run(&cli.global, &args).await,
         Command::Demo(args) => return demo::run(&cli.global, &args).await,
     };
     let settings = Settings::load(&cli.global).await?;

@@ -1,22 +1,11 @@
 //! The release agent is a fully static executable: no ELF interpreter (dynamic loader).
 
-use std::path::PathBuf;
+use crate::harness::static_agent;
 
 const BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
                      --target x86_64-unknown-linux-gnu -p agent";
 /// Program header type of the interpreter request.
 const PT_INTERP: u32 = 3;
-
-/// The static agent: `$ELB_STATIC_AGENT`, else the workspace's release target path.
-fn static_agent() -> PathBuf {
-    std::env::var_os("ELB_STATIC_AGENT").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/x86_64-unknown-linux-gnu/release/elb-agent")
-        },
-        PathBuf::from,
-    )
-}
 
 /// Types of the program headers of an ELF64 little-endian file.
 fn program_header_types(elf: &[u8]) -> Result<Vec<u32>, String> {

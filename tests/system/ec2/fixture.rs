@@ -72,8 +72,9 @@ impl Fixture {
         self.launch_without_ssh_cidr(cluster, instance_type, count, &extra)
     }
 
-    /// `elb launch` of `count` x `instance_type` as `cluster` with fast polling and only the
-    /// `extra` flags: no `--ssh-cidr` unless `extra` has one.
+    /// `elb launch` of `count` x `instance_type` as `cluster` with fast polling, `--deploy none`
+    /// unless `extra` has a `--deploy`, and only the `extra` flags: no `--ssh-cidr` unless
+    /// `extra` has one.
     pub fn launch_without_ssh_cidr(
         &self,
         cluster: &str,
@@ -92,6 +93,10 @@ impl Fixture {
             &count,
         ];
         args.extend(FAST);
+        // moto's instances have made-up 10.x addresses: no test may SSH to them.
+        if !extra.contains(&"--deploy") {
+            args.extend(["--deploy", "none"]);
+        }
         args.extend(extra);
         self.elb.run(&args)
     }

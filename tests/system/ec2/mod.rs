@@ -3,7 +3,7 @@
 //! Every test builds a [`Fixture`](fixture::Fixture): its own fault shim, hence its own moto
 //! account, so the tests run in parallel on one moto without seeing each other's resources.
 
-mod fixture;
+pub mod fixture;
 
 mod errors;
 mod faults;

@@ -20,3 +20,14 @@ pub fn bin_path(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The static release agent: `$ELB_STATIC_AGENT`, else the workspace's release target path.
+pub fn static_agent() -> PathBuf {
+    std::env::var_os("ELB_STATIC_AGENT").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/x86_64-unknown-linux-gnu/release/elb-agent")
+        },
+        PathBuf::from,
+    )
+}

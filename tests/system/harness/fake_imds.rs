@@ -31,7 +31,12 @@ pub struct FakeImds {
 
 impl FakeImds {
     pub fn start(mode: Mode) -> FakeImds {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake IMDS");
+        Self::start_at("127.0.0.1", mode)
+    }
+
+    /// A fake on `ip` (e.g. a test network's bridge address, which its hosts reach).
+    pub fn start_at(ip: &str, mode: Mode) -> FakeImds {
+        let listener = TcpListener::bind((ip, 0)).expect("bind fake IMDS");
         let addr = listener.local_addr().expect("fake IMDS address");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

@@ -3,5 +3,6 @@
 //! ([`LocalProject`](crate::harness::LocalProject)), which kills what is left when it ends.
 
 mod cgroup;
+mod deploy;
 mod kill;
 mod launch;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Ec2, LaunchSpec, Network};
+use crate::agent_binary::Arch;
 use crate::cli::kill::KillArgs;
 use crate::cli::launch::{LaunchArgs, LaunchRequest};
 use crate::cloud::errors::CloudError;
@@ -30,7 +31,12 @@ impl Cloud for Ec2 {
         created: &mut Created,
     ) -> Result<Vec<Instance>, Error> {
         let args = &request.args;
-        let (image_id, network) = self.destination(args).await?;
+        let Destination {
+            image_id,
+            network,
+            arch,
+        } = self.destination(args).await?;
+        let user_data = request.user_data_for(arch)?;
 
         let key = self.state.ensure_key()?;
         let key_pair = self.ensure_key_pair(&key.public_openssh).await?;
@@ -64,7 +70,7 @@ impl Cloud for Ec2 {
             image_id: &image_id,
             security_group_id: &group.id,
             subnet_id: network.subnet_id.as_deref(),
-            user_data: request.user_data.as_deref(),
+            user_data: user_data.as_deref(),
             client_token: &client_token,
         };
         eprintln!(
@@ -154,31 +160,76 @@ impl Cloud for Ec2 {
     }
 }
 
+/// Where a launch goes, found by read-only checks.
+struct Destination {
+    image_id: String,
+    network: Network,
+    arch: Arch,
+}
+
 impl Ec2 {
-    /// Read-only checks, so a refused launch creates nothing: the type must run x86_64, the AMI
-    /// (given or found) must be x86_64, and the network must exist. Returns the AMI and network.
-    async fn destination(&self, args: &LaunchArgs) -> Result<(String, Network), Error> {
+    /// Read-only checks, so a refused launch creates nothing: the type's architecture (x86_64
+    /// where it runs, else arm64), an AMI of that architecture (given or found), and the network.
+    async fn destination(&self, args: &LaunchArgs) -> Result<Destination, Error> {
         let architectures = self.architectures(&args.instance_type).await?;
-        if !architectures.iter().any(|a| a == "x86_64") {
-            return Err(Error::Arm64 {
-                instance_type: args.instance_type.clone(),
-            });
-        }
+        let arch = instance_arch(&architectures).ok_or_else(|| Error::UnsupportedArch {
+            instance_type: args.instance_type.clone(),
+            architectures: architectures.join(", "),
+        })?;
         let image_id = match &args.ami {
             Some(ami) => {
-                let arch = self.image_architecture(ami).await?;
-                if arch != "x86_64" {
+                let image_arch = self.image_architecture(ami).await?;
+                if Arch::parse(&image_arch) != Some(arch) {
                     return Err(Error::ImageArch {
                         ami: ami.clone(),
-                        arch,
+                        image_arch,
+                        instance_type: args.instance_type.clone(),
+                        arch: ec2_arch_name(arch),
                     });
                 }
                 ami.clone()
             }
-            None => self.amazon_linux_image("x86_64").await?,
+            None => self.amazon_linux_image(ec2_arch_name(arch)).await?,
         };
         let network = self.network(args.subnet.as_deref()).await?;
-        tracing::info!(%image_id, vpc = %network.vpc_id, "launch target");
-        Ok((image_id, network))
+        tracing::info!(%image_id, vpc = %network.vpc_id, arch = arch.as_str(), "launch target");
+        Ok(Destination {
+            image_id,
+            network,
+            arch,
+        })
+    }
+}
+
+/// The architecture an instance type is launched as: x86_64 where it runs, else arm64.
+fn instance_arch(supported: &[String]) -> Option<Arch> {
+    let supported: Vec<Arch> = supported.iter().filter_map(|a| Arch::parse(a)).collect();
+    [Arch::X86_64, Arch::Arm64]
+        .into_iter()
+        .find(|arch| supported.contains(arch))
+}
+
+/// EC2's name of an architecture (AMI names and `DescribeImages`).
+fn ec2_arch_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "x86_64",
+        Arch::Arm64 => "arm64",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_type_runs_x86_64_where_it_can_else_arm64() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            instance_arch(&names(&["i386", "x86_64"])),
+            Some(Arch::X86_64)
+        );
+        assert_eq!(instance_arch(&names(&["arm64"])), Some(Arch::Arm64));
+        assert_eq!(instance_arch(&names(&["i386"])), None);
+        assert_eq!(ec2_arch_name(Arch::Arm64), "arm64");
     }
 }

@@ -113,13 +113,6 @@ impl LocalCloud {
     /// log. Running ones are stopped first (SIGTERM, up to `grace`, SIGKILL), stopped ones just
     /// start. Returns once every one answers `/healthz`, or `timeout` has passed. This is
     /// `elb deploy --local`: a new binary on the same fleet.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for `elb deploy --local`, which the deploy branch wires up"
-        )
-    )]
     pub async fn restart_agents(
         &self,
         instances: &[Instance],
