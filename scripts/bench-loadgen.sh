@@ -19,27 +19,8 @@ duration=${BENCH_DURATION:-5s}
 requests=${BENCH_REQUESTS:-500000}
 rounds=${BENCH_ROUNDS:-5}
 connections=${BENCH_CONNECTIONS:-50}
-if [ "$(nproc)" -ge 2 ]; then
-  server_cpu=(taskset -c 0) load_cpu=(taskset -c 1) pinning="agent on cpu 0, load generator on cpu 1"
-else
-  server_cpu=() load_cpu=() pinning="unpinned (one core)"
-fi
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-triple=x86_64-unknown-linux-gnu
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if ! command -v wrk >/dev/null; then
-  echo "== installing wrk"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk
-fi
+# shellcheck source=scripts/bench/common.sh
+source "$root/scripts/bench/common.sh" "agent on cpu 0, load generator on cpu 1"
 
 echo "== building the static release agent and the release elb"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" -p agent --bins

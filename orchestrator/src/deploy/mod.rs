@@ -69,6 +69,20 @@ pub enum DeployError {
     NoAddress(String),
 }
 
+/// `value` as one POSIX shell word: as it is when it has nothing a shell would read, else
+/// single-quoted.
+pub(crate) fn shell_word(value: &str) -> String {
+    if !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | ','))
+    {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
 /// Deploys over SSH to `instances`, each with its cluster, id, type and AZ in its unit. The
 /// architecture comes from the instance type (one DescribeInstanceTypes per distinct type).
 pub(crate) async fn deploy_instances(

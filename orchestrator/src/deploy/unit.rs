@@ -1,5 +1,8 @@
 //! The systemd unit of elb-agent (`agent/elb-agent.service`), rendered for one instance.
 
+use super::health::AGENT_PORT;
+use super::shell_word;
+
 /// The unit template; its header comment documents the placeholders.
 const TEMPLATE: &str = include_str!("../../../agent/elb-agent.service");
 
@@ -21,6 +24,31 @@ pub(crate) struct UnitIdentity<'a> {
     pub instance_type: &'a str,
     /// Availability zone.
     pub az: &'a str,
+}
+
+impl UnitIdentity<'_> {
+    /// The agent's arguments for this identity, those of the unit's `ExecStart`, as POSIX shell
+    /// words: how the agent starts where there is no systemd.
+    pub(crate) fn shell_args(&self, imds: bool) -> String {
+        let listen = format!("0.0.0.0:{AGENT_PORT}");
+        let mut args = vec![
+            "--listen",
+            &listen,
+            "--cluster",
+            self.cluster,
+            "--instance-id",
+            self.instance_id,
+            "--instance-type",
+            self.instance_type,
+            "--az",
+            self.az,
+        ];
+        if imds {
+            args.push("--imds");
+        }
+        let words: Vec<String> = args.into_iter().map(shell_word).collect();
+        words.join(" ")
+    }
 }
 
 /// The unit file for one instance, with the binary at `<install_dir>/elb-agent`. With `imds`, the
@@ -106,6 +134,21 @@ mod tests {
             exec_start(&unit),
             "/srv/a/elb-agent --listen 0.0.0.0:8000 --cluster \"\" --instance-id \"\" \
              --instance-type \"\" --az \"\""
+        );
+    }
+
+    #[test]
+    fn without_systemd_the_agent_gets_the_unit_s_arguments_as_shell_words() {
+        let id = UnitIdentity {
+            cluster: "it's",
+            instance_id: "",
+            instance_type: "t3.micro",
+            az: "ca-central-1a",
+        };
+        assert_eq!(
+            id.shell_args(true),
+            "--listen 0.0.0.0:8000 --cluster 'it'\\''s' --instance-id '' --instance-type \
+             t3.micro --az ca-central-1a --imds"
         );
     }
 

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::health::AGENT_PORT;
+use super::shell_word;
 use super::unit::{self, UnitIdentity};
 use crate::agent_binary::AgentBinary;
 
@@ -175,48 +175,21 @@ impl Script<'_> {
         let script = fill(
             TEMPLATE,
             &[
-                ("AGENT_URL", &shell_quote(&self.url.0)),
-                ("AGENT_SHA256", &shell_quote(&self.sha256.0)),
-                ("CURL_PROTO", &shell_quote(self.url.curl_proto())),
-                ("INSTALL_DIR", &shell_quote(self.install_dir)),
+                ("AGENT_URL", &shell_word(&self.url.0)),
+                ("AGENT_SHA256", &shell_word(&self.sha256.0)),
+                ("CURL_PROTO", &shell_word(self.url.curl_proto())),
+                ("INSTALL_DIR", &shell_word(self.install_dir)),
                 // Inside a quoted here-document: taken literally. `unit::render` drops control
                 // characters from values, so no line of it can end the document early.
                 ("UNIT", unit.trim_end()),
-                ("UNIT_PATH", &shell_quote(unit::UNIT_PATH)),
-                ("AGENT_ARGS", &self.agent_args()),
+                ("UNIT_PATH", &shell_word(unit::UNIT_PATH)),
+                ("AGENT_ARGS", &self.identity.shell_args(true)),
             ],
         );
         check_size("the user-data script", script.len())?;
         tracing::debug!(bytes = script.len(), "user-data script rendered");
         Ok(script)
     }
-
-    /// The agent's arguments where there is no systemd: those of the unit's `ExecStart`, as
-    /// shell words.
-    fn agent_args(&self) -> String {
-        let id = &self.identity;
-        let listen = format!("0.0.0.0:{AGENT_PORT}");
-        let args = [
-            "--listen",
-            &listen,
-            "--cluster",
-            id.cluster,
-            "--instance-id",
-            id.instance_id,
-            "--instance-type",
-            id.instance_type,
-            "--az",
-            id.az,
-            "--imds",
-        ];
-        let words: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
-        words.join(" ")
-    }
-}
-
-/// One single-quoted shell word that stands for exactly `value`.
-pub(crate) fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 /// Replaces every `@NAME@` of `template` with its value in one pass, so a value that itself
@@ -319,7 +292,7 @@ mod tests {
             "@UNIT@",
             "",
         ] {
-            assert_eq!(sh_words(&shell_quote(hostile)), format!("{hostile}\n"));
+            assert_eq!(sh_words(&shell_word(hostile)), format!("{hostile}\n"));
         }
     }
 
@@ -343,9 +316,9 @@ mod tests {
         );
         assert!(
             script.contains(
-                "setsid \"$binary\" '--listen' '0.0.0.0:8000' '--cluster' 'c'\\''1 \
-                 $(reboot)\nELB_UNIT_END\n' '--instance-id' '' '--instance-type' 't3.micro' \
-                 '--az' '' '--imds' >>"
+                "setsid \"$binary\" --listen 0.0.0.0:8000 --cluster 'c'\\''1 \
+                 $(reboot)\nELB_UNIT_END\n' --instance-id '' --instance-type t3.micro --az '' \
+                 --imds >>"
             ),
             "{script}"
         );

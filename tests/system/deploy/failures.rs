@@ -122,18 +122,7 @@ fn an_arm64_host_without_an_arm64_agent_gets_the_clear_error() {
 fn a_key_the_host_does_not_accept_is_reported_as_auth_refused() {
     let world = World::plain(1);
     let other = world.hosts.install_dir.with_file_name("other_key");
-    crate::harness::run_checked(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            &other.to_string_lossy(),
-        ],
-    );
+    crate::harness::ssh_keygen(&other);
     let output = world.deploy(&["--ssh-key", &other.to_string_lossy()]);
     let rows = failed_rows(&output);
     assert_eq!(rows[0].result, "auth refused", "{output}");

@@ -45,18 +45,7 @@ impl World {
         let key_dir = elb.state_dir().join(PROJECT);
         std::fs::create_dir_all(&key_dir).expect("create the state dir");
         let key = key_dir.join("id_ed25519");
-        crate::harness::run_checked(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                &key.to_string_lossy(),
-            ],
-        );
+        crate::harness::ssh_keygen(&key);
         let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
         Self {
             hosts: TestHosts::new(specs, &public),

@@ -22,6 +22,6 @@ pub use elb::{Elb, ElbOutput, TempDir};
 pub use fake_imds::{FakeImds, Mode as ImdsMode};
 pub use local::LocalProject;
 pub use moto::moto;
-pub use netns::run as run_checked;
+pub use netns::{run as run_checked, ssh_keygen};
 pub use shim::{Fault, Shim};
 pub use test_host::{HostSpec, TestHosts, USER};

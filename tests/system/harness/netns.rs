@@ -29,6 +29,22 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Makes a new ed25519 key pair without a passphrase at `path` (and `path.pub`).
+pub fn ssh_keygen(path: &std::path::Path) {
+    run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            &path.to_string_lossy(),
+        ],
+    );
+}
+
 /// Like [`run`], ignoring failure (teardown of what may already be gone).
 fn run_quiet(program: &str, args: &[&str]) {
     let _ = Command::new(program).args(args).output();

@@ -156,18 +156,7 @@ impl TestHost {
         let key = self.dir.join("ssh_host_ed25519_key");
         let _ = fs::remove_file(&key);
         let _ = fs::remove_file(key.with_extension("pub"));
-        netns::run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                &key.to_string_lossy(),
-            ],
-        );
+        netns::ssh_keygen(&key);
         let config = self.dir.join("sshd_config");
         let path = format!(
             "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -1,7 +1,7 @@
 //! The commands run on a host, as small POSIX shell scripts sent in one `exec` each: a probe
 //! (architecture, user, home), then the install. Both are idempotent, so a deploy can be re-run.
 
-use crate::deploy::health::AGENT_PORT;
+use crate::deploy::shell_word as quote;
 use crate::deploy::unit::{self, UnitIdentity};
 
 /// Prints `uname -m`, `id -u` and `$HOME`, one per line; as root also creates the install dir,
@@ -79,17 +79,7 @@ impl Install<'_> {
         let dir = self.install_dir;
         let id = &self.identity;
         let unit_text = unit::render(id, dir, false);
-        let agent_args = [
-            ("--listen", format!("0.0.0.0:{AGENT_PORT}")),
-            ("--cluster", id.cluster.to_owned()),
-            ("--instance-id", id.instance_id.to_owned()),
-            ("--instance-type", id.instance_type.to_owned()),
-            ("--az", id.az.to_owned()),
-        ]
-        .iter()
-        .map(|(flag, value)| format!("{flag} {}", quote(value)))
-        .collect::<Vec<_>>()
-        .join(" ");
+        let agent_args = id.shell_args(false);
         format!(
             r#"set -eu
 dir={dir}
@@ -133,19 +123,6 @@ echo "elb-agent started detached (pid $!), log $dir/elb-agent.log"
             staging = quote(self.staging),
             unit_path = unit::UNIT_PATH,
         )
-    }
-}
-
-/// `value` as one POSIX shell word.
-pub(crate) fn quote(value: &str) -> String {
-    if !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | ','))
-    {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
     }
 }
 
