@@ -46,10 +46,10 @@ fn every_instance_gets_the_script_with_the_url_and_checksum_and_it_passes_shellc
         "cloud-init runs it:\n{script}"
     );
     for line in [
-        format!("agent_url='{URL}'"),
-        format!("agent_sha256='{sha}'"),
+        format!("agent_url={URL}"),
+        format!("agent_sha256={sha}"),
         "curl_proto='=https'".to_owned(),
-        "install_dir='/opt/elb'".to_owned(),
+        "install_dir=/opt/elb".to_owned(),
     ] {
         assert!(script.lines().any(|l| l == line), "{line}\n---\n{script}");
     }
@@ -80,7 +80,7 @@ fn without_a_checksum_the_local_agent_s_one_is_used() {
         ],
     );
     let script = &launched_user_data(&fx, &output)[0];
-    let line = format!("agent_sha256='{}'", sha256sum(&agent));
+    let line = format!("agent_sha256={}", sha256sum(&agent));
     assert!(script.lines().any(|l| l == line), "{line}\n---\n{script}");
 }
 
@@ -172,7 +172,7 @@ fn arm64_types_need_an_arm64_agent_and_then_get_the_arm64_image() {
     let row = &rows(&output)[0];
     assert_eq!(image_architecture(&fx, &row.id), "arm64", "{output}");
     let script = user_data(&fx, &row.id);
-    let line = format!("agent_sha256='{}'", sha256sum(&agent));
+    let line = format!("agent_sha256={}", sha256sum(&agent));
     assert!(script.lines().any(|l| l == line), "{line}\n---\n{script}");
 }
 
