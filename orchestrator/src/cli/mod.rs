@@ -99,7 +99,7 @@ pub enum Command {
 
 /// A command whose input was checked before any settings were loaded.
 enum Checked {
-    Launch(launch::LaunchRequest),
+    Launch(Box<launch::LaunchRequest>),
     Ls(ls::LsArgs),
     Kill(kill::KillArgs),
 }
@@ -109,7 +109,7 @@ enum Checked {
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let kind = cli.global.provider_kind();
     let command = match cli.command {
-        Command::Launch(args) => Checked::Launch(args.validate(kind)?),
+        Command::Launch(args) => Checked::Launch(Box::new(args.validate(kind)?)),
         Command::Ls(args) => Checked::Ls(args),
         Command::Kill(args) => {
             args.validate(kind)?;
@@ -137,7 +137,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
 
 async fn execute(cloud: &impl Cloud, settings: &Settings, command: Checked) -> Result<(), Error> {
     match command {
-        Checked::Launch(request) => launch::run(cloud, settings, request).await,
+        Checked::Launch(request) => launch::run(cloud, settings, *request).await,
         Checked::Ls(args) => ls::run(cloud, settings, &args).await,
         Checked::Kill(args) => kill::run(cloud, settings, &args).await,
     }
