@@ -1,5 +1,6 @@
 //! `elb`, the orchestrator: launches, lists and tears down the instances of an elb project, on
-//! EC2 or as local processes, reads their agents' stats (`stats/`) and loads them (`bench/`).
+//! EC2 or as local processes, installs the agent on them (`deploy/`), reads their agents' stats
+//! (`stats/`) and loads them (`bench/`).
 //!
 //! The binary (`main.rs`) only parses flags and maps [`Error`]s to exit codes; each subcommand
 //! lives in `cli/`, the clouds behind the `cloud::Cloud` trait in `cloud/ec2/` and

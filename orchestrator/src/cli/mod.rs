@@ -17,8 +17,8 @@ use crate::config::{Provider, ProviderKind, Settings};
 use crate::output::OutputFormat;
 use crate::Error;
 
-/// elb: launch, list and tear down the instances of an elb project, on EC2 or (--local) as
-/// processes on this machine; read their agents' stats and load them.
+/// elb: launch, deploy, list and tear down the instances of an elb project, on EC2 or (--local)
+/// as processes on this machine; read their agents' stats, load them, compare clusters (demo).
 #[derive(Debug, Parser)]
 #[command(name = "elb", version, about)]
 pub struct Cli {
