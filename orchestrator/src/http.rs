@@ -1,5 +1,6 @@
 //! The HTTP/1.1 client that `stats` and `bench` talk to agents with: one keep-alive hyper
-//! connection over a plain `TcpStream`, GET only, one request at a time, bodies read whole.
+//! connection over a plain `TcpStream`, GET only, one request at a time, bodies read whole; and
+//! the one-shot `/healthz` probe that deploy and the local provider wait on.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,8 +12,10 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cloud::firewall::APP_PORT;
 use crate::Error;
 
 /// Where requests go: a socket address and the `Host` header to send.
@@ -184,6 +187,30 @@ impl Connection {
             (e, _) => e,
         })
     }
+}
+
+/// One `GET /healthz` to the agent on `host` (port 8000), on a connection of its own; returns
+/// the answer's status code. Health is judged by this status, never by a TCP connect: a cut
+/// host times out, a stopped one refuses, a broken one answers something else.
+pub(crate) async fn healthz_status(host: &str) -> io::Result<u16> {
+    let mut stream = TcpStream::connect((host, APP_PORT)).await?;
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: {host}:{APP_PORT}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = [0u8; 64];
+    let mut len = 0;
+    while len < 12 {
+        match stream.read(&mut head[len..]).await? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    std::str::from_utf8(&head[..len])
+        .ok()
+        .and_then(|text| text.strip_prefix("HTTP/1.1 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| io::Error::other("it did not answer HTTP/1.1"))
 }
 
 #[cfg(test)]

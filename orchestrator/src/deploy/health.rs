@@ -3,14 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use super::report::{Failure, FailureKind};
 use super::runner::{HostJob, HostProgress, Target};
+use crate::cloud::firewall::APP_PORT;
+use crate::http::healthz_status;
 
-/// The agent's port.
-pub(crate) const AGENT_PORT: u16 = 8000;
 /// Longest single probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between probes.
@@ -21,46 +18,24 @@ pub(crate) async fn wait_until_healthy(address: &str, timeout: Duration) -> Resu
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let last = match tokio::time::timeout(left.min(PROBE_TIMEOUT), probe(address)).await {
-            Ok(Ok(200)) => return Ok(()),
-            Ok(Ok(status)) => format!("it answered HTTP {status}"),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
-        };
+        let last =
+            match tokio::time::timeout(left.min(PROBE_TIMEOUT), healthz_status(address)).await {
+                Ok(Ok(200)) => return Ok(()),
+                Ok(Ok(status)) => format!("it answered HTTP {status}"),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+            };
         if Instant::now() + PROBE_INTERVAL >= deadline {
             return Err(Failure::new(
                 FailureKind::NotHealthy,
                 format!(
-                    "GET http://{address}:{AGENT_PORT}/healthz did not answer 200 within \
+                    "GET http://{address}:{APP_PORT}/healthz did not answer 200 within \
                      {timeout:?}: {last}"
                 ),
             ));
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
     }
-}
-
-/// One `GET /healthz`; returns the status code.
-async fn probe(address: &str) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect((address, AGENT_PORT)).await?;
-    let request = format!(
-        "GET /healthz HTTP/1.1\r\nHost: {address}:{AGENT_PORT}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut head = [0u8; 64];
-    let mut len = 0;
-    while len < 12 {
-        match stream.read(&mut head[len..]).await? {
-            0 => break,
-            n => len += n,
-        }
-    }
-    std::str::from_utf8(&head[..len])
-        .ok()
-        .and_then(|text| text.strip_prefix("HTTP/1.1 "))
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("it did not answer HTTP/1.1"))
 }
 
 /// Only the health wait, for hosts something else installed (user data).
@@ -79,12 +54,13 @@ impl HostJob for HealthJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// Answers every connection on 127.0.0.1:<port> with `answer`. Port 8000 is fixed, so each
     /// test uses addresses of its own in 127.0.0.0/8.
     async fn serve(addr: &str, answer: &'static str) -> tokio::task::JoinHandle<()> {
-        let listener = TcpListener::bind((addr, AGENT_PORT))
+        let listener = TcpListener::bind((addr, APP_PORT))
             .await
             .expect("bind a test address on port 8000");
         tokio::spawn(async move {

@@ -343,7 +343,7 @@ mod tests {
     /// Answers every connection to `address:8000` with `200 OK`.
     async fn serve_healthz(address: Ipv4Addr) -> tokio::task::JoinHandle<()> {
         use tokio::io::AsyncWriteExt;
-        let listener = tokio::net::TcpListener::bind((address, process::AGENT_PORT))
+        let listener = tokio::net::TcpListener::bind((address, crate::cloud::firewall::APP_PORT))
             .await
             .unwrap();
         tokio::spawn(async move {

@@ -16,9 +16,8 @@ use tokio::time::Instant;
 
 use super::state::Record;
 use super::LocalError;
-
-/// The port every agent listens on, as on EC2.
-pub(crate) const AGENT_PORT: u16 = 8000;
+use crate::cloud::firewall::APP_PORT;
+use crate::http;
 
 /// How often stop and start poll.
 const POLL: Duration = Duration::from_millis(100);
@@ -45,7 +44,7 @@ pub(crate) fn spawn(agent: &Path, record: &Record) -> Result<u32, LocalError> {
     let mut command = Command::new(agent);
     command
         .arg("--listen")
-        .arg(format!("{}:{AGENT_PORT}", record.address))
+        .arg(format!("{}:{APP_PORT}", record.address))
         .args(["--cluster", record.tag("Cluster")])
         .args(["--instance-id", &record.id])
         .args(["--instance-type", &record.instance_type])
@@ -194,7 +193,7 @@ pub(crate) fn free_address(taken: &[Ipv4Addr]) -> Result<Ipv4Addr, LocalError> {
         if taken.contains(&address) {
             continue;
         }
-        match std::net::TcpListener::bind((address, AGENT_PORT)) {
+        match std::net::TcpListener::bind((address, APP_PORT)) {
             Ok(_) => return Ok(address),
             Err(e) => last_error = Some(e),
         }
@@ -205,22 +204,13 @@ pub(crate) fn free_address(taken: &[Ipv4Addr]) -> Result<Ipv4Addr, LocalError> {
     })
 }
 
-/// Whether `address` answers `GET /healthz` with 200 within a second. A plain HTTP/1.0 request:
-/// the answer's status line is all that matters.
+/// Whether `address` answers `GET /healthz` with 200 within a second.
 pub(crate) async fn healthy(address: Ipv4Addr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect((address, AGENT_PORT)).await?;
-        stream
-            .write_all(format!("GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
-            .await?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await?;
-        io::Result::Ok(head.starts_with(b"HTTP/1.") && head.ends_with(b" 200"))
-    };
+    let host = address.to_string();
+    let probe = http::healthz_status(&host);
     matches!(
         tokio::time::timeout(Duration::from_secs(1), probe).await,
-        Ok(Ok(true))
+        Ok(Ok(200))
     )
 }
 
