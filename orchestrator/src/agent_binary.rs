@@ -36,6 +36,23 @@ impl Arch {
         }
     }
 
+    /// The architecture an instance type runs elb-agent as, from the architectures EC2 lists for
+    /// it: x86_64 where it has it, else arm64; `None` when it has neither.
+    pub fn of_instance_type(supported: &[String]) -> Option<Self> {
+        let supported: Vec<Self> = supported.iter().filter_map(|a| Self::parse(a)).collect();
+        [Self::X86_64, Self::Arm64]
+            .into_iter()
+            .find(|arch| supported.contains(arch))
+    }
+
+    /// EC2's name of the architecture (AMI names, `DescribeImages`).
+    pub fn ec2_name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Arm64 => "arm64",
+        }
+    }
+
     /// The name `uname -m` prints.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -321,6 +338,21 @@ mod tests {
         assert_eq!(Arch::parse("aarch64"), Some(Arch::Arm64));
         assert_eq!(Arch::parse("arm64"), Some(Arch::Arm64));
         assert_eq!(Arch::parse("i386"), None);
+    }
+
+    #[test]
+    fn an_instance_type_runs_x86_64_where_it_can_else_arm64() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            Arch::of_instance_type(&names(&["i386", "x86_64"])),
+            Some(Arch::X86_64)
+        );
+        assert_eq!(
+            Arch::of_instance_type(&names(&["arm64"])),
+            Some(Arch::Arm64)
+        );
+        assert_eq!(Arch::of_instance_type(&names(&["i386"])), None);
+        assert_eq!(Arch::Arm64.ec2_name(), "arm64");
     }
 
     #[test]

@@ -105,11 +105,7 @@ pub(crate) async fn deploy_instances(
             .any(|(t, _)| *t == instance.instance_type)
         {
             let names = ec2.architectures(&instance.instance_type).await?;
-            let arch = if names.iter().any(|a| a == "x86_64") {
-                Some(Arch::X86_64)
-            } else {
-                names.iter().find_map(|a| Arch::parse(a))
-            };
+            let arch = Arch::of_instance_type(&names);
             arch_of_type.push((instance.instance_type.clone(), arch));
         }
     }

@@ -172,10 +172,11 @@ impl Ec2 {
     /// where it runs, else arm64), an AMI of that architecture (given or found), and the network.
     async fn destination(&self, args: &LaunchArgs) -> Result<Destination, Error> {
         let architectures = self.architectures(&args.instance_type).await?;
-        let arch = instance_arch(&architectures).ok_or_else(|| Error::UnsupportedArch {
-            instance_type: args.instance_type.clone(),
-            architectures: architectures.join(", "),
-        })?;
+        let arch =
+            Arch::of_instance_type(&architectures).ok_or_else(|| Error::UnsupportedArch {
+                instance_type: args.instance_type.clone(),
+                architectures: architectures.join(", "),
+            })?;
         let image_id = match &args.ami {
             Some(ami) => {
                 let image_arch = self.image_architecture(ami).await?;
@@ -184,12 +185,12 @@ impl Ec2 {
                         ami: ami.clone(),
                         image_arch,
                         instance_type: args.instance_type.clone(),
-                        arch: ec2_arch_name(arch),
+                        arch: arch.ec2_name(),
                     });
                 }
                 ami.clone()
             }
-            None => self.amazon_linux_image(ec2_arch_name(arch)).await?,
+            None => self.amazon_linux_image(arch.ec2_name()).await?,
         };
         let network = self.network(args.subnet.as_deref()).await?;
         tracing::info!(%image_id, vpc = %network.vpc_id, arch = arch.as_str(), "launch target");
@@ -198,38 +199,5 @@ impl Ec2 {
             network,
             arch,
         })
-    }
-}
-
-/// The architecture an instance type is launched as: x86_64 where it runs, else arm64.
-fn instance_arch(supported: &[String]) -> Option<Arch> {
-    let supported: Vec<Arch> = supported.iter().filter_map(|a| Arch::parse(a)).collect();
-    [Arch::X86_64, Arch::Arm64]
-        .into_iter()
-        .find(|arch| supported.contains(arch))
-}
-
-/// EC2's name of an architecture (AMI names and `DescribeImages`).
-fn ec2_arch_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "x86_64",
-        Arch::Arm64 => "arm64",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_instance_type_runs_x86_64_where_it_can_else_arm64() {
-        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            instance_arch(&names(&["i386", "x86_64"])),
-            Some(Arch::X86_64)
-        );
-        assert_eq!(instance_arch(&names(&["arm64"])), Some(Arch::Arm64));
-        assert_eq!(instance_arch(&names(&["i386"])), None);
-        assert_eq!(ec2_arch_name(Arch::Arm64), "arm64");
     }
 }
