@@ -297,19 +297,11 @@ fn draw_cpu<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::tests::cluster;
-    use crate::bench::report::SCHEMA;
+    use crate::bench::report::tests::results;
 
     #[test]
     fn every_plot_is_written_as_a_valid_svg_and_png() {
-        let results = Results {
-            schema: SCHEMA,
-            started_at_unix_ms: 1,
-            target: None,
-            requests_per_cluster: 100,
-            concurrency: 4,
-            clusters: vec![cluster()],
-        };
+        let results = results();
         let dir = std::env::temp_dir().join(format!("elb-plot-test-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let written = write_all(&results, &dir).unwrap();

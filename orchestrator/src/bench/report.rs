@@ -315,6 +315,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// A run of [`cluster`] alone.
+    pub(crate) fn results() -> Results {
+        Results {
+            schema: SCHEMA,
+            started_at_unix_ms: 1,
+            target: None,
+            requests_per_cluster: 100,
+            concurrency: 4,
+            clusters: vec![cluster()],
+        }
+    }
+
     /// 100 requests: 60 served by i-1, 39 by i-2, one refused; agents counted the same.
     pub(crate) fn cluster() -> ClusterResult {
         let mut samples: Vec<Sample> = (1..=60).map(|ms| sample(ms * 1000, 200, 0)).collect();
@@ -368,14 +380,7 @@ pub(crate) mod tests {
 
     #[test]
     fn json_has_a_schema_and_csv_a_row_per_request() {
-        let results = Results {
-            schema: SCHEMA,
-            started_at_unix_ms: 1,
-            target: None,
-            requests_per_cluster: 100,
-            concurrency: 4,
-            clusters: vec![cluster()],
-        };
+        let results = results();
         let json: serde_json::Value = serde_json::from_str(&results.json()).unwrap();
         assert_eq!(json["schema"], 1);
         assert_eq!(json["clusters"][0]["latency_ms"]["p99"], 99.0);
