@@ -2,7 +2,6 @@
 
 use aws_config::{Region, SdkConfig};
 
-use crate::cli::{validate_name, GlobalArgs};
 use crate::cloud::ec2;
 use crate::output::OutputFormat;
 use crate::regions::{self, DEFAULT_REGION};
@@ -10,7 +9,7 @@ use crate::state::StateDir;
 use crate::Error;
 
 /// Which cloud the instances live in: `--local` or `ELB_PROVIDER`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     /// Amazon EC2 (the default).
     Ec2,
@@ -33,6 +32,24 @@ pub enum Provider {
     Local,
 }
 
+/// What the user chose for every command (in `elb`, the global flags), before anything is
+/// validated or loaded.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The `Project` tag value.
+    pub project: String,
+    /// An explicit AWS region, else the AWS configuration's (else [`DEFAULT_REGION`]).
+    pub region: Option<String>,
+    /// An AWS profile from the shared config files.
+    pub profile: Option<String>,
+    /// The EC2 endpoint to call instead of AWS's.
+    pub endpoint_url: Option<String>,
+    /// How results are printed.
+    pub output: OutputFormat,
+    /// Where the instances live.
+    pub provider: ProviderKind,
+}
+
 /// Everything a command needs to know about where and how to act.
 #[derive(Debug)]
 pub struct Settings {
@@ -47,17 +64,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Validates the global flags and, for EC2, loads the AWS configuration and checks that
-    /// credentials can be found. An explicit `--region` is checked before anything is loaded.
-    pub async fn load(global: &GlobalArgs) -> Result<Self, Error> {
-        Self::load_for(global, global.provider_kind()).await
-    }
-
-    /// As [`Settings::load`], with the provider given rather than taken from the flags (`elb
-    /// demo` always runs locally).
-    pub async fn load_for(global: &GlobalArgs, kind: ProviderKind) -> Result<Self, Error> {
+    /// Validates the options and, for EC2, loads the AWS configuration and checks that
+    /// credentials can be found. An explicit region is checked before anything is loaded.
+    pub async fn load(global: &Options) -> Result<Self, Error> {
         let state = local_state(global)?;
-        let provider = match kind {
+        let provider = match global.provider {
             ProviderKind::Ec2 => load_ec2(global).await?,
             ProviderKind::Local => Provider::Local,
         };
@@ -71,7 +82,7 @@ impl Settings {
     }
 }
 
-async fn load_ec2(global: &GlobalArgs) -> Result<Provider, Error> {
+async fn load_ec2(global: &Options) -> Result<Provider, Error> {
     if let Some(region) = &global.region {
         regions::validate(region)?;
     }
@@ -97,9 +108,41 @@ async fn load_ec2(global: &GlobalArgs) -> Result<Provider, Error> {
     })
 }
 
-/// The project's state directory from the global flags, without loading any AWS configuration:
-/// for commands that need no cloud (`deploy --hosts`).
-pub fn local_state(global: &GlobalArgs) -> Result<StateDir, Error> {
+/// The project's state directory, without loading any AWS configuration: for commands that need
+/// no cloud (`deploy --hosts`).
+pub fn local_state(global: &Options) -> Result<StateDir, Error> {
     validate_name("--project", &global.project)?;
     Ok(StateDir::for_project(&global.project)?)
+}
+
+/// Accepts names used in tags, resource names and paths: 1 to 64 of `[A-Za-z0-9._-]`, not
+/// starting with a dot or dash. `what` names the input in the error (a flag, a field).
+pub fn validate_name(what: &str, value: &str) -> Result<(), Error> {
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_start = !value.starts_with(['.', '-']);
+    if (1..=64).contains(&value.len()) && ok_chars && ok_start {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "invalid {what} `{value}`: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting \
+             with `.` or `-`"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_safe_in_tags_and_paths_are_accepted() {
+        for ok in ["elb-from-scratch", "cluster1", "a.b_c-d", "X"] {
+            assert!(validate_name("--cluster", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "-x", "a/b", "a b", "é", &"x".repeat(65)] {
+            assert!(validate_name("--cluster", bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::cloud::firewall::APP_PORT;
 use crate::Error;
+use proto::AGENT_PORT;
 
 /// Where requests go: a socket address and the `Host` header to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,9 +193,9 @@ impl Connection {
 /// the answer's status code. Health is judged by this status, never by a TCP connect: a cut
 /// host times out, a stopped one refuses, a broken one answers something else.
 pub(crate) async fn healthz_status(host: &str) -> io::Result<u16> {
-    let mut stream = TcpStream::connect((host, APP_PORT)).await?;
+    let mut stream = TcpStream::connect((host, AGENT_PORT)).await?;
     let request =
-        format!("GET /healthz HTTP/1.1\r\nHost: {host}:{APP_PORT}\r\nConnection: close\r\n\r\n");
+        format!("GET /healthz HTTP/1.1\r\nHost: {host}:{AGENT_PORT}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut head = [0u8; 64];
     let mut len = 0;

@@ -8,8 +8,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Without -v only elb's own warnings reach the terminal: the AWS SDK logs every step of its
+    // credential chain (the instance-metadata probe with raw responses among them) at WARN, and
+    // elb turns what matters of it into one error with the fix.
     let default_level = match cli.global.verbose {
-        0 => "warn",
+        0 => "orchestrator=warn",
         1 => "orchestrator=info,warn",
         _ => "orchestrator=debug,info",
     };

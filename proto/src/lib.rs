@@ -15,5 +15,9 @@ pub use stats::{
     StatsSnapshot,
 };
 
+/// The TCP port `elb-agent` serves on, on every instance: where the orchestrator (stats, bench,
+/// health waits), the security group and the balancer's targets reach it.
+pub const AGENT_PORT: u16 = 8000;
+
 /// Version of the agent's JSON documents, carried in their `schema` field.
 pub const SCHEMA: u32 = 1;

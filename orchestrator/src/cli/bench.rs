@@ -46,7 +46,7 @@ pub struct BenchArgs {
 /// Runs `elb bench`.
 pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     for cluster in &args.cluster {
-        super::validate_name("--cluster", cluster)?;
+        crate::config::validate_name("--cluster", cluster)?;
     }
     if args.no_fleet && args.cluster.is_empty() {
         return Err(Error::Usage(
@@ -62,7 +62,7 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     let (output, agents) = if args.no_fleet {
         (global.output, Vec::new())
     } else {
-        let settings = Settings::load(global).await?;
+        let settings = Settings::load(&global.options()).await?;
         let instances = cloud::fleet(&settings, None).await?;
         let agents = instances.iter().map(Agent::of).filter(Agent::running);
         (settings.output, agents.collect())

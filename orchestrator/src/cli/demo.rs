@@ -6,17 +6,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
 use crate::bench::loadgen::Load;
 use crate::bench::report::ClusterResult;
 use crate::bench::Plan;
-use crate::cli::kill::KillArgs;
-use crate::cli::launch::LaunchArgs;
-use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cli::GlobalArgs;
 use crate::cloud::local::LocalCloud;
+use crate::cloud::spec::{KillOptions, LaunchSpec};
+use crate::cloud::wait::Poll;
 use crate::cloud::{self, Cloud, Created};
 use crate::config::{ProviderKind, Settings};
 use crate::output::{self, OutputFormat};
@@ -51,7 +51,7 @@ pub struct DemoArgs {
 
 /// Runs `elb demo`, always on the local provider.
 pub(crate) async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<(), Error> {
-    let settings = Settings::load_for(global, ProviderKind::Local).await?;
+    let settings = Settings::load(&global.options_for(ProviderKind::Local)).await?;
     let cloud = LocalCloud::new(&settings);
     let existing = cloud.instances(None, false).await?;
     if !existing.is_empty() {
@@ -102,9 +102,8 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     let mut created = Created::default();
     for (cluster, instance_type, count) in CLUSTERS {
         eprintln!("launching {cluster}: {count} x {instance_type}");
-        let request =
-            launch_args(cluster, instance_type, count, args)?.validate(ProviderKind::Local)?;
-        cloud.launch(&request, &mut created).await?;
+        let spec = LaunchSpec::local(cluster, instance_type, count, args.agent.clone());
+        cloud.launch(&spec, &mut created).await?;
     }
     let instances = cloud::fleet(settings, None).await?;
     if settings.output == OutputFormat::Table {
@@ -137,57 +136,23 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     Ok(())
 }
 
-/// The flags `elb --local launch --cluster <c> --type <t> --count <n> [--agent <path>]` gives,
-/// parsed as that command line would be, so every other flag keeps its default.
-fn launch_args(
-    cluster: &str,
-    instance_type: &str,
-    count: u32,
-    args: &DemoArgs,
-) -> Result<LaunchArgs, Error> {
-    let count = count.to_string();
-    let agent = args
-        .agent
-        .as_ref()
-        .map(|p| p.to_string_lossy().into_owned());
-    let mut argv = vec![
-        "elb",
-        "launch",
-        "--cluster",
-        cluster,
-        "--type",
-        instance_type,
-        "--count",
-        &count,
-    ];
-    if let Some(agent) = &agent {
-        argv.extend(["--agent", agent]);
-    }
-    let cli = Cli::try_parse_from(argv).map_err(|e| Error::Usage(e.to_string()))?;
-    match cli.command {
-        Command::Launch(launch) => Ok(launch),
-        other => Err(Error::Usage(format!(
-            "the demo's launch command line parsed as {other:?}"
-        ))),
-    }
-}
-
 /// Stops every agent of the project and removes its state and cgroups.
 async fn clean_up(cloud: &LocalCloud) -> Result<(), Error> {
-    let args = KillArgs {
-        yes: true,
+    let options = KillOptions {
         dry_run: false,
         keep_network: false,
-        grace: 5,
-        timeout: 60,
-        poll_interval_ms: 200,
+        grace: Duration::from_secs(5),
+        wait: Poll {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(60),
+        },
     };
-    let plan = cloud.kill_plan(&args).await?;
+    let plan = cloud.kill_plan(&options).await?;
     if plan.is_empty() {
         return Ok(());
     }
     eprintln!("removing the demo's {} instance(s)", plan.instances.len());
-    cloud.kill(&plan, &args).await
+    cloud.kill(&plan, &options).await
 }
 
 /// The side-by-side table and a sentence that says which cluster did better.
@@ -231,24 +196,4 @@ fn comparison(clusters: &[ClusterResult]) -> String {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_demo_launches_what_a_user_would_type() {
-        let args = DemoArgs {
-            requests: 1,
-            concurrency: 1,
-            out: None,
-            keep: false,
-            agent: None,
-        };
-        for (cluster, instance_type, count) in CLUSTERS {
-            let launch = launch_args(cluster, instance_type, count, &args).unwrap();
-            assert!(launch.validate(ProviderKind::Local).is_ok(), "{cluster}");
-        }
-    }
 }

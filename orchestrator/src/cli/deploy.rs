@@ -54,6 +54,46 @@ impl SshArgs {
     }
 }
 
+/// The agent flags of every command that installs it (`deploy`, `launch`), one group.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// The x86_64 agent: the static build deployed to hosts, or the one --local instances run
+    /// (default: the build found beside `elb`, or `$ELB_AGENT`).
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+    /// A static aarch64 agent, for arm64 hosts and (Graviton) instance types.
+    #[arg(long)]
+    pub agent_arm64: Option<PathBuf>,
+    /// Directory of the agent on the hosts (binary; without systemd also its pid and log).
+    #[arg(long, default_value = unit::DEFAULT_INSTALL_DIR)]
+    pub install_dir: String,
+    /// Seconds each agent may take to answer /healthz once started.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_timeout: u64,
+}
+
+impl AgentArgs {
+    /// The binaries these flags name.
+    pub(crate) fn paths(&self) -> AgentPaths {
+        AgentPaths {
+            x86_64: self.agent.clone(),
+            arm64: self.agent_arm64.clone(),
+        }
+    }
+
+    /// The deploy options these flags and `ssh` give, the install directory checked.
+    pub(crate) fn deploy_options(&self, ssh: &SshArgs) -> Result<DeployOptions, Error> {
+        unit::check_install_dir(&self.install_dir).map_err(Error::Usage)?;
+        Ok(DeployOptions {
+            agents: self.paths(),
+            install_dir: self.install_dir.clone(),
+            ssh: ssh.options(),
+            parallel: ssh.parallel as usize,
+            health_timeout: Duration::from_secs(self.health_timeout),
+        })
+    }
+}
+
 /// Flags of `elb deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -64,18 +104,9 @@ pub struct DeployArgs {
     /// instances; needs no AWS credentials.
     #[arg(long, value_delimiter = ',', requires = "cluster")]
     pub hosts: Vec<String>,
-    /// Directory of the agent on the hosts (binary; without systemd also its pid and log).
-    #[arg(long, default_value = unit::DEFAULT_INSTALL_DIR)]
-    pub install_dir: String,
-    /// The static x86_64 agent (default: the build found beside `elb`, or `$ELB_AGENT`).
-    #[arg(long)]
-    pub agent: Option<PathBuf>,
-    /// A static aarch64 agent, for arm64 hosts and instance types.
-    #[arg(long)]
-    pub agent_arm64: Option<PathBuf>,
-    /// Seconds each agent may take to answer /healthz once started.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    pub health_timeout: u64,
+    /// The agent and where it goes.
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// How to reach the hosts.
     #[command(flatten)]
     pub ssh: SshArgs,
@@ -84,26 +115,16 @@ pub struct DeployArgs {
 /// Runs `elb deploy`: prints the result table (or JSON, CSV) and fails when any host failed.
 pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<(), Error> {
     if let Some(cluster) = &args.cluster {
-        super::validate_name("--cluster", cluster)?;
+        crate::config::validate_name("--cluster", cluster)?;
     }
-    unit::check_install_dir(&args.install_dir).map_err(Error::Usage)?;
-    let opts = DeployOptions {
-        agents: AgentPaths {
-            x86_64: args.agent.clone(),
-            arm64: args.agent_arm64.clone(),
-        },
-        install_dir: args.install_dir.clone(),
-        ssh: args.ssh.options(),
-        parallel: args.ssh.parallel as usize,
-        health_timeout: Duration::from_secs(args.health_timeout),
-    };
+    let opts = args.agent.deploy_options(&args.ssh)?;
     let report = match args.cluster.as_deref() {
         Some(cluster) if !args.hosts.is_empty() => {
-            let state = config::local_state(global)?;
+            let state = config::local_state(&global.options())?;
             deploy::deploy_hosts(&state, &args.hosts, cluster, &opts).await?
         }
         cluster => {
-            let settings = Settings::load(global).await?;
+            let settings = Settings::load(&global.options()).await?;
             let instances: Vec<_> = cloud::fleet(&settings, cluster)
                 .await?
                 .into_iter()
@@ -134,7 +155,7 @@ async fn restart_local(
     instances: &[Instance],
     args: &DeployArgs,
 ) -> Result<(), Error> {
-    let agent = agent_binary::locate(args.agent.as_deref())?;
+    let agent = agent_binary::locate(args.agent.agent.as_deref())?;
     eprintln!(
         "restarting {} local agent(s) from {}",
         instances.len(),
@@ -146,7 +167,7 @@ async fn restart_local(
             instances,
             &agent,
             LOCAL_GRACE,
-            Duration::from_secs(args.health_timeout),
+            Duration::from_secs(args.agent.health_timeout),
         )
         .await?;
     eprintln!(

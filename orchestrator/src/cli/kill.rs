@@ -4,6 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 
+use std::time::Duration;
+
+use crate::cloud::spec::KillOptions;
+use crate::cloud::wait::Poll;
 use crate::cloud::Cloud;
 use crate::config::{ProviderKind, Settings};
 use crate::output::OutputFormat;
@@ -52,6 +56,19 @@ impl KillArgs {
         }
         Ok(())
     }
+
+    /// The kill options these flags give.
+    pub(crate) fn options(&self) -> KillOptions {
+        KillOptions {
+            dry_run: self.dry_run,
+            keep_network: self.keep_network,
+            grace: Duration::from_secs(self.grace),
+            wait: Poll {
+                interval: Duration::from_millis(self.poll_interval_ms),
+                timeout: Duration::from_secs(self.timeout),
+            },
+        }
+    }
 }
 
 /// Asks on the terminal; anything but `y`/`yes` declines.
@@ -71,7 +88,8 @@ pub(crate) async fn run(
     settings: &Settings,
     args: &KillArgs,
 ) -> Result<(), Error> {
-    let plan = cloud.kill_plan(args).await?;
+    let options = args.options();
+    let plan = cloud.kill_plan(&options).await?;
     let text = plan.render_text(&settings.project, &cloud.location());
     match settings.output {
         OutputFormat::Json => {
@@ -86,7 +104,7 @@ pub(crate) async fn run(
     if !args.yes && !confirm("delete all of the above?") {
         return Err(Error::Declined);
     }
-    cloud.kill(&plan, args).await?;
+    cloud.kill(&plan, &options).await?;
     eprintln!(
         "done: project {} has nothing left {}{}",
         settings.project,

@@ -3,21 +3,22 @@
 //! agent from the start).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 pub(crate) mod agent;
 
-use super::deploy::SshArgs;
-use crate::agent_binary::Arch;
+use super::deploy::{AgentArgs, SshArgs};
 use crate::cloud::firewall::Cidr;
+use crate::cloud::spec::{AccessRules, LaunchSpec};
+use crate::cloud::wait::Poll;
 use crate::cloud::{sort_instances, Cloud, Created, Instance};
 use crate::config::{ProviderKind, Settings};
-use crate::deploy::unit;
+use crate::deploy::delivery::{AgentDelivery, Delivery};
 use crate::deploy::user_data;
 use crate::output::{self, OutputFormat};
 use crate::Error;
-use agent::Delivery;
 
 /// How `launch` puts the agent on the new instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -31,9 +32,14 @@ pub enum DeployMode {
 }
 
 /// Flags of `elb launch`. Fresh instances start sshd tens of seconds after they run, so
-/// `--deploy ssh` waits longer for it than `elb deploy` does by default.
+/// `--deploy ssh` waits longer for it than `elb deploy` does by default, and user data installs
+/// the agent only after boot, so the health timeout counts from when the instances run.
 #[derive(Debug, Args)]
 #[command(mut_arg("ssh_wait", |arg| arg.default_value("180")))]
+#[command(mut_arg("health_timeout", |arg| arg.default_value("300").help(
+    "Seconds each agent may take to answer /healthz (with --deploy user-data: counted from when \
+     the instances run, so boot and download included)"
+)))]
 pub struct LaunchArgs {
     /// Cluster name: the `Cluster` tag of the new instances.
     #[arg(long)]
@@ -66,26 +72,15 @@ pub struct LaunchArgs {
     /// How the agent gets onto the instances.
     #[arg(long, value_enum, default_value_t = DeployMode::Ssh)]
     pub deploy: DeployMode,
-    /// The x86_64 agent: deployed to EC2 instances (static build), or run by --local instances
-    /// (default: the build found beside `elb`, or `$ELB_AGENT`).
-    #[arg(long)]
-    pub agent: Option<PathBuf>,
-    /// A static aarch64 agent: what lets arm64 (Graviton) instance types get one.
-    #[arg(long)]
-    pub agent_arm64: Option<PathBuf>,
+    /// The agent and where it goes.
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// With --deploy user-data: the https:// URL instances download the agent from.
     #[arg(long)]
     pub agent_url: Option<String>,
     /// With --deploy user-data: the agent's SHA-256 (default: that of the local agent binary).
     #[arg(long)]
     pub agent_sha256: Option<String>,
-    /// Directory of the agent on the instances.
-    #[arg(long, default_value = unit::DEFAULT_INSTALL_DIR)]
-    pub install_dir: String,
-    /// Seconds each agent may take to answer /healthz (with --deploy user-data: counted from
-    /// when the instances run, so boot and download included).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    pub health_timeout: u64,
     /// With --deploy user-data: return once the instances run, without waiting for /healthz
     /// (for when this machine cannot reach port 8000 of the instances).
     #[arg(long)]
@@ -102,28 +97,11 @@ pub struct LaunchArgs {
     pub poll_interval_ms: u64,
 }
 
-/// A launch whose input has been checked locally, before any API call.
-#[derive(Debug)]
-pub struct LaunchRequest {
-    pub(crate) args: LaunchArgs,
-    pub(crate) user_data: Option<Vec<u8>>,
-    delivery: Delivery,
-}
-
-impl LaunchRequest {
-    /// The user data to launch with on `arch`: the `--deploy user-data` script, or the
-    /// `--user-data` file. Also checks, before anything is created, that the agent for `arch` is
-    /// at hand where the deploy mode needs it.
-    pub(crate) fn user_data_for(&self, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
-        agent::user_data(self, arch)
-    }
-}
-
 impl LaunchArgs {
-    /// Checks everything that can be checked without the provider.
-    pub fn validate(self, provider: ProviderKind) -> Result<LaunchRequest, Error> {
-        super::validate_name("--cluster", &self.cluster)?;
-        let delivery = match provider {
+    /// Checks everything that can be checked without the provider, and gives the launch spec.
+    pub(crate) fn validate(self, provider: ProviderKind) -> Result<LaunchSpec, Error> {
+        crate::config::validate_name("--cluster", &self.cluster)?;
+        let mode = match provider {
             ProviderKind::Ec2 => {
                 self.check_ssh()?;
                 self.delivery()?
@@ -144,10 +122,23 @@ impl LaunchArgs {
                 Some(bytes)
             }
         };
-        Ok(LaunchRequest {
-            args: self,
+        let options = self.agent.deploy_options(&self.ssh)?;
+        Ok(LaunchSpec {
+            cluster: self.cluster,
+            instance_type: self.instance_type,
+            count: self.count,
+            image: self.ami,
+            subnet: self.subnet,
+            rules: AccessRules {
+                app: self.app_cidr,
+                ssh: self.ssh_cidr,
+            },
             user_data,
-            delivery,
+            agent: AgentDelivery { mode, options },
+            wait: Poll {
+                timeout: Duration::from_secs(self.timeout),
+                interval: Duration::from_millis(self.poll_interval_ms),
+            },
         })
     }
 
@@ -162,7 +153,7 @@ impl LaunchArgs {
             ("--ssh-cidr", !self.ssh_cidr.is_empty()),
             ("--user-data", self.user_data.is_some()),
             ("--deploy user-data", self.deploy == DeployMode::UserData),
-            ("--agent-arm64", self.agent_arm64.is_some()),
+            ("--agent-arm64", self.agent.agent_arm64.is_some()),
             ("--agent-url", self.agent_url.is_some()),
             ("--agent-sha256", self.agent_sha256.is_some()),
             ("--no-wait-healthy", self.no_wait_healthy),
@@ -212,14 +203,14 @@ fn usage(err: user_data::UserDataError) -> Error {
 pub(crate) async fn run<C: Cloud>(
     cloud: &C,
     settings: &Settings,
-    request: LaunchRequest,
+    spec: LaunchSpec,
 ) -> Result<(), Error> {
     let mut created = Created::default();
     let launch_and_deliver = async {
-        let mut instances = cloud.launch(&request, &mut created).await?;
+        let mut instances = cloud.launch(&spec, &mut created).await?;
         sort_instances(&mut instances);
         print(settings.output, &instances);
-        agent::deliver(settings, &request, &instances).await
+        spec.agent.deliver(settings, &instances).await
     };
     // Biased, Ctrl-C first: its handler is installed when first polled, which must come before
     // the launch starts anything (the local provider starts agents before its first await).
@@ -247,7 +238,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    pub(crate) fn parse(extra: &[&str]) -> Result<LaunchRequest, Error> {
+    pub(crate) fn parse(extra: &[&str]) -> Result<LaunchSpec, Error> {
         let mut argv = vec![
             "elb",
             "launch",
@@ -298,10 +289,10 @@ mod tests {
 
     #[test]
     fn fresh_instances_get_three_minutes_to_start_sshd() {
-        let request = parse(&["--ssh-cidr", "203.0.113.7/32"]).unwrap();
-        assert_eq!(request.args.ssh.ssh_wait, 180);
-        let request = parse(&["--ssh-cidr", "203.0.113.7/32", "--ssh-wait", "5"]).unwrap();
-        assert_eq!(request.args.ssh.ssh_wait, 5);
+        let spec = parse(&["--ssh-cidr", "203.0.113.7/32"]).unwrap();
+        assert_eq!(spec.agent.options.ssh.wait, Duration::from_secs(180));
+        let spec = parse(&["--ssh-cidr", "203.0.113.7/32", "--ssh-wait", "5"]).unwrap();
+        assert_eq!(spec.agent.options.ssh.wait, Duration::from_secs(5));
     }
 
     #[test]

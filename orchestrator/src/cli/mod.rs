@@ -7,13 +7,14 @@ pub mod kill;
 pub mod launch;
 pub mod ls;
 pub mod stats;
+mod values;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::cloud::ec2::Ec2;
 use crate::cloud::local::LocalCloud;
 use crate::cloud::Cloud;
-use crate::config::{Provider, ProviderKind, Settings};
+use crate::config::{self, Provider, ProviderKind, Settings};
 use crate::output::OutputFormat;
 use crate::Error;
 
@@ -30,8 +31,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags accepted before or after the subcommand.
+/// Flags accepted before or after the subcommand. In a subcommand's help they come last, under
+/// their own heading.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Project: the value of the `Project` tag on everything elb creates and touches.
     #[arg(
@@ -74,6 +77,24 @@ impl GlobalArgs {
             self.provider.unwrap_or(ProviderKind::Ec2)
         }
     }
+
+    /// The options these flags give, for the provider they select.
+    pub(crate) fn options(&self) -> config::Options {
+        self.options_for(self.provider_kind())
+    }
+
+    /// The options these flags give, with the provider fixed by the command (`elb demo` always
+    /// runs locally).
+    pub(crate) fn options_for(&self, provider: ProviderKind) -> config::Options {
+        config::Options {
+            project: self.project.clone(),
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            output: self.output,
+            provider,
+        }
+    }
 }
 
 /// The subcommands.
@@ -99,7 +120,7 @@ pub enum Command {
 
 /// A command whose input was checked before any settings were loaded.
 enum Checked {
-    Launch(Box<launch::LaunchRequest>),
+    Launch(Box<crate::cloud::spec::LaunchSpec>),
     Ls(ls::LsArgs),
     Kill(kill::KillArgs),
 }
@@ -118,14 +139,14 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         // These reach the instances through `cloud::fleet`, whatever the provider; a bench with
         // `--no-fleet` loads no settings at all.
         Command::Stats(args) => {
-            return stats::run(&Settings::load(&cli.global).await?, &args).await
+            return stats::run(&Settings::load(&cli.global.options()).await?, &args).await
         }
         Command::Bench(args) => return bench::run(&cli.global, &args).await,
         // `--hosts` needs no cloud; the project's instances come through `cloud::fleet`.
         Command::Deploy(args) => return deploy::run(&cli.global, &args).await,
         Command::Demo(args) => return demo::run(&cli.global, &args).await,
     };
-    let settings = Settings::load(&cli.global).await?;
+    let settings = Settings::load(&cli.global.options()).await?;
     match &settings.provider {
         Provider::Ec2 { region, sdk } => {
             let cloud = Ec2::new(sdk, region, &settings);
@@ -143,42 +164,28 @@ async fn execute(cloud: &impl Cloud, settings: &Settings, command: Checked) -> R
     }
 }
 
-/// Accepts names used in tags, resource names and paths: 1 to 64 of `[A-Za-z0-9._-]`, not
-/// starting with a dot or dash.
-pub fn validate_name(flag: &str, value: &str) -> Result<(), Error> {
-    let ok_chars = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    let ok_start = !value.starts_with(['.', '-']);
-    if (1..=64).contains(&value.len()) && ok_chars && ok_start {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "invalid {flag} `{value}`: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting \
-             with `.` or `-`"
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_that_are_safe_in_tags_and_paths_are_accepted() {
-        for ok in ["elb-from-scratch", "cluster1", "a.b_c-d", "X"] {
-            assert!(validate_name("--cluster", ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "..", "-x", "a/b", "a b", "é", &"x".repeat(65)] {
-            assert!(validate_name("--cluster", bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn global_flags_work_after_the_subcommand() {
         let cli = Cli::try_parse_from(["elb", "ls", "--project", "p", "--output", "json"]).unwrap();
         assert_eq!(cli.global.project, "p");
         assert_eq!(cli.global.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn subcommand_help_puts_the_global_flags_last_under_their_own_heading() {
+        let help = Cli::try_parse_from(["elb", "kill", "--help"])
+            .expect_err("--help ends parsing")
+            .to_string();
+        let own = help.find("--dry-run").expect("kill's own flag");
+        let heading = help
+            .find("Global options:")
+            .expect("a heading for the global flags");
+        let global = help.find("--project").expect("a global flag");
+        assert!(own < heading && heading < global, "{help}");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-/// Port the agents serve HTTP on.
-pub const APP_PORT: u16 = 8000;
+use proto::AGENT_PORT;
+
 /// Port the deploy step reaches over SSH.
 pub const SSH_PORT: u16 = 22;
 
@@ -61,6 +61,12 @@ impl fmt::Display for Cidr {
 }
 
 impl Cidr {
+    /// `0.0.0.0/0`: everyone.
+    pub const WORLD: Self = Self {
+        addr: Ipv4Addr::UNSPECIFIED,
+        prefix: 0,
+    };
+
     /// True for `0.0.0.0/0`.
     pub fn is_world(&self) -> bool {
         self.prefix == 0
@@ -85,7 +91,7 @@ impl fmt::Display for Rule {
 /// The rules a launch asks for: the app port from `app`, SSH from each of `ssh`.
 pub fn wanted_rules(app: &Cidr, ssh: &[Cidr]) -> Vec<Rule> {
     let mut rules = vec![Rule {
-        port: APP_PORT,
+        port: AGENT_PORT,
         cidr: app.to_string(),
     }];
     rules.extend(ssh.iter().map(|c| Rule {
@@ -108,7 +114,7 @@ pub fn diff(wanted: &[Rule], existing: &[Rule]) -> (Vec<Rule>, Vec<Rule>) {
         .collect();
     let extra = existing
         .iter()
-        .filter(|r| (r.port == APP_PORT || r.port == SSH_PORT) && !wanted.contains(r))
+        .filter(|r| (r.port == AGENT_PORT || r.port == SSH_PORT) && !wanted.contains(r))
         .cloned()
         .collect();
     (missing, extra)
@@ -167,7 +173,7 @@ mod tests {
                     cidr: "1.2.3.4/32".into()
                 },
                 Rule {
-                    port: APP_PORT,
+                    port: AGENT_PORT,
                     cidr: "0.0.0.0/0".into()
                 },
             ]
@@ -180,7 +186,7 @@ mod tests {
         let wanted = wanted_rules(&cidr("0.0.0.0/0"), &[cidr("1.2.3.4/32")]);
         let existing = vec![
             Rule {
-                port: APP_PORT,
+                port: AGENT_PORT,
                 cidr: "0.0.0.0/0".into(),
             },
             Rule {

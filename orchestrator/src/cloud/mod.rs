@@ -6,15 +6,15 @@ pub mod ec2;
 pub mod errors;
 pub mod firewall;
 pub mod local;
+pub mod spec;
 pub mod wait;
 
 use serde::Serialize;
 
-use crate::cli::kill::KillArgs;
-use crate::cli::launch::LaunchRequest;
 use crate::config::{Provider, Settings};
 use crate::plan::KillPlan;
 use crate::Error;
+use spec::{KillOptions, LaunchSpec};
 
 /// Value of the `ManagedBy` tag on everything elb creates.
 pub const MANAGED_BY: &str = "elb";
@@ -80,12 +80,12 @@ pub(crate) trait Cloud {
     /// Where the instances are, for messages: `in ca-central-1`, `on this machine`.
     fn location(&self) -> String;
 
-    /// Launches `request`'s cluster and waits until every instance is running; returns them,
+    /// Launches `spec`'s cluster and waits until every instance is running; returns them,
     /// sorted. Records what exists in `created` as it goes, so that an interrupted launch can say
     /// what to clean up.
     async fn launch(
         &self,
-        request: &LaunchRequest,
+        spec: &LaunchSpec,
         created: &mut Created,
     ) -> Result<Vec<Instance>, Error>;
 
@@ -98,10 +98,10 @@ pub(crate) trait Cloud {
     ) -> Result<Vec<Instance>, Error>;
 
     /// Everything the kill switch would delete for the project.
-    async fn kill_plan(&self, args: &KillArgs) -> Result<KillPlan, Error>;
+    async fn kill_plan(&self, options: &KillOptions) -> Result<KillPlan, Error>;
 
     /// Carries out a plan made by [`Cloud::kill_plan`].
-    async fn kill(&self, plan: &KillPlan, args: &KillArgs) -> Result<(), Error>;
+    async fn kill(&self, plan: &KillPlan, options: &KillOptions) -> Result<(), Error>;
 }
 
 /// What a launch has set up so far, for the message after an interruption.

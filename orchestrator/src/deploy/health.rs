@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::report::{Failure, FailureKind};
 use super::runner::{HostJob, HostProgress, Target};
-use crate::cloud::firewall::APP_PORT;
 use crate::http::healthz_status;
+use proto::AGENT_PORT;
 
 /// Longest single probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,7 +29,7 @@ pub(crate) async fn wait_until_healthy(address: &str, timeout: Duration) -> Resu
             return Err(Failure::new(
                 FailureKind::NotHealthy,
                 format!(
-                    "GET http://{address}:{APP_PORT}/healthz did not answer 200 within \
+                    "GET http://{address}:{AGENT_PORT}/healthz did not answer 200 within \
                      {timeout:?}: {last}"
                 ),
             ));
@@ -60,7 +60,7 @@ mod tests {
     /// Answers every connection on 127.0.0.1:<port> with `answer`. Port 8000 is fixed, so each
     /// test uses addresses of its own in 127.0.0.0/8.
     async fn serve(addr: &str, answer: &'static str) -> tokio::task::JoinHandle<()> {
-        let listener = TcpListener::bind((addr, APP_PORT))
+        let listener = TcpListener::bind((addr, AGENT_PORT))
             .await
             .expect("bind a test address on port 8000");
         tokio::spawn(async move {

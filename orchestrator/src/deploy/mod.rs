@@ -13,10 +13,10 @@
 //! [`DeployReport::render`] (table, JSON or CSV, to stdout), then turn failures into the exit
 //! code with [`DeployReport::check`]. Progress goes to stderr while hosts run.
 //!
-//! [`DeployOptions`] holds the flags; `cli::deploy::SshArgs` is the clap group of SSH flags
-//! (`--ssh-user`, `--ssh-key`, `--ssh-port`, `--connect-timeout`, `--ssh-wait`, `--parallel`) to
-//! `#[command(flatten)]` into a command; `SshArgs::options()` gives its [`SshOptions`].
+//! [`DeployOptions`] holds how a deploy runs, as plain data (`cli/` builds it from flags);
+//! [`delivery`] is how a launch puts the agent on its new instances.
 
+pub(crate) mod delivery;
 mod health;
 mod report;
 mod runner;

@@ -1,7 +1,7 @@
 //! The systemd unit of elb-agent (`agent/elb-agent.service`), rendered for one instance.
 
 use super::shell_word;
-use crate::cloud::firewall::APP_PORT;
+use proto::AGENT_PORT;
 
 /// The unit template; its header comment documents the placeholders.
 const TEMPLATE: &str = include_str!("../../../agent/elb-agent.service");
@@ -30,7 +30,7 @@ impl UnitIdentity<'_> {
     /// The agent's arguments for this identity, those of the unit's `ExecStart`, as POSIX shell
     /// words: how the agent starts where there is no systemd.
     pub(crate) fn shell_args(&self, imds: bool) -> String {
-        let listen = format!("0.0.0.0:{APP_PORT}");
+        let listen = format!("0.0.0.0:{AGENT_PORT}");
         let mut args = vec![
             "--listen",
             &listen,

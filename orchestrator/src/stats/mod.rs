@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::StatsSnapshot;
 
-use crate::cloud::firewall::APP_PORT;
 use crate::cloud::Instance;
 use crate::http::{Connection, Endpoint};
+use proto::AGENT_PORT;
 
 /// An agent to ask: the instance it runs on and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub(crate) struct Agent {
 }
 
 impl Agent {
-    /// The agent of a running instance, on [`APP_PORT`].
+    /// The agent of a running instance, on [`AGENT_PORT`].
     pub(crate) fn of(instance: &Instance) -> Self {
         Self {
             id: instance.id.clone(),
@@ -38,7 +38,7 @@ impl Agent {
             addr: instance
                 .address()
                 .and_then(|a| a.parse::<IpAddr>().ok())
-                .map(|ip| SocketAddr::new(ip, APP_PORT)),
+                .map(|ip| SocketAddr::new(ip, AGENT_PORT)),
             state: instance.state.clone(),
         }
     }

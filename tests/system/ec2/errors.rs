@@ -54,6 +54,27 @@ fn missing_credentials_say_how_to_configure_them() {
     fx.assert_no_aws_call();
 }
 
+/// Without credentials the terminal shows elb's one error line with its fix, and none of the
+/// AWS SDK's logs (its credential chain warns at every step it tries).
+#[test]
+fn missing_credentials_are_one_line_on_a_quiet_terminal() {
+    let fx = Fixture::new();
+    let elb = Elb::new(fx.shim.endpoint()).without_credentials();
+    for args in [&["ls"][..], &["stats"]] {
+        let out = elb.run(args);
+        out.expect_code(1);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "stderr should be one line:\n{out}");
+        let line = lines[0];
+        assert!(line.starts_with("error: no AWS credentials"), "{out}");
+        assert!(
+            line.contains("aws configure") && line.contains("--profile"),
+            "the line should say how to fix it:\n{out}"
+        );
+    }
+    fx.assert_no_aws_call();
+}
+
 #[test]
 fn unknown_region_is_a_usage_error() {
     let fx = Fixture::new();

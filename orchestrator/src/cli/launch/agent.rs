@@ -1,49 +1,24 @@
-//! How `launch` puts the agent on its instances (`--deploy ssh|user-data|none`): the flags of
-//! each mode, the agent binary and user-data script made ready before anything is created, and
-//! the SSH deploy or `/healthz` wait once the instances run.
+//! The `--deploy ssh|user-data|none` flags of `launch`: each mode's flags checked, and refused
+//! where they have no effect, into a [`Delivery`].
 
 use std::time::Duration;
 
-use super::{usage, DeployMode, LaunchArgs, LaunchRequest};
-use crate::agent_binary::{AgentPaths, Arch};
-use crate::cloud::Instance;
-use crate::config::Settings;
-use crate::deploy::unit::{self, UnitIdentity};
-use crate::deploy::user_data::{AgentUrl, Script, Sha256Hex};
-use crate::deploy::{self, DeployOptions};
-use crate::output::OutputFormat;
+use super::{usage, DeployMode, LaunchArgs};
+use crate::deploy::delivery::Delivery;
+use crate::deploy::user_data::{AgentUrl, Sha256Hex};
 use crate::Error;
-
-/// How the agent reaches the instances, from flags already checked.
-#[derive(Debug)]
-pub(super) enum Delivery {
-    /// `--deploy none`.
-    None,
-    /// `--deploy ssh`.
-    Ssh,
-    /// `--deploy user-data`.
-    UserData {
-        /// `--agent-url`.
-        url: AgentUrl,
-        /// `--agent-sha256`; without it, the local binary's.
-        sha256: Option<Sha256Hex>,
-        /// How long to wait for `/healthz`, unless `--no-wait-healthy`.
-        wait: Option<Duration>,
-    },
-}
 
 impl LaunchArgs {
     /// The `--deploy` mode with its flags, each flag checked and refused where it has no effect.
     pub(super) fn delivery(&self) -> Result<Delivery, Error> {
-        unit::check_install_dir(&self.install_dir).map_err(Error::Usage)?;
         let user_data_flags = [
             ("--agent-url", self.agent_url.is_some()),
             ("--agent-sha256", self.agent_sha256.is_some()),
             ("--no-wait-healthy", self.no_wait_healthy),
         ];
         let agent_flags = [
-            ("--agent", self.agent.is_some()),
-            ("--agent-arm64", self.agent_arm64.is_some()),
+            ("--agent", self.agent.agent.is_some()),
+            ("--agent-arm64", self.agent.agent_arm64.is_some()),
         ];
         let misplaced = |flags: &[(&str, bool)], mode: &str| {
             flags.iter().find(|(_, given)| *given).map(|(flag, _)| {
@@ -89,95 +64,12 @@ impl LaunchArgs {
                         .map(Sha256Hex::parse)
                         .transpose()
                         .map_err(usage)?,
-                    wait: (!self.no_wait_healthy).then(|| Duration::from_secs(self.health_timeout)),
+                    wait: (!self.no_wait_healthy)
+                        .then(|| Duration::from_secs(self.agent.health_timeout)),
                 })
             }
         }
     }
-
-    fn agent_paths(&self) -> AgentPaths {
-        AgentPaths {
-            x86_64: self.agent.clone(),
-            arm64: self.agent_arm64.clone(),
-        }
-    }
-}
-
-/// Checks, before anything is created, that the agent for `arch` is at hand where the deploy
-/// mode needs it, and renders the user-data script. Returns the user data to launch with.
-pub(super) fn user_data(request: &LaunchRequest, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
-    let args = &request.args;
-    let what = format!("instance type {}", args.instance_type);
-    let (url, sha256) = match &request.delivery {
-        Delivery::None => return Ok(request.user_data.clone()),
-        Delivery::Ssh => {
-            args.agent_paths().load(arch, &what)?;
-            return Ok(request.user_data.clone());
-        }
-        Delivery::UserData { url, sha256, .. } => (url, sha256),
-    };
-    // The local binary gives the checksum when none is given; for arm64 it is also the proof
-    // that an aarch64 build exists (the URL must serve that build).
-    let sha256 = match (sha256, arch) {
-        (Some(sha256), Arch::X86_64) => sha256.clone(),
-        (given, _) => {
-            let local = args.agent_paths().load(arch, &what)?;
-            given.clone().unwrap_or_else(|| Sha256Hex::of(&local))
-        }
-    };
-    let script = Script {
-        url,
-        sha256: &sha256,
-        install_dir: &args.install_dir,
-        identity: UnitIdentity {
-            cluster: &args.cluster,
-            instance_type: &args.instance_type,
-            ..UnitIdentity::default()
-        },
-    }
-    .render()?;
-    eprintln!(
-        "user data: installs the agent from {} (SHA-256 {}), {} bytes",
-        url.as_str(),
-        sha256.as_str(),
-        script.len()
-    );
-    Ok(Some(script.into_bytes()))
-}
-
-/// Puts the agent on the running instances (SSH), or waits for the one user data installs.
-pub(super) async fn deliver(
-    settings: &Settings,
-    request: &LaunchRequest,
-    instances: &[Instance],
-) -> Result<(), Error> {
-    let args = &request.args;
-    let report = match &request.delivery {
-        Delivery::None | Delivery::UserData { wait: None, .. } => return Ok(()),
-        Delivery::Ssh => {
-            let opts = DeployOptions {
-                agents: args.agent_paths(),
-                install_dir: args.install_dir.clone(),
-                ssh: args.ssh.options(),
-                parallel: args.ssh.parallel as usize,
-                health_timeout: Duration::from_secs(args.health_timeout),
-            };
-            eprintln!("deploying the agent over SSH");
-            deploy::deploy_instances(settings, instances, &opts).await?
-        }
-        Delivery::UserData {
-            wait: Some(timeout),
-            ..
-        } => {
-            eprintln!(
-                "waiting up to {}s for each agent's /healthz (cloud-init installs it at boot)",
-                timeout.as_secs()
-            );
-            deploy::wait_healthy(instances, *timeout, args.ssh.parallel as usize).await?
-        }
-    };
-    eprintln!("{}", report.render(OutputFormat::Table));
-    Ok(report.check()?)
 }
 
 #[cfg(test)]
@@ -206,7 +98,7 @@ mod tests {
         );
         let request = parse(&["--no-ssh", "--deploy", "user-data", "--agent-url", URL]).unwrap();
         assert!(matches!(
-            request.delivery,
+            request.agent.mode,
             Delivery::UserData { sha256: None, wait: Some(w), .. } if w == Duration::from_secs(300)
         ));
     }
@@ -229,7 +121,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            request.delivery,
+            request.agent.mode,
             Delivery::UserData { sha256: Some(sha), wait: None, .. } if sha.as_str() == "ab".repeat(32)
         ));
     }

@@ -34,7 +34,7 @@ const LIVE_STATES: &[&str] = &["pending", "running", "shutting-down", "stopping"
 
 /// Everything one RunInstances call needs.
 #[derive(Debug)]
-pub struct LaunchSpec<'a> {
+pub struct RunSpec<'a> {
     /// The `Cluster` tag.
     pub cluster: &'a str,
     /// e.g. `t3.micro`.
@@ -204,7 +204,7 @@ impl Ec2 {
 
     /// Launches all instances of `spec` in one RunInstances call, tagged at creation (instances
     /// and volumes) and with IMDSv2 required. Returns their ids.
-    pub async fn run_instances(&self, spec: &LaunchSpec<'_>) -> Result<Vec<String>, CloudError> {
+    pub async fn run_instances(&self, spec: &RunSpec<'_>) -> Result<Vec<String>, CloudError> {
         let name = instance_name(&self.project, spec.cluster);
         let count = i32::try_from(spec.count).unwrap_or(i32::MAX);
         let metadata = InstanceMetadataOptionsRequest::builder()

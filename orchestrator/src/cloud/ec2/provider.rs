@@ -2,17 +2,14 @@
 //! whole cluster, then a wait; the kill switch terminates, waits, then deletes the security
 //! groups and key pairs.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
-use super::{Ec2, LaunchSpec, Network};
+use super::{Ec2, Network, RunSpec};
 use crate::agent_binary::Arch;
-use crate::cli::kill::KillArgs;
-use crate::cli::launch::{LaunchArgs, LaunchRequest};
 use crate::cloud::errors::CloudError;
 use crate::cloud::firewall::{self, Cidr};
-use crate::cloud::wait::{self, Poll, Target};
+use crate::cloud::spec::{KillOptions, LaunchSpec};
+use crate::cloud::wait::{self, Target};
 use crate::cloud::{Cloud, Created, Instance};
 use crate::plan::{Group, KillPlan};
 use crate::progress::Progress;
@@ -27,27 +24,26 @@ impl Cloud for Ec2 {
 
     async fn launch(
         &self,
-        request: &LaunchRequest,
+        spec: &LaunchSpec,
         created: &mut Created,
     ) -> Result<Vec<Instance>, Error> {
-        let args = &request.args;
         let Destination {
             image_id,
             network,
             arch,
-        } = self.destination(args).await?;
-        let user_data = request.user_data_for(arch)?;
+        } = self.destination(spec).await?;
+        let user_data = spec.user_data_for(arch)?;
 
         let key = self.state.ensure_key()?;
         let key_pair = self.ensure_key_pair(&key.public_openssh).await?;
         created.resources.push(format!("key pair {key_pair}"));
 
-        if args.ssh_cidr.iter().any(Cidr::is_world) {
+        if spec.rules.ssh.iter().any(Cidr::is_world) {
             eprintln!(
                 "warning: SSH (port 22) will be open to the whole internet (--ssh-cidr 0.0.0.0/0)"
             );
         }
-        let wanted = firewall::wanted_rules(&args.app_cidr, &args.ssh_cidr);
+        let wanted = firewall::wanted_rules(&spec.rules.app, &spec.rules.ssh);
         let group = self.ensure_security_group(&network.vpc_id, &wanted).await?;
         created
             .resources
@@ -63,10 +59,10 @@ impl Cloud for Ec2 {
         }
 
         let client_token = format!("elb-{:032x}", rand::random::<u128>());
-        let spec = LaunchSpec {
-            cluster: &args.cluster,
-            instance_type: &args.instance_type,
-            count: args.count,
+        let run = RunSpec {
+            cluster: &spec.cluster,
+            instance_type: &spec.instance_type,
+            count: spec.count,
             image_id: &image_id,
             security_group_id: &group.id,
             subnet_id: network.subnet_id.as_deref(),
@@ -75,15 +71,12 @@ impl Cloud for Ec2 {
         };
         eprintln!(
             "launching {} x {} ({image_id}) as cluster {}",
-            args.count, args.instance_type, args.cluster
+            spec.count, spec.instance_type, spec.cluster
         );
         created.instances_requested = true;
-        created.instances = self.run_instances(&spec).await?;
+        created.instances = self.run_instances(&run).await?;
 
-        let poll = Poll {
-            interval: Duration::from_millis(args.poll_interval_ms),
-            timeout: Duration::from_secs(args.timeout),
-        };
+        let poll = spec.wait;
         let total = created.instances.len();
         let mut progress = Progress::new("waiting", "running", total);
         let waited = wait::wait_until(self, &created.instances, Target::Running, poll, |r, t| {
@@ -102,9 +95,9 @@ impl Cloud for Ec2 {
         Ok(self.project_instances(cluster, include_terminated).await?)
     }
 
-    async fn kill_plan(&self, args: &KillArgs) -> Result<KillPlan, Error> {
+    async fn kill_plan(&self, options: &KillOptions) -> Result<KillPlan, Error> {
         let instances = self.project_instances(None, false).await?;
-        let (security_groups, key_pairs) = if args.keep_network {
+        let (security_groups, key_pairs) = if options.keep_network {
             (Vec::new(), Vec::new())
         } else {
             let groups = self.project_security_groups().await?;
@@ -117,17 +110,14 @@ impl Cloud for Ec2 {
         Ok(KillPlan {
             security_groups,
             key_pairs,
-            ..KillPlan::new(&self.region, instances, args.dry_run)
+            ..KillPlan::new(&self.region, instances, options.dry_run)
         })
     }
 
     /// Terminate (in batches), wait until terminated, then delete the security groups and key
     /// pairs.
-    async fn kill(&self, plan: &KillPlan, args: &KillArgs) -> Result<(), Error> {
-        let poll = Poll {
-            interval: Duration::from_millis(args.poll_interval_ms),
-            timeout: Duration::from_secs(args.timeout),
-        };
+    async fn kill(&self, plan: &KillPlan, options: &KillOptions) -> Result<(), Error> {
+        let poll = options.wait;
         let deadline = Instant::now() + poll.timeout;
         if !plan.instances.is_empty() {
             let ids: Vec<String> = plan.instances.iter().map(|i| i.id.clone()).collect();
@@ -170,21 +160,21 @@ struct Destination {
 impl Ec2 {
     /// Read-only checks, so a refused launch creates nothing: the type's architecture (x86_64
     /// where it runs, else arm64), an AMI of that architecture (given or found), and the network.
-    async fn destination(&self, args: &LaunchArgs) -> Result<Destination, Error> {
-        let architectures = self.architectures(&args.instance_type).await?;
+    async fn destination(&self, spec: &LaunchSpec) -> Result<Destination, Error> {
+        let architectures = self.architectures(&spec.instance_type).await?;
         let arch =
             Arch::of_instance_type(&architectures).ok_or_else(|| Error::UnsupportedArch {
-                instance_type: args.instance_type.clone(),
+                instance_type: spec.instance_type.clone(),
                 architectures: architectures.join(", "),
             })?;
-        let image_id = match &args.ami {
+        let image_id = match &spec.image {
             Some(ami) => {
                 let image_arch = self.image_architecture(ami).await?;
                 if Arch::parse(&image_arch) != Some(arch) {
                     return Err(Error::ImageArch {
                         ami: ami.clone(),
                         image_arch,
-                        instance_type: args.instance_type.clone(),
+                        instance_type: spec.instance_type.clone(),
                         arch: arch.ec2_name(),
                     });
                 }
@@ -192,7 +182,7 @@ impl Ec2 {
             }
             None => self.amazon_linux_image(arch.ec2_name()).await?,
         };
-        let network = self.network(args.subnet.as_deref()).await?;
+        let network = self.network(spec.subnet.as_deref()).await?;
         tracing::info!(%image_id, vpc = %network.vpc_id, arch = arch.as_str(), "launch target");
         Ok(Destination {
             image_id,

@@ -58,6 +58,45 @@ pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), CloudError> {
         .await
         .map(drop)
         .map_err(|e| CloudError::NoCredentials {
-            detail: error_chain(&e),
+            detail: one_line(&error_chain(&e)),
         })
+}
+
+/// The credential chain's error on one line. The default chain reports each provider it tried on
+/// a line of its own (`  Environment: the credential provider was not enabled: ...`); those
+/// become `tried Environment, Profile, ...`, anything else is joined with single spaces.
+fn one_line(chain: &str) -> String {
+    let tried: Vec<&str> = chain
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("  "))
+        .filter_map(|l| l.trim_start().split_once(':').map(|(name, _)| name))
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()))
+        .collect();
+    if tried.is_empty() {
+        chain.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        format!("tried {}", tried.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_credential_chain_is_summed_up_on_one_line() {
+        let chain = "the credential provider was not enabled: no credentials found in chain. \
+                     Attempted:\n  Environment: the credential provider was not enabled: \
+                     environment variable not set\n  Profile: the credential provider was not \
+                     enabled\n  Ec2InstanceMetadata: IMDS disabled by AWS_EC2_METADATA_DISABLED";
+        assert_eq!(
+            one_line(chain),
+            "tried Environment, Profile, Ec2InstanceMetadata"
+        );
+        assert_eq!(
+            one_line("profile `x` not found\n   in ~/.aws/config"),
+            "profile `x` not found in ~/.aws/config"
+        );
+    }
 }

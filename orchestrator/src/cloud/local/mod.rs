@@ -27,8 +27,7 @@ use self::state::{Record, Store};
 use self::types::Cpu;
 use super::{instance_name, Cloud, Created, Instance, MANAGED_BY};
 use crate::agent_binary;
-use crate::cli::kill::KillArgs;
-use crate::cli::launch::{LaunchArgs, LaunchRequest};
+use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::config::Settings;
 use crate::plan::KillPlan;
 use crate::progress::Progress;
@@ -58,7 +57,7 @@ impl LocalCloud {
     fn start_one(
         &self,
         agent: &Path,
-        args: &LaunchArgs,
+        spec: &LaunchSpec,
         cpu: Cpu,
         cgroups: Option<&Backend>,
     ) -> Result<Record, LocalError> {
@@ -78,15 +77,15 @@ impl LocalCloud {
             .transpose()?;
         let tags = [
             ("Project", self.project.clone()),
-            ("Cluster", args.cluster.clone()),
-            ("Name", instance_name(&self.project, &args.cluster)),
+            ("Cluster", spec.cluster.clone()),
+            ("Name", instance_name(&self.project, &spec.cluster)),
             ("ManagedBy", MANAGED_BY.to_owned()),
         ];
         let mut record = Record {
             log: self.store.dir().join(format!("{id}.log")),
             id,
             tags: tags.map(|(k, v)| (k.to_owned(), v)).into(),
-            instance_type: args.instance_type.clone(),
+            instance_type: spec.instance_type.clone(),
             address,
             pid: 0,
             cgroup,
@@ -225,12 +224,11 @@ impl Cloud for LocalCloud {
     /// one agent at a time and waits for all of them to answer `/healthz`.
     async fn launch(
         &self,
-        request: &LaunchRequest,
+        spec: &LaunchSpec,
         created: &mut Created,
     ) -> Result<Vec<Instance>, Error> {
-        let args = &request.args;
-        let cpu = types::cpu_of(&args.instance_type)?;
-        let agent = agent_binary::locate(args.agent.as_deref())?;
+        let cpu = types::cpu_of(&spec.instance_type)?;
+        let agent = agent_binary::locate(spec.agent.options.agents.x86_64.as_deref())?;
         let cgroups = match Backend::detect(Path::new(cgroup::SYS_ROOT)) {
             Ok(backend) => Some(backend),
             Err(why) => {
@@ -240,22 +238,21 @@ impl Cloud for LocalCloud {
         };
         eprintln!(
             "launching {} x {} ({} vCPU at {}%) as cluster {} on this machine, agent {}",
-            args.count,
-            args.instance_type,
+            spec.count,
+            spec.instance_type,
             cpu.vcpus,
             cpu.baseline_percent,
-            args.cluster,
+            spec.cluster,
             agent.display()
         );
         created.instances_requested = true;
         let mut records = Vec::new();
-        for _ in 0..args.count {
-            let record = self.start_one(&agent, args, cpu, cgroups.as_ref())?;
+        for _ in 0..spec.count {
+            let record = self.start_one(&agent, spec, cpu, cgroups.as_ref())?;
             created.instances.push(record.id.clone());
             records.push(record);
         }
-        self.wait_ready(&records, Duration::from_secs(args.timeout))
-            .await?;
+        self.wait_ready(&records, spec.wait.timeout).await?;
         Ok(records.iter().map(to_instance).collect())
     }
 
@@ -273,7 +270,7 @@ impl Cloud for LocalCloud {
             .collect())
     }
 
-    async fn kill_plan(&self, args: &KillArgs) -> Result<KillPlan, Error> {
+    async fn kill_plan(&self, options: &KillOptions) -> Result<KillPlan, Error> {
         let records = self.store.read()?;
         let instances = records.iter().map(to_instance).collect();
         Ok(KillPlan {
@@ -282,14 +279,14 @@ impl Cloud for LocalCloud {
                 .filter_map(|r| r.cgroup.clone())
                 .filter(|group| group.exists())
                 .collect(),
-            ..KillPlan::new("local", instances, args.dry_run)
+            ..KillPlan::new("local", instances, options.dry_run)
         })
     }
 
     /// Stops the planned agents (SIGTERM, `--grace`, SIGKILL), removes their groups and logs,
     /// and forgets them. Instances launched after the plan was made are left alone; one whose
     /// group cannot be removed stays recorded, so a second kill can finish the job.
-    async fn kill(&self, plan: &KillPlan, args: &KillArgs) -> Result<(), Error> {
+    async fn kill(&self, plan: &KillPlan, options: &KillOptions) -> Result<(), Error> {
         let mut locked = self.store.lock()?;
         let planned = |r: &Record| plan.instances.iter().any(|i| i.id == r.id);
         let targets: Vec<Record> = locked
@@ -298,7 +295,7 @@ impl Cloud for LocalCloud {
             .filter(|r| planned(r))
             .cloned()
             .collect();
-        let ended = process::stop(&targets, Duration::from_secs(args.grace)).await;
+        let ended = process::stop(&targets, options.grace).await;
         let mut first_error = None;
         let mut gone = Vec::new();
         for (r, how) in targets.iter().zip(ended) {
@@ -343,7 +340,7 @@ mod tests {
     /// Answers every connection to `address:8000` with `200 OK`.
     async fn serve_healthz(address: Ipv4Addr) -> tokio::task::JoinHandle<()> {
         use tokio::io::AsyncWriteExt;
-        let listener = tokio::net::TcpListener::bind((address, crate::cloud::firewall::APP_PORT))
+        let listener = tokio::net::TcpListener::bind((address, proto::AGENT_PORT))
             .await
             .unwrap();
         tokio::spawn(async move {

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use super::state::Record;
 use super::LocalError;
-use crate::cloud::firewall::APP_PORT;
 use crate::http;
+use proto::AGENT_PORT;
 
 /// How often stop and start poll.
 const POLL: Duration = Duration::from_millis(100);
@@ -44,7 +44,7 @@ pub(crate) fn spawn(agent: &Path, record: &Record) -> Result<u32, LocalError> {
     let mut command = Command::new(agent);
     command
         .arg("--listen")
-        .arg(format!("{}:{APP_PORT}", record.address))
+        .arg(format!("{}:{AGENT_PORT}", record.address))
         .args(["--cluster", record.tag("Cluster")])
         .args(["--instance-id", &record.id])
         .args(["--instance-type", &record.instance_type])
@@ -193,7 +193,7 @@ pub(crate) fn free_address(taken: &[Ipv4Addr]) -> Result<Ipv4Addr, LocalError> {
         if taken.contains(&address) {
             continue;
         }
-        match std::net::TcpListener::bind((address, APP_PORT)) {
+        match std::net::TcpListener::bind((address, AGENT_PORT)) {
             Ok(_) => return Ok(address),
             Err(e) => last_error = Some(e),
         }

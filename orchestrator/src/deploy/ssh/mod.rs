@@ -37,6 +37,20 @@ pub(crate) struct SshOptions {
     pub wait: Duration,
 }
 
+impl Default for SshOptions {
+    /// The SSH flags' defaults: `ec2-user` on port 22 with the project's key, 10 s a connection
+    /// attempt, 30 s of retries.
+    fn default() -> Self {
+        Self {
+            user: "ec2-user".to_owned(),
+            key: None,
+            port: 22,
+            connect_timeout: Duration::from_secs(10),
+            wait: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The login key, read once for every host.
 #[derive(Debug)]
 pub(crate) struct LoadedKey {

@@ -1,0 +1,104 @@
+//! What commands ask of a cloud, as plain data: a [`LaunchSpec`] and [`KillOptions`]. `cli/`
+//! builds them from flags; other callers (the demo, the balancer's control plane) build them in
+//! code, without clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::agent_binary::{AgentPaths, Arch};
+use crate::cloud::firewall::Cidr;
+use crate::cloud::wait::Poll;
+use crate::deploy::delivery::AgentDelivery;
+use crate::Error;
+
+/// A cluster to launch: `count` instances of one type, tagged with the cluster's name, and how
+/// the agent gets onto them.
+#[derive(Debug, Clone)]
+pub(crate) struct LaunchSpec {
+    /// The `Cluster` tag of the new instances (checked by [`crate::config::validate_name`]).
+    pub cluster: String,
+    /// e.g. `t3.micro`; locally it sets the agent's CPU quota.
+    pub instance_type: String,
+    /// How many instances, at least 1.
+    pub count: u32,
+    /// AMI id; `None` picks the newest Amazon Linux 2023 of the type's architecture (EC2).
+    pub image: Option<String>,
+    /// Subnet id; `None` lets the default VPC choose (EC2).
+    pub subnet: Option<String>,
+    /// Who may reach the agents and SSH (EC2's security group).
+    pub rules: AccessRules,
+    /// User data given by the user, passed as is (EC2; not with a user-data agent delivery).
+    pub user_data: Option<Vec<u8>>,
+    /// How the agent reaches the instances, and the binaries it comes from.
+    pub agent: AgentDelivery,
+    /// How long to wait for the instances to run, and how often to look.
+    pub wait: Poll,
+}
+
+impl LaunchSpec {
+    /// A launch on the local provider of `count` x `instance_type` as `cluster`, running `agent`
+    /// (default: the build found beside `elb`, or `$ELB_AGENT`). Local instances run the agent
+    /// from the start and have no image, subnet, security group or user data, so those parts are
+    /// inert.
+    pub(crate) fn local(
+        cluster: &str,
+        instance_type: &str,
+        count: u32,
+        agent: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            instance_type: instance_type.to_owned(),
+            count,
+            image: None,
+            subnet: None,
+            rules: AccessRules {
+                app: Cidr::WORLD,
+                ssh: Vec::new(),
+            },
+            user_data: None,
+            agent: AgentDelivery::none(AgentPaths {
+                x86_64: agent,
+                arm64: None,
+            }),
+            wait: Poll {
+                interval: Duration::from_millis(200),
+                timeout: Duration::from_secs(60),
+            },
+        }
+    }
+
+    /// The user data to launch with on `arch`: the user-data delivery's install script, or the
+    /// user's own. Also checks, before anything is created, that the agent for `arch` is at hand
+    /// where the delivery needs it.
+    pub(crate) fn user_data_for(&self, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
+        self.agent.user_data(
+            arch,
+            &self.cluster,
+            &self.instance_type,
+            self.user_data.as_deref(),
+        )
+    }
+}
+
+/// Inbound access to the agents' security group.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessRules {
+    /// Who may reach the agents' port.
+    pub app: Cidr,
+    /// Who may reach port 22; empty opens no SSH port.
+    pub ssh: Vec<Cidr>,
+}
+
+/// How the kill switch runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KillOptions {
+    /// Plan only: the plan says so, and nothing is deleted.
+    pub dry_run: bool,
+    /// Keep the security groups and key pairs; terminate instances only (EC2).
+    pub keep_network: bool,
+    /// How long a local agent gets to exit after SIGTERM before SIGKILL.
+    pub grace: Duration,
+    /// The wait for termination and for security groups to be free (EC2).
+    pub wait: Poll,
+}
