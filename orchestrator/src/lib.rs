@@ -7,6 +7,7 @@
 //! `cloud/local/`.
 
 pub(crate) mod agent_binary;
+pub(crate) mod alb;
 pub(crate) mod bench;
 pub mod cli;
 pub(crate) mod cloud;
@@ -17,6 +18,7 @@ pub(crate) mod output;
 pub(crate) mod plan;
 pub(crate) mod progress;
 pub(crate) mod regions;
+pub(crate) mod routing;
 pub(crate) mod state;
 pub(crate) mod stats;
 
@@ -92,6 +94,9 @@ pub enum Error {
         /// Agents asked.
         total: usize,
     },
+    /// Something came up but is not healthy; the message says which and why.
+    #[error("{0}")]
+    Unhealthy(String),
     /// Ctrl-C; the message says what exists and how to remove it.
     #[error("{0}")]
     Interrupted(String),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
+use crate::cloud::ec2::elbv2::Inventory;
 use crate::cloud::{sort_instances, Instance};
 
 /// A security group to delete.
@@ -21,6 +22,9 @@ pub struct Group {
 pub struct KillPlan {
     /// The region searched.
     pub region: String,
+    /// Load balancers, listeners, rules and target groups to delete first (EC2).
+    #[serde(skip_serializing_if = "Inventory::is_empty")]
+    pub load_balancing: Inventory,
     /// Instances to terminate (serialized as ids).
     #[serde(serialize_with = "instance_ids")]
     pub instances: Vec<Instance>,
@@ -50,6 +54,7 @@ impl KillPlan {
         sort_instances(&mut instances);
         Self {
             region: region.to_owned(),
+            load_balancing: Inventory::default(),
             instances,
             security_groups: Vec::new(),
             key_pairs: Vec::new(),
@@ -60,7 +65,8 @@ impl KillPlan {
 
     /// Whether there is nothing to delete.
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
+        self.load_balancing.is_empty()
+            && self.instances.is_empty()
             && self.security_groups.is_empty()
             && self.key_pairs.is_empty()
             && self.cgroups.is_empty()
@@ -72,6 +78,19 @@ impl KillPlan {
             return format!("nothing to delete for project {project} {location}");
         }
         let mut out = format!("kill plan for project {project} {location}:\n");
+        let lbs = &self.load_balancing;
+        for arn in &lbs.listeners {
+            out.push_str(&format!("  delete listener {arn}\n"));
+        }
+        if !lbs.rules.is_empty() {
+            out.push_str(&format!("    (with its {} rule(s))\n", lbs.rules.len()));
+        }
+        for (arn, name) in &lbs.load_balancers {
+            out.push_str(&format!("  delete load balancer {name} ({arn})\n"));
+        }
+        for (arn, name) in &lbs.target_groups {
+            out.push_str(&format!("  delete target group {name} ({arn})\n"));
+        }
         if !self.instances.is_empty() {
             out.push_str(&format!(
                 "  terminate {} instance(s):\n",
@@ -114,6 +133,12 @@ mod tests {
     fn plan(dry_run: bool) -> KillPlan {
         KillPlan {
             region: "ca-central-1".into(),
+            load_balancing: Inventory {
+                load_balancers: vec![("arn:lb".into(), "p-alb".into())],
+                listeners: vec!["arn:listener".into()],
+                rules: vec!["arn:rule".into()],
+                target_groups: vec![("arn:tg".into(), "p-c1".into())],
+            },
             instances: vec![Instance {
                 id: "i-1".into(),
                 name: "p-c1".into(),
@@ -141,6 +166,12 @@ mod tests {
             json,
             serde_json::json!({
                 "region": "ca-central-1",
+                "load_balancing": {
+                    "load_balancers": [["arn:lb", "p-alb"]],
+                    "listeners": ["arn:listener"],
+                    "rules": ["arn:rule"],
+                    "target_groups": [["arn:tg", "p-c1"]],
+                },
                 "instances": ["i-1"],
                 "security_groups": ["sg-1"],
                 "key_pairs": ["p-key"],
@@ -156,7 +187,8 @@ mod tests {
             text.find(s)
                 .unwrap_or_else(|| panic!("{s} missing from {text}"))
         };
-        assert!(at("i-1") < at("sg-1") && at("sg-1") < at("p-key"));
+        assert!(at("arn:listener") < at("p-alb") && at("p-alb") < at("arn:tg"));
+        assert!(at("arn:tg") < at("i-1") && at("i-1") < at("sg-1") && at("sg-1") < at("p-key"));
         assert!(text.ends_with("dry run: nothing was deleted"));
         assert!(!plan(false)
             .render_text("p", "in ca-central-1")

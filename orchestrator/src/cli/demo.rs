@@ -139,6 +139,7 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
 /// Stops every agent of the project and removes its state and cgroups.
 async fn clean_up(cloud: &LocalCloud) -> Result<(), Error> {
     let options = KillOptions {
+        cluster: None,
         dry_run: false,
         keep_network: false,
         grace: Duration::from_secs(5),

@@ -6,16 +6,22 @@ use clap::Args;
 
 use std::time::Duration;
 
+use crate::alb::{self, Apis};
+use crate::cloud::ec2::Ec2;
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::Cloud;
-use crate::config::{ProviderKind, Settings};
+use crate::config::{Provider, ProviderKind, Settings};
 use crate::output::OutputFormat;
 use crate::Error;
 
 /// Flags of `elb kill`.
 #[derive(Debug, Args)]
 pub struct KillArgs {
+    /// Only this cluster's instances (deregistered from the ALB's target group first, when the
+    /// project has an ALB); the security groups, key pair and load balancers stay.
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -40,6 +46,16 @@ impl KillArgs {
     /// Refuses, before any API call, to run unconfirmed without a terminal, and EC2-only flags
     /// on the local provider.
     pub fn validate(&self, provider: ProviderKind) -> Result<(), Error> {
+        if let Some(cluster) = &self.cluster {
+            crate::config::validate_name("--cluster", cluster)?;
+            if self.keep_network {
+                return Err(Error::Usage(
+                    "--cluster already keeps the network (security groups, key pair, load \
+                     balancers): drop --keep-network"
+                        .into(),
+                ));
+            }
+        }
         if provider == ProviderKind::Local && self.keep_network {
             return Err(Error::Usage(
                 "--keep-network is for EC2 only: local instances have no security group or key \
@@ -60,6 +76,7 @@ impl KillArgs {
     /// The kill options these flags give.
     pub(crate) fn options(&self) -> KillOptions {
         KillOptions {
+            cluster: self.cluster.clone(),
             dry_run: self.dry_run,
             keep_network: self.keep_network,
             grace: Duration::from_secs(self.grace),
@@ -104,16 +121,31 @@ pub(crate) async fn run(
     if !args.yes && !confirm("delete all of the above?") {
         return Err(Error::Declined);
     }
+    if let (Some(cluster), Provider::Ec2 { region, sdk }) = (&args.cluster, &settings.provider) {
+        let ec2 = Ec2::new(sdk, region, settings);
+        let apis = Apis {
+            ec2: &ec2,
+            project: &settings.project,
+        };
+        alb::leave(&apis, cluster, &plan.instances).await?;
+    }
     cloud.kill(&plan, &options).await?;
-    eprintln!(
-        "done: project {} has nothing left {}{}",
-        settings.project,
-        cloud.location(),
-        if args.keep_network {
-            " but its security group and key pair (--keep-network)"
-        } else {
-            ""
-        }
-    );
+    match &args.cluster {
+        Some(cluster) => eprintln!(
+            "done: cluster {cluster} of project {} has no instance left {}",
+            settings.project,
+            cloud.location()
+        ),
+        None => eprintln!(
+            "done: project {} has nothing left {}{}",
+            settings.project,
+            cloud.location(),
+            if args.keep_network {
+                " but its security group and key pair (--keep-network)"
+            } else {
+                ""
+            }
+        ),
+    }
     Ok(())
 }

@@ -10,11 +10,13 @@ use clap::{Args, ValueEnum};
 pub(crate) mod agent;
 
 use super::deploy::{AgentArgs, SshArgs};
+use crate::alb::{self, Apis};
+use crate::cloud::ec2::Ec2;
 use crate::cloud::firewall::Cidr;
 use crate::cloud::spec::{AccessRules, LaunchSpec};
 use crate::cloud::wait::Poll;
 use crate::cloud::{sort_instances, Cloud, Created, Instance};
-use crate::config::{ProviderKind, Settings};
+use crate::config::{Provider, ProviderKind, Settings};
 use crate::deploy::delivery::{AgentDelivery, Delivery};
 use crate::deploy::user_data;
 use crate::output::{self, OutputFormat};
@@ -210,7 +212,8 @@ pub(crate) async fn run<C: Cloud>(
         let mut instances = cloud.launch(&spec, &mut created).await?;
         sort_instances(&mut instances);
         print(settings.output, &instances);
-        spec.agent.deliver(settings, &instances).await
+        spec.agent.deliver(settings, &instances).await?;
+        join_alb(settings, &spec.cluster, &instances).await
     };
     // Biased, Ctrl-C first: its handler is installed when first polled, which must come before
     // the launch starts anything (the local provider starts agents before its first await).
@@ -223,6 +226,26 @@ pub(crate) async fn run<C: Cloud>(
         Some(result) => result,
         None => Err(Error::Interrupted(created.summary::<C>(&settings.project))),
     }
+}
+
+/// When the project has an ALB with a target group for `cluster`, the new instances join it.
+async fn join_alb(settings: &Settings, cluster: &str, instances: &[Instance]) -> Result<(), Error> {
+    let Provider::Ec2 { region, sdk } = &settings.provider else {
+        return Ok(());
+    };
+    let ec2 = Ec2::new(sdk, region, settings);
+    let apis = Apis {
+        ec2: &ec2,
+        project: &settings.project,
+    };
+    let joined = alb::join(&apis, cluster, instances).await?;
+    if joined > 0 {
+        eprintln!(
+            "ALB: {joined} instance(s) registered in {}",
+            alb::target_group_name(&settings.project, cluster)
+        );
+    }
+    Ok(())
 }
 
 fn print(format: OutputFormat, instances: &[Instance]) {

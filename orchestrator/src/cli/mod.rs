@@ -1,5 +1,6 @@
 //! Command-line interface: the flags every command shares, one module per subcommand.
 
+pub mod alb;
 pub mod bench;
 pub mod demo;
 pub mod deploy;
@@ -116,6 +117,9 @@ pub enum Command {
     /// The whole experiment on this machine, no AWS account: two local clusters (2 x m4.large,
     /// 3 x t3.micro), loaded and compared, then removed.
     Demo(demo::DemoArgs),
+    /// The managed AWS Application Load Balancer, for comparison with elb's own: up, status,
+    /// down (EC2 only).
+    Alb(alb::AlbArgs),
 }
 
 /// A command whose input was checked before any settings were loaded.
@@ -123,6 +127,7 @@ enum Checked {
     Launch(Box<crate::cloud::spec::LaunchSpec>),
     Ls(ls::LsArgs),
     Kill(kill::KillArgs),
+    Alb(alb::Checked),
 }
 
 /// Runs the parsed command line: checks the input, loads the settings, then runs the command on
@@ -136,6 +141,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             args.validate(kind)?;
             Checked::Kill(args)
         }
+        Command::Alb(args) => Checked::Alb(args.validate(&cli.global.project)?),
         // These reach the instances through `cloud::fleet`, whatever the provider; a bench with
         // `--no-fleet` loads no settings at all.
         Command::Stats(args) => {
@@ -161,6 +167,7 @@ async fn execute(cloud: &impl Cloud, settings: &Settings, command: Checked) -> R
         Checked::Launch(request) => launch::run(cloud, settings, *request).await,
         Checked::Ls(args) => ls::run(cloud, settings, &args).await,
         Checked::Kill(args) => kill::run(cloud, settings, &args).await,
+        Checked::Alb(command) => alb::run(settings, command).await,
     }
 }
 

@@ -23,12 +23,12 @@ pub enum CloudError {
     },
     /// Credentials were found but AWS rejected them.
     #[error(
-        "AWS rejected the credentials while calling ec2:{action} ({code}: {message}). They are \
+        "AWS rejected the credentials while calling {action} ({code}: {message}). They are \
          wrong or expired: refresh them (`aws sso login`, new access keys) or pick another \
          --profile"
     )]
     BadCredentials {
-        /// The EC2 action.
+        /// The IAM action (`ec2:RunInstances`).
         action: &'static str,
         /// The error code.
         code: String,
@@ -37,27 +37,27 @@ pub enum CloudError {
     },
     /// The identity lacks an IAM permission.
     #[error(
-        "not authorized to call ec2:{action}{tagging} (UnauthorizedOperation). Grant {actions} to \
+        "not authorized to call {action}{tagging} (UnauthorizedOperation). Grant {actions} to \
          your IAM identity; the minimal policy for every elb command is in {POLICY_DOC}",
         tagging = if creates_tags(.action) { " with tags" } else { "" },
         actions = if creates_tags(.action) {
-            format!("ec2:{action} and ec2:CreateTags (needed to tag at creation)")
+            format!("{action} and ec2:CreateTags (needed to tag at creation)")
         } else {
-            format!("ec2:{action}")
+            action.to_string()
         }
     )]
     Unauthorized {
-        /// The EC2 action that was refused.
+        /// The IAM action (`ec2:RunInstances`).that was refused.
         action: &'static str,
     },
     /// The instance type cannot be had where it was asked for.
     #[error(
-        "ec2:{action} failed: {code}: {message}. The instance type is not available in that \
+        "{action} failed: {code}: {message}. The instance type is not available in that \
          availability zone right now: try another subnet/AZ with --subnet <subnet-id>, another \
          --type, or retry later"
     )]
     Capacity {
-        /// The EC2 action.
+        /// The IAM action (`ec2:RunInstances`).
         action: &'static str,
         /// `InsufficientInstanceCapacity` or `Unsupported`.
         code: String,
@@ -66,12 +66,12 @@ pub enum CloudError {
     },
     /// An account quota is used up.
     #[error(
-        "ec2:{action} failed: {code}: {message}. An account quota is exhausted: terminate unused \
+        "{action} failed: {code}: {message}. An account quota is exhausted: terminate unused \
          instances (`elb ls`, `elb kill`) or request an increase in the Service Quotas console \
          (EC2 > \"Running On-Demand Standard instances\", which counts vCPUs)"
     )]
     Quota {
-        /// The EC2 action.
+        /// The IAM action (`ec2:RunInstances`).
         action: &'static str,
         /// e.g. `VcpuLimitExceeded`.
         code: String,
@@ -80,22 +80,22 @@ pub enum CloudError {
     },
     /// Throttling outlasted every retry.
     #[error(
-        "ec2:{action} was throttled by AWS ({code}) even after retries: another tool may be \
+        "{action} was throttled by AWS ({code}) even after retries: another tool may be \
          hammering the EC2 API in this account; wait a minute and run the command again"
     )]
     Throttled {
-        /// The EC2 action.
+        /// The IAM action (`ec2:RunInstances`).
         action: &'static str,
         /// `RequestLimitExceeded` or similar.
         code: String,
     },
     /// The region is not enabled for this account.
     #[error(
-        "ec2:{action} failed: {code}: {message}. The region is not enabled for this account: \
+        "{action} failed: {code}: {message}. The region is not enabled for this account: \
          enable it in the AWS console (Account > AWS Regions) or pick another --region"
     )]
     RegionNotEnabled {
-        /// The EC2 action.
+        /// The IAM action (`ec2:RunInstances`).
         action: &'static str,
         /// `OptInRequired`.
         code: String,
@@ -103,9 +103,9 @@ pub enum CloudError {
         message: String,
     },
     /// Any other error AWS answered with.
-    #[error("ec2:{action} failed: {code}: {message}{}", hint(.code))]
+    #[error("{action} failed: {code}: {message}{}", hint(.code))]
     Api {
-        /// The EC2 action.
+        /// The IAM action (`ec2:RunInstances`).
         action: &'static str,
         /// The error code.
         code: String,
@@ -211,13 +211,52 @@ pub enum CloudError {
         /// Its state.
         state: String,
     },
+    /// A load balancer or target group with our name exists but is not tagged as ours.
+    #[error(
+        "load balancing resource `{name}` exists in this region but is not tagged \
+         Project={project}, so elb will not touch it: delete or rename it, or use another \
+         --project"
+    )]
+    ForeignLoadBalancer {
+        /// Its name.
+        name: String,
+        /// Our project.
+        project: String,
+    },
+    /// The load balancer ended in the `failed` state.
+    #[error(
+        "load balancer {name} failed to provision: {reason}. Run `elb alb down` and try again, \
+         or check the subnets and security group in the EC2 console"
+    )]
+    LoadBalancerFailed {
+        /// Its name.
+        name: String,
+        /// AWS's reason.
+        reason: String,
+    },
+    /// Something did not reach the wanted state in time.
+    #[error("timed out after {secs}s waiting for {what}; run the command again to go on waiting")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// The deadline, in seconds.
+        secs: u64,
+    },
+    /// An answer lacked what the call must return.
+    #[error("{action} answered without what it must return ({what}); run the command again")]
+    Unexpected {
+        /// The IAM action.
+        action: &'static str,
+        /// What was missing.
+        what: String,
+    },
     /// The request never got an answer (DNS, connection, timeout).
     #[error(
-        "could not reach the EC2 API for ec2:{action}: {detail}. Check the network, the region, \
+        "could not reach the AWS API for {action}: {detail}. Check the network, the region, \
          and --endpoint-url / AWS_ENDPOINT_URL if set"
     )]
     Unreachable {
-        /// The EC2 action.
+        /// The IAM action (`ec2:RunInstances`).
         action: &'static str,
         /// The transport error.
         detail: String,
@@ -256,12 +295,13 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 fn creates_tags(action: &str) -> bool {
     matches!(
         action,
-        "RunInstances" | "CreateSecurityGroup" | "ImportKeyPair"
+        "ec2:RunInstances" | "ec2:CreateSecurityGroup" | "ec2:ImportKeyPair"
     )
 }
 
 impl CloudError {
-    /// Classifies the failure of `action` (an EC2 action name such as `"RunInstances"`).
+    /// Classifies the failure of `action`, an IAM action name such as `"ec2:RunInstances"` or
+    /// `"elasticloadbalancing:CreateLoadBalancer"`.
     pub fn from_sdk<E, R>(action: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -349,11 +389,11 @@ mod tests {
 
     #[test]
     fn unauthorized_names_the_action_the_tagging_permission_and_the_policy() {
-        let msg = map("RunInstances", "UnauthorizedOperation").to_string();
+        let msg = map("ec2:RunInstances", "UnauthorizedOperation").to_string();
         assert!(msg.contains("ec2:RunInstances"), "{msg}");
         assert!(msg.contains("ec2:CreateTags"), "{msg}");
         assert!(msg.contains("README.md"), "{msg}");
-        let msg = map("DescribeInstances", "UnauthorizedOperation").to_string();
+        let msg = map("ec2:DescribeInstances", "UnauthorizedOperation").to_string();
         assert!(
             msg.contains("ec2:DescribeInstances") && !msg.contains("CreateTags"),
             "{msg}"
@@ -363,7 +403,7 @@ mod tests {
     #[test]
     fn capacity_and_unsupported_types_suggest_another_subnet_or_type() {
         for code in ["InsufficientInstanceCapacity", "Unsupported"] {
-            let msg = map("RunInstances", code).to_string();
+            let msg = map("ec2:RunInstances", code).to_string();
             assert!(msg.contains(code) && msg.contains("--subnet") && msg.contains("--type"));
         }
     }
@@ -371,19 +411,19 @@ mod tests {
     #[test]
     fn quota_errors_point_to_service_quotas_but_throttling_is_not_a_quota() {
         for code in ["InstanceLimitExceeded", "VcpuLimitExceeded"] {
-            let err = map("RunInstances", code);
+            let err = map("ec2:RunInstances", code);
             assert!(matches!(err, CloudError::Quota { .. }), "{code}");
             assert!(err.to_string().contains("Service Quotas"));
         }
         assert!(matches!(
-            map("RunInstances", "RequestLimitExceeded"),
+            map("ec2:RunInstances", "RequestLimitExceeded"),
             CloudError::Throttled { .. }
         ));
     }
 
     #[test]
     fn rejected_credentials_say_how_to_refresh_them() {
-        let msg = map("DescribeInstances", "AuthFailure").to_string();
+        let msg = map("ec2:DescribeInstances", "AuthFailure").to_string();
         assert!(
             msg.contains("--profile") && msg.contains("AuthFailure"),
             "{msg}"
@@ -392,17 +432,17 @@ mod tests {
 
     #[test]
     fn codes_about_one_flag_name_that_flag() {
-        assert!(map("RunInstances", "InvalidAMIID.NotFound")
+        assert!(map("ec2:RunInstances", "InvalidAMIID.NotFound")
             .to_string()
             .contains("--ami"));
-        assert!(map("DescribeSubnets", "InvalidSubnetID.NotFound")
+        assert!(map("ec2:DescribeSubnets", "InvalidSubnetID.NotFound")
             .to_string()
             .contains("--subnet"));
     }
 
     #[test]
     fn other_codes_keep_code_and_message() {
-        let err = map("DeleteSecurityGroup", "DependencyViolation");
+        let err = map("ec2:DeleteSecurityGroup", "DependencyViolation");
         assert_eq!(err.code(), Some("DependencyViolation"));
         assert!(err.to_string().contains("aws says no"));
     }

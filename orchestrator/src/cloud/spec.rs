@@ -91,8 +91,10 @@ pub(crate) struct AccessRules {
 }
 
 /// How the kill switch runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct KillOptions {
+    /// Only this cluster's instances; the project's network and load balancers stay.
+    pub cluster: Option<String>,
     /// Plan only: the plan says so, and nothing is deleted.
     pub dry_run: bool,
     /// Keep the security groups and key pairs; terminate instances only (EC2).

@@ -5,6 +5,7 @@
 
 pub mod fixture;
 
+mod alb;
 mod errors;
 mod faults;
 mod interrupt;

@@ -80,16 +80,28 @@ impl Ec2Api {
         }
     }
 
-    /// Calls `action` in `region` and returns the XML body of a 2xx answer.
+    /// Calls EC2's `action` in `region` and returns the XML body of a 2xx answer.
     pub fn call(
         &self,
         region: &str,
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<String, ApiError> {
+        self.call_service(("ec2", "2016-11-15"), region, action, params)
+    }
+
+    /// Calls `action` of a Query-protocol `(service, API version)` (moto routes by the
+    /// service of the credential scope) and returns the XML body of a 2xx answer.
+    pub fn call_service(
+        &self,
+        (service, version): (&str, &str),
+        region: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, ApiError> {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("Action", action)
-            .append_pair("Version", "2016-11-15");
+            .append_pair("Version", version);
         for (k, v) in params {
             form.append_pair(k, v);
         }
@@ -103,7 +115,7 @@ impl Ec2Api {
             .header(
                 "authorization",
                 format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20240101/{region}/ec2/aws4_request, \
+                    "AWS4-HMAC-SHA256 Credential=testing/20240101/{region}/{service}/aws4_request, \
                      SignedHeaders=host, Signature=0"
                 ),
             )
@@ -168,6 +180,34 @@ impl Ec2Api {
                 .collect()
         })
         .unwrap_or_default()
+    }
+
+    /// The default VPC's default subnets in `region` as `(subnet id, zone)`, and the VPC id.
+    pub fn default_subnets(&self, region: &str) -> (String, Vec<(String, String)>) {
+        let params = filter_params(&[("is-default", "true")]);
+        let xml = self.call_ok(region, "DescribeVpcs", &as_refs(&params));
+        let doc = parse(&xml);
+        let vpc = doc
+            .descendants()
+            .find(|n| n.has_tag_name("vpcId"))
+            .and_then(|n| n.text())
+            .expect("moto has a default VPC")
+            .to_owned();
+        let params = filter_params(&[("vpc-id", &vpc), ("default-for-az", "true")]);
+        let xml = self.call_ok(region, "DescribeSubnets", &as_refs(&params));
+        let doc = parse(&xml);
+        let subnets = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("subnetSet"))
+            .flat_map(items)
+            .map(|s| (text(s, "subnetId"), text(s, "availabilityZone")))
+            .collect();
+        (vpc, subnets)
+    }
+
+    /// Deletes a subnet (to leave a region with one zone).
+    pub fn delete_subnet(&self, region: &str, subnet_id: &str) {
+        self.call_ok(region, "DeleteSubnet", &[("SubnetId", subnet_id)]);
     }
 
     /// The security groups in `region` called `name`.
@@ -287,16 +327,16 @@ fn as_refs(params: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn parse(xml: &str) -> Document<'_> {
+pub(super) fn parse(xml: &str) -> Document<'_> {
     Document::parse(xml).unwrap_or_else(|e| panic!("moto answered malformed XML ({e}): {xml}"))
 }
 
-fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+pub(super) fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     node.children().find(|c| c.has_tag_name(name))
 }
 
 /// Text of the direct child `name`, empty when absent.
-fn text(node: Node, name: &str) -> String {
+pub(super) fn text(node: Node, name: &str) -> String {
     child(node, name)
         .and_then(|c| c.text())
         .unwrap_or_default()

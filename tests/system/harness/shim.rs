@@ -28,6 +28,8 @@ pub struct Call {
     pub action: String,
     /// The region of the request's SigV4 credential scope.
     pub region: String,
+    /// The service of the credential scope: `ec2`, `elasticloadbalancing`.
+    pub service: String,
     pub client_token: Option<String>,
 }
 
@@ -104,6 +106,18 @@ struct State {
     /// ClientToken → the RunInstances answer moto gave for it (real EC2's idempotency).
     run_answers: HashMap<String, Bytes>,
     replays: usize,
+    /// What DescribeTargetHealth answers show instead of moto's always-healthy targets.
+    target_health: TargetHealthPlan,
+    target_health_hits: usize,
+}
+
+/// moto reports every registered target `healthy` at once; real ALBs start them `initial` and
+/// fail some. The first `initial_answers` DescribeTargetHealth answers show every target
+/// `initial`; from then on the targets in `unhealthy` are `unhealthy` with a reason.
+#[derive(Debug, Default)]
+struct TargetHealthPlan {
+    initial_answers: usize,
+    unhealthy: Vec<String>,
 }
 
 /// A running shim for one test, on its own loopback port, stopped when dropped.
@@ -197,6 +211,21 @@ impl Shim {
     /// How many RunInstances responses were lost on purpose.
     pub fn dropped(&self) -> usize {
         self.lock().drop_hits
+    }
+
+    /// Makes target health realistic: the next `initial_answers` DescribeTargetHealth answers
+    /// show every target `initial` (registration in progress), later ones show the targets in
+    /// `unhealthy` as `unhealthy` (Target.ResponseCodeMismatch) and the rest as moto says.
+    pub fn target_health(&self, initial_answers: usize, unhealthy: &[String]) {
+        self.lock().target_health = TargetHealthPlan {
+            initial_answers,
+            unhealthy: unhealthy.to_vec(),
+        };
+    }
+
+    /// How many DescribeTargetHealth answers were rewritten.
+    pub fn target_health_hits(&self) -> usize {
+        self.lock().target_health_hits
     }
 
     /// How many RunInstances requests were answered from a known ClientToken, not run again.
@@ -306,7 +335,7 @@ impl Upstream {
             installed.fault.times -= 1;
             installed.hits += 1;
             let status = StatusCode::from_u16(installed.fault.status).expect("a valid HTTP status");
-            return Plan::Answer(xml(status, error_body(&installed.fault.code, &call.action)));
+            return Plan::Answer(xml(status, error_body(&installed.fault.code, call)));
         }
         Plan::Forward
     }
@@ -333,6 +362,15 @@ impl Upstream {
                     state.drops_left -= 1;
                     state.drop_hits += 1;
                     return Err("RunInstances response dropped on purpose");
+                }
+            }
+            if call.action == "DescribeTargetHealth" {
+                let plan = &mut state.target_health;
+                let initial = plan.initial_answers > 0;
+                if let Some(rewritten) = rewrite_target_health(&body, initial, &plan.unhealthy) {
+                    body = rewritten;
+                    plan.initial_answers = plan.initial_answers.saturating_sub(1);
+                    state.target_health_hits += 1;
                 }
             }
             if call.action == "DescribeInstances" && state.pending_left > 0 {
@@ -362,16 +400,19 @@ fn describe(headers: &hyper::HeaderMap, body: &[u8]) -> Call {
             _ => {}
         }
     }
-    let region = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|auth| auth.split("Credential=").nth(1))
-        .and_then(|scope| scope.split('/').nth(2))
-        .unwrap_or_default()
-        .to_string();
+    let scope = |part: usize| {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|auth| auth.split("Credential=").nth(1))
+            .and_then(|scope| scope.split('/').nth(part))
+            .unwrap_or_default()
+            .to_string()
+    };
     Call {
         action,
-        region,
+        region: scope(2),
+        service: scope(3),
         client_token,
     }
 }
@@ -403,13 +444,67 @@ fn running_to_pending(body: &Bytes) -> Option<Bytes> {
     rewritten.then(|| Bytes::from(out))
 }
 
-/// An EC2 error document, as real EC2 sends it.
-fn error_body(code: &str, action: &str) -> Bytes {
-    Bytes::from(format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
-         <Message>{code} injected by the test shim into {action}</Message></Error></Errors>\
-         <RequestID>00000000-0000-4000-8000-000000000000</RequestID></Response>"
-    ))
+/// An error document as the call's service sends it: EC2's `<Response><Errors>`, or the
+/// `<ErrorResponse>` of the other Query services (ELBv2).
+fn error_body(code: &str, call: &Call) -> Bytes {
+    let action = &call.action;
+    let request_id = "00000000-0000-4000-8000-000000000000";
+    Bytes::from(if call.service == "ec2" || call.service.is_empty() {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
+             <Message>{code} injected by the test shim into {action}</Message></Error></Errors>\
+             <RequestID>{request_id}</RequestID></Response>"
+        )
+    } else {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error><Type>Sender</Type>\
+             <Code>{code}</Code><Message>{code} injected by the test shim into {action}</Message>\
+             </Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+    })
+}
+
+/// A DescribeTargetHealth answer with every target `initial` (when `initial`), else with the
+/// targets in `unhealthy` failing their checks; `None` when nothing changed.
+fn rewrite_target_health(body: &Bytes, initial: bool, unhealthy: &[String]) -> Option<Bytes> {
+    const OPEN: &str = "<TargetHealth>";
+    const CLOSE: &str = "</TargetHealth>";
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = String::with_capacity(text.len());
+    let mut rewritten = false;
+    // One `<member>` per target; no list nests inside a TargetHealthDescription.
+    let mut pieces = text.split("<member>");
+    out.push_str(pieces.next()?);
+    for member in pieces {
+        out.push_str("<member>");
+        let id = member
+            .split("<Id>")
+            .nth(1)
+            .and_then(|rest| rest.split("</Id>").next())
+            .unwrap_or_default();
+        let replacement = if initial {
+            Some(
+                "<TargetHealth><State>initial</State><Reason>Elb.RegistrationInProgress</Reason>\
+                  <Description>Target registration is in progress</Description></TargetHealth>",
+            )
+        } else if unhealthy.iter().any(|u| u == id) {
+            Some("<TargetHealth><State>unhealthy</State><Reason>Target.ResponseCodeMismatch</Reason>\
+                  <Description>Health checks failed with these codes: [503]</Description>\
+                  </TargetHealth>")
+        } else {
+            None
+        };
+        match (replacement, member.find(OPEN), member.find(CLOSE)) {
+            (Some(new), Some(start), Some(end)) if start < end => {
+                out.push_str(&member[..start]);
+                out.push_str(new);
+                out.push_str(&member[end + CLOSE.len()..]);
+                rewritten = true;
+            }
+            _ => out.push_str(member),
+        }
+    }
+    rewritten.then(|| Bytes::from(out))
 }
 
 fn xml(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
@@ -431,6 +526,35 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_health_turns_initial_then_unhealthy_for_the_chosen_targets() {
+        let moto = Bytes::from(
+            "<R><TargetHealthDescriptions><member><Target><Id>i-1</Id><Port>8000</Port></Target>\
+             <TargetHealth><State>healthy</State></TargetHealth></member><member><Target>\
+             <Id>i-2</Id></Target><TargetHealth><State>healthy</State></TargetHealth></member>\
+             </TargetHealthDescriptions></R>",
+        );
+        let initial = rewrite_target_health(&moto, true, &[]).unwrap();
+        let initial = std::str::from_utf8(&initial).unwrap();
+        assert_eq!(
+            initial.matches("<State>initial</State>").count(),
+            2,
+            "{initial}"
+        );
+        let later = rewrite_target_health(&moto, false, &["i-2".into()]).unwrap();
+        let later = std::str::from_utf8(&later).unwrap();
+        assert!(
+            later.contains("<Id>i-1</Id></Target><TargetHealth><State>healthy"),
+            "{later}"
+        );
+        assert_eq!(
+            later.matches("<State>unhealthy</State>").count(),
+            1,
+            "{later}"
+        );
+        assert!(rewrite_target_health(&moto, false, &[]).is_none());
+    }
 
     #[test]
     fn only_running_states_become_pending_whatever_the_layout() {

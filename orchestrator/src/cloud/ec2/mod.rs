@@ -5,6 +5,7 @@
 //! (VPC, key pair, security group); instances themselves are here, and `provider.rs` puts it all
 //! behind the [`Cloud`](super::Cloud) trait (launch, list, kill).
 
+pub mod elbv2;
 mod network;
 mod provider;
 
@@ -57,6 +58,8 @@ pub struct RunSpec<'a> {
 #[derive(Debug, Clone)]
 pub struct Ec2 {
     client: Client,
+    /// The same project's ELBv2 resources (the managed ALB), through the same configuration.
+    load_balancing: elbv2::LoadBalancing,
     project: String,
     region: String,
     /// Where the project's SSH key lives (launch imports its public half).
@@ -109,10 +112,16 @@ impl Ec2 {
     pub fn new(sdk: &SdkConfig, region: &str, settings: &Settings) -> Self {
         Self {
             client: Client::new(sdk),
+            load_balancing: elbv2::LoadBalancing::new(sdk, &settings.project),
             project: settings.project.clone(),
             region: region.to_owned(),
             state: settings.state.clone(),
         }
+    }
+
+    /// The project's ELBv2 side.
+    pub fn load_balancing(&self) -> &elbv2::LoadBalancing {
+        &self.load_balancing
     }
 
     fn tags(&self, name: &str, cluster: Option<&str>) -> Vec<Tag> {
@@ -147,7 +156,7 @@ impl Ec2 {
             .instance_types(InstanceType::from(instance_type))
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeInstanceTypes", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeInstanceTypes", e))?;
         let info = out
             .instance_types()
             .first()
@@ -174,7 +183,7 @@ impl Ec2 {
             .filters(filter("name", &[&pattern]))
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeImages", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeImages", e))?;
         let named = out
             .images()
             .iter()
@@ -190,13 +199,13 @@ impl Ec2 {
             .image_ids(image_id)
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeImages", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeImages", e))?;
         out.images()
             .first()
             .and_then(|i| i.architecture())
             .map(|a| a.as_str().to_owned())
             .ok_or_else(|| CloudError::Api {
-                action: "DescribeImages",
+                action: "ec2:DescribeImages",
                 code: "InvalidAMIID.NotFound".into(),
                 message: format!("no image {image_id} in this region"),
             })
@@ -228,7 +237,7 @@ impl Ec2 {
             .set_user_data(spec.user_data.map(aws_smithy_types::base64::encode))
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("RunInstances", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:RunInstances", e))?;
         Ok(out
             .instances()
             .iter()
@@ -258,7 +267,7 @@ impl Ec2 {
                         .map(to_instance),
                 ),
                 Err(e) if is_code(&e, "InvalidInstanceID.NotFound") => return Ok(None),
-                Err(e) => return Err(CloudError::from_sdk("DescribeInstances", e)),
+                Err(e) => return Err(CloudError::from_sdk("ec2:DescribeInstances", e)),
             }
         }
         Ok(Some(instances))
@@ -286,7 +295,7 @@ impl Ec2 {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeInstances", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeInstances", e))?;
         Ok(pages
             .iter()
             .flat_map(|p| p.reservations())
@@ -303,7 +312,7 @@ impl Ec2 {
                 .set_instance_ids(Some(batch.to_vec()))
                 .send()
                 .await
-                .map_err(|e| CloudError::from_sdk("TerminateInstances", e))?;
+                .map_err(|e| CloudError::from_sdk("ec2:TerminateInstances", e))?;
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::primitives::Blob;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup};
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, UserIdGroupPair};
 use tokio::time::Instant;
 
 use super::{filter, is_code, tag_value, Ec2};
@@ -48,7 +48,7 @@ impl Ec2 {
                 .subnet_ids(subnet)
                 .send()
                 .await
-                .map_err(|e| CloudError::from_sdk("DescribeSubnets", e))?;
+                .map_err(|e| CloudError::from_sdk("ec2:DescribeSubnets", e))?;
             out.subnets()
                 .first()
                 .and_then(|s| s.vpc_id())
@@ -60,7 +60,7 @@ impl Ec2 {
                 .filters(filter("is-default", &["true"]))
                 .send()
                 .await
-                .map_err(|e| CloudError::from_sdk("DescribeVpcs", e))?;
+                .map_err(|e| CloudError::from_sdk("ec2:DescribeVpcs", e))?;
             out.vpcs()
                 .first()
                 .and_then(|v| v.vpc_id())
@@ -86,7 +86,7 @@ impl Ec2 {
             .include_public_key(true)
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeKeyPairs", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeKeyPairs", e))?;
         if let Some(existing) = out.key_pairs().first() {
             match existing.public_key() {
                 Some(theirs) if !same_public_key(theirs, public_openssh) => {
@@ -110,7 +110,7 @@ impl Ec2 {
             Ok(_) => tracing::info!(%name, "imported key pair"),
             // Another elb run imported it between our lookup and our import.
             Err(e) if is_code(&e, "InvalidKeyPair.Duplicate") => {}
-            Err(e) => return Err(CloudError::from_sdk("ImportKeyPair", e)),
+            Err(e) => return Err(CloudError::from_sdk("ec2:ImportKeyPair", e)),
         }
         Ok(name)
     }
@@ -127,21 +127,35 @@ impl Ec2 {
             .filters(filter("vpc-id", &[vpc_id]))
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeSecurityGroups", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeSecurityGroups", e))?;
         Ok(out.security_groups().first().cloned())
     }
 
-    /// Finds or creates the project's security group in `vpc_id` and authorizes the `wanted`
-    /// rules it lacks. Existing rules are never revoked.
+    /// Finds or creates the project's agents' security group in `vpc_id` and authorizes the
+    /// `wanted` rules it lacks. Existing rules are never revoked.
     pub async fn ensure_security_group(
         &self,
         vpc_id: &str,
         wanted: &[Rule],
     ) -> Result<GroupOutcome, CloudError> {
         let name = security_group_name(&self.project);
+        self.ensure_group(&name, "elb agents", vpc_id, wanted).await
+    }
+
+    /// Finds or creates the project's security group `name` (for `purpose`, in its
+    /// description) in `vpc_id` and authorizes the `wanted` rules it lacks. A group of that name
+    /// without our `Project` tag is refused, never used.
+    pub async fn ensure_group(
+        &self,
+        name: &str,
+        purpose: &str,
+        vpc_id: &str,
+        wanted: &[Rule],
+    ) -> Result<GroupOutcome, CloudError> {
+        let name = name.to_owned();
         let (group, created) = match self.find_group(&name, vpc_id).await? {
             Some(group) => (group, false),
-            None => (self.create_group(&name, vpc_id).await?, true),
+            None => (self.create_group(&name, purpose, vpc_id).await?, true),
         };
         let id = group.group_id().unwrap_or_default().to_owned();
         if tag_value(group.tags(), "Project") != Some(self.project.as_str()) {
@@ -176,13 +190,18 @@ impl Ec2 {
         })
     }
 
-    async fn create_group(&self, name: &str, vpc_id: &str) -> Result<SecurityGroup, CloudError> {
+    async fn create_group(
+        &self,
+        name: &str,
+        purpose: &str,
+        vpc_id: &str,
+    ) -> Result<SecurityGroup, CloudError> {
         let created = self
             .client
             .create_security_group()
             .group_name(name)
             .description(format!(
-                "elb agents of project {} (managed by elb)",
+                "{purpose} of project {} (managed by elb)",
                 self.project
             ))
             .vpc_id(vpc_id)
@@ -193,7 +212,7 @@ impl Ec2 {
             Ok(_) => tracing::info!(%name, "created security group"),
             // A concurrent run created it first: use theirs.
             Err(e) if is_code(&e, "InvalidGroup.Duplicate") => {}
-            Err(e) => return Err(CloudError::from_sdk("CreateSecurityGroup", e)),
+            Err(e) => return Err(CloudError::from_sdk("ec2:CreateSecurityGroup", e)),
         }
         self.find_group(name, vpc_id)
             .await?
@@ -225,12 +244,89 @@ impl Ec2 {
         match result {
             Ok(_) => tracing::info!(%group_id, %rule, "authorized"),
             Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {}
-            Err(e) => return Err(CloudError::from_sdk("AuthorizeSecurityGroupIngress", e)),
+            Err(e) => return Err(CloudError::from_sdk("ec2:AuthorizeSecurityGroupIngress", e)),
         }
         Ok(())
     }
 
-    /// The project's security groups as `(id, name)`.
+    /// Opens `port` of group `group_id` to members of group `source_id` (a group-to-group rule,
+    /// as an ALB set-up opens the targets to the load balancer). Idempotent.
+    pub async fn allow_from_group(
+        &self,
+        group_id: &str,
+        port: u16,
+        source_id: &str,
+    ) -> Result<(), CloudError> {
+        let result = self
+            .client
+            .authorize_security_group_ingress()
+            .group_id(group_id)
+            .ip_permissions(group_permission(port, source_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => tracing::info!(%group_id, port, %source_id, "authorized group"),
+            Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {}
+            Err(e) => return Err(CloudError::from_sdk("ec2:AuthorizeSecurityGroupIngress", e)),
+        }
+        Ok(())
+    }
+
+    /// Removes the rule [`Ec2::allow_from_group`] made, so that the source group can be deleted.
+    /// A rule that is not there is no error.
+    pub async fn revoke_from_group(
+        &self,
+        group_id: &str,
+        port: u16,
+        source_id: &str,
+    ) -> Result<(), CloudError> {
+        let result = self
+            .client
+            .revoke_security_group_ingress()
+            .group_id(group_id)
+            .ip_permissions(group_permission(port, source_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_code(&e, "InvalidPermission.NotFound") => Ok(()),
+            Err(e) if is_code(&e, "InvalidGroup.NotFound") => Ok(()),
+            Err(e) => Err(CloudError::from_sdk("ec2:RevokeSecurityGroupIngress", e)),
+        }
+    }
+
+    /// The id of the project's group `name` in `vpc_id`, if it exists.
+    pub async fn group_id(&self, name: &str, vpc_id: &str) -> Result<Option<String>, CloudError> {
+        Ok(self
+            .find_group(name, vpc_id)
+            .await?
+            .filter(|g| tag_value(g.tags(), "Project") == Some(self.project.as_str()))
+            .and_then(|g| g.group_id().map(str::to_owned)))
+    }
+
+    /// The default subnets of `vpc_id` as `(subnet id, availability zone)`, one per zone,
+    /// sorted by zone.
+    pub async fn default_subnets(&self, vpc_id: &str) -> Result<Vec<(String, String)>, CloudError> {
+        let out = self
+            .client
+            .describe_subnets()
+            .filters(filter("vpc-id", &[vpc_id]))
+            .filters(filter("default-for-az", &["true"]))
+            .send()
+            .await
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeSubnets", e))?;
+        let mut subnets: Vec<(String, String)> = out
+            .subnets()
+            .iter()
+            .filter_map(|s| Some((s.subnet_id()?.to_owned(), s.availability_zone()?.to_owned())))
+            .collect();
+        subnets.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        subnets.dedup_by(|a, b| a.1 == b.1);
+        Ok(subnets)
+    }
+
+    /// The project's security groups as `(id, name)`, a group that other planned groups' rules
+    /// refer to after them (EC2 refuses to delete a group that another group's rule names).
     pub async fn project_security_groups(&self) -> Result<Vec<(String, String)>, CloudError> {
         let pages = self
             .client
@@ -240,12 +336,25 @@ impl Ec2 {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeSecurityGroups", e))?;
-        Ok(pages
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeSecurityGroups", e))?;
+        let groups: Vec<&SecurityGroup> = pages.iter().flat_map(|p| p.security_groups()).collect();
+        let referenced = |id: &str| {
+            groups.iter().any(|g| {
+                g.ip_permissions()
+                    .iter()
+                    .flat_map(|p| p.user_id_group_pairs())
+                    .any(|pair| pair.group_id() == Some(id))
+            })
+        };
+        let mut listed: Vec<(bool, String, String)> = groups
             .iter()
-            .flat_map(|p| p.security_groups())
-            .filter_map(|g| Some((g.group_id()?.to_owned(), g.group_name()?.to_owned())))
-            .collect())
+            .filter_map(|g| {
+                let id = g.group_id()?;
+                Some((referenced(id), id.to_owned(), g.group_name()?.to_owned()))
+            })
+            .collect();
+        listed.sort_by_key(|(referenced, _, _)| *referenced);
+        Ok(listed.into_iter().map(|(_, id, name)| (id, name)).collect())
     }
 
     /// Names of the project's key pairs.
@@ -256,7 +365,7 @@ impl Ec2 {
             .filters(self.project_filter())
             .send()
             .await
-            .map_err(|e| CloudError::from_sdk("DescribeKeyPairs", e))?;
+            .map_err(|e| CloudError::from_sdk("ec2:DescribeKeyPairs", e))?;
         Ok(out
             .key_pairs()
             .iter()
@@ -292,7 +401,7 @@ impl Ec2 {
                     tokio::time::sleep(backoff.min(deadline - now)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(8));
                 }
-                Err(e) => return Err(CloudError::from_sdk("DeleteSecurityGroup", e)),
+                Err(e) => return Err(CloudError::from_sdk("ec2:DeleteSecurityGroup", e)),
             }
         }
     }
@@ -305,8 +414,23 @@ impl Ec2 {
             .send()
             .await
             .map(drop)
-            .map_err(|e| CloudError::from_sdk("DeleteKeyPair", e))
+            .map_err(|e| CloudError::from_sdk("ec2:DeleteKeyPair", e))
     }
+}
+
+/// TCP `port` from the members of group `source_id`.
+fn group_permission(port: u16, source_id: &str) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(i32::from(port))
+        .to_port(i32::from(port))
+        .user_id_group_pairs(
+            UserIdGroupPair::builder()
+                .group_id(source_id)
+                .description("elb")
+                .build(),
+        )
+        .build()
 }
 
 #[cfg(test)]

@@ -96,7 +96,13 @@ impl Cloud for Ec2 {
     }
 
     async fn kill_plan(&self, options: &KillOptions) -> Result<KillPlan, Error> {
-        let instances = self.project_instances(None, false).await?;
+        let instances = self
+            .project_instances(options.cluster.as_deref(), false)
+            .await?;
+        if options.cluster.is_some() {
+            return Ok(KillPlan::new(&self.region, instances, options.dry_run));
+        }
+        let load_balancing = self.load_balancing().inventory().await?;
         let (security_groups, key_pairs) = if options.keep_network {
             (Vec::new(), Vec::new())
         } else {
@@ -108,17 +114,22 @@ impl Cloud for Ec2 {
             (groups, self.project_key_pairs().await?)
         };
         Ok(KillPlan {
+            load_balancing,
             security_groups,
             key_pairs,
             ..KillPlan::new(&self.region, instances, options.dry_run)
         })
     }
 
-    /// Terminate (in batches), wait until terminated, then delete the security groups and key
-    /// pairs.
+    /// Delete the load balancers (listeners, load balancers, waited for until gone, target
+    /// groups), terminate the instances (in batches) and wait until terminated, then delete the
+    /// security groups and key pairs.
     async fn kill(&self, plan: &KillPlan, options: &KillOptions) -> Result<(), Error> {
         let poll = options.wait;
         let deadline = Instant::now() + poll.timeout;
+        self.load_balancing()
+            .delete(&plan.load_balancing, poll.interval, deadline)
+            .await?;
         if !plan.instances.is_empty() {
             let ids: Vec<String> = plan.instances.iter().map(|i| i.id.clone()).collect();
             self.terminate(&ids).await?;

@@ -271,7 +271,17 @@ impl Cloud for LocalCloud {
     }
 
     async fn kill_plan(&self, options: &KillOptions) -> Result<KillPlan, Error> {
-        let records = self.store.read()?;
+        let records: Vec<Record> = self
+            .store
+            .read()?
+            .into_iter()
+            .filter(|r| {
+                options
+                    .cluster
+                    .as_deref()
+                    .is_none_or(|c| r.tag("Cluster") == c)
+            })
+            .collect();
         let instances = records.iter().map(to_instance).collect();
         Ok(KillPlan {
             cgroups: records

@@ -1,0 +1,551 @@
+//! The managed AWS Application Load Balancer beside elb's own, for comparison: the seed's
+//! `aws_lb.py` as one idempotent command. [`up`] finds what exists by name and tag and
+//! reconciles it (creating only what is missing), [`status`] reads target health as the ALB
+//! reports it, [`down`] removes what `up` made, and [`join`]/[`leave`] keep a cluster's target
+//! group in step with `elb launch` and `elb kill --cluster`.
+//!
+//! What `up` makes, all tagged at creation (`Project`, `ManagedBy`, `Name`, and `Cluster` on
+//! target groups):
+//! - the security group `<project>-alb` (port 80 from the client CIDR), and port 8000 of the
+//!   agents' group `<project>-agents` opened to it (a group-to-group rule);
+//! - the internet-facing load balancer `<project>-alb` in the default VPC's default subnets (one
+//!   per availability zone, at least two);
+//! - one target group `<project>-<cluster>` per cluster the routing names (HTTP:8000, the
+//!   health check, the deregistration delay), every running instance of the cluster registered;
+//! - a listener on port 80 whose default action and rules follow the [`Routing`].
+
+mod report;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use report::{AlbReport, GroupReport, StatusReport};
+
+use crate::cloud::ec2::elbv2::{HealthCheck, Inventory, LoadBalancing, LISTENER_PORT};
+use crate::cloud::ec2::Ec2;
+use crate::cloud::firewall::{Cidr, Rule};
+use crate::cloud::{security_group_name, Instance};
+use crate::progress::Progress;
+use crate::routing::Routing;
+use crate::Error;
+use proto::AGENT_PORT;
+
+/// Longest name ELBv2 accepts for a load balancer or target group.
+const MAX_NAME_LEN: usize = 32;
+
+/// What `elb alb up` asks for.
+#[derive(Debug, Clone)]
+pub struct AlbSpec {
+    /// Which cluster serves which path.
+    pub routing: Routing,
+    /// Who may reach port 80.
+    pub client_cidr: Cidr,
+    /// The target groups' health check.
+    pub health: HealthCheck,
+    /// Seconds a deregistered target keeps draining.
+    pub deregistration_delay: u32,
+    /// How long to wait for the load balancer to be active and its targets healthy (zero: do
+    /// not wait for the targets), and how often to look.
+    pub wait: Duration,
+    /// Time between two looks while waiting.
+    pub poll: Duration,
+}
+
+/// The API clients `alb` works through, for one project.
+pub struct Apis<'a> {
+    /// EC2 (instances, security groups, subnets), with the same project's ELBv2 side.
+    pub ec2: &'a Ec2,
+    /// The project.
+    pub project: &'a str,
+}
+
+impl Apis<'_> {
+    fn elb(&self) -> &LoadBalancing {
+        self.ec2.load_balancing()
+    }
+}
+
+/// The load balancer's name: `<project>-alb`.
+pub fn load_balancer_name(project: &str) -> String {
+    format!("{project}-alb")
+}
+
+/// The ALB's security group name: `<project>-alb`.
+pub fn security_group(project: &str) -> String {
+    format!("{project}-alb")
+}
+
+/// A cluster's target group name: `<project>-<cluster>`.
+pub fn target_group_name(project: &str, cluster: &str) -> String {
+    format!("{project}-{cluster}")
+}
+
+/// Checks, before any call, that every name `up` would give fits ELBv2's rules: at most 32
+/// letters, digits and hyphens, not starting or ending with a hyphen.
+pub fn check_names(project: &str, routing: &Routing) -> Result<(), Error> {
+    let names = std::iter::once(load_balancer_name(project)).chain(
+        routing
+            .clusters()
+            .into_iter()
+            .map(|c| target_group_name(project, c)),
+    );
+    for name in names {
+        let ok = name.len() <= MAX_NAME_LEN
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !ok {
+            return Err(Error::Usage(format!(
+                "`{name}` cannot name an ALB or target group: ELBv2 takes at most \
+                 {MAX_NAME_LEN} letters, digits and hyphens. Use a shorter --project or cluster \
+                 name without `.` or `_`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The project's running instances, by cluster.
+async fn running(apis: &Apis<'_>, cluster: Option<&str>) -> Result<Vec<Instance>, Error> {
+    Ok(apis
+        .ec2
+        .project_instances(cluster, false)
+        .await?
+        .into_iter()
+        .filter(|i| i.state == "running")
+        .collect())
+}
+
+/// Creates or reconciles the ALB of `spec`; returns what exists afterwards. Nothing is created
+/// twice: a second run registers new instances, deregisters gone ones and fixes rules and
+/// attributes.
+pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
+    let instances = running(apis, None).await?;
+    let clusters: BTreeSet<String> = instances.iter().map(|i| i.cluster.clone()).collect();
+    spec.routing.check_clusters(&clusters)?;
+
+    let network = apis.ec2.network(None).await?;
+    let subnets = apis.ec2.default_subnets(&network.vpc_id).await?;
+    if subnets.len() < 2 {
+        return Err(Error::Usage(format!(
+            "an application load balancer needs subnets in at least two availability zones, and \
+             the default VPC {} has default subnets in {}: pick a --region with two or more \
+             zones (or create a default subnet in another zone with `aws ec2 \
+             create-default-subnet --availability-zone <zone>`)",
+            network.vpc_id,
+            match subnets.first() {
+                Some((_, az)) => format!("only {az}"),
+                None => "none".to_owned(),
+            }
+        )));
+    }
+
+    let group = apis
+        .ec2
+        .ensure_group(
+            &security_group(apis.project),
+            "elb's managed ALB",
+            &network.vpc_id,
+            &[Rule {
+                port: LISTENER_PORT,
+                cidr: spec.client_cidr.to_string(),
+            }],
+        )
+        .await?;
+    let agents = apis
+        .ec2
+        .group_id(&security_group_name(apis.project), &network.vpc_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "the agents' security group {} is missing although instances run: relaunch \
+                 them with `elb launch` (which creates it)",
+                security_group_name(apis.project)
+            ))
+        })?;
+    apis.ec2
+        .allow_from_group(&agents, AGENT_PORT, &group.id)
+        .await?;
+
+    let name = load_balancer_name(apis.project);
+    let lb = match apis.elb().find_load_balancer(&name).await? {
+        Some(lb) => {
+            eprintln!("load balancer {name}: exists ({})", lb.state);
+            lb
+        }
+        None => {
+            let subnet_ids: Vec<String> = subnets.iter().map(|(id, _)| id.clone()).collect();
+            let lb = apis
+                .elb()
+                .create_load_balancer(&name, &subnet_ids, &group.id)
+                .await?;
+            eprintln!(
+                "load balancer {name}: created in {}",
+                subnets
+                    .iter()
+                    .map(|(_, az)| az.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            lb
+        }
+    };
+    let lb = apis
+        .elb()
+        .wait_active(&lb.arn, spec.poll, spec.wait.max(spec.poll))
+        .await?;
+
+    let mut groups = Vec::new();
+    for cluster in spec.routing.clusters() {
+        let members: Vec<String> = instances
+            .iter()
+            .filter(|i| i.cluster == cluster)
+            .map(|i| i.id.clone())
+            .collect();
+        let arn = ensure_target_group(apis, spec, &network.vpc_id, cluster).await?;
+        sync_targets(apis, &arn, &members).await?;
+        groups.push((cluster.to_owned(), arn));
+    }
+    let arn_of = |cluster: &str| {
+        groups
+            .iter()
+            .find(|(c, _)| c == cluster)
+            .map(|(_, arn)| arn.clone())
+            .unwrap_or_default()
+    };
+    ensure_listener(apis, &lb.arn, &spec.routing, &arn_of).await?;
+
+    let health = if spec.wait.is_zero() {
+        None
+    } else {
+        Some(wait_healthy(apis, &groups, spec).await?)
+    };
+    Ok(AlbReport::new(lb, &spec.routing, &groups, health))
+}
+
+/// Finds or creates `cluster`'s target group and sets its health check and deregistration
+/// delay to the spec's where they differ. Returns its ARN.
+async fn ensure_target_group(
+    apis: &Apis<'_>,
+    spec: &AlbSpec,
+    vpc_id: &str,
+    cluster: &str,
+) -> Result<String, Error> {
+    let name = target_group_name(apis.project, cluster);
+    let arn = match apis.elb().find_target_group(&name).await? {
+        Some(group) => {
+            if group.health != spec.health {
+                apis.elb()
+                    .modify_health_check(&group.arn, &spec.health)
+                    .await?;
+                eprintln!("target group {name}: health check updated");
+            }
+            group.arn
+        }
+        None => {
+            let arn = apis
+                .elb()
+                .create_target_group(&name, cluster, vpc_id, AGENT_PORT, &spec.health)
+                .await?;
+            eprintln!("target group {name}: created");
+            arn
+        }
+    };
+    if apis.elb().deregistration_delay(&arn).await? != Some(spec.deregistration_delay) {
+        apis.elb()
+            .set_deregistration_delay(&arn, spec.deregistration_delay)
+            .await?;
+    }
+    Ok(arn)
+}
+
+/// Registers the `members` a group lacks and deregisters the targets that are no longer
+/// members (they drain). Returns how many were registered and deregistered.
+async fn sync_targets(
+    apis: &Apis<'_>,
+    arn: &str,
+    members: &[String],
+) -> Result<(usize, usize), Error> {
+    let registered: Vec<String> = apis
+        .elb()
+        .target_health(arn)
+        .await?
+        .into_iter()
+        .filter(|t| t.state != "draining")
+        .map(|t| t.id)
+        .collect();
+    let missing: Vec<String> = members
+        .iter()
+        .filter(|id| !registered.contains(id))
+        .cloned()
+        .collect();
+    let gone: Vec<String> = registered
+        .iter()
+        .filter(|id| !members.contains(id))
+        .cloned()
+        .collect();
+    apis.elb().register(arn, &missing, AGENT_PORT).await?;
+    apis.elb().deregister(arn, &gone, AGENT_PORT).await?;
+    if !missing.is_empty() || !gone.is_empty() {
+        eprintln!(
+            "targets: {} registered, {} deregistered",
+            missing.len(),
+            gone.len()
+        );
+    }
+    Ok((missing.len(), gone.len()))
+}
+
+/// Makes the port-80 listener forward as `routing` says: the default action to the default
+/// cluster's group, one rule per path rule at its priority; rules not in the routing go.
+async fn ensure_listener(
+    apis: &Apis<'_>,
+    lb_arn: &str,
+    routing: &Routing,
+    arn_of: &dyn Fn(&str) -> String,
+) -> Result<(), Error> {
+    let default_arn = arn_of(&routing.default);
+    let listener = apis
+        .elb()
+        .listeners(lb_arn)
+        .await?
+        .into_iter()
+        .find(|l| l.port == LISTENER_PORT);
+    let name = load_balancer_name(apis.project);
+    let listener_arn = match listener {
+        Some(l) => {
+            if l.default_target_group_arn.as_deref() != Some(default_arn.as_str()) {
+                apis.elb().set_default_action(&l.arn, &default_arn).await?;
+                eprintln!("listener :{LISTENER_PORT}: default now {}", routing.default);
+            }
+            l.arn
+        }
+        None => {
+            let arn = apis
+                .elb()
+                .create_listener(lb_arn, &name, &default_arn)
+                .await?;
+            eprintln!(
+                "listener :{LISTENER_PORT}: created, default {}",
+                routing.default
+            );
+            arn
+        }
+    };
+    let existing = apis.elb().rules(&listener_arn).await?;
+    for rule in &existing {
+        if !routing.rules.iter().any(|r| r.priority == rule.priority) {
+            apis.elb().delete_rule(&rule.arn).await?;
+            eprintln!("rule {}: removed", rule.priority);
+        }
+    }
+    for want in &routing.rules {
+        let target = arn_of(&want.cluster);
+        match existing.iter().find(|r| r.priority == want.priority) {
+            Some(have)
+                if have.patterns == [want.pattern.clone()]
+                    && have.target_group_arn.as_deref() == Some(target.as_str()) => {}
+            Some(have) => {
+                apis.elb()
+                    .modify_rule(&have.arn, &want.pattern, &target)
+                    .await?;
+                eprintln!(
+                    "rule {}: now {} -> {}",
+                    want.priority, want.pattern, want.cluster
+                );
+            }
+            None => {
+                apis.elb()
+                    .create_rule(&listener_arn, want.priority, &want.pattern, &target, &name)
+                    .await?;
+                eprintln!(
+                    "rule {}: {} -> {}",
+                    want.priority, want.pattern, want.cluster
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls every group's target health until all targets are healthy or `spec.wait` is over,
+/// showing progress. Returns the last reading either way: an unhealthy target is reported with
+/// its reason, not waited on forever.
+async fn wait_healthy(
+    apis: &Apis<'_>,
+    groups: &[(String, String)],
+    spec: &AlbSpec,
+) -> Result<Vec<GroupReport>, Error> {
+    let deadline = Instant::now() + spec.wait;
+    let mut progress: Option<Progress> = None;
+    loop {
+        let reading = read_health(apis, groups).await?;
+        let total: usize = reading.iter().map(|g| g.targets.len()).sum();
+        let healthy: usize = reading.iter().map(GroupReport::healthy).sum();
+        progress
+            .get_or_insert_with(|| Progress::new("health checks", "healthy", total))
+            .update(healthy, total);
+        if healthy == total || Instant::now() >= deadline {
+            if let Some(p) = progress.take() {
+                p.finish();
+            }
+            return Ok(reading);
+        }
+        tokio::time::sleep(spec.poll).await;
+    }
+}
+
+async fn read_health(
+    apis: &Apis<'_>,
+    groups: &[(String, String)],
+) -> Result<Vec<GroupReport>, Error> {
+    let mut reports = Vec::with_capacity(groups.len());
+    for (cluster, arn) in groups {
+        reports.push(GroupReport {
+            cluster: cluster.clone(),
+            target_group: target_group_name(apis.project, cluster),
+            targets: apis.elb().target_health(arn).await?,
+        });
+    }
+    Ok(reports)
+}
+
+/// The project's target groups as `(cluster, arn)`, from the tagged inventory.
+fn project_groups(project: &str, inventory: &Inventory) -> Vec<(String, String)> {
+    let prefix = format!("{project}-");
+    inventory
+        .target_groups
+        .iter()
+        .filter_map(|(arn, name)| Some((name.strip_prefix(&prefix)?.to_owned(), arn.clone())))
+        .collect()
+}
+
+/// Every target of every project target group with its health as the ALB reports it.
+pub async fn status(apis: &Apis<'_>) -> Result<StatusReport, Error> {
+    let name = load_balancer_name(apis.project);
+    let lb = apis.elb().find_load_balancer(&name).await?.ok_or_else(|| {
+        Error::Usage(format!(
+            "project {} has no ALB ({name}): `elb alb up` creates it",
+            apis.project
+        ))
+    })?;
+    let inventory = apis.elb().inventory().await?;
+    let groups = project_groups(apis.project, &inventory);
+    Ok(StatusReport {
+        load_balancer: lb,
+        groups: read_health(apis, &groups).await?,
+    })
+}
+
+/// Removes what `up` made, in dependency order: listeners, the load balancer (waiting until it
+/// is gone), the target groups, the agents' rule that names the ALB's group, then that group.
+pub async fn down(apis: &Apis<'_>, timeout: Duration, poll: Duration) -> Result<usize, Error> {
+    let inventory = apis.elb().inventory().await?;
+    let deadline = Instant::now() + timeout;
+    let removed = apis.elb().delete(&inventory, poll, deadline).await?;
+    let network = apis.ec2.network(None).await?;
+    let mut groups = 0;
+    if let Some(alb_group) = apis
+        .ec2
+        .group_id(&security_group(apis.project), &network.vpc_id)
+        .await?
+    {
+        if let Some(agents) = apis
+            .ec2
+            .group_id(&security_group_name(apis.project), &network.vpc_id)
+            .await?
+        {
+            apis.ec2
+                .revoke_from_group(&agents, AGENT_PORT, &alb_group)
+                .await?;
+        }
+        apis.ec2.delete_security_group(&alb_group, deadline).await?;
+        eprintln!(
+            "deleted security group {alb_group} ({})",
+            security_group(apis.project)
+        );
+        groups = 1;
+    }
+    Ok(removed + groups)
+}
+
+/// After `elb launch` of `cluster`: registers `instances` in the cluster's target group when
+/// the project has an ALB with one. Returns how many were registered.
+pub async fn join(apis: &Apis<'_>, cluster: &str, instances: &[Instance]) -> Result<usize, Error> {
+    let Some(group) = cluster_group(apis, cluster).await? else {
+        return Ok(0);
+    };
+    let members: Vec<String> = running(apis, Some(cluster))
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .chain(instances.iter().map(|i| i.id.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (added, _) = sync_targets(apis, &group, &members).await?;
+    Ok(added)
+}
+
+/// Before `elb kill --cluster`: deregisters `instances` from the cluster's target group when the
+/// project has an ALB with one, so they drain instead of failing checks. Returns how many.
+pub async fn leave(apis: &Apis<'_>, cluster: &str, instances: &[Instance]) -> Result<usize, Error> {
+    let Some(group) = cluster_group(apis, cluster).await? else {
+        return Ok(0);
+    };
+    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    apis.elb().deregister(&group, &ids, AGENT_PORT).await?;
+    if !ids.is_empty() {
+        eprintln!("ALB: {} target(s) of {cluster} deregistered", ids.len());
+    }
+    Ok(ids.len())
+}
+
+/// The cluster's target group when the project has an ALB.
+async fn cluster_group(apis: &Apis<'_>, cluster: &str) -> Result<Option<String>, Error> {
+    if apis
+        .elb()
+        .find_load_balancer(&load_balancer_name(apis.project))
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    Ok(apis
+        .elb()
+        .find_target_group(&target_group_name(apis.project, cluster))
+        .await?
+        .map(|g| g.arn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_elbv2_refuses_are_caught_before_any_call() {
+        assert!(check_names("elb-from-scratch", &Routing::seed()).is_ok());
+        let err = check_names("my_project", &Routing::seed()).unwrap_err();
+        assert!(err.to_string().contains("my_project-alb"), "{err}");
+        let long = "p".repeat(25);
+        let err = check_names(&long, &Routing::seed()).unwrap_err();
+        assert!(err.to_string().contains("32"), "{err}");
+    }
+
+    #[test]
+    fn project_groups_are_named_after_their_cluster() {
+        let inventory = Inventory {
+            target_groups: vec![
+                ("arn:1".into(), "p-cluster1".into()),
+                ("arn:2".into(), "other".into()),
+            ],
+            ..Inventory::default()
+        };
+        assert_eq!(
+            project_groups("p", &inventory),
+            [("cluster1".to_owned(), "arn:1".to_owned())]
+        );
+    }
+}

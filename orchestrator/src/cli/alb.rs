@@ -1,0 +1,211 @@
+//! `elb alb up|status|down`: the managed AWS ALB beside elb's own balancer (EC2 only).
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::alb::{self, AlbSpec, Apis};
+use crate::cloud::ec2::elbv2::HealthCheck;
+use crate::cloud::ec2::Ec2;
+use crate::cloud::firewall::Cidr;
+use crate::config::{Provider, Settings};
+use crate::routing::Routing;
+use crate::Error;
+
+/// The `alb` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlbCommand {
+    /// Create the ALB, or reconcile the one that exists, and wait until its targets are healthy.
+    Up(UpArgs),
+    /// Each target's health as the ALB reports it (state, reason, description).
+    Status,
+    /// Remove the ALB, its listener, rules and target groups, and its security group.
+    Down(DownArgs),
+}
+
+/// Flags of `elb alb`.
+#[derive(Debug, Args)]
+pub struct AlbArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AlbCommand,
+}
+
+/// The routing flags shared by `elb alb up` and `elb balance up`.
+#[derive(Debug, Clone, Args)]
+pub struct RoutingArgs {
+    /// A path rule PATTERN=CLUSTER, ALB `path-pattern` syntax (`*`, `?`, case-sensitive);
+    /// repeatable, priorities 10, 20, ... in the order given. Default: the seed's rules,
+    /// /cluster1* -> cluster1, /cluster2* -> cluster2.
+    #[arg(long = "rule", value_name = "PATTERN=CLUSTER")]
+    pub rules: Vec<String>,
+    /// The cluster that serves requests no rule matches (default: cluster1, or the first
+    /// rule's cluster).
+    #[arg(long = "default", value_name = "CLUSTER")]
+    pub default: Option<String>,
+}
+
+impl RoutingArgs {
+    /// The routing these flags give, checked.
+    pub(crate) fn routing(&self) -> Result<Routing, Error> {
+        Routing::from_flags(&self.rules, self.default.as_deref())
+    }
+}
+
+/// Flags of `elb alb up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Who may reach the ALB's port 80.
+    #[arg(long, default_value = "0.0.0.0/0", value_parser = clap::value_parser!(Cidr))]
+    pub client_cidr: Cidr,
+    /// Path the target groups' health check requests.
+    #[arg(long, default_value = "/healthz")]
+    pub health_path: String,
+    /// Seconds between two health checks of a target (ELBv2: 5 to 300).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(5..=300))]
+    pub interval: u32,
+    /// Seconds a health check may take (ELBv2: 2 to 120, below --interval).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=120))]
+    pub health_timeout: u32,
+    /// Passing checks in a row before a target is healthy (2 to 10).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=10))]
+    pub healthy: u32,
+    /// Failing checks in a row before a target is unhealthy (2 to 10).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=10))]
+    pub unhealthy: u32,
+    /// Seconds a deregistered target keeps draining (ELBv2: 0 to 3600; ALB's own default is
+    /// 300, too slow for experiments).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub deregistration_delay: u32,
+    /// Seconds to wait for the load balancer to be active and every target healthy (0: do not
+    /// wait for the targets).
+    #[arg(long, default_value_t = 300)]
+    pub wait: u64,
+    /// Milliseconds between two looks while waiting.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_interval_ms: u64,
+    /// The path rules and the default.
+    #[command(flatten)]
+    pub routing: RoutingArgs,
+}
+
+/// Flags of `elb alb down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Seconds to wait for the load balancer to go and its groups to be free.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Milliseconds between two looks while waiting.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_interval_ms: u64,
+}
+
+impl UpArgs {
+    /// The spec these flags give, checked before any call.
+    fn spec(&self, project: &str) -> Result<AlbSpec, Error> {
+        let routing = self.routing.routing()?;
+        alb::check_names(project, &routing)?;
+        if !self.health_path.starts_with('/') || self.health_path.len() > 1024 {
+            return Err(Error::Usage(format!(
+                "--health-path `{}` must be a path starting with `/` (e.g. /healthz)",
+                self.health_path
+            )));
+        }
+        if self.health_timeout >= self.interval {
+            return Err(Error::Usage(format!(
+                "--health-timeout {} must be below --interval {}: a check must end before the \
+                 next one starts",
+                self.health_timeout, self.interval
+            )));
+        }
+        Ok(AlbSpec {
+            routing,
+            client_cidr: self.client_cidr.clone(),
+            health: HealthCheck {
+                path: self.health_path.clone(),
+                interval_secs: self.interval,
+                timeout_secs: self.health_timeout,
+                healthy: self.healthy,
+                unhealthy: self.unhealthy,
+                matcher: "200".into(),
+            },
+            deregistration_delay: self.deregistration_delay,
+            wait: Duration::from_secs(self.wait),
+            poll: Duration::from_millis(self.poll_interval_ms),
+        })
+    }
+}
+
+/// The EC2 client (with its ELBv2 side) of the settings' project; the ALB exists only on EC2.
+pub(crate) fn client(settings: &Settings) -> Result<Ec2, Error> {
+    match &settings.provider {
+        Provider::Ec2 { region, sdk } => Ok(Ec2::new(sdk, region, settings)),
+        Provider::Local => Err(Error::Usage(
+            "the managed ALB exists only on EC2: drop --local (and ELB_PROVIDER=local); locally, \
+             `elb balance` runs elb's own balancer"
+                .into(),
+        )),
+    }
+}
+
+/// An `alb` command whose flags were checked before the settings load.
+#[derive(Debug)]
+pub(crate) enum Checked {
+    Up(Box<AlbSpec>),
+    Status,
+    Down { timeout: Duration, poll: Duration },
+}
+
+impl AlbArgs {
+    /// Checks everything that can be checked before any call.
+    pub(crate) fn validate(&self, project: &str) -> Result<Checked, Error> {
+        Ok(match &self.command {
+            AlbCommand::Up(up) => Checked::Up(Box::new(up.spec(project)?)),
+            AlbCommand::Status => Checked::Status,
+            AlbCommand::Down(down) => Checked::Down {
+                timeout: Duration::from_secs(down.timeout),
+                poll: Duration::from_millis(down.poll_interval_ms),
+            },
+        })
+    }
+}
+
+/// Runs a checked `elb alb ...`.
+pub(crate) async fn run(settings: &Settings, command: Checked) -> Result<(), Error> {
+    let ec2 = client(settings)?;
+    let apis = Apis {
+        ec2: &ec2,
+        project: &settings.project,
+    };
+    match command {
+        Checked::Up(spec) => {
+            let report = alb::up(&apis, &spec).await?;
+            println!("{}", report.render(settings.output));
+            let unhealthy = report.unhealthy();
+            if unhealthy.is_empty() {
+                return Ok(());
+            }
+            Err(Error::Unhealthy(format!(
+                "the ALB is up but {} target(s) are not healthy after {}s: {}. `elb alb status` \
+                 shows them; check that the agents answer {} on port 8000 (or wait longer with \
+                 --wait)",
+                unhealthy.len(),
+                spec.wait.as_secs(),
+                unhealthy.join("; "),
+                spec.health.path
+            )))
+        }
+        Checked::Status => {
+            println!("{}", alb::status(&apis).await?.render(settings.output));
+            Ok(())
+        }
+        Checked::Down { timeout, poll } => {
+            let removed = alb::down(&apis, timeout, poll).await?;
+            eprintln!(
+                "done: project {} has no ALB left ({removed} resource(s) removed)",
+                settings.project
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! A raw ELBv2 Query API client straight to moto (through [`Ec2Api`]'s transport, same account),
+//! for what the ALB tests check behind `elb`'s back (tags, rules, health checks, targets) and
+//! for the decoys they plant.
+
+use std::collections::BTreeMap;
+
+use roxmltree::Node;
+
+use super::ec2_api::{child, parse, text, ApiError, Ec2Api};
+
+const ELBV2: (&str, &str) = ("elasticloadbalancing", "2015-12-01");
+
+/// ELBv2 of one moto account.
+#[derive(Clone)]
+pub struct ElbApi {
+    api: Ec2Api,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    pub arn: String,
+    pub name: String,
+    pub scheme: String,
+    pub security_groups: Vec<String>,
+    pub zones: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: String,
+    pub port: String,
+    pub protocol: String,
+    pub health_path: String,
+    pub interval: String,
+    pub timeout: String,
+    pub healthy: String,
+    pub unhealthy: String,
+    pub matcher: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerRule {
+    pub priority: String,
+    pub patterns: Vec<String>,
+    pub target_group_arn: String,
+}
+
+fn members<'a, 'i>(node: Node<'a, 'i>) -> impl Iterator<Item = Node<'a, 'i>> {
+    node.children().filter(|n| n.has_tag_name("member"))
+}
+
+fn list<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Vec<Node<'a, 'i>> {
+    child(node, name)
+        .map(|n| members(n).collect())
+        .unwrap_or_default()
+}
+
+impl ElbApi {
+    pub fn new(api: Ec2Api) -> Self {
+        Self { api }
+    }
+
+    /// Calls `action` and returns the XML of a 2xx answer.
+    pub fn call(
+        &self,
+        region: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, ApiError> {
+        self.api.call_service(ELBV2, region, action, params)
+    }
+
+    fn call_ok(&self, region: &str, action: &str, params: &[(&str, &str)]) -> String {
+        self.call(region, action, params)
+            .unwrap_or_else(|e| panic!("{action} in {region} failed: {e:?}"))
+    }
+
+    pub fn load_balancers(&self, region: &str) -> Vec<LoadBalancer> {
+        let xml = self.call_ok(region, "DescribeLoadBalancers", &[]);
+        let doc = parse(&xml);
+        let Some(set) = doc.descendants().find(|n| n.has_tag_name("LoadBalancers")) else {
+            return Vec::new();
+        };
+        members(set)
+            .map(|lb| LoadBalancer {
+                arn: text(lb, "LoadBalancerArn"),
+                name: text(lb, "LoadBalancerName"),
+                scheme: text(lb, "Scheme"),
+                security_groups: list(lb, "SecurityGroups")
+                    .iter()
+                    .filter_map(|n| n.text().map(str::to_owned))
+                    .collect(),
+                zones: list(lb, "AvailabilityZones")
+                    .iter()
+                    .map(|z| text(*z, "ZoneName"))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn target_groups(&self, region: &str) -> Vec<TargetGroup> {
+        let xml = self.call_ok(region, "DescribeTargetGroups", &[]);
+        let doc = parse(&xml);
+        let Some(set) = doc.descendants().find(|n| n.has_tag_name("TargetGroups")) else {
+            return Vec::new();
+        };
+        members(set)
+            .map(|g| TargetGroup {
+                arn: text(g, "TargetGroupArn"),
+                name: text(g, "TargetGroupName"),
+                port: text(g, "Port"),
+                protocol: text(g, "Protocol"),
+                health_path: text(g, "HealthCheckPath"),
+                interval: text(g, "HealthCheckIntervalSeconds"),
+                timeout: text(g, "HealthCheckTimeoutSeconds"),
+                healthy: text(g, "HealthyThresholdCount"),
+                unhealthy: text(g, "UnhealthyThresholdCount"),
+                matcher: child(g, "Matcher")
+                    .map(|m| text(m, "HttpCode"))
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Tags of one resource.
+    pub fn tags(&self, region: &str, arn: &str) -> BTreeMap<String, String> {
+        let xml = self.call_ok(region, "DescribeTags", &[("ResourceArns.member.1", arn)]);
+        let doc = parse(&xml);
+        doc.descendants()
+            .filter(|n| n.has_tag_name("Tags"))
+            .flat_map(members)
+            .map(|t| (text(t, "Key"), text(t, "Value")))
+            .collect()
+    }
+
+    /// The attribute `key` of a target group.
+    pub fn target_group_attribute(&self, region: &str, arn: &str, key: &str) -> Option<String> {
+        let xml = self.call_ok(
+            region,
+            "DescribeTargetGroupAttributes",
+            &[("TargetGroupArn", arn)],
+        );
+        let doc = parse(&xml);
+        doc.descendants()
+            .filter(|n| n.has_tag_name("member"))
+            .find(|m| text(*m, "Key") == key)
+            .map(|m| text(m, "Value"))
+    }
+
+    /// Ids of the targets registered in a group, sorted.
+    pub fn targets(&self, region: &str, arn: &str) -> Vec<String> {
+        let xml = self.call_ok(region, "DescribeTargetHealth", &[("TargetGroupArn", arn)]);
+        let doc = parse(&xml);
+        let mut ids: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("Target"))
+            .map(|t| text(t, "Id"))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// `(listener arn, port, default target group arn)` of a load balancer.
+    pub fn listeners(&self, region: &str, lb_arn: &str) -> Vec<(String, String, String)> {
+        let xml = self.call_ok(region, "DescribeListeners", &[("LoadBalancerArn", lb_arn)]);
+        let doc = parse(&xml);
+        let Some(set) = doc.descendants().find(|n| n.has_tag_name("Listeners")) else {
+            return Vec::new();
+        };
+        members(set)
+            .map(|l| {
+                let default = list(l, "DefaultActions")
+                    .first()
+                    .map(|a| text(*a, "TargetGroupArn"))
+                    .unwrap_or_default();
+                (text(l, "ListenerArn"), text(l, "Port"), default)
+            })
+            .collect()
+    }
+
+    /// A listener's rules other than the default, by priority.
+    pub fn rules(&self, region: &str, listener_arn: &str) -> Vec<ListenerRule> {
+        let xml = self.call_ok(region, "DescribeRules", &[("ListenerArn", listener_arn)]);
+        let doc = parse(&xml);
+        let Some(set) = doc.descendants().find(|n| n.has_tag_name("Rules")) else {
+            return Vec::new();
+        };
+        let mut rules: Vec<ListenerRule> = members(set)
+            .filter(|r| text(*r, "IsDefault") != "true")
+            .map(|r| {
+                let mut patterns: Vec<String> = r
+                    .descendants()
+                    .filter(|n| n.has_tag_name("Values"))
+                    .flat_map(members)
+                    .filter_map(|v| v.text().map(str::to_owned))
+                    .collect();
+                patterns.sort();
+                patterns.dedup();
+                ListenerRule {
+                    priority: text(r, "Priority"),
+                    patterns,
+                    target_group_arn: list(r, "Actions")
+                        .first()
+                        .map(|a| text(*a, "TargetGroupArn"))
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        rules.sort_by_key(|r| r.priority.parse::<u32>().unwrap_or(u32::MAX));
+        rules
+    }
+
+    /// Creates a decoy target group `name` in `vpc_id` with `tags` (possibly none); returns its
+    /// ARN.
+    pub fn create_target_group(
+        &self,
+        region: &str,
+        name: &str,
+        vpc_id: &str,
+        tags: &[(&str, &str)],
+    ) -> String {
+        let mut params: Vec<(String, String)> = vec![
+            ("Name".into(), name.into()),
+            ("Protocol".into(), "HTTP".into()),
+            ("Port".into(), "8000".into()),
+            ("VpcId".into(), vpc_id.into()),
+        ];
+        for (i, (k, v)) in tags.iter().enumerate() {
+            params.push((format!("Tags.member.{}.Key", i + 1), (*k).into()));
+            params.push((format!("Tags.member.{}.Value", i + 1), (*v).into()));
+        }
+        let refs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let xml = self.call_ok(region, "CreateTargetGroup", &refs);
+        let doc = parse(&xml);
+        doc.descendants()
+            .find(|n| n.has_tag_name("TargetGroupArn"))
+            .and_then(|n| n.text())
+            .expect("CreateTargetGroup answers with the ARN")
+            .to_owned()
+    }
+
+    /// Creates a decoy load balancer `name` in `subnets` tagged `Project=<project>`; returns its
+    /// ARN.
+    pub fn create_load_balancer(
+        &self,
+        region: &str,
+        name: &str,
+        subnets: &[String],
+        project: &str,
+    ) -> String {
+        let mut params: Vec<(String, String)> = vec![
+            ("Name".into(), name.into()),
+            ("Tags.member.1.Key".into(), "Project".into()),
+            ("Tags.member.1.Value".into(), project.into()),
+        ];
+        for (i, subnet) in subnets.iter().enumerate() {
+            params.push((format!("Subnets.member.{}", i + 1), subnet.clone()));
+        }
+        let refs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let xml = self.call_ok(region, "CreateLoadBalancer", &refs);
+        let doc = parse(&xml);
+        doc.descendants()
+            .find(|n| n.has_tag_name("LoadBalancerArn"))
+            .and_then(|n| n.text())
+            .expect("CreateLoadBalancer answers with the ARN")
+            .to_owned()
+    }
+}
