@@ -5,6 +5,7 @@
 pub(crate) mod loadgen;
 pub(crate) mod plot;
 pub(crate) mod report;
+pub(crate) mod via;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

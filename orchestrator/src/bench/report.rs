@@ -19,7 +19,8 @@ pub(crate) const SCHEMA: u32 = 1;
 pub(crate) struct Results {
     pub(crate) schema: u32,
     pub(crate) started_at_unix_ms: u64,
-    /// `--target`, when the load went through it rather than to the instances.
+    /// `--target` (or the load balancer of `--via`), when the load went through it rather than
+    /// to the instances.
     pub(crate) target: Option<String>,
     pub(crate) requests_per_cluster: u64,
     pub(crate) concurrency: usize,
@@ -33,6 +34,7 @@ pub(crate) struct Latency {
     pub(crate) p50: f64,
     pub(crate) p90: f64,
     pub(crate) p99: f64,
+    pub(crate) p999: f64,
     pub(crate) max: f64,
 }
 
@@ -103,6 +105,7 @@ fn latency(samples: &[Sample]) -> Latency {
         p50: ms(percentile(&us, 0.50)),
         p90: ms(percentile(&us, 0.90)),
         p99: ms(percentile(&us, 0.99)),
+        p999: ms(percentile(&us, 0.999)),
         max: ms(us.last().copied().unwrap_or(0)),
     }
 }

@@ -4,6 +4,7 @@
 use clap::builder::PossibleValue;
 use clap::ValueEnum;
 
+use crate::bench::via::Via;
 use crate::config::ProviderKind;
 use crate::output::OutputFormat;
 
@@ -37,6 +38,20 @@ impl ValueEnum for ProviderKind {
     }
 }
 
+impl ValueEnum for Via {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Direct, Self::Alb]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::Direct => PossibleValue::new("direct")
+                .help("Straight at the instances, spread by the load generator"),
+            Self::Alb => PossibleValue::new("alb").help("Through the project's managed ALB"),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +61,9 @@ mod tests {
         for format in OutputFormat::value_variants() {
             let name = format.to_possible_value().unwrap();
             assert_eq!(OutputFormat::from_str(name.get_name(), false), Ok(*format));
+        }
+        for via in Via::value_variants() {
+            assert_eq!(via.to_possible_value().unwrap().get_name(), via.name());
         }
         for kind in ProviderKind::value_variants() {
             let name = kind.to_possible_value().unwrap();

@@ -443,6 +443,12 @@ fn bad_input_is_refused_before_anything_is_created() {
     assert_eq!(fx.creations(), before, "nothing was created");
     assert!(fx.elb_api().load_balancers(REGION).is_empty());
 
+    // Without an ALB, a bench through it stops before sending anything.
+    fx.elb
+        .run(&["bench", "--via", "direct,alb", "--requests", "10"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["--via alb", "elb alb up"]);
+
     fx.elb
         .run(&["--local", "alb", "status"])
         .expect_code(2)

@@ -1,0 +1,154 @@
+//! `elb bench --via`: the same load straight at the instances, through the managed ALB or
+//! through elb's own balancer, and the side-by-side comparison of the runs. Which instance
+//! served a request is counted by the agents themselves, so the per-instance shares compare
+//! whatever the path.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use serde::Serialize;
+
+use super::report::{Latency, Results};
+
+/// Where the load goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Via {
+    /// Spread over each cluster's instances by the load generator.
+    Direct,
+    /// Through the project's managed ALB (its DNS name).
+    Alb,
+}
+
+impl Via {
+    /// The name on the command line and in the report.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Alb => "alb",
+        }
+    }
+}
+
+/// One via's runs, summed up per cluster.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ViaRow {
+    pub(crate) via: Via,
+    pub(crate) cluster: String,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) requests_per_sec: f64,
+    pub(crate) latency_ms: Latency,
+    /// Share (0-1) of the cluster's requests each instance's agent counted.
+    pub(crate) shares: Vec<(String, f64)>,
+}
+
+/// The side-by-side report of several vias (`comparison.json`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Comparison {
+    pub(crate) schema: u32,
+    pub(crate) rows: Vec<ViaRow>,
+}
+
+impl Comparison {
+    /// The rows of `runs`, in the order run.
+    pub(crate) fn new(runs: &[(Via, Results)]) -> Self {
+        let rows = runs
+            .iter()
+            .flat_map(|(via, results)| {
+                results.clusters.iter().map(move |c| {
+                    let counted: u64 = c.instances.iter().filter_map(|i| i.agent_counted).sum();
+                    ViaRow {
+                        via: *via,
+                        cluster: c.cluster.clone(),
+                        requests: c.requests,
+                        errors: c.errors,
+                        requests_per_sec: c.requests_per_sec,
+                        latency_ms: c.latency_ms,
+                        shares: c
+                            .instances
+                            .iter()
+                            .map(|i| {
+                                let n = i.agent_counted.unwrap_or(0);
+                                let share = if counted == 0 {
+                                    0.0
+                                } else {
+                                    n as f64 / counted as f64
+                                };
+                                (i.instance.clone(), share)
+                            })
+                            .collect(),
+                    }
+                })
+            })
+            .collect();
+        Self {
+            schema: super::report::SCHEMA,
+            rows,
+        }
+    }
+
+    /// `comparison.json`.
+    pub(crate) fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The table for people: a row per via and cluster.
+    pub(crate) fn table(&self) -> String {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header([
+                "via",
+                "cluster",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "errors",
+                "share per instance (agents' counts)",
+            ]);
+        for r in &self.rows {
+            let l = &r.latency_ms;
+            let shares = r
+                .shares
+                .iter()
+                .map(|(i, s)| format!("{i} {:.0}%", 100.0 * s))
+                .collect::<Vec<_>>()
+                .join(", ");
+            table.add_row([
+                r.via.name().to_owned(),
+                r.cluster.clone(),
+                format!("{:.0}", r.requests_per_sec),
+                format!("{:.2}", l.p50),
+                format!("{:.2}", l.p99),
+                format!("{:.2}", l.p999),
+                r.errors.to_string(),
+                shares,
+            ]);
+        }
+        table.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::report::tests::results;
+
+    #[test]
+    fn each_via_and_cluster_is_a_row_with_the_agents_shares() {
+        let runs = [(Via::Direct, results()), (Via::Alb, results())];
+        let comparison = Comparison::new(&runs);
+        let per_run = results().clusters.len();
+        assert_eq!(comparison.rows.len(), 2 * per_run);
+        assert_eq!(comparison.rows[per_run].via, Via::Alb);
+        for row in &comparison.rows {
+            let total: f64 = row.shares.iter().map(|(_, s)| s).sum();
+            assert!(total == 0.0 || (total - 1.0).abs() < 1e-9, "{row:?}");
+        }
+        let table = comparison.table();
+        assert!(table.contains("direct") && table.contains("alb"), "{table}");
+        let json: serde_json::Value = serde_json::from_str(&comparison.json()).unwrap();
+        assert_eq!(json["rows"][per_run]["via"], "alb");
+    }
+}
