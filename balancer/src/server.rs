@@ -1,0 +1,194 @@
+//! Listeners and client connections: HTTP/1.1 keep-alive, TCP_NODELAY, a bounded head (431
+//! past it), a read timeout (idle keep-alive time included), a connection limit, and a
+//! graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::config;
+use crate::proxy::{self, Origin};
+use crate::shared::Shared;
+use crate::shutdown::{self, Shutdown};
+use crate::{admin, config::Limits};
+
+/// Pending connections the kernel queues per listener.
+const BACKLOG: i32 = 4096;
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// hyper's smallest read buffer.
+const MIN_BUF_BYTES: usize = 8192;
+
+/// Binds `address` with SO_REUSEADDR (a restart does not wait for TIME_WAIT) and a deep
+/// backlog.
+pub(crate) fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// How the server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Every connection finished within the grace period.
+    Drained,
+    /// The grace period ran out with connections still open.
+    GraceExpired,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Role {
+    /// Client traffic, under the connection limit.
+    Proxy,
+    /// `/metrics` and `/status`.
+    Admin,
+}
+
+/// Serves every listener until `stop` resolves; then stops accepting, lets each connection
+/// finish the request in progress, and waits for them for at most `limits.grace_ms`.
+pub(crate) async fn run(
+    listeners: Vec<(TcpListener, Role)>,
+    shared: &'static Shared,
+    limits: &config::Limits,
+    stop: impl Future<Output = ()>,
+) -> Ending {
+    let (trigger, shutdown) = shutdown::flag();
+    // Every connection task holds a sender; `recv` returns `None` once all are gone.
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, role)| {
+            tokio::spawn(accept(
+                listener,
+                role,
+                shared,
+                limits.clone(),
+                Arc::clone(&permits),
+                shutdown.clone(),
+                open_tx.clone(),
+            ))
+        })
+        .collect();
+    stop.await;
+    trigger.raise();
+    for task in accepting {
+        let _ = task.await;
+    }
+    drop(open_tx);
+    match tokio::time::timeout(Duration::from_millis(limits.grace_ms), open_rx.recv()).await {
+        Ok(_) => Ending::Drained,
+        Err(_) => Ending::GraceExpired,
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    role: Role,
+    shared: &'static Shared,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    mut shutdown: Shutdown,
+    open: mpsc::Sender<()>,
+) {
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    loop {
+        // Past the limit, stop accepting: the kernel queues new connections in the backlog.
+        let permit = match role {
+            Role::Proxy => tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
+                () = shutdown.raised() => return,
+            },
+            Role::Admin => None,
+        };
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = shutdown.raised() => return,
+        };
+        let shutdown = shutdown.clone();
+        let open = open.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let counters = &shared.counters;
+            if matches!(role, Role::Proxy) {
+                counters.new_connections.fetch_add(1, Relaxed);
+                counters.active_connections.fetch_add(1, Relaxed);
+            }
+            let origin = Origin {
+                client,
+                listener_port: port,
+            };
+            serve(stream, role, shared, origin, &limits, shutdown).await;
+            if matches!(role, Role::Proxy) {
+                counters.active_connections.fetch_sub(1, Relaxed);
+            }
+            drop(permit);
+            drop(open);
+        });
+    }
+}
+
+/// Serves one connection until the client closes it, its read timeout passes, or the
+/// shutdown ends it after the request in progress.
+async fn serve(
+    stream: TcpStream,
+    role: Role,
+    shared: &'static Shared,
+    origin: Origin,
+    limits: &Limits,
+    mut shutdown: Shutdown,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {e}");
+    }
+    let service = service_fn(move |request| async move {
+        Ok::<_, Infallible>(match role {
+            Role::Proxy => proxy::handle(shared, request, origin).await,
+            Role::Admin => admin::handle(shared, &request),
+        })
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // hyper's timer runs while it waits for a head, idle keep-alive time included.
+        .header_read_timeout(Duration::from_millis(limits.read_timeout_ms))
+        .max_buf_size((2 * limits.max_header_bytes).max(MIN_BUF_BYTES))
+        .max_header_size(limits.max_header_bytes);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.raised() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection from {} ended: {e}", origin.client);
+    }
+}
