@@ -13,7 +13,7 @@ use crate::proxy::{RequestBody, RetryBudget};
 use crate::selection::{with_rng, Select};
 use crate::target::Target;
 
-/// The HTTP client of a group: a keep-alive pool per target address.
+/// The HTTP client of a group on one worker: a keep-alive pool per target address.
 pub(crate) type Pool = Client<HttpConnector, RequestBody>;
 
 /// A target as registered in one group.
@@ -59,7 +59,9 @@ pub(crate) struct Group {
     pub config: TargetGroup,
     pub members: Vec<Member>,
     pub select: Arc<dyn Select>,
-    pub pool: Pool,
+    /// One pool per worker thread, so that a pooled connection is driven by the thread that
+    /// uses it.
+    pub pools: Arc<[Pool]>,
     pub stats: Arc<GroupStats>,
     /// Members that take new requests, with the routing epoch they were computed at.
     eligible: ArcSwap<(u64, Vec<usize>)>,
@@ -73,7 +75,7 @@ impl Group {
         config: TargetGroup,
         members: Vec<Member>,
         select: Arc<dyn Select>,
-        pool: Pool,
+        pools: Arc<[Pool]>,
         stats: Arc<GroupStats>,
         routing_epoch: Arc<AtomicU64>,
     ) -> Self {
@@ -82,7 +84,7 @@ impl Group {
             config,
             members,
             select,
-            pool,
+            pools,
             stats,
             // An epoch no target has: the first request computes the set.
             eligible: ArcSwap::from_pointee((u64::MAX, Vec::new())),
@@ -104,6 +106,11 @@ impl Group {
         let fresh = Arc::new((epoch, fresh));
         self.eligible.store(Arc::clone(&fresh));
         fresh
+    }
+
+    /// The current worker's pool.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pools[crate::worker::index() % self.pools.len()]
     }
 
     /// Whether the group routes to every member because none is healthy.
@@ -156,7 +163,7 @@ pub(crate) mod tests {
             config,
             members,
             Arc::from(build(crate::config::Algorithm::RoundRobin)),
-            pool,
+            Arc::from([pool]),
             Arc::default(),
             epoch,
         )

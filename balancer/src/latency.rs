@@ -4,7 +4,8 @@
 //! once); a sample below pulls it down with weight `1 - exp(-elapsed / DECAY)`, so that a fast
 //! answer is believed slowly. Parameters (tower's and linkerd's defaults):
 //! - [`DECAY`] 10 s: the time constant of the pull-down.
-//! - [`DEFAULT_RTT`] 30 ms: the estimate of a target nothing has measured yet.
+//! - [`DEFAULT_RTT`] 30 ms: the estimate of a target nothing has measured yet; a passing health
+//!   check's time stands in for it, and the first answered request replaces it.
 //!
 //! A failure (connect error, reset, timeout, 5xx) must not make a target look cheap (tower
 //! #871: a target that fails fast attracts traffic): it counts as a peak of at least twice the
@@ -45,10 +46,16 @@ impl PeakEwma {
         Duration::from_nanos(self.estimate as u64)
     }
 
-    /// A request answered (response head received) after `rtt`.
+    /// A request answered (response head received) after `rtt`. The first one replaces the
+    /// default (or a probe's seed) outright: it is the first real measurement.
     pub(crate) fn observe(&mut self, rtt: Duration, now: Instant) {
-        self.measured = true;
-        self.update(nanos(rtt), now);
+        if self.measured {
+            self.update(nanos(rtt), now);
+        } else {
+            self.estimate = nanos(rtt);
+            self.updated = now;
+            self.measured = true;
+        }
     }
 
     /// A request failed after `elapsed`.
@@ -96,8 +103,12 @@ mod tests {
     }
 
     #[test]
-    fn an_unmeasured_target_costs_the_default() {
-        assert_eq!(PeakEwma::new(Instant::now()).estimate(), DEFAULT_RTT);
+    fn an_unmeasured_target_costs_the_default_until_its_first_answer() {
+        let t0 = Instant::now();
+        let mut e = PeakEwma::new(t0);
+        assert_eq!(e.estimate(), DEFAULT_RTT);
+        e.observe(ms(2), t0);
+        assert_eq!(e.estimate(), ms(2));
     }
 
     #[test]

@@ -28,13 +28,16 @@ mod shared;
 mod shutdown;
 mod snapshot;
 mod target;
+mod worker;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use tokio::sync::Semaphore;
 
 use crate::registry::Registry;
 use crate::server::{Ending, Role};
@@ -70,6 +73,8 @@ enum StartError {
     },
     #[error("announcing the addresses: {0}")]
     Announce(std::io::Error),
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
 }
 
 fn main() -> ExitCode {
@@ -85,11 +90,7 @@ fn main() -> ExitCode {
     let outcome = if cli.check {
         check(&cli.config)
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(StartError::Runtime)
-            .and_then(|runtime| runtime.block_on(serve(cli.config)))
+        serve(cli.config)
     };
     match outcome {
         Ok(Ending::Drained) => ExitCode::SUCCESS,
@@ -117,56 +118,103 @@ fn check(path: &std::path::Path) -> Result<Ending, StartError> {
     Ok(Ending::Drained)
 }
 
-async fn serve(path: PathBuf) -> Result<Ending, StartError> {
+/// A runtime for one thread: a worker, or the main thread (worker 0, which also runs the
+/// admin listener, health checks, reloads and signals).
+fn runtime() -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)
+}
+
+fn serve(path: PathBuf) -> Result<Ending, StartError> {
     let loaded = config::load(&path)?;
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let main = runtime()?;
+    // Signal handlers, sockets and health-check tasks belong to the main thread's runtime.
+    let _entered = main.enter();
     let signals = shutdown::Signals::install().map_err(StartError::Signals)?;
     let hangups = reload::install().map_err(StartError::Signals)?;
+
     let bind =
         |address| server::bind(address).map_err(|source| StartError::Bind { address, source });
-    let mut listeners = Vec::new();
+    let mut sockets: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut announcements = Vec::new();
     for listener in &loaded.config.listeners {
-        listeners.push((bind(listener.address)?, Role::Proxy));
+        let first = bind(listener.address)?;
+        // Port 0: the other workers bind the port the first socket got.
+        let bound = first.local_addr().map_err(StartError::Announce)?;
+        announcements.push(format!("listening on {bound}"));
+        sockets[0].push((first, Role::Proxy));
+        for worker in sockets.iter_mut().skip(1) {
+            worker.push((bind(bound)?, Role::Proxy));
+        }
     }
-    listeners.push((bind(loaded.config.admin.address)?, Role::Admin));
+    let admin = bind(loaded.config.admin.address)?;
+    let bound = admin.local_addr().map_err(StartError::Announce)?;
+    announcements.push(format!("admin on {bound}"));
+    sockets[0].push((admin, Role::Admin));
 
-    let registry = Registry::new();
-    // A reload compares its listeners with the configured addresses (port 0 included), not
-    // with the bound ones.
+    let registry = Registry::new(workers);
     let snapshot = registry.build(&loaded, None, 1, unix_ms());
     let shared: &'static Shared = Box::leak(Box::new(Shared::new(snapshot, registry, path)));
-
     let mut out = std::io::stdout().lock();
-    for (listener, role) in &listeners {
-        let address = listener.local_addr().map_err(StartError::Announce)?;
-        match role {
-            Role::Proxy => writeln!(out, "listening on {address}"),
-            Role::Admin => writeln!(out, "admin on {address}"),
-        }
-        .and_then(|()| out.flush())
-        .map_err(StartError::Announce)?;
+    for line in &announcements {
+        writeln!(out, "{line}").map_err(StartError::Announce)?;
     }
+    out.flush().map_err(StartError::Announce)?;
     drop(out);
     tracing::info!(
         version = %shared.snapshot().version,
+        workers,
         "serving {} listeners",
-        listeners.len() - 1
+        loaded.config.listeners.len()
     );
 
-    tokio::spawn(reload::on_sighup(shared, hangups));
-    tokio::spawn(async move {
+    let limits = loaded.config.limits;
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (trigger, stopped) = shutdown::flag();
+    let mut sockets = sockets.into_iter();
+    let own = sockets.next().unwrap_or_default();
+    let mut threads = Vec::with_capacity(workers.saturating_sub(1));
+    for (index, listeners) in sockets.enumerate().map(|(i, l)| (i + 1, l)) {
+        let (limits, permits, stopped) = (limits.clone(), Arc::clone(&permits), stopped.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || {
+                worker::enter(index);
+                runtime()?
+                    .block_on(server::run(listeners, shared, &limits, permits, stopped))
+                    .map_err(StartError::Serve)
+            })
+            .map_err(StartError::Runtime)?;
+        threads.push(thread);
+    }
+
+    main.spawn(reload::on_sighup(shared, hangups));
+    main.spawn(async move {
         let mut tick = tokio::time::interval(REAP_INTERVAL);
         loop {
             tick.tick().await;
             shared.registry.reap();
         }
     });
-    let limits = loaded.config.limits.clone();
-    let stop = async move {
+    let grace = limits.grace_ms;
+    main.spawn(async move {
         let name = signals.recv().await;
-        tracing::info!(
-            "{name}: stopping, in-flight requests get {} ms",
-            limits.grace_ms
-        );
-    };
-    Ok(server::run(listeners, shared, &loaded.config.limits, stop).await)
+        tracing::info!("{name}: stopping, in-flight requests get {grace} ms");
+        trigger.raise();
+    });
+    let mut ending = main
+        .block_on(server::run(own, shared, &limits, permits, stopped))
+        .map_err(StartError::Serve)?;
+    for thread in threads {
+        // A worker that panicked aborts the process (panic = "abort"), so join errors are moot.
+        if let Ok(worker) = thread.join() {
+            if worker? == Ending::GraceExpired {
+                ending = Ending::GraceExpired;
+            }
+        }
+    }
+    Ok(ending)
 }

@@ -46,14 +46,17 @@ pub(crate) struct Registry {
     inner: Mutex<Inner>,
     routing_epoch: Arc<AtomicU64>,
     check_client: active::CheckClient,
+    /// Worker threads, each with its own pool per group.
+    workers: usize,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(workers: usize) -> Self {
         Self {
             inner: Mutex::default(),
             routing_epoch: Arc::default(),
             check_client: active::client(),
+            workers: workers.max(1),
         }
     }
 
@@ -111,18 +114,20 @@ impl Registry {
                 Some(p) if p.config.algorithm == config.algorithm => Arc::clone(&p.select),
                 _ => Arc::from(selection::build(config.algorithm)),
             };
-            let pool = match previous {
+            let pools = match previous {
                 Some(p) if p.config.connect_timeout_ms == config.connect_timeout_ms => {
-                    p.pool.clone()
+                    Arc::clone(&p.pools)
                 }
-                _ => pool(config.connect_timeout()),
+                _ => (0..self.workers)
+                    .map(|_| pool(config.connect_timeout()))
+                    .collect(),
             };
             let stats = Arc::clone(inner.groups.entry(config.name.clone()).or_default());
             groups.push(Group::new(
                 config.clone(),
                 members,
                 select,
-                pool,
+                pools,
                 stats,
                 Arc::clone(&self.routing_epoch),
             ));
@@ -204,7 +209,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_target_that_stays_keeps_its_state_across_a_reload() {
-        let registry = Registry::new();
+        let registry = Registry::new(1);
         let loaded = seed();
         let first = registry.build(&loaded, None, 1, 0);
         first.groups[0].members[0]
@@ -219,7 +224,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_removed_target_drains_until_idle_or_the_deregistration_delay() {
-        let registry = Registry::new();
+        let registry = Registry::new(1);
         let loaded = seed();
         let first = registry.build(&loaded, None, 1, 0);
         let mut smaller = loaded.clone();
@@ -244,7 +249,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_removed_target_goes_at_once() {
-        let registry = Registry::new();
+        let registry = Registry::new(1);
         let loaded = seed();
         let first = registry.build(&loaded, None, 1, 0);
         let mut smaller = loaded.clone();
@@ -258,7 +263,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_target_added_back_while_draining_starts_initial() {
-        let registry = Registry::new();
+        let registry = Registry::new(1);
         let loaded = seed();
         let first = registry.build(&loaded, None, 1, 0);
         let removed = Arc::clone(&first.groups[0].members[1].target);

@@ -3,7 +3,6 @@
 //! graceful drain on shutdown.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::config;
 use crate::proxy::{self, Origin};
 use crate::shared::Shared;
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::Shutdown;
 use crate::{admin, config::Limits};
 
 /// Pending connections the kernel queues per listener.
@@ -29,19 +28,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// hyper's smallest read buffer.
 const MIN_BUF_BYTES: usize = 8192;
 
-/// Binds `address` with SO_REUSEADDR (a restart does not wait for TIME_WAIT) and a deep
-/// backlog.
-pub(crate) fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds `address` with SO_REUSEADDR (a restart does not wait for TIME_WAIT), SO_REUSEPORT
+/// (each worker binds its own socket to the same address and the kernel spreads connections
+/// over them) and a deep backlog. The socket is handed to a worker's runtime with
+/// [`TcpListener::from_std`].
+pub(crate) fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// How the server ended.
@@ -62,42 +64,41 @@ pub(crate) enum Role {
     Admin,
 }
 
-/// Serves every listener until `stop` resolves; then stops accepting, lets each connection
-/// finish the request in progress, and waits for them for at most `limits.grace_ms`.
+/// Serves a worker's listeners until `shutdown` is raised; then stops accepting, lets each
+/// connection finish the request in progress, and waits for them for at most
+/// `limits.grace_ms`. `permits` (one per allowed client connection) is shared by all workers.
 pub(crate) async fn run(
-    listeners: Vec<(TcpListener, Role)>,
+    listeners: Vec<(std::net::TcpListener, Role)>,
     shared: &'static Shared,
     limits: &config::Limits,
-    stop: impl Future<Output = ()>,
-) -> Ending {
-    let (trigger, shutdown) = shutdown::flag();
+    permits: Arc<Semaphore>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<Ending> {
     // Every connection task holds a sender; `recv` returns `None` once all are gone.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let accepting: Vec<_> = listeners
-        .into_iter()
-        .map(|(listener, role)| {
-            tokio::spawn(accept(
-                listener,
-                role,
-                shared,
-                limits.clone(),
-                Arc::clone(&permits),
-                shutdown.clone(),
-                open_tx.clone(),
-            ))
-        })
-        .collect();
-    stop.await;
-    trigger.raise();
+    let mut accepting = Vec::with_capacity(listeners.len());
+    for (listener, role) in listeners {
+        accepting.push(tokio::spawn(accept(
+            TcpListener::from_std(listener)?,
+            role,
+            shared,
+            limits.clone(),
+            Arc::clone(&permits),
+            shutdown.clone(),
+            open_tx.clone(),
+        )));
+    }
+    shutdown.raised().await;
     for task in accepting {
         let _ = task.await;
     }
     drop(open_tx);
-    match tokio::time::timeout(Duration::from_millis(limits.grace_ms), open_rx.recv()).await {
-        Ok(_) => Ending::Drained,
-        Err(_) => Ending::GraceExpired,
-    }
+    Ok(
+        match tokio::time::timeout(Duration::from_millis(limits.grace_ms), open_rx.recv()).await {
+            Ok(_) => Ending::Drained,
+            Err(_) => Ending::GraceExpired,
+        },
+    )
 }
 
 async fn accept(

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use hyper::http::uri::Authority;
 
 use crate::health::{CheckSpec, Health};
 use crate::latency::PeakEwma;
@@ -70,6 +71,8 @@ pub(crate) struct AgentLoad {
 #[derive(Debug)]
 pub(crate) struct Target {
     pub address: SocketAddr,
+    /// `address` as a URI authority, made once rather than on every request.
+    pub authority: Authority,
     in_flight: AtomicU64,
     latency: Mutex<PeakEwma>,
     health: Mutex<Health>,
@@ -91,6 +94,8 @@ impl Target {
     ) -> Self {
         Self {
             address,
+            authority: Authority::try_from(address.to_string())
+                .unwrap_or_else(|_| unreachable!("a socket address is an authority")),
             in_flight: AtomicU64::new(0),
             latency: Mutex::new(PeakEwma::new(Instant::now())),
             health: Mutex::new(Health::default()),

@@ -82,8 +82,9 @@ fn apply(target: &Target, spec: &CheckSpec, check: Check) {
     if before != after.0 {
         tracing::warn!(
             target = %target.address,
-            "{before:?} -> {:?} ({})",
-            after.0,
+            "{} -> {} ({})",
+            before.name(),
+            after.0.name(),
             after.1.code()
         );
     }

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use hyper::http::uri::{self, PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, Uri};
 use tokio::time::Instant;
 
@@ -97,8 +98,8 @@ async fn forward(
     let path = parts
         .uri
         .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let body = RequestBody::new(body);
     let idempotent = is_idempotent(&parts.method);
     let mut tried = Vec::with_capacity(1);
@@ -112,15 +113,18 @@ async fn forward(
         tried.push(chosen);
         let member = &group.members[chosen];
         let target = &member.target;
-        let uri = Uri::try_from(format!("http://{}{path}", target.address))
-            .map_err(|_| Failure::TargetReset)?;
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(target.authority.clone());
+        uri.path_and_query = Some(path.clone());
+        let uri = Uri::from_parts(uri).map_err(|_| Failure::TargetReset)?;
         let mut outgoing = Request::new(body.clone());
         *outgoing.method_mut() = parts.method.clone();
         *outgoing.uri_mut() = uri;
         *outgoing.headers_mut() = parts.headers.clone();
         let in_flight = target.start();
         let started = Instant::now();
-        let sent = tokio::time::timeout(config.response_timeout(), group.pool.request(outgoing));
+        let sent = tokio::time::timeout(config.response_timeout(), group.pool().request(outgoing));
         let (outcome, failure) = match sent.await {
             Ok(Ok(mut response)) => {
                 let elapsed = started.elapsed();
