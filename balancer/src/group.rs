@@ -65,7 +65,9 @@ pub(crate) struct Group {
     pub stats: Arc<GroupStats>,
     /// Members that take new requests, with the routing epoch they were computed at.
     eligible: ArcSwap<(u64, Vec<usize>)>,
-    /// Every member, for fail-open.
+    /// Members not ejected, for fail-open, with their epoch.
+    not_ejected: ArcSwap<(u64, Vec<usize>)>,
+    /// Every member, for fail-open when all are ejected.
     all: Vec<usize>,
     routing_epoch: Arc<AtomicU64>,
 }
@@ -88,6 +90,7 @@ impl Group {
             stats,
             // An epoch no target has: the first request computes the set.
             eligible: ArcSwap::from_pointee((u64::MAX, Vec::new())),
+            not_ejected: ArcSwap::from_pointee((u64::MAX, Vec::new())),
             all,
             routing_epoch,
         }
@@ -95,16 +98,25 @@ impl Group {
 
     /// Members that take new requests: healthy and not ejected.
     pub(crate) fn eligible(&self) -> Arc<(u64, Vec<usize>)> {
+        self.cached(&self.eligible, |health| health.routable())
+    }
+
+    /// The members of `cache` (those `keep` accepts), computed again if routing changed.
+    fn cached(
+        &self,
+        cache: &ArcSwap<(u64, Vec<usize>)>,
+        keep: impl Fn(&crate::health::Health) -> bool,
+    ) -> Arc<(u64, Vec<usize>)> {
         let epoch = self.routing_epoch.load(Relaxed);
-        let cached = self.eligible.load_full();
+        let cached = cache.load_full();
         if cached.0 == epoch {
             return cached;
         }
         let fresh: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.members[i].target.health().routable())
+            .filter(|&i| keep(&self.members[i].target.health()))
             .collect();
         let fresh = Arc::new((epoch, fresh));
-        self.eligible.store(Arc::clone(&fresh));
+        cache.store(Arc::clone(&fresh));
         fresh
     }
 
@@ -123,8 +135,17 @@ impl Group {
     /// Chooses a member for a try of a request that already tried `tried`.
     pub(crate) fn choose(&self, tried: &[usize]) -> Result<usize, NoTarget> {
         let eligible = self.eligible();
+        let not_ejected;
         let pool: &[usize] = match (&eligible.1[..], self.config.when_none_healthy) {
-            ([], WhenNoneHealthy::FailOpen) if !self.members.is_empty() => &self.all,
+            // Fail open to every member, ejected ones last resort (Envoy's panic mode).
+            ([], WhenNoneHealthy::FailOpen) if !self.members.is_empty() => {
+                not_ejected = self.cached(&self.not_ejected, |health| !health.ejected());
+                if not_ejected.1.is_empty() {
+                    &self.all
+                } else {
+                    &not_ejected.1
+                }
+            }
             ([], _) => return Err(NoTarget::NoneHealthy),
             (healthy, _) => healthy,
         };
@@ -194,6 +215,26 @@ pub(crate) mod tests {
             seen[g.choose(&[]).unwrap()] = true;
         }
         assert_eq!(seen, [true; 3]);
+    }
+
+    #[tokio::test]
+    async fn failing_open_skips_ejected_members_unless_all_are() {
+        let g = group(2, WhenNoneHealthy::FailOpen);
+        let eject = |i: usize| {
+            g.members[i].target.update_health(|h| {
+                h.eject(
+                    std::time::Duration::from_secs(30),
+                    tokio::time::Instant::now(),
+                );
+                ((), true)
+            })
+        };
+        eject(0);
+        for _ in 0..10 {
+            assert_eq!(g.choose(&[]), Ok(1));
+        }
+        eject(1);
+        assert!(g.choose(&[]).is_ok());
     }
 
     #[tokio::test]

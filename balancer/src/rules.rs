@@ -133,7 +133,10 @@ impl Router {
     /// The action for a request to `path` (no query) on `host` (the `Host` header or the
     /// absolute URI's authority; port ignored).
     pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Action {
-        let host = host.map(|h| strip_port(h).to_ascii_lowercase());
+        // Lowercased only when some rule looks at the host: most configs route by path alone.
+        let host = host
+            .filter(|_| self.rules.iter().any(|r| r.host.is_some()))
+            .map(|h| strip_port(h).to_ascii_lowercase());
         self.rules
             .iter()
             .find(|rule| {

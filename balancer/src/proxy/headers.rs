@@ -41,6 +41,20 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Port` set as ALB does.
 pub(crate) fn forward_request(headers: &mut HeaderMap, client: IpAddr, listener_port: u16) {
     strip_hop_by_hop(headers);
+    let client = client.to_string();
+    if !headers.contains_key(X_FORWARDED_FOR) {
+        if let Ok(value) = HeaderValue::from_str(&client) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+    } else {
+        append_forwarded_for(headers, client);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(listener_port));
+}
+
+/// Folds every `X-Forwarded-For` line into one and appends `client`.
+fn append_forwarded_for(headers: &mut HeaderMap, client: String) {
     let mut chain: Vec<String> = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
@@ -49,15 +63,13 @@ pub(crate) fn forward_request(headers: &mut HeaderMap, client: IpAddr, listener_
         .filter(|v| !v.is_empty())
         .map(String::from)
         .collect();
-    chain.push(client.to_string());
+    chain.push(client);
     let chain = chain.join(", ");
     // Earlier lines were folded into `chain`.
     headers.remove(X_FORWARDED_FOR);
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(listener_port));
 }
 
 #[cfg(test)]

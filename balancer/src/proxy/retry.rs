@@ -29,10 +29,13 @@ struct Bank {
 }
 
 impl Default for RetryBudget {
+    /// A bank holding one second of the floor, so that a group can retry from its first
+    /// request on.
     fn default() -> Self {
+        let now = Instant::now();
         Self(Mutex::new(Bank {
             tokens: 0,
-            refilled: Instant::now(),
+            refilled: now.checked_sub(Duration::from_secs(1)).unwrap_or(now),
         }))
     }
 }
@@ -113,6 +116,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_floor_allows_a_few_retries_per_second_without_traffic() {
         let budget = RetryBudget::default();
+        assert_eq!(
+            (0..10).filter(|_| budget.withdraw(3)).count(),
+            3,
+            "one second banked"
+        );
         assert!(!budget.withdraw(3));
         tokio::time::advance(Duration::from_secs(1)).await;
         let allowed = (0..10).filter(|_| budget.withdraw(3)).count();
