@@ -48,7 +48,7 @@ const REAP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The HTTP/1.1 load balancer of elb: path rules, target groups, health checks, retries.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "elb-balancer", version)]
 struct Cli {
     /// Validate the config file and exit, without serving.
     #[arg(long)]

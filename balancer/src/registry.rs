@@ -3,26 +3,21 @@
 //! and this registry, so a target that stays keeps its in-flight count, latency estimate,
 //! health and counters; a removed one is drained; an added one starts `initial`.
 
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use crate::config::Loaded;
+use crate::config::{Loaded, TargetGroup};
 use crate::group::{Group, GroupStats, Member, Pool};
 use crate::health::{active, CheckSpec};
 use crate::rules::Router;
 use crate::selection;
 use crate::snapshot::Snapshot;
 use crate::target::Target;
-
-/// How long an idle pooled connection to a target is kept.
-const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// A removed target, finishing its in-flight requests.
 #[derive(Debug, Clone)]
@@ -115,12 +110,13 @@ impl Registry {
                 _ => Arc::from(selection::build(config.algorithm)),
             };
             let pools = match previous {
-                Some(p) if p.config.connect_timeout_ms == config.connect_timeout_ms => {
+                Some(p)
+                    if p.config.connect_timeout_ms == config.connect_timeout_ms
+                        && p.config.idle_timeout_ms == config.idle_timeout_ms =>
+                {
                     Arc::clone(&p.pools)
                 }
-                _ => (0..self.workers)
-                    .map(|_| pool(config.connect_timeout()))
-                    .collect(),
+                _ => (0..self.workers).map(|_| pool(config)).collect(),
             };
             let stats = Arc::clone(inner.groups.entry(config.name.clone()).or_default());
             groups.push(Group::new(
@@ -189,19 +185,21 @@ impl Registry {
     }
 }
 
-/// A new keep-alive pool with `connect_timeout`.
-fn pool(connect_timeout: Duration) -> Pool {
+/// A new keep-alive pool with the group's timeouts.
+fn pool(group: &TargetGroup) -> Pool {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_connect_timeout(Some(group.connect_timeout()));
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
+        .pool_idle_timeout(group.idle_timeout())
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .build(connector)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::config::tests::seed;
     use crate::health::State;

@@ -145,6 +145,12 @@ pub(crate) struct TargetGroup {
     /// gets 504. Default 30000.
     #[serde(default = "TargetGroup::default_response_timeout_ms")]
     pub response_timeout_ms: u64,
+    /// Milliseconds an idle pooled connection to a target is kept. Keep it below the targets'
+    /// own idle timeout (the agent's is 10 s), so that the balancer closes idle connections,
+    /// never the target while a request is on its way (which a non-idempotent request could
+    /// not survive). Default 4000.
+    #[serde(default = "TargetGroup::default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
     /// Milliseconds a removed target stays `draining` (in-flight requests finish, no new ones)
     /// before it is dropped; it goes earlier once idle. Default 10000 (ALB: 300000).
     #[serde(default = "TargetGroup::default_deregistration_delay_ms")]
@@ -173,6 +179,9 @@ impl TargetGroup {
     fn default_deregistration_delay_ms() -> u64 {
         10_000
     }
+    fn default_idle_timeout_ms() -> u64 {
+        4000
+    }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
@@ -180,6 +189,10 @@ impl TargetGroup {
 
     pub(crate) fn response_timeout(&self) -> Duration {
         Duration::from_millis(self.response_timeout_ms)
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
     }
 
     pub(crate) fn deregistration_delay(&self) -> Duration {

@@ -137,6 +137,7 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
         for (field, value) in [
             ("connect_timeout_ms", group.connect_timeout_ms),
             ("response_timeout_ms", group.response_timeout_ms),
+            ("idle_timeout_ms", group.idle_timeout_ms),
             ("health_check.interval_ms", group.health_check.interval_ms),
             ("health_check.timeout_ms", group.health_check.timeout_ms),
         ] {
