@@ -182,11 +182,139 @@ fn is_idempotent(method: &Method) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::registry::Registry;
 
     #[test]
     fn only_rfc_idempotent_methods_are_retried_after_a_reset() {
         assert!(is_idempotent(&Method::GET) && is_idempotent(&Method::PUT));
         assert!(!is_idempotent(&Method::POST) && !is_idempotent(&Method::PATCH));
+    }
+
+    /// A backend answering `<method> <body length>`.
+    async fn backend() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = service_fn(|request: Request<Incoming>| async move {
+                    let method = request.method().clone();
+                    let body = request.into_body().collect().await?.to_bytes();
+                    let answer = format!("{method} {}", body.len());
+                    Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(answer))))
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        address
+    }
+
+    /// An address nothing listens on.
+    fn dead() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    /// A balancer in front of `targets` (one group, checks too rare to matter: it fails open);
+    /// returns its address and state.
+    async fn balancer(targets: &[SocketAddr]) -> (SocketAddr, &'static Shared) {
+        let mut text = String::from(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[default_action]\nforward = \"g\"\n\
+             [[target_groups]]\nname = \"g\"\n[target_groups.health_check]\n\
+             interval_ms = 600000\n",
+        );
+        for t in targets {
+            text.push_str(&format!("[[target_groups.targets]]\naddress = \"{t}\"\n"));
+        }
+        let loaded = crate::config::parse(Path::new("test.toml"), &text).unwrap();
+        let registry = Registry::new(1);
+        let snapshot = registry.build(&loaded, None, 1, 0);
+        let shared: &'static Shared = Box::leak(Box::new(Shared::new(
+            snapshot,
+            registry,
+            "test.toml".into(),
+        )));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, client)) = listener.accept().await {
+                let origin = Origin {
+                    client,
+                    listener_port: address.port(),
+                };
+                let service = service_fn(move |request| async move {
+                    Ok::<_, Infallible>(handle(shared, request, origin).await)
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        (address, shared)
+    }
+
+    async fn send(to: SocketAddr, method: Method, body: &'static str) -> (u16, String) {
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build_http::<Full<Bytes>>();
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{to}/x"))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_post_whose_connection_failed_goes_whole_to_another_target() {
+        let live = backend().await;
+        let (front, shared) = balancer(&[dead(), live]).await;
+        for _ in 0..6 {
+            assert_eq!(
+                send(front, Method::POST, "ten bytes!").await,
+                (200, "POST 10".into())
+            );
+        }
+        let snapshot = shared.snapshot();
+        let group = &snapshot.groups[0];
+        assert!(group.stats.retries.load(Relaxed) >= 1);
+        assert_eq!(group.members[1].target.counters.requests(), 6);
+    }
+
+    #[tokio::test]
+    async fn without_a_reachable_target_the_client_gets_502_naming_the_group() {
+        let (front, shared) = balancer(&[dead(), dead()]).await;
+        let (status, body) = send(front, Method::GET, "").await;
+        assert_eq!(status, 502);
+        let error: proto::BalancerError = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (error.reason.as_str(), error.group.as_deref()),
+            ("connect_failed", Some("g"))
+        );
+        // Both targets were tried, each once.
+        let snapshot = shared.snapshot();
+        for member in &snapshot.groups[0].members {
+            assert_eq!(member.target.counters.connect_errors.load(Relaxed), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_without_targets_answers_503() {
+        let (front, _) = balancer(&[]).await;
+        let (status, body) = send(front, Method::GET, "").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("\"no_target\""), "{body}");
     }
 }
