@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::config;
-use crate::proxy::{self, Origin};
+use crate::proxy::{self, FramingWatch, Origin};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::{admin, config::Limits};
@@ -167,9 +167,13 @@ async fn serve(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {e}");
     }
+    // Raised by the watch when a head carried both Content-Length and Transfer-Encoding.
+    let conflict = Arc::new(AtomicBool::new(false));
+    let stream = FramingWatch::new(stream, Arc::clone(&conflict));
+    let conflict = &*conflict;
     let service = service_fn(move |request| async move {
         Ok::<_, Infallible>(match role {
-            Role::Proxy => proxy::handle(shared, request, origin).await,
+            Role::Proxy => proxy::handle(shared, request, origin, conflict).await,
             Role::Admin => admin::handle(shared, &request),
         })
     });

@@ -8,20 +8,22 @@
 
 mod body;
 mod errors;
+mod framing;
 mod headers;
 mod retry;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use hyper::header::{HOST, TRANSFER_ENCODING};
 use hyper::http::uri::{self, PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, Uri};
 use tokio::time::Instant;
 
 pub(crate) use body::{RequestBody, ResponseBody};
 pub(crate) use errors::Failure;
+pub(crate) use framing::FramingWatch;
 pub(crate) use retry::RetryBudget;
 
 use crate::group::{Group, NoTarget};
@@ -37,13 +39,14 @@ pub(crate) struct Origin {
     pub listener_port: u16,
 }
 
-/// Answers one client request.
+/// Answers one client request; `conflict` is the connection's [`FramingWatch`] flag.
 pub(crate) async fn handle(
     shared: &Shared,
     request: Request<Incoming>,
     origin: Origin,
+    conflict: &AtomicBool,
 ) -> Response<ResponseBody> {
-    if smuggling(&request) {
+    if conflict.swap(false, Relaxed) && request.headers().contains_key(TRANSFER_ENCODING) {
         shared.counters.elb_4xx.fetch_add(1, Relaxed);
         return Failure::BadFraming.answer(None);
     }
@@ -71,14 +74,6 @@ pub(crate) async fn handle(
         counter.fetch_add(1, Relaxed);
     }
     response.unwrap_or_else(|failure| failure.answer(Some(&group.config.name)))
-}
-
-/// Both `Content-Length` and `Transfer-Encoding`, or several `Content-Length`s: a front and a
-/// back end could frame the body differently (request smuggling), so the request is refused.
-fn smuggling(request: &Request<Incoming>) -> bool {
-    let headers = request.headers();
-    let lengths = headers.get_all(CONTENT_LENGTH).iter().count();
-    lengths > 1 || (lengths == 1 && headers.contains_key(TRANSFER_ENCODING))
 }
 
 /// Forwards to a target of `group`, retrying on others where that is safe.
@@ -254,8 +249,10 @@ mod tests {
                     client,
                     listener_port: address.port(),
                 };
-                let service = service_fn(move |request| async move {
-                    Ok::<_, Infallible>(handle(shared, request, origin).await)
+                let conflict = std::sync::Arc::new(AtomicBool::new(false));
+                let service = service_fn(move |request| {
+                    let conflict = std::sync::Arc::clone(&conflict);
+                    async move { Ok::<_, Infallible>(handle(shared, request, origin, &conflict).await) }
                 });
                 tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
             }
