@@ -112,14 +112,6 @@ async fn accept(
 ) {
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
-        // Past the limit, stop accepting: the kernel queues new connections in the backlog.
-        let permit = match role {
-            Role::Proxy => tokio::select! {
-                permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
-                () = shutdown.raised() => return,
-            },
-            Role::Admin => None,
-        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -130,6 +122,17 @@ async fn accept(
                 }
             },
             () = shutdown.raised() => return,
+        };
+        // Past the limit, this worker holds the connection it accepted unserved and accepts no
+        // more until a permit frees: the kernel queues the rest in the backlog. A permit taken
+        // before accepting would instead sit idle in one worker while connections wait in
+        // another worker's SO_REUSEPORT queue.
+        let permit = match role {
+            Role::Proxy => tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
+                () = shutdown.raised() => return,
+            },
+            Role::Admin => None,
         };
         let shutdown = shutdown.clone();
         let open = open.clone();

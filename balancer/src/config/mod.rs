@@ -76,8 +76,8 @@ impl Default for Admin {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Limits {
-    /// Most client connections open at once; past it the balancer stops accepting (the kernel
-    /// queues the rest). Default 10000.
+    /// Most client connections served at once; past it each worker holds the one connection
+    /// it accepted unserved and accepts no more (the kernel queues the rest). Default 10000.
     pub max_connections: usize,
     /// Milliseconds a client has to send a whole request head; a trickled head is cut.
     /// Default 10000.
