@@ -149,10 +149,8 @@ impl Group {
             ([], _) => return Err(NoTarget::NoneHealthy),
             (healthy, _) => healthy,
         };
-        let pick =
-            |candidates: &[usize]| with_rng(|rng| self.select.pick(&self.members, candidates, rng));
         if tried.is_empty() {
-            return Ok(pick(pool));
+            return Ok(self.pick(pool));
         }
         let rest: Vec<usize> = pool
             .iter()
@@ -162,8 +160,31 @@ impl Group {
         if rest.is_empty() {
             Err(NoTarget::AllTried)
         } else {
-            Ok(pick(&rest))
+            Ok(self.pick(&rest))
         }
+    }
+
+    /// The algorithm's choice among `candidates`, with slow start: a target still ramping up
+    /// keeps the choice with probability `time healthy / slow_start`, else the algorithm
+    /// chooses once more among the others. Its share so grows about linearly, whatever the
+    /// algorithm.
+    fn pick(&self, candidates: &[usize]) -> usize {
+        with_rng(|rng| {
+            let first = self.select.pick(&self.members, candidates, rng);
+            let ramp = self.config.slow_start_ms;
+            if ramp == 0 || candidates.len() == 1 {
+                return first;
+            }
+            let Some(since) = self.members[first].target.health().healthy_since() else {
+                return first;
+            };
+            let share = since.elapsed().as_secs_f64() * 1000.0 / ramp as f64;
+            if share >= 1.0 || rng.unit() < share {
+                return first;
+            }
+            let others: Vec<usize> = candidates.iter().copied().filter(|&c| c != first).collect();
+            self.select.pick(&self.members, &others, rng)
+        })
     }
 }
 
@@ -235,6 +256,29 @@ pub(crate) mod tests {
         }
         eject(1);
         assert!(g.choose(&[]).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_ramps_a_newly_healthy_target_up_over_its_time() {
+        let mut g = group(2, WhenNoneHealthy::FailOpen);
+        g.config.slow_start_ms = 10_000;
+        make_healthy(&g, 0);
+        tokio::time::advance(std::time::Duration::from_secs(60)).await;
+        make_healthy(&g, 1);
+        let share = |g: &Group| (0..2000).filter(|_| g.choose(&[]) == Ok(1)).count();
+        assert!(share(&g) < 50, "just healthy: almost nothing");
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        let half = share(&g);
+        assert!(
+            (300..700).contains(&half),
+            "half way: about a quarter (1/2 x 1/2): {half}"
+        );
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        let full = share(&g);
+        assert!(
+            (900..1100).contains(&full),
+            "ramp over: round robin again: {full}"
+        );
     }
 
     #[tokio::test]

@@ -145,6 +145,10 @@ pub(crate) struct TargetGroup {
     /// gets 504. Default 30000.
     #[serde(default = "TargetGroup::default_response_timeout_ms")]
     pub response_timeout_ms: u64,
+    /// Milliseconds over which a target that became healthy ramps up from no share of new
+    /// requests to its full share, as ALB's slow start; 0 turns it off. Default 0.
+    #[serde(default)]
+    pub slow_start_ms: u64,
     /// Milliseconds an idle pooled connection to a target is kept. Keep it below the targets'
     /// own idle timeout (the agent's is 10 s), so that the balancer closes idle connections,
     /// never the target while a request is on its way (which a non-idempotent request could

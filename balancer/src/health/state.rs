@@ -63,6 +63,8 @@ pub(crate) struct Health {
     times_ejected: u32,
     /// When `draining` ends at the latest.
     drain_deadline: Option<Instant>,
+    /// When the target last became healthy (for slow start).
+    healthy_since: Option<Instant>,
 }
 
 impl Default for Health {
@@ -75,6 +77,7 @@ impl Default for Health {
             ejected_until: None,
             times_ejected: 0,
             drain_deadline: None,
+            healthy_since: None,
         }
     }
 }
@@ -123,6 +126,9 @@ impl Health {
                 self.passes = self.passes.saturating_add(1);
                 self.failures = 0;
                 if self.passes >= healthy_threshold {
+                    if self.state != State::Healthy {
+                        self.healthy_since = Some(now);
+                    }
                     self.state = State::Healthy;
                     self.reason = Reason::Passed;
                 } else if self.state == State::Initial {
@@ -160,6 +166,13 @@ impl Health {
         self.state = State::Draining;
         self.reason = Reason::DeregistrationInProgress;
         self.drain_deadline = Some(deadline);
+    }
+
+    /// When the target last became healthy, if it is.
+    pub(crate) fn healthy_since(&self) -> Option<Instant> {
+        (self.state == State::Healthy)
+            .then_some(self.healthy_since)
+            .flatten()
     }
 
     pub(crate) fn drain_deadline(&self) -> Option<Instant> {
