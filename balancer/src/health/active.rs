@@ -77,7 +77,7 @@ fn apply(target: &Target, spec: &CheckSpec, check: Check) {
             spec.unhealthy_threshold,
             Instant::now(),
         );
-        ((before, (health.state(), health.reason())), changed)
+        ((before, (health.state(), health.check_reason())), changed)
     });
     if before != after.0 {
         tracing::warn!(

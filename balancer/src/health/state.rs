@@ -96,6 +96,11 @@ impl Health {
         }
     }
 
+    /// The reason the last checks gave, whatever an ejection says.
+    pub(crate) fn check_reason(&self) -> Reason {
+        self.reason
+    }
+
     pub(crate) fn ejected(&self) -> bool {
         self.ejected_until.is_some()
     }
