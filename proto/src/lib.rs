@@ -7,9 +7,11 @@
 //! change meaning.
 
 mod agent;
+mod balancer;
 mod stats;
 
 pub use agent::{ErrorBody, Health, InstanceAnswer};
+pub use balancer::{BalancerError, BalancerStatus, GroupStatus, TargetState, TargetStatus};
 pub use stats::{
     CpuStats, LatencySummary, LoadAverage, MemoryStats, NetworkStats, ProcessStats, RequestStats,
     StatsSnapshot,

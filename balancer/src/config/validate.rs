@@ -1,0 +1,378 @@
+//! Validation of a parsed config: every error names the file, the field and the fix.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::Config;
+use crate::health::Matcher;
+use crate::rules::{Pattern, MAX_PATTERN_LEN};
+
+/// Why a config was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {field}: {problem}; {fix}")]
+    Invalid {
+        file: String,
+        /// The field's path, e.g. `target_groups[0].targets[1].address`.
+        field: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+/// Checks what serde cannot; returns every target's parsed address, group by group.
+pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr>>, ConfigError> {
+    let invalid = |field: String, problem: String, fix: &str| ConfigError::Invalid {
+        file: file.to_string(),
+        field,
+        problem,
+        fix: fix.to_string(),
+    };
+    if config.listeners.is_empty() {
+        return Err(invalid(
+            "listeners".into(),
+            "no listener".into(),
+            "add a [[listeners]] table with an address, e.g. address = \"0.0.0.0:80\"",
+        ));
+    }
+    let mut bound = HashSet::new();
+    for (i, listener) in config.listeners.iter().enumerate() {
+        if listener.address.port() != 0 && !bound.insert(listener.address) {
+            return Err(invalid(
+                format!("listeners[{i}].address"),
+                format!("{} is listed twice", listener.address),
+                "remove the duplicate listener",
+            ));
+        }
+    }
+    let limits = &config.limits;
+    for (field, value) in [
+        ("max_connections", limits.max_connections as u64),
+        ("read_timeout_ms", limits.read_timeout_ms),
+        ("grace_ms", limits.grace_ms),
+    ] {
+        if value == 0 {
+            return Err(invalid(
+                format!("limits.{field}"),
+                "is 0".into(),
+                "set a positive number or remove the field for the default",
+            ));
+        }
+    }
+    if !(1024..=1024 * 1024).contains(&limits.max_header_bytes) {
+        return Err(invalid(
+            "limits.max_header_bytes".into(),
+            format!("{} is out of range", limits.max_header_bytes),
+            "set a size between 1024 and 1048576 bytes",
+        ));
+    }
+
+    let mut names = HashSet::new();
+    for (g, group) in config.target_groups.iter().enumerate() {
+        if group.name.is_empty() || !names.insert(group.name.as_str()) {
+            return Err(invalid(
+                format!("target_groups[{g}].name"),
+                format!("{:?} is empty or used by another group", group.name),
+                "give every target group its own non-empty name",
+            ));
+        }
+    }
+    let known_group = |field: String, name: &str| {
+        if names.contains(name) {
+            Ok(())
+        } else {
+            Err(invalid(
+                field,
+                format!("no target group is named {name:?}"),
+                "name one of the [[target_groups]] or add that group",
+            ))
+        }
+    };
+
+    let mut priorities = HashSet::new();
+    for (r, rule) in config.rules.iter().enumerate() {
+        if !(1..=50_000).contains(&rule.priority) || !priorities.insert(rule.priority) {
+            return Err(invalid(
+                format!("rules[{r}].priority"),
+                format!(
+                    "{} is out of 1-50000 or used by another rule",
+                    rule.priority
+                ),
+                "give every rule its own priority between 1 and 50000",
+            ));
+        }
+        if let Err(problem) = Pattern::new(&rule.path_pattern) {
+            return Err(invalid(
+                format!("rules[{r}].path_pattern"),
+                problem,
+                "write a path such as /cluster1*, at most 128 characters",
+            ));
+        }
+        if let Some(host) = &rule.host {
+            if host.is_empty() || host.len() > MAX_PATTERN_LEN {
+                return Err(invalid(
+                    format!("rules[{r}].host"),
+                    "is empty or longer than 128 characters".into(),
+                    "write a host such as api.example.com or *.example.com, or remove the field",
+                ));
+            }
+        }
+        known_group(format!("rules[{r}].forward"), &rule.forward)?;
+    }
+    if let Some(name) = &config.default_action.forward {
+        known_group("default_action.forward".into(), name)?;
+    }
+
+    let mut seen = HashSet::new();
+    let mut addresses = Vec::with_capacity(config.target_groups.len());
+    for (g, group) in config.target_groups.iter().enumerate() {
+        let at = |field: &str| format!("target_groups[{g}].{field}");
+        for (field, value) in [
+            ("connect_timeout_ms", group.connect_timeout_ms),
+            ("response_timeout_ms", group.response_timeout_ms),
+            ("idle_timeout_ms", group.idle_timeout_ms),
+            ("health_check.interval_ms", group.health_check.interval_ms),
+            ("health_check.timeout_ms", group.health_check.timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(
+                    at(field),
+                    "is 0".into(),
+                    "set a positive number of milliseconds or remove the field for the default",
+                ));
+            }
+        }
+        let check = &group.health_check;
+        if check.timeout_ms >= check.interval_ms {
+            return Err(invalid(
+                at("health_check.timeout_ms"),
+                format!(
+                    "{} ms is not shorter than the interval ({} ms)",
+                    check.timeout_ms, check.interval_ms
+                ),
+                "make the timeout shorter than health_check.interval_ms",
+            ));
+        }
+        for (field, path) in [("path", &check.path), ("stats_path", &check.stats_path)] {
+            if !path.starts_with('/') || path.parse::<hyper::Uri>().is_err() {
+                return Err(invalid(
+                    at(&format!("health_check.{field}")),
+                    format!("{path:?} is not an absolute path"),
+                    "write a path that starts with /, e.g. /healthz",
+                ));
+            }
+        }
+        for (field, value) in [
+            ("healthy_threshold", check.healthy_threshold),
+            ("unhealthy_threshold", check.unhealthy_threshold),
+        ] {
+            if !(1..=10).contains(&value) {
+                return Err(invalid(
+                    at(&format!("health_check.{field}")),
+                    format!("{value} is out of range"),
+                    "set a count between 1 and 10",
+                ));
+            }
+        }
+        if let Err(problem) = Matcher::parse(&check.matcher) {
+            return Err(invalid(
+                at("health_check.matcher"),
+                problem,
+                "write codes such as 200, 200,202 or 200-299",
+            ));
+        }
+        let outlier = &group.outlier_detection;
+        if outlier.max_ejected_percent > 100 {
+            return Err(invalid(
+                at("outlier_detection.max_ejected_percent"),
+                format!("{} is over 100", outlier.max_ejected_percent),
+                "set a percent between 0 and 100",
+            ));
+        }
+        if outlier.consecutive_failures > 0 && outlier.base_ejection_ms == 0 {
+            return Err(invalid(
+                at("outlier_detection.base_ejection_ms"),
+                "is 0 while ejection is on".into(),
+                "set a positive time, or consecutive_failures = 0 to turn ejection off",
+            ));
+        }
+        let retry = &group.retry;
+        if !(1..=10).contains(&retry.attempts) {
+            return Err(invalid(
+                at("retry.attempts"),
+                format!("{} is out of range", retry.attempts),
+                "set between 1 (no retry) and 10 tries",
+            ));
+        }
+        if retry.budget_percent > 100 {
+            return Err(invalid(
+                at("retry.budget_percent"),
+                format!("{} is over 100", retry.budget_percent),
+                "set a percent between 0 and 100",
+            ));
+        }
+        let mut parsed = Vec::with_capacity(group.targets.len());
+        for (t, target) in group.targets.iter().enumerate() {
+            let field = at(&format!("targets[{t}].address"));
+            let Ok(address) = target.address.parse::<SocketAddr>() else {
+                let fix = if target.address.contains(':') {
+                    "write an IP address and a port, e.g. 10.0.0.5:8000 (host names are not \
+                     resolved)"
+                } else {
+                    "add the port, e.g. 10.0.0.5:8000 (host names are not resolved)"
+                };
+                return Err(invalid(
+                    field,
+                    format!("{:?} is not IP:port", target.address),
+                    fix,
+                ));
+            };
+            if !seen.insert(address) {
+                return Err(invalid(
+                    field,
+                    format!("{address} is listed twice"),
+                    "list each address once, in one group: its state is kept by address",
+                ));
+            }
+            if !(1..=1000).contains(&target.weight) {
+                return Err(invalid(
+                    at(&format!("targets[{t}].weight")),
+                    format!("{} is out of range", target.weight),
+                    "set a weight between 1 and 1000",
+                ));
+            }
+            parsed.push(address);
+        }
+        addresses.push(parsed);
+    }
+    Ok(addresses)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::parse;
+    use crate::config::tests::SEED;
+
+    /// The error for the seed config with `from` replaced by `to`.
+    fn error(from: &str, to: &str) -> String {
+        assert!(SEED.contains(from), "{from}");
+        let text = SEED.replacen(from, to, 1);
+        parse(Path::new("lb.toml"), &text).unwrap_err().to_string()
+    }
+
+    fn assert_names(message: &str, field: &str, fix: &str) {
+        assert!(message.starts_with("lb.toml: "), "{message}");
+        assert!(message.contains(field), "{message} should name {field}");
+        assert!(message.contains(fix), "{message} should say {fix}");
+    }
+
+    #[test]
+    fn a_host_name_target_is_refused_because_nothing_is_resolved() {
+        let e = error("127.0.0.1:8001", "backend.local:8001");
+        assert_names(
+            &e,
+            "target_groups[0].targets[0].address",
+            "host names are not resolved",
+        );
+    }
+
+    #[test]
+    fn a_target_without_a_port_is_told_to_add_one() {
+        let e = error("\"127.0.0.1:8001\"", "\"10.0.0.1\"");
+        assert_names(&e, "target_groups[0].targets[0].address", "add the port");
+    }
+
+    #[test]
+    fn an_address_in_two_places_is_refused() {
+        let e = error("127.0.0.1:8003", "127.0.0.1:8001");
+        assert_names(
+            &e,
+            "target_groups[1].targets[0].address",
+            "list each address once",
+        );
+    }
+
+    #[test]
+    fn a_rule_to_an_unknown_group_is_refused() {
+        let e = error("forward = \"cluster2\"", "forward = \"cluster3\"");
+        assert_names(&e, "rules[1].forward", "name one of the [[target_groups]]");
+    }
+
+    #[test]
+    fn a_default_action_to_an_unknown_group_is_refused() {
+        let e = error(
+            "[default_action]\n        forward = \"cluster1\"",
+            "[default_action]\n        forward = \"nope\"",
+        );
+        assert_names(
+            &e,
+            "default_action.forward",
+            "name one of the [[target_groups]]",
+        );
+    }
+
+    #[test]
+    fn two_rules_with_one_priority_are_refused() {
+        let e = error("priority = 20", "priority = 10");
+        assert_names(&e, "rules[1].priority", "its own priority");
+    }
+
+    #[test]
+    fn a_pattern_longer_than_alb_allows_is_refused() {
+        let long = format!("path_pattern = \"/{}\"", "a".repeat(128));
+        let e = error("path_pattern = \"/cluster1*\"", &long);
+        assert_names(&e, "rules[0].path_pattern", "at most 128 characters");
+    }
+
+    #[test]
+    fn a_health_check_timeout_not_under_the_interval_is_refused() {
+        let e = error(
+            "name = \"cluster1\"",
+            "name = \"cluster1\"\n[target_groups.health_check]\ninterval_ms = 500\ntimeout_ms = 500",
+        );
+        assert_names(
+            &e,
+            "target_groups[0].health_check.timeout_ms",
+            "shorter than",
+        );
+    }
+
+    #[test]
+    fn a_bad_matcher_is_refused() {
+        let e = error(
+            "name = \"cluster1\"",
+            "name = \"cluster1\"\n[target_groups.health_check]\nmatcher = \"2xx\"",
+        );
+        assert_names(&e, "target_groups[0].health_check.matcher", "200-299");
+    }
+
+    #[test]
+    fn zero_attempts_are_refused() {
+        let e = error(
+            "name = \"cluster1\"",
+            "name = \"cluster1\"\n[target_groups.retry]\nattempts = 0",
+        );
+        assert_names(&e, "target_groups[0].retry.attempts", "1 (no retry)");
+    }
+
+    #[test]
+    fn a_duplicate_group_name_is_refused() {
+        let e = error("name = \"cluster2\"", "name = \"cluster1\"");
+        assert_names(&e, "target_groups[1].name", "its own non-empty name");
+    }
+
+    #[test]
+    fn a_config_without_listeners_is_refused() {
+        let e = error("[[listeners]]\n        address = \"127.0.0.1:0\"", "");
+        assert!(e.contains("listeners"), "{e}");
+    }
+}

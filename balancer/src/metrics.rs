@@ -1,0 +1,367 @@
+//! `/metrics`: Prometheus text format 0.0.4, named after ALB's CloudWatch metrics.
+//!
+//! | metric | ALB name | labels |
+//! | --- | --- | --- |
+//! | `elb_request_count_total` | `RequestCount` | group |
+//! | `elb_target_request_count_total` | `HTTPCode_Target_{1..5}XX_Count` | group, target, code_class |
+//! | `elb_target_connection_error_count_total` | `TargetConnectionErrorCount` | group, target |
+//! | `elb_target_reset_count_total` | (none) | group, target |
+//! | `elb_target_timeout_count_total` | (none) | group, target |
+//! | `elb_target_response_time_seconds` | `TargetResponseTime` | group (histogram) |
+//! | `elb_httpcode_elb_count_total` | `HTTPCode_ELB_{4,5}XX_Count` | group, code |
+//! | `elb_healthy_host_count` | `HealthyHostCount` | group |
+//! | `elb_unhealthy_host_count` | `UnHealthyHostCount` | group |
+//! | `elb_target_in_flight` | (none) | group, target |
+//! | `elb_target_latency_estimate_seconds` | (none) | group, target |
+//! | `elb_target_healthy` | (none) | group, target, state |
+//! | `elb_retry_count_total` | (none) | group |
+//! | `elb_retry_over_budget_count_total` | (none) | group |
+//! | `elb_ejection_count_total` | (none) | group, target |
+//! | `elb_active_connection_count` | `ActiveConnectionCount` | |
+//! | `elb_new_connection_count_total` | `NewConnectionCount` | |
+//! | `elb_reload_count_total` | (none) | result (`ok`, `refused`) |
+//! | `elb_config_generation` | (none) | |
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::group::{Group, Member};
+use crate::health::State;
+use crate::shared::Shared;
+
+/// Upper bounds of the response-time buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A fixed-bucket histogram of durations, lock-free.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    /// Non-cumulative counts; the last one is above every bound.
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[bucket].fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Relaxed);
+            let le = BUCKETS.get(i).map_or("+Inf".to_string(), f64::to_string);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// A label value, escaped as the text format requires.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders every metric.
+pub(crate) fn render(shared: &Shared) -> String {
+    let snapshot = shared.snapshot();
+    let draining = shared.registry.draining();
+    let mut out = String::with_capacity(4096);
+    let group_label = |g: &Group| format!("group=\"{}\"", escape(&g.config.name));
+    let target_label = |group: &str, m: &Member| {
+        format!(
+            "group=\"{}\",target=\"{}\",address=\"{}\"",
+            escape(group),
+            escape(&m.id),
+            m.target.address
+        )
+    };
+    // Every member of every group, draining ones included, with its label set.
+    let mut targets: Vec<(String, &Member)> = Vec::new();
+    for g in &snapshot.groups {
+        for m in &g.members {
+            targets.push((target_label(&g.config.name, m), m));
+        }
+    }
+    for d in &draining {
+        targets.push((target_label(&d.group, &d.member), &d.member));
+    }
+
+    let per_group =
+        |out: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&Group) -> u64| {
+            header(out, name, kind, help);
+            for g in &snapshot.groups {
+                let _ = writeln!(out, "{name}{{{}}} {}", group_label(g), value(g));
+            }
+        };
+    per_group(
+        &mut out,
+        "elb_request_count_total",
+        "counter",
+        "Requests routed to the group.",
+        &|g| g.stats.requests.load(Relaxed),
+    );
+    per_group(
+        &mut out,
+        "elb_retry_count_total",
+        "counter",
+        "Retries on another target.",
+        &|g| g.stats.retries.load(Relaxed),
+    );
+    per_group(
+        &mut out,
+        "elb_retry_over_budget_count_total",
+        "counter",
+        "Retries refused because the retry budget was spent.",
+        &|g| g.stats.retries_over_budget.load(Relaxed),
+    );
+    per_group(
+        &mut out,
+        "elb_healthy_host_count",
+        "gauge",
+        "Targets taking new requests.",
+        &|g| g.eligible().1.len() as u64,
+    );
+    per_group(
+        &mut out,
+        "elb_unhealthy_host_count",
+        "gauge",
+        "Registered targets not taking new requests (initial, unhealthy, ejected).",
+        &|g| (g.members.len() - g.eligible().1.len()) as u64,
+    );
+    per_group(
+        &mut out,
+        "elb_failing_open",
+        "gauge",
+        "1 when no target is healthy and the group routes to all.",
+        &|g| u64::from(g.failing_open()),
+    );
+
+    header(
+        &mut out,
+        "elb_httpcode_elb_count_total",
+        "counter",
+        "Answers made by the balancer itself.",
+    );
+    for g in &snapshot.groups {
+        for (code, counter) in [
+            ("502", &g.stats.elb_502),
+            ("503", &g.stats.elb_503),
+            ("504", &g.stats.elb_504),
+        ] {
+            let _ = writeln!(
+                out,
+                "elb_httpcode_elb_count_total{{{},code=\"{code}\"}} {}",
+                group_label(g),
+                counter.load(Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "elb_httpcode_elb_count_total{{group=\"\",code=\"4xx\"}} {}",
+        shared.counters.elb_4xx.load(Relaxed)
+    );
+
+    header(
+        &mut out,
+        "elb_target_response_time_seconds",
+        "histogram",
+        "Time from sending a request to a target to its response head.",
+    );
+    for g in &snapshot.groups {
+        g.stats.response_time.render(
+            &mut out,
+            "elb_target_response_time_seconds",
+            &group_label(g),
+        );
+    }
+
+    header(
+        &mut out,
+        "elb_target_request_count_total",
+        "counter",
+        "Answers from targets by status class.",
+    );
+    for (labels, m) in &targets {
+        for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "elb_target_request_count_total{{{labels},code_class=\"{class}\"}} {}",
+                m.target.counters.by_class[i].load(Relaxed)
+            );
+        }
+    }
+    let per_target = |out: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      value: &dyn Fn(&Member) -> String| {
+        header(out, name, kind, help);
+        for (labels, m) in &targets {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(m));
+        }
+    };
+    per_target(
+        &mut out,
+        "elb_target_connection_error_count_total",
+        "counter",
+        "Connections to the target that could not be made.",
+        &|m| m.target.counters.connect_errors.load(Relaxed).to_string(),
+    );
+    per_target(
+        &mut out,
+        "elb_target_reset_count_total",
+        "counter",
+        "Connections that failed before the response head.",
+        &|m| m.target.counters.resets.load(Relaxed).to_string(),
+    );
+    per_target(
+        &mut out,
+        "elb_target_timeout_count_total",
+        "counter",
+        "Requests without a response head within the response timeout.",
+        &|m| m.target.counters.timeouts.load(Relaxed).to_string(),
+    );
+    per_target(
+        &mut out,
+        "elb_ejection_count_total",
+        "counter",
+        "Passive outlier ejections.",
+        &|m| m.target.counters.ejections.load(Relaxed).to_string(),
+    );
+    per_target(
+        &mut out,
+        "elb_target_in_flight",
+        "gauge",
+        "Requests in flight to the target.",
+        &|m| m.target.in_flight().to_string(),
+    );
+    per_target(
+        &mut out,
+        "elb_target_latency_estimate_seconds",
+        "gauge",
+        "Peak-EWMA latency estimate.",
+        &|m| m.target.latency().as_secs_f64().to_string(),
+    );
+    header(
+        &mut out,
+        "elb_target_healthy",
+        "gauge",
+        "1 for the target's current state (initial, healthy, unhealthy, draining).",
+    );
+    for (labels, m) in &targets {
+        let state = m.target.health().state();
+        for s in [
+            State::Initial,
+            State::Healthy,
+            State::Unhealthy,
+            State::Draining,
+        ] {
+            let _ = writeln!(
+                out,
+                "elb_target_healthy{{{labels},state=\"{}\"}} {}",
+                s.name(),
+                u8::from(s == state)
+            );
+        }
+    }
+
+    let c = &shared.counters;
+    header(
+        &mut out,
+        "elb_active_connection_count",
+        "gauge",
+        "Client connections open.",
+    );
+    let _ = writeln!(
+        out,
+        "elb_active_connection_count {}",
+        c.active_connections.load(Relaxed)
+    );
+    header(
+        &mut out,
+        "elb_new_connection_count_total",
+        "counter",
+        "Client connections accepted.",
+    );
+    let _ = writeln!(
+        out,
+        "elb_new_connection_count_total {}",
+        c.new_connections.load(Relaxed)
+    );
+    header(
+        &mut out,
+        "elb_reload_count_total",
+        "counter",
+        "Config reloads by result.",
+    );
+    let _ = writeln!(
+        out,
+        "elb_reload_count_total{{result=\"ok\"}} {}",
+        c.reloads_ok.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "elb_reload_count_total{{result=\"refused\"}} {}",
+        c.reloads_refused.load(Relaxed)
+    );
+    header(
+        &mut out,
+        "elb_config_generation",
+        "gauge",
+        "Configs loaded since start, the first included.",
+    );
+    let _ = writeln!(out, "elb_config_generation {}", snapshot.generation);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        let mut out = String::new();
+        h.render(&mut out, "x", "group=\"a\"");
+        assert!(
+            out.contains("x_bucket{group=\"a\",le=\"0.0005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{group=\"a\",le=\"0.005\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{group=\"a\",le=\"+Inf\"} 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_count{group=\"a\"} 3\n"), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+    }
+}

@@ -1,0 +1,128 @@
+//! Header rewriting: hop-by-hop headers removed both ways, `X-Forwarded-*` added.
+
+use std::net::IpAddr;
+
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers (RFC 9110 7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`):
+/// they describe one connection and must not be forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// Removes hop-by-hop headers, those named in `Connection` included. `Upgrade` goes too: the
+/// balancer does not tunnel upgraded connections.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Prepares a client's request headers for a target: hop-by-hop removed, the client's address
+/// appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Port` set as ALB does.
+pub(crate) fn forward_request(headers: &mut HeaderMap, client: IpAddr, listener_port: u16) {
+    strip_hop_by_hop(headers);
+    let client = client.to_string();
+    if !headers.contains_key(X_FORWARDED_FOR) {
+        if let Ok(value) = HeaderValue::from_str(&client) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+    } else {
+        append_forwarded_for(headers, client);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(listener_port));
+}
+
+/// Folds every `X-Forwarded-For` line into one and appends `client`.
+fn append_forwarded_for(headers: &mut HeaderMap, client: String) {
+    let mut chain: Vec<String> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect();
+    chain.push(client);
+    let chain = chain.join(", ");
+    // Earlier lines were folded into `chain`.
+    headers.remove(X_FORWARDED_FOR);
+    if let Ok(value) = HeaderValue::from_str(&chain) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+            ("host", "a"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn the_client_is_appended_to_x_forwarded_for() {
+        let mut h = headers(&[("x-forwarded-for", "10.0.0.1")]);
+        forward_request(&mut h, "127.0.0.9".parse().unwrap(), 8080);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-port"], "8080");
+    }
+
+    #[test]
+    fn several_x_forwarded_for_lines_are_folded_into_one() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
+        forward_request(&mut h, "127.0.0.9".parse().unwrap(), 80);
+        assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
+    }
+
+    #[test]
+    fn without_a_chain_the_client_alone_is_sent() {
+        let mut h = HeaderMap::new();
+        forward_request(&mut h, "::1".parse().unwrap(), 80);
+        assert_eq!(h["x-forwarded-for"], "::1");
+    }
+}

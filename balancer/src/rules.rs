@@ -1,0 +1,263 @@
+//! Routing rules with ALB's semantics: rules in ascending priority, the first match wins, the
+//! default action last.
+//!
+//! A `path-pattern` is case-sensitive; `*` matches any run of characters (also none), `?`
+//! exactly one; it is matched against the whole path, without the query string. A host pattern
+//! uses the same wildcards but ignores case and the port.
+
+use crate::config::{Config, DefaultAction};
+
+/// ALB's limit on a pattern's length.
+pub(crate) const MAX_PATTERN_LEN: usize = 128;
+
+/// A compiled `*`/`?` wildcard pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pattern(Vec<u8>);
+
+impl Pattern {
+    /// Compiles `pattern`; refuses an empty one or one over [`MAX_PATTERN_LEN`] characters.
+    pub(crate) fn new(pattern: &str) -> Result<Self, String> {
+        if pattern.is_empty() {
+            return Err("is empty".into());
+        }
+        if pattern.chars().count() > MAX_PATTERN_LEN {
+            return Err(format!(
+                "is {} characters, over ALB's 128",
+                pattern.chars().count()
+            ));
+        }
+        Ok(Self(pattern.as_bytes().to_vec()))
+    }
+
+    /// Whether the whole of `text` matches.
+    ///
+    /// Greedy with one backtrack point (the last `*`): linear in practice, O(n x m) at worst,
+    /// never exponential, whatever a client sends.
+    pub(crate) fn matches(&self, text: &[u8]) -> bool {
+        let pattern = &self.0;
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match pattern.get(p) {
+                Some(b'*') => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(&c) if c == b'?' || c == text[t] => {
+                    // `?` is one character: skip a whole UTF-8 sequence, not one byte.
+                    t += if c == b'?' { utf8_len(text[t]) } else { 1 };
+                    p += 1;
+                }
+                _ => match star {
+                    Some((sp, st)) => {
+                        p = sp + 1;
+                        t = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
+    }
+}
+
+/// Length of the UTF-8 sequence that starts with byte `b` (1 for anything unexpected).
+fn utf8_len(b: u8) -> usize {
+    match b {
+        0xf0.. => 4,
+        0xe0.. => 3,
+        0xc0.. => 2,
+        _ => 1,
+    }
+}
+
+/// What a request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Forward to the target group at this index of the config's `target_groups`.
+    Forward(usize),
+    /// A fixed JSON 404 (no rule matched and no default group).
+    NotFound,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    path: Pattern,
+    /// Lowercased host pattern.
+    host: Option<Pattern>,
+    group: usize,
+}
+
+/// The rules of one config, sorted by priority.
+#[derive(Debug)]
+pub(crate) struct Router {
+    rules: Vec<CompiledRule>,
+    default: Action,
+}
+
+impl Router {
+    /// Compiles the rules of a validated config.
+    pub(crate) fn new(config: &Config) -> Self {
+        let group = |name: &str| {
+            config
+                .target_groups
+                .iter()
+                .position(|g| g.name == name)
+                .unwrap_or_else(|| unreachable!("validation checked group {name}"))
+        };
+        let mut rules: Vec<_> = config.rules.iter().collect();
+        rules.sort_by_key(|r| r.priority);
+        let rules = rules
+            .into_iter()
+            .filter_map(|r| {
+                Some(CompiledRule {
+                    path: Pattern::new(&r.path_pattern).ok()?,
+                    host: match &r.host {
+                        Some(h) => Some(Pattern::new(&h.to_ascii_lowercase()).ok()?),
+                        None => None,
+                    },
+                    group: group(&r.forward),
+                })
+            })
+            .collect();
+        let default = match &config.default_action {
+            DefaultAction {
+                forward: Some(name),
+            } => Action::Forward(group(name)),
+            DefaultAction { forward: None } => Action::NotFound,
+        };
+        Self { rules, default }
+    }
+
+    /// The action for a request to `path` (no query) on `host` (the `Host` header or the
+    /// absolute URI's authority; port ignored).
+    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Action {
+        // Lowercased only when some rule looks at the host: most configs route by path alone.
+        let host = host
+            .filter(|_| self.rules.iter().any(|r| r.host.is_some()))
+            .map(|h| strip_port(h).to_ascii_lowercase());
+        self.rules
+            .iter()
+            .find(|rule| {
+                rule.path.matches(path.as_bytes())
+                    && match (&rule.host, &host) {
+                        (None, _) => true,
+                        (Some(pattern), Some(host)) => pattern.matches(host.as_bytes()),
+                        (Some(_), None) => false,
+                    }
+            })
+            .map_or(self.default, |rule| Action::Forward(rule.group))
+    }
+}
+
+/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::seed;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        Pattern::new(pattern).unwrap().matches(text.as_bytes())
+    }
+
+    #[test]
+    fn star_matches_any_run_including_none() {
+        assert!(matches("/cluster1*", "/cluster1"));
+        assert!(matches("/cluster1*", "/cluster1/a/b"));
+        assert!(matches("*", ""));
+        assert!(matches("/a*b*c", "/axxbyyc"));
+        assert!(!matches("/a*b*c", "/axxbyy"));
+    }
+
+    #[test]
+    fn question_mark_matches_exactly_one_character() {
+        assert!(matches("/v?/x", "/v1/x"));
+        assert!(!matches("/v?/x", "/v/x"));
+        assert!(!matches("/v?/x", "/v12/x"));
+        assert!(matches("/?", "/é"));
+    }
+
+    #[test]
+    fn paths_are_case_sensitive() {
+        assert!(!matches("/cluster1*", "/CLUSTER1"));
+        assert!(!matches("/Cluster1", "/cluster1"));
+    }
+
+    #[test]
+    fn a_pattern_matches_the_whole_path_not_a_prefix() {
+        assert!(!matches("/cluster1", "/cluster1/x"));
+        assert!(!matches("/x", "/a/x"));
+    }
+
+    #[test]
+    fn many_stars_do_not_blow_up() {
+        let pattern = format!("/{}b", "*a".repeat(40));
+        let text = format!("/{}", "a".repeat(4000));
+        assert!(!matches(&pattern, &text));
+    }
+
+    #[test]
+    fn patterns_longer_than_128_characters_are_refused() {
+        assert!(Pattern::new(&"a".repeat(128)).is_ok());
+        assert!(Pattern::new(&"a".repeat(129)).is_err());
+        assert!(Pattern::new("").is_err());
+    }
+
+    #[test]
+    fn the_seed_rules_route_by_path_and_default_to_cluster1() {
+        let router = Router::new(&seed().config);
+        assert_eq!(router.route(None, "/cluster1"), Action::Forward(0));
+        assert_eq!(router.route(None, "/cluster2/x"), Action::Forward(1));
+        assert_eq!(router.route(None, "/Cluster2"), Action::Forward(0));
+        assert_eq!(router.route(None, "/"), Action::Forward(0));
+    }
+
+    #[test]
+    fn rules_run_in_priority_order_not_file_order() {
+        let mut config = seed().config;
+        config.rules[0].priority = 30;
+        config.rules[1].path_pattern = "/cluster*".into();
+        let router = Router::new(&config);
+        assert_eq!(router.route(None, "/cluster1"), Action::Forward(1));
+    }
+
+    #[test]
+    fn without_a_default_action_unmatched_requests_get_404() {
+        let mut config = seed().config;
+        config.default_action.forward = None;
+        let router = Router::new(&config);
+        assert_eq!(router.route(None, "/other"), Action::NotFound);
+        assert_eq!(router.route(None, "/cluster1"), Action::Forward(0));
+    }
+
+    #[test]
+    fn host_rules_ignore_case_and_port_and_need_a_host() {
+        let mut config = seed().config;
+        config.rules[1].host = Some("*.Example.com".into());
+        config.rules[1].path_pattern = "*".into();
+        config.rules[1].priority = 5;
+        let router = Router::new(&config);
+        assert_eq!(
+            router.route(Some("API.example.COM:8080"), "/x"),
+            Action::Forward(1)
+        );
+        assert_eq!(router.route(Some("example.org"), "/x"), Action::Forward(0));
+        assert_eq!(router.route(None, "/x"), Action::Forward(0));
+    }
+
+    #[test]
+    fn ports_are_stripped_from_hosts_but_not_from_ipv6_literals() {
+        assert_eq!(strip_port("a.b:80"), "a.b");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("a.b"), "a.b");
+    }
+}

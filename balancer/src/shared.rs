@@ -1,0 +1,62 @@
+//! What every connection, the admin endpoints and the reloader share.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::registry::Registry;
+use crate::snapshot::Snapshot;
+
+/// Balancer-wide counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Client connections open now (ALB `ActiveConnectionCount`).
+    pub active_connections: AtomicU64,
+    /// Client connections accepted since start (ALB `NewConnectionCount`).
+    pub new_connections: AtomicU64,
+    /// 4xx answers made by the balancer itself: no rule (404), bad framing (400).
+    pub elb_4xx: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_refused: AtomicU64,
+    pub last_reload_error: Mutex<Option<String>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    pub registry: Registry,
+    pub counters: Counters,
+    pub config_path: PathBuf,
+    pub started_at_unix_ms: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(snapshot: Snapshot, registry: Registry, config_path: PathBuf) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            registry,
+            counters: Counters::default(),
+            config_path,
+            started_at_unix_ms: unix_ms(),
+        }
+    }
+
+    /// The config in force.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Puts `snapshot` in force for every request that starts from now on.
+    pub(crate) fn replace(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
