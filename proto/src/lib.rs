@@ -8,6 +8,7 @@
 
 mod agent;
 mod balancer;
+pub mod balancer_config;
 mod stats;
 
 pub use agent::{ErrorBody, Health, InstanceAnswer};

@@ -1,0 +1,352 @@
+//! The configuration file of `elb-balancer`: one TOML document, written by `elb balance` (the
+//! orchestrator, its control plane) and read by the balancer at start and on every SIGHUP. The
+//! types live here so that writer and reader share one set of field names; validation (what a
+//! field may hold, and the error that names file, field and fix) lives in the balancer.
+//!
+//! The doc comment of each field is its reference (docs/balancer.md repeats them): name, unit,
+//! default, meaning. Durations are integers in milliseconds (`_ms`), so tests can make every
+//! timer fast. Unknown fields are refused, so a misspelt field is an error, not a silent default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Free-form version label reported in `/status` (`config_version`); default: a hash of
+    /// the file's bytes.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Client-facing listeners. At least one.
+    pub listeners: Vec<Listener>,
+    /// The admin listener (`/metrics`, `/status`).
+    #[serde(default)]
+    pub admin: Admin,
+    /// Limits on client connections.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Rules, evaluated in ascending `priority`; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// What a request that matches no rule gets: forward to a group, or a fixed JSON 404.
+    #[serde(default)]
+    pub default_action: DefaultAction,
+    /// Target groups, referred to by name from rules and the default action.
+    pub target_groups: Vec<TargetGroup>,
+}
+
+/// One client-facing listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address and port to listen on, e.g. `0.0.0.0:80`; port 0 takes a free port (printed on
+    /// stdout). Cannot change on reload.
+    pub address: SocketAddr,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address of `/metrics` and `/status`; default `127.0.0.1:9901`. Cannot change on reload.
+    #[serde(default = "Admin::default_address")]
+    pub address: SocketAddr,
+}
+
+impl Admin {
+    fn default_address() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9901))
+    }
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            address: Self::default_address(),
+        }
+    }
+}
+
+/// Limits on client connections (every listener).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most client connections served at once; past it each worker holds the one connection
+    /// it accepted unserved and accepts no more (the kernel queues the rest). Default 10000.
+    pub max_connections: usize,
+    /// Milliseconds a client has to send a whole request head; a trickled head is cut.
+    /// Default 10000.
+    pub read_timeout_ms: u64,
+    /// Largest request head (request line and headers), in bytes; larger ones get 431.
+    /// Default 16384.
+    pub max_header_bytes: usize,
+    /// Milliseconds in-flight requests get to finish after SIGTERM/SIGINT. Default 10000.
+    pub grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            read_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            grace_ms: 10_000,
+        }
+    }
+}
+
+/// A routing rule, with ALB's semantics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Evaluation order, lowest first; unique, 1-50000 as on ALB.
+    pub priority: u32,
+    /// ALB `path-pattern`: case-sensitive, `*` any run of characters, `?` exactly one, at most
+    /// 128 characters; matched against the path without the query string.
+    pub path_pattern: String,
+    /// ALB `host-header`: case-insensitive, `*` and `?`; the port is ignored. Optional: absent
+    /// matches every host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Name of the target group that gets matching requests.
+    pub forward: String,
+}
+
+/// The action for requests no rule matched.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultAction {
+    /// Name of the target group that gets unmatched requests; absent: a fixed JSON 404.
+    #[serde(default)]
+    pub forward: Option<String>,
+}
+
+/// A target group: targets, how one is chosen, how health is judged, how failures are retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    /// Unique name, used by rules, metrics labels and `/status`.
+    pub name: String,
+    /// How a target is chosen for each request. Default `round_robin`.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// What to do when no target is healthy. Default `fail_open`.
+    #[serde(default)]
+    pub when_none_healthy: WhenNoneHealthy,
+    /// Milliseconds to open a TCP connection to a target before trying another. Default 1000.
+    #[serde(default = "TargetGroup::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Milliseconds from sending a request to receiving the response head; past it the client
+    /// gets 504. Default 30000.
+    #[serde(default = "TargetGroup::default_response_timeout_ms")]
+    pub response_timeout_ms: u64,
+    /// Milliseconds over which a target that became healthy ramps up from no share of new
+    /// requests to its full share, as ALB's slow start; 0 turns it off. Default 0.
+    #[serde(default)]
+    pub slow_start_ms: u64,
+    /// Milliseconds an idle pooled connection to a target is kept. Keep it below the targets'
+    /// own idle timeout (the agent's is 10 s), so that the balancer closes idle connections,
+    /// never the target while a request is on its way (which a non-idempotent request could
+    /// not survive). Default 4000.
+    #[serde(default = "TargetGroup::default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Milliseconds a removed target stays `draining` (in-flight requests finish, no new ones)
+    /// before it is dropped; it goes earlier once idle. Default 10000 (ALB: 300000).
+    #[serde(default = "TargetGroup::default_deregistration_delay_ms")]
+    pub deregistration_delay_ms: u64,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// Passive outlier ejection from live traffic.
+    #[serde(default)]
+    pub outlier_detection: OutlierDetection,
+    /// Retries of failed requests on another target.
+    #[serde(default)]
+    pub retry: Retry,
+    /// The targets. May be empty (every request then gets 503).
+    #[serde(default)]
+    pub targets: Vec<Target>,
+}
+
+impl TargetGroup {
+    fn default_connect_timeout_ms() -> u64 {
+        1000
+    }
+    fn default_response_timeout_ms() -> u64 {
+        30_000
+    }
+    fn default_deregistration_delay_ms() -> u64 {
+        10_000
+    }
+    fn default_idle_timeout_ms() -> u64 {
+        4000
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn deregistration_delay(&self) -> Duration {
+        Duration::from_millis(self.deregistration_delay_ms)
+    }
+}
+
+/// Selection algorithms; each is described in its file under `selection/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    #[default]
+    RoundRobin,
+    LeastOutstandingRequests,
+    P2cPeakEwma,
+    WeightedRandom,
+    LowestLatency,
+    AgentLoad,
+}
+
+impl Algorithm {
+    /// The name used in the config file, metrics and `/status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastOutstandingRequests => "least_outstanding_requests",
+            Self::P2cPeakEwma => "p2c_peak_ewma",
+            Self::WeightedRandom => "weighted_random",
+            Self::LowestLatency => "lowest_latency",
+            Self::AgentLoad => "agent_load",
+        }
+    }
+}
+
+/// What a group does when none of its targets is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenNoneHealthy {
+    /// Route to every registered target, as ALB does.
+    #[default]
+    FailOpen,
+    /// Answer 503 `no healthy target`.
+    Reject,
+}
+
+/// Active health checks: one `GET` per target per interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    /// Path (and query) requested. Default `/healthz`. With `algorithm = "agent_load"` the
+    /// agent's `/stats` is requested instead (see `stats_path`).
+    pub path: String,
+    /// Path of the agent's stats document, read on each check by `agent_load`. Default `/stats`.
+    pub stats_path: String,
+    /// Milliseconds between the starts of two checks of one target. Default 2000 (ALB: 30000).
+    pub interval_ms: u64,
+    /// Milliseconds a check may take before it counts as failed. Default 1000 (ALB: 5000).
+    pub timeout_ms: u64,
+    /// Consecutive passing checks that make a target healthy. Default 2 (ALB: 5).
+    pub healthy_threshold: u32,
+    /// Consecutive failing checks that make a target unhealthy. Default 2 (ALB: 2).
+    pub unhealthy_threshold: u32,
+    /// Status codes that pass, ALB style: `200`, `200,202`, `200-299`. Default `200`.
+    pub matcher: String,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            path: "/healthz".into(),
+            stats_path: "/stats".into(),
+            interval_ms: 2000,
+            timeout_ms: 1000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            matcher: "200".into(),
+        }
+    }
+}
+
+/// Passive outlier ejection, after Envoy's `consecutive_5xx`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierDetection {
+    /// Consecutive failures (connect errors, resets, timeouts, 5xx answers) that eject a
+    /// target; 0 disables ejection. Default 5 (Envoy: 5).
+    pub consecutive_failures: u32,
+    /// Milliseconds of the first ejection; the n-th lasts n times this. Default 30000 (Envoy).
+    pub base_ejection_ms: u64,
+    /// Most targets of the group ejected at once, in percent; at least one may always be
+    /// ejected. Default 10 (Envoy: 10).
+    pub max_ejected_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_ejection_ms: 30_000,
+            max_ejected_percent: 10,
+        }
+    }
+}
+
+/// Retries on another target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    /// Most tries of one request, the first included, each on a different target; 1 disables
+    /// retries. Default 3.
+    pub attempts: u32,
+    /// Retries allowed as a percent of requests, so that retries cannot multiply an outage.
+    /// Default 20.
+    pub budget_percent: u32,
+    /// Retries per second allowed whatever the traffic, so a quiet group can still retry.
+    /// Default 10.
+    pub min_per_sec: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            budget_percent: 20,
+            min_per_sec: 10,
+        }
+    }
+}
+
+/// One target: an instance's address in a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Identifier shown in metrics and `/status`, e.g. an instance id. Default: the address.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `IP:port` (no host names: the balancer does no DNS). Unique across all groups: a
+    /// target's state is kept by address.
+    pub address: String,
+    /// Relative share for `weighted_random` (and `agent_load`); 1-1000. Default 1.
+    #[serde(default = "Target::default_weight")]
+    pub weight: u32,
+    /// Instance type, for labels only (`t3.micro`).
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    /// Cluster name, for labels only.
+    #[serde(default)]
+    pub cluster: Option<String>,
+}
+
+impl Target {
+    fn default_weight() -> u32 {
+        1
+    }
+}
