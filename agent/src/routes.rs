@@ -2,25 +2,25 @@
 //! and in-flight gauge around it.
 //!
 //! Every request is counted once, on the [`Route`] of whatever answered it: an endpoint's
-//! handler, the body-size check ([`BodyWithinLimit`]) or one of the router's fallbacks (404
+//! handler, the body-size check of every endpoint (413) or one of the router's fallbacks (404
 //! for an unknown path, 405 for a known path with another method than `GET` or `HEAD`).
 
+use std::future::{ready, Ready};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, HttpBody};
-use axum::extract::{FromRequestParts, RawQuery, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
-use axum::{BoxError, Router};
+use axum::routing::{get, MethodRouter};
+use axum::Router;
 use bytes::Bytes;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use proto::{ErrorBody, SCHEMA};
 use tower::ServiceExt;
 
 use crate::metrics;
-use crate::state::AppState;
+use crate::state::{AppState, Bodies};
 use crate::stats::counters::Route;
 
 /// Largest request body announced by `Content-Length` that is not refused with 413. No endpoint
@@ -31,28 +31,46 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 const JSON: &str = "application/json";
 
-/// What handlers get: the process-long state, a copied reference rather than a counted `Arc`.
-type App = State<&'static AppState>;
-
 /// The agent's endpoints (`GET`, and `HEAD` through axum), `/sleep` only with debug endpoints.
+///
+/// Handlers capture the process-long `&'static` state rather than extract it, and answer
+/// without awaiting (but `/sleep`): each costs axum no extractor and only a small future.
 pub(crate) fn router(state: &'static AppState) -> Router {
     let router = Router::new()
-        .route("/", get(root))
-        .route("/cluster1", get(cluster1))
-        .route("/cluster2", get(cluster2))
-        .route("/stats", get(stats))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz));
+        .route("/", rendered(state, Route::Root, |b| &b.root, JSON))
+        .route(
+            "/cluster1",
+            rendered(state, Route::Cluster1, |b| &b.cluster1, JSON),
+        )
+        .route(
+            "/cluster2",
+            rendered(state, Route::Cluster2, |b| &b.cluster2, JSON),
+        )
+        .route("/stats", rendered(state, Route::Stats, |b| &b.stats, JSON))
+        .route(
+            "/metrics",
+            rendered(state, Route::Metrics, |b| &b.metrics, metrics::CONTENT_TYPE),
+        )
+        .route(
+            "/healthz",
+            get(move |request: Request| {
+                ready(refused_body(state, &request).unwrap_or_else(|| {
+                    counted(state, Route::Healthz, ok(state.health.clone(), JSON))
+                }))
+            }),
+        );
     let router = if state.debug_endpoints {
-        router.route("/sleep", get(sleep))
+        router.route("/sleep", get(move |request: Request| sleep(state, request)))
     } else {
         router
     };
     router
-        .fallback(not_found)
+        .fallback(move || not_found(state))
         // Last: it applies to the routes registered before it.
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .method_not_allowed_fallback(move || method_not_allowed(state))
+        // Turns every handler into its route once; a router left without it does so again on
+        // every request (a clone and two allocations).
+        .with_state(())
 }
 
 /// Answers one request through `router`, keeping it in the in-flight gauge meanwhile and
@@ -63,13 +81,13 @@ pub(crate) async fn handle<B>(
     state: &AppState,
     router: Router,
     request: Request<B>,
-) -> (Response, Instant)
-where
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+) -> (Response, Instant) {
     let started = Instant::now();
     let _in_flight = state.live.counters.start();
+    // No endpoint reads a body: the router gets an empty one, which needs no allocation where
+    // the connection's would be boxed. hyper then drains or closes for a body that was sent,
+    // as for any body left unread.
+    let request = request.map(|_| Body::empty());
     let Ok(response) = router.oneshot(request).await;
     let ready = Instant::now();
     state
@@ -79,64 +97,40 @@ where
     (response, ready)
 }
 
-/// A request that announces no body larger than [`MAX_BODY_BYTES`]. A request that announces
-/// more is answered 413 (counted as `payload_too_large`) and its connection closed.
-struct BodyWithinLimit;
+/// `GET` of one of the bodies the sampler renders.
+fn rendered(
+    state: &'static AppState,
+    route: Route,
+    body: fn(&Bodies) -> &Bytes,
+    content_type: &'static str,
+) -> MethodRouter {
+    get(move |request: Request| {
+        ready(refused_body(state, &request).unwrap_or_else(|| {
+            let body = body(&state.bodies()).clone();
+            counted(state, route, ok(body, content_type))
+        }))
+    })
+}
 
-impl FromRequestParts<&'static AppState> for BodyWithinLimit {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &&'static AppState,
-    ) -> Result<Self, Response> {
-        if announced_body_len(&parts.headers) <= MAX_BODY_BYTES {
-            return Ok(Self);
-        }
-        let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        Err(counted(state, Route::PayloadTooLarge, response))
+/// The 413 answer (counted as `payload_too_large`, connection closed) to a request that
+/// announces a body larger than [`MAX_BODY_BYTES`]; `None` to any other.
+fn refused_body(state: &AppState, request: &Request) -> Option<Response> {
+    if announced_body_len(request.headers()) <= MAX_BODY_BYTES {
+        return None;
     }
-}
-
-async fn root(State(state): App, _: BodyWithinLimit) -> Response {
-    counted(state, Route::Root, ok(state.bodies().root.clone(), JSON))
-}
-
-async fn cluster1(State(state): App, _: BodyWithinLimit) -> Response {
-    counted(
-        state,
-        Route::Cluster1,
-        ok(state.bodies().cluster1.clone(), JSON),
-    )
-}
-
-async fn cluster2(State(state): App, _: BodyWithinLimit) -> Response {
-    counted(
-        state,
-        Route::Cluster2,
-        ok(state.bodies().cluster2.clone(), JSON),
-    )
-}
-
-async fn stats(State(state): App, _: BodyWithinLimit) -> Response {
-    counted(state, Route::Stats, ok(state.bodies().stats.clone(), JSON))
-}
-
-async fn metrics(State(state): App, _: BodyWithinLimit) -> Response {
-    let body = state.bodies().metrics.clone();
-    counted(state, Route::Metrics, ok(body, metrics::CONTENT_TYPE))
-}
-
-async fn healthz(State(state): App, _: BodyWithinLimit) -> Response {
-    counted(state, Route::Healthz, ok(state.health.clone(), JSON))
+    let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    Some(counted(state, Route::PayloadTooLarge, response))
 }
 
 /// `/sleep?ms=N`: answers like `/healthz` after N ms; counted once the answer is ready.
-async fn sleep(State(state): App, _: BodyWithinLimit, RawQuery(query): RawQuery) -> Response {
-    let response = match sleep_duration(query.as_deref()) {
+async fn sleep(state: &'static AppState, request: Request) -> Response {
+    if let Some(refused) = refused_body(state, &request) {
+        return refused;
+    }
+    let response = match sleep_duration(request.uri().query()) {
         Ok(duration) => {
             tokio::time::sleep(duration).await;
             ok(state.health.clone(), JSON)
@@ -146,21 +140,18 @@ async fn sleep(State(state): App, _: BodyWithinLimit, RawQuery(query): RawQuery)
     counted(state, Route::Sleep, response)
 }
 
-async fn not_found(State(state): App) -> Response {
-    counted(
-        state,
-        Route::NotFound,
-        error(StatusCode::NOT_FOUND, "not found"),
-    )
+fn not_found(state: &AppState) -> Ready<Response> {
+    let response = error(StatusCode::NOT_FOUND, "not found");
+    ready(counted(state, Route::NotFound, response))
 }
 
-async fn method_not_allowed(State(state): App) -> Response {
+fn method_not_allowed(state: &AppState) -> Ready<Response> {
     let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     // Set here, axum keeps it (its own would read `GET,HEAD`).
     response
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-    counted(state, Route::MethodNotAllowed, response)
+    ready(counted(state, Route::MethodNotAllowed, response))
 }
 
 /// Counts `response` as the answer on `route`.
