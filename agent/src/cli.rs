@@ -11,7 +11,7 @@ use clap::Parser;
 pub(crate) struct Cli {
     /// Address to listen on. Port 0 picks a free port; the bound address is printed on stdout
     /// as `listening on <addr>`.
-    #[arg(long, env = "ELB_AGENT_LISTEN", default_value = "0.0.0.0:8000")]
+    #[arg(long, env = "ELB_AGENT_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], proto::AGENT_PORT)))]
     pub listen: SocketAddr,
 
     /// Cluster this instance belongs to, reported as `cluster`.

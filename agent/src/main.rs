@@ -78,8 +78,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<Ending, StartError> {
-    let hostname = stats::read_hostname().unwrap_or_else(|e| {
-        tracing::warn!("{e}; reporting the hostname as `unknown`");
+    let hostname = stats::hostname().unwrap_or_else(|| {
+        tracing::warn!("the hostname cannot be read; reporting it as `unknown`");
         "unknown".to_string()
     });
     // An empty value (a placeholder the orchestrator had nothing for) counts as not given.

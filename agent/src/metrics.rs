@@ -31,7 +31,7 @@ pub(crate) fn render(identity: &Identity, sample: &Sample) -> String {
         "counter",
         "Seconds the CPUs spent in each mode.",
     );
-    for (core, times) in r.cpu.cores.iter().enumerate() {
+    for (core, times) in r.cpu_times.iter().enumerate() {
         let core = core.to_string();
         for (mode, ticks) in times.modes() {
             let labels = [("cpu", core.as_str()), ("mode", mode)];

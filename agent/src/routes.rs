@@ -1,15 +1,26 @@
-//! Request routing: which answer each request gets, and the counting around it.
+//! Request routing: the axum [`Router`] that gives each request its answer, and the timing
+//! and in-flight gauge around it.
+//!
+//! Every request is counted once, on the [`Route`] of whatever answered it: an endpoint's
+//! handler, the body-size check of every endpoint (413) or one of the router's fallbacks (404
+//! for an unknown path, 405 for a known path with another method than `GET` or `HEAD`).
 
+use std::future::{ready, Ready};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, MethodRouter};
+use axum::Router;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
 use proto::{ErrorBody, SCHEMA};
+use tower::ServiceExt;
 
 use crate::metrics;
-use crate::state::AppState;
+use crate::state::{AppState, Bodies};
 use crate::stats::counters::Route;
 
 /// Largest request body announced by `Content-Length` that is not refused with 413. No endpoint
@@ -20,81 +31,139 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 const JSON: &str = "application/json";
 
-/// Answers one request, counting it and recording its latency. Also returns when the answer was
-/// ready, the instant the latency ends at (the connection's read timeout restarts there).
+/// The agent's endpoints (`GET`, and `HEAD` through axum), `/sleep` only with debug endpoints.
+///
+/// Handlers capture the process-long `&'static` state rather than extract it, take the request
+/// itself (which axum hands over as it is) and answer without awaiting (but `/sleep`), so each
+/// costs axum the least per request: no extractor work and a small future.
+pub(crate) fn router(state: &'static AppState) -> Router {
+    let router = Router::new()
+        .route("/", rendered(state, Route::Root, |b| &b.root, JSON))
+        .route(
+            "/cluster1",
+            rendered(state, Route::Cluster1, |b| &b.cluster1, JSON),
+        )
+        .route(
+            "/cluster2",
+            rendered(state, Route::Cluster2, |b| &b.cluster2, JSON),
+        )
+        .route("/stats", rendered(state, Route::Stats, |b| &b.stats, JSON))
+        .route(
+            "/metrics",
+            rendered(state, Route::Metrics, |b| &b.metrics, metrics::CONTENT_TYPE),
+        )
+        .route(
+            "/healthz",
+            get(move |request: Request| {
+                ready(refused_body(state, &request).unwrap_or_else(|| {
+                    counted(state, Route::Healthz, ok(state.health.clone(), JSON))
+                }))
+            }),
+        );
+    let router = if state.debug_endpoints {
+        router.route("/sleep", get(move |request: Request| sleep(state, request)))
+    } else {
+        router
+    };
+    router
+        .fallback(move || not_found(state))
+        // Last: it applies to the routes registered before it.
+        .method_not_allowed_fallback(move || method_not_allowed(state))
+        // Turns every handler into its route once; a router left without it converts the
+        // handler again on every request (one more allocation each).
+        .with_state(())
+}
+
+/// Answers one request through `router`, keeping it in the in-flight gauge meanwhile and
+/// recording its latency, from request parsed to answer ready (routing included). Also returns
+/// when the answer was ready, the instant the latency ends at (the connection's read timeout
+/// restarts there).
 pub(crate) async fn handle<B>(
     state: &AppState,
+    router: Router,
     request: Request<B>,
-) -> (Response<Full<Bytes>>, Instant) {
+) -> (Response, Instant) {
     let started = Instant::now();
-    let in_flight = state.live.counters.start();
-    let (route, response) = answer(state, &request).await;
+    let _in_flight = state.live.counters.start();
+    // No endpoint reads a body: the router gets an empty one, which needs no allocation where
+    // the connection's would be boxed. hyper then drains or closes for a body that was sent,
+    // as for any body left unread.
+    let request = request.map(|_| Body::empty());
+    let Ok(response) = router.oneshot(request).await;
     let ready = Instant::now();
     state
         .live
         .latency
         .record(ready.saturating_duration_since(started));
-    in_flight.finish(route);
     (response, ready)
 }
 
-fn route_of(path: &str, debug_endpoints: bool) -> Option<Route> {
-    Some(match path {
-        "/" => Route::Root,
-        "/cluster1" => Route::Cluster1,
-        "/cluster2" => Route::Cluster2,
-        "/stats" => Route::Stats,
-        "/metrics" => Route::Metrics,
-        "/healthz" => Route::Healthz,
-        "/sleep" if debug_endpoints => Route::Sleep,
-        _ => return None,
+/// `GET` of one of the bodies the sampler renders.
+fn rendered(
+    state: &'static AppState,
+    route: Route,
+    body: fn(&Bodies) -> &Bytes,
+    content_type: &'static str,
+) -> MethodRouter {
+    get(move |request: Request| {
+        ready(refused_body(state, &request).unwrap_or_else(|| {
+            let body = body(&state.bodies()).clone();
+            counted(state, route, ok(body, content_type))
+        }))
     })
 }
 
-async fn answer<B>(state: &AppState, request: &Request<B>) -> (Route, Response<Full<Bytes>>) {
-    let Some(route) = route_of(request.uri().path(), state.debug_endpoints) else {
-        return (Route::NotFound, error(StatusCode::NOT_FOUND, "not found"));
-    };
-    if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return (Route::MethodNotAllowed, response);
+/// The 413 answer (counted as `payload_too_large`, connection closed) to a request that
+/// announces a body larger than [`MAX_BODY_BYTES`]; `None` to any other.
+fn refused_body(state: &AppState, request: &Request) -> Option<Response> {
+    if announced_body_len(request.headers()) <= MAX_BODY_BYTES {
+        return None;
     }
-    if announced_body_len(request) > MAX_BODY_BYTES {
-        let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        return (Route::PayloadTooLarge, response);
+    let mut response = error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    Some(counted(state, Route::PayloadTooLarge, response))
+}
+
+/// `/sleep?ms=N`: answers like `/healthz` after N ms; counted once the answer is ready.
+async fn sleep(state: &'static AppState, request: Request) -> Response {
+    if let Some(refused) = refused_body(state, &request) {
+        return refused;
     }
-    let response = match route {
-        Route::Healthz => ok(state.health.clone(), JSON),
-        Route::Sleep => match sleep_duration(request.uri().query()) {
-            Ok(duration) => {
-                tokio::time::sleep(duration).await;
-                ok(state.health.clone(), JSON)
-            }
-            Err(reason) => error(StatusCode::BAD_REQUEST, reason),
-        },
-        _ => {
-            let bodies = state.bodies();
-            match route {
-                Route::Cluster1 => ok(bodies.cluster1.clone(), JSON),
-                Route::Cluster2 => ok(bodies.cluster2.clone(), JSON),
-                Route::Stats => ok(bodies.stats.clone(), JSON),
-                Route::Metrics => ok(bodies.metrics.clone(), metrics::CONTENT_TYPE),
-                _ => ok(bodies.root.clone(), JSON),
-            }
+    let response = match sleep_duration(request.uri().query()) {
+        Ok(duration) => {
+            tokio::time::sleep(duration).await;
+            ok(state.health.clone(), JSON)
         }
+        Err(reason) => error(StatusCode::BAD_REQUEST, reason),
     };
-    (route, response)
+    counted(state, Route::Sleep, response)
+}
+
+fn not_found(state: &AppState) -> Ready<Response> {
+    let response = error(StatusCode::NOT_FOUND, "not found");
+    ready(counted(state, Route::NotFound, response))
+}
+
+fn method_not_allowed(state: &AppState) -> Ready<Response> {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    // Set here, axum keeps it (its own would read `GET,HEAD`).
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    ready(counted(state, Route::MethodNotAllowed, response))
+}
+
+/// Counts `response` as the answer on `route`.
+fn counted(state: &AppState, route: Route, response: Response) -> Response {
+    state.live.counters.count(route);
+    response
 }
 
 /// The `Content-Length` a request announces; unparsable counts as too large.
-fn announced_body_len<B>(request: &Request<B>) -> u64 {
-    request.headers().get(CONTENT_LENGTH).map_or(0, |v| {
+fn announced_body_len(headers: &HeaderMap) -> u64 {
+    headers.get(CONTENT_LENGTH).map_or(0, |v| {
         v.to_str()
             .ok()
             .and_then(|v| v.parse().ok())
@@ -117,15 +186,15 @@ fn sleep_duration(query: Option<&str>) -> Result<Duration, &'static str> {
     Ok(duration)
 }
 
-fn ok(body: Bytes, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn ok(body: Bytes, content_type: &'static str) -> Response {
+    let mut response = Response::new(Body::from(body));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
-fn error(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, reason: &str) -> Response {
     let body = ErrorBody {
         schema: SCHEMA,
         status: status.as_u16(),
@@ -142,9 +211,11 @@ mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::stats::sampler::Sampler;
+    use axum::http::Method;
     use http_body_util::BodyExt;
 
-    fn state(debug_endpoints: bool) -> AppState {
+    /// A state with one published sample, leaked as the agent's is.
+    fn state(debug_endpoints: bool) -> &'static AppState {
         let identity = Identity {
             hostname: "host-a".into(),
             cluster: Some("cluster1".into()),
@@ -157,18 +228,39 @@ mod tests {
             Duration::from_secs(10),
         );
         state.publish(&sampler.sample(&state.live)).unwrap();
-        state
+        Box::leak(Box::new(state))
     }
 
-    async fn call(state: &AppState, method: Method, uri: &str) -> (StatusCode, serde_json::Value) {
-        let request = Request::builder().method(method).uri(uri).body(()).unwrap();
-        let (response, _) = handle(state, request).await;
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-        )
+    struct Answer {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    }
+
+    impl Answer {
+        fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+        }
+    }
+
+    async fn send(state: &'static AppState, request: Request<Body>) -> Answer {
+        let (response, _) = handle(state, router(state), request).await;
+        let (parts, body) = response.into_parts();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    async fn call(state: &'static AppState, method: Method, uri: &str) -> Answer {
+        let request = Request::builder().method(method).uri(uri);
+        send(state, request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn get_with_length(state: &'static AppState, uri: &str, length: &str) -> Answer {
+        let request = Request::builder().uri(uri).header(CONTENT_LENGTH, length);
+        send(state, request.body(Body::empty()).unwrap()).await
     }
 
     #[tokio::test]
@@ -179,8 +271,10 @@ mod tests {
             ("/cluster1", "Cluster 1 (Large) responding"),
             ("/cluster2", "Cluster 2 (Micro) responding"),
         ] {
-            let (status, body) = call(&s, Method::GET, path).await;
-            assert_eq!(status, StatusCode::OK);
+            let answer = call(s, Method::GET, path).await;
+            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(answer.headers[CONTENT_TYPE], JSON);
+            let body = answer.json();
             assert_eq!(body["message"], message);
             assert_eq!(body["instance_id"], "host-a");
             assert_eq!(body["cluster"], "cluster1");
@@ -188,51 +282,110 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn errors_have_json_bodies_and_are_counted() {
+    async fn stats_metrics_and_healthz_have_their_bodies_and_types() {
         let s = state(false);
-        let (status, body) = call(&s, Method::GET, "/nope").await;
-        assert_eq!(
-            (status, body["status"].as_u64()),
-            (StatusCode::NOT_FOUND, Some(404))
-        );
-        let (status, body) = call(&s, Method::POST, "/stats").await;
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(body["error"], "method not allowed");
-        let (status, _) = call(&s, Method::GET, "/sleep?ms=1").await;
-        assert_eq!(
-            status,
-            StatusCode::NOT_FOUND,
-            "debug endpoints are off by default"
-        );
-        let counts = s.live.counters.per_route();
-        assert_eq!(counts["not_found"], 2);
-        assert_eq!(counts["method_not_allowed"], 1);
+        let stats = call(s, Method::GET, "/stats").await;
+        assert_eq!(stats.json()["hostname"], "host-a");
+        let metrics = call(s, Method::GET, "/metrics").await;
+        assert_eq!(metrics.headers[CONTENT_TYPE], metrics::CONTENT_TYPE);
+        assert!(metrics.body.starts_with(b"# HELP "));
+        let health = call(s, Method::GET, "/healthz").await;
+        assert_eq!(health.json(), serde_json::json!({"status": "ok"}));
     }
 
     #[tokio::test]
-    async fn announced_large_bodies_are_refused() {
+    async fn head_answers_carry_the_get_length_and_no_body() {
         let s = state(false);
-        let request = Request::builder()
-            .uri("/")
-            .header(CONTENT_LENGTH, "1000000")
-            .body(())
-            .unwrap();
-        let (response, _) = handle(&s, request).await;
-        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(response.headers()[CONNECTION], "close");
+        let get = call(s, Method::GET, "/").await;
+        let head = call(s, Method::HEAD, "/").await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(head.body.is_empty());
+        assert_eq!(
+            head.headers[CONTENT_LENGTH],
+            get.body.len().to_string().as_str()
+        );
+        assert_eq!(s.live.counters.per_route()["/"], 2);
+    }
+
+    #[tokio::test]
+    async fn errors_have_json_bodies_and_are_counted() {
+        let s = state(false);
+        for path in ["/nope", "/cluster1/", "/sleep?ms=1"] {
+            let answer = call(s, Method::GET, path).await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(
+                answer.json(),
+                serde_json::json!({"schema": 1, "status": 404, "error": "not found"})
+            );
+        }
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            let answer = call(s, method.clone(), "/stats").await;
+            assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(answer.headers.get_all(ALLOW).iter().count(), 1);
+            assert_eq!(answer.headers[ALLOW], "GET, HEAD");
+            assert_eq!(answer.json()["error"], "method not allowed");
+        }
+        let counts = s.live.counters.per_route();
+        assert_eq!(counts["not_found"], 3, "debug endpoints are off by default");
+        assert_eq!(counts["method_not_allowed"], 4);
+        assert_eq!(counts["/stats"], 0);
+    }
+
+    #[tokio::test]
+    async fn announced_large_bodies_are_refused_and_the_connection_closed() {
+        let s = state(false);
+        for length in ["1000000", "16385", "not a number"] {
+            let answer = get_with_length(s, "/", length).await;
+            assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{length}");
+            assert_eq!(answer.headers[CONNECTION], "close");
+            assert_eq!(answer.json()["error"], "request body too large");
+        }
+        let at_limit = get_with_length(s, "/", &MAX_BODY_BYTES.to_string()).await;
+        assert_eq!(at_limit.status, StatusCode::OK);
+        // The path and the method are judged first.
+        let unknown = get_with_length(s, "/nope", "1000000").await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        let request = Request::post("/stats").header(CONTENT_LENGTH, "1000000");
+        let posted = send(s, request.body(Body::empty()).unwrap()).await;
+        assert_eq!(posted.status, StatusCode::METHOD_NOT_ALLOWED);
+        let counts = s.live.counters.per_route();
+        assert_eq!(counts["payload_too_large"], 3);
+        assert_eq!(counts["/"], 1);
     }
 
     #[tokio::test]
     async fn sleep_is_bounded_and_validated() {
         let s = state(true);
-        assert_eq!(call(&s, Method::GET, "/sleep?ms=5").await.0, StatusCode::OK);
         assert_eq!(
-            call(&s, Method::GET, "/sleep").await.0,
+            call(s, Method::GET, "/sleep?ms=5").await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(s, Method::GET, "/sleep").await.status,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            call(&s, Method::GET, "/sleep?ms=30001").await.0,
+            call(s, Method::GET, "/sleep?ms=30001").await.status,
             StatusCode::BAD_REQUEST
         );
+        assert_eq!(s.live.counters.per_route()["/sleep"], 3);
+    }
+
+    #[tokio::test]
+    async fn every_request_is_counted_once_timed_and_leaves_the_gauge() {
+        let s = state(false);
+        let requests = [
+            (Method::GET, "/"),
+            (Method::HEAD, "/cluster2"),
+            (Method::GET, "/nope"),
+            (Method::PATCH, "/"),
+        ];
+        for (method, uri) in &requests {
+            call(s, method.clone(), uri).await;
+        }
+        let counts = s.live.counters.per_route();
+        assert_eq!(counts.values().sum::<u64>(), requests.len() as u64);
+        assert_eq!(s.live.latency.take().count(), requests.len() as u64);
+        assert_eq!(s.live.counters.in_flight(), 0);
     }
 }

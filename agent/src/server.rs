@@ -1,8 +1,13 @@
 //! The HTTP/1.1 server: accept loop, one task per connection, graceful drain.
+//!
+//! The routes are an axum `Router`, served as a hyper service on hyper's own connection builder
+//! rather than through `axum::serve`, which cannot set the head and buffer limits, turn hyper's
+//! header timer off for the watchdog, or drain connections on our shutdown flag.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Router;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -47,6 +52,7 @@ pub(crate) async fn run(
     limits: Limits,
     stop: impl std::future::Future<Output = ()>,
 ) -> Ending {
+    let router = routes::router(state);
     let (trigger, shutdown) = shutdown::flag();
     // Every connection task holds a sender; `recv` returns `None` once all are gone.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
@@ -56,7 +62,8 @@ pub(crate) async fn run(
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let connection = serve(stream, state, limits, shutdown.clone());
+                    let connection =
+                        serve(stream, state, router.clone(), limits, shutdown.clone());
                     let open = open_tx.clone();
                     tokio::spawn(async move {
                         connection.await;
@@ -83,6 +90,7 @@ pub(crate) async fn run(
 async fn serve(
     stream: TcpStream,
     state: &'static AppState,
+    router: Router,
     limits: Limits,
     mut shutdown: Shutdown,
 ) {
@@ -92,8 +100,9 @@ async fn serve(
     let activity = &Activity::new();
     let service = service_fn(move |request| {
         activity.busy();
+        let answer = routes::handle(state, router.clone(), request);
         async move {
-            let (response, ready) = routes::handle(state, request).await;
+            let (response, ready) = answer.await;
             activity.waiting_from(ready);
             Ok::<_, Infallible>(response)
         }

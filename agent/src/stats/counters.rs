@@ -56,14 +56,20 @@ pub(crate) struct RequestCounters {
     in_flight: AtomicU64,
 }
 
-/// A request being answered; counted when [`InFlight::finish`] says what it was.
+/// A request being answered: in the in-flight gauge until dropped.
 pub(crate) struct InFlight<'a>(&'a RequestCounters);
 
 impl RequestCounters {
-    /// Marks the start of a request.
+    /// Marks the start of a request; it leaves the gauge when the guard is dropped.
     pub(crate) fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Relaxed);
         InFlight(self)
+    }
+
+    /// Counts one request as answered on `route`. Each request is counted once, by whatever
+    /// produced its answer (a handler, the 413 check or a fallback).
+    pub(crate) fn count(&self, route: Route) {
+        self.per_route[route as usize].fetch_add(1, Relaxed);
     }
 
     /// Requests answered per route label, every route listed (zeros included).
@@ -85,13 +91,6 @@ impl RequestCounters {
     }
 }
 
-impl InFlight<'_> {
-    /// Counts the request as answered on `route`.
-    pub(crate) fn finish(self, route: Route) {
-        self.0.per_route[route as usize].fetch_add(1, Relaxed);
-    }
-}
-
 impl Drop for InFlight<'_> {
     // Also runs when a connection drops mid-request: the gauge never leaks.
     fn drop(&mut self) {
@@ -104,12 +103,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finished_requests_are_counted_per_route_and_leave_the_in_flight_gauge() {
+    fn requests_are_counted_per_route_and_leave_the_in_flight_gauge_when_dropped() {
         let c = RequestCounters::default();
         let a = c.start();
         let b = c.start();
         assert_eq!(c.in_flight(), 2);
-        a.finish(Route::Cluster1);
+        c.count(Route::Cluster1);
+        drop(a);
         drop(b);
         assert_eq!(c.in_flight(), 0);
         let per = c.per_route();

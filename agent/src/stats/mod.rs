@@ -1,12 +1,14 @@
 //! Host and request statistics: live counters written by requests, and the background sampler
-//! that turns them and `/proc` into snapshots.
+//! that turns them and the host's figures (sysinfo, plus what it lacks) into snapshots.
 
 pub(crate) mod counters;
+mod cpu_times;
+mod host;
 pub(crate) mod latency;
-mod procfs;
 pub(crate) mod sampler;
 
-pub(crate) use procfs::{read_hostname, USER_HZ};
+pub(crate) use cpu_times::USER_HZ;
+pub(crate) use host::name as hostname;
 
 /// What request handlers write to: lock-free, read by the sampler once per interval.
 #[derive(Default)]

@@ -1,31 +1,22 @@
-//! The background sampler: reads `/proc` and the live request counters once per interval and
-//! turns them into a [`Sample`].
+//! The background sampler: reads the host (sysinfo, and the per-mode CPU times it lacks) and
+//! the live request counters once per interval and turns them into a [`Sample`].
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proto::{CpuStats, NetworkStats, ProcessStats, RequestStats, StatsSnapshot, SCHEMA};
 
+use super::cpu_times::{self, CpuTimes};
+use super::host::{Host, InterfaceBytes};
 use super::latency::LatencyWindow;
-use super::procfs::{self, CpuSample, InterfaceBytes, ProcfsError};
 use super::Live;
 
-/// Raw cumulative readings, kept to compute the next interval's rates and for `/metrics`.
+/// Raw cumulative readings that `/metrics` exports beside the snapshot.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Readings {
-    pub cpu: CpuSample,
+    /// Per core, in core order; empty if `/proc/stat` could not be read.
+    pub cpu_times: Vec<CpuTimes>,
+    /// Every interface, loopback included.
     pub interfaces: Vec<InterfaceBytes>,
-    pub process_cpu_ticks: u64,
-}
-
-impl Readings {
-    /// Received and sent bytes over every interface but loopback.
-    fn network_totals(&self) -> (u64, u64) {
-        self.interfaces
-            .iter()
-            .filter(|i| !i.is_loopback())
-            .fold((0, 0), |(rx, tx), i| (rx + i.rx_bytes, tx + i.tx_bytes))
-    }
 }
 
 /// One interval's result.
@@ -42,9 +33,12 @@ pub(crate) struct Sampler {
     interval: Duration,
     started: Instant,
     started_unix_ms: u64,
-    previous: Option<(Instant, Readings)>,
+    host: Host,
+    /// When the previous sample was taken.
+    previous: Option<Instant>,
     latency: LatencyWindow,
-    warned: BTreeSet<&'static str>,
+    /// Whether the failure to read the per-mode CPU times was logged already.
+    warned_cpu_times: bool,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -59,9 +53,10 @@ impl Sampler {
             interval,
             started: Instant::now(),
             started_unix_ms: unix_ms(SystemTime::now()),
+            host: Host::new(),
             previous: None,
             latency: LatencyWindow::new(latency_window, interval),
-            warned: BTreeSet::new(),
+            warned_cpu_times: false,
         }
     }
 
@@ -70,68 +65,40 @@ impl Sampler {
         self.interval
     }
 
-    /// Reads a `/proc` file; on failure warns once per file and carries on with a default.
-    fn read<T: Default>(
-        &mut self,
-        path: &'static str,
-        parse: fn(&str) -> Result<T, ProcfsError>,
-    ) -> T {
-        match procfs::read(path).and_then(|text| parse(&text)) {
-            Ok(value) => value,
-            Err(e) => {
-                if self.warned.insert(path) {
-                    tracing::warn!("{e}; reporting zeros for it");
-                }
-                T::default()
+    /// The per-mode CPU times; on failure warns once and carries on without them.
+    fn cpu_times(&mut self) -> Vec<CpuTimes> {
+        cpu_times::read().unwrap_or_else(|e| {
+            if !std::mem::replace(&mut self.warned_cpu_times, true) {
+                tracing::warn!("{e}; /metrics leaves out node_cpu_seconds_total");
             }
-        }
+            Vec::new()
+        })
     }
 
     /// Takes one sample of the host, the process and the request counters.
     pub(crate) fn sample(&mut self, live: &Live) -> Sample {
         let now = Instant::now();
+        let host = self.host.read();
         let readings = Readings {
-            cpu: self.read("/proc/stat", procfs::parse_stat),
-            interfaces: self.read("/proc/net/dev", procfs::parse_net_dev),
-            process_cpu_ticks: self.read("/proc/self/stat", procfs::parse_self_stat_cpu_ticks),
+            cpu_times: self.cpu_times(),
+            interfaces: host.interfaces,
         };
-        let load = self.read("/proc/loadavg", procfs::parse_loadavg);
-        let memory = self.read("/proc/meminfo", procfs::parse_meminfo);
-        let rss_bytes = self.read("/proc/self/status", procfs::parse_status_rss);
         self.latency.push(live.latency.take());
 
-        let (rx_bytes, tx_bytes) = readings.network_totals();
-        let (cpu, network_rates, process_cpu_percent) = match &self.previous {
-            Some((then, before)) => {
-                let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
-                let (rx_before, tx_before) = before.network_totals();
-                let cpu = CpuStats {
-                    busy_percent: readings.cpu.all.busy_percent_since(&before.cpu.all),
-                    per_core_busy_percent: readings
-                        .cpu
-                        .cores
-                        .iter()
-                        .zip(&before.cpu.cores)
-                        .map(|(now, then)| now.busy_percent_since(then))
-                        .collect(),
-                };
-                let rates = (
-                    rx_bytes.saturating_sub(rx_before) as f64 / secs,
-                    tx_bytes.saturating_sub(tx_before) as f64 / secs,
-                );
-                let ticks = readings
-                    .process_cpu_ticks
-                    .saturating_sub(before.process_cpu_ticks);
-                (cpu, rates, 100.0 * ticks as f64 / procfs::USER_HZ / secs)
+        let (rx_bytes, tx_bytes) = readings
+            .interfaces
+            .iter()
+            .filter(|i| !i.is_loopback())
+            .fold((0, 0), |(rx, tx), i| (rx + i.rx_bytes, tx + i.tx_bytes));
+        let (rx_bytes_per_sec, tx_bytes_per_sec) = match self.previous {
+            Some(then) => {
+                let secs = now.duration_since(then).as_secs_f64().max(1e-3);
+                (
+                    host.rx_since_last as f64 / secs,
+                    host.tx_since_last as f64 / secs,
+                )
             }
-            None => (
-                CpuStats {
-                    busy_percent: 0.0,
-                    per_core_busy_percent: vec![0.0; readings.cpu.cores.len()],
-                },
-                (0.0, 0.0),
-                0.0,
-            ),
+            None => (0.0, 0.0),
         };
 
         let snapshot = StatsSnapshot {
@@ -142,19 +109,22 @@ impl Sampler {
             uptime_secs: now.duration_since(self.started).as_secs_f64(),
             sampled_at_unix_ms: unix_ms(SystemTime::now()),
             sample_interval_ms: u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX),
-            cpu,
-            load,
-            memory,
+            cpu: CpuStats {
+                busy_percent: host.cpu.busy_percent,
+                per_core_busy_percent: host.cpu.per_core_busy_percent,
+            },
+            load: host.load,
+            memory: host.memory,
             network: NetworkStats {
                 rx_bytes,
                 tx_bytes,
-                rx_bytes_per_sec: network_rates.0,
-                tx_bytes_per_sec: network_rates.1,
+                rx_bytes_per_sec,
+                tx_bytes_per_sec,
             },
             process: ProcessStats {
-                rss_bytes,
-                cpu_percent: process_cpu_percent,
-                cpu_secs_total: readings.process_cpu_ticks as f64 / procfs::USER_HZ,
+                rss_bytes: host.rss_bytes,
+                cpu_percent: host.cpu.process_percent,
+                cpu_secs_total: host.process_cpu_secs,
             },
             requests: {
                 let per_endpoint = live.counters.per_route();
@@ -166,7 +136,7 @@ impl Sampler {
                 }
             },
         };
-        self.previous = Some((now, readings.clone()));
+        self.previous = Some(now);
         Sample {
             snapshot,
             readings,
@@ -190,17 +160,20 @@ mod tests {
         );
         let first = sampler.sample(&live);
         assert_eq!(first.snapshot.cpu.busy_percent, 0.0);
-        assert!(!first.readings.cpu.cores.is_empty());
+        let cores = first.readings.cpu_times.len();
+        assert!(cores > 0);
+        assert_eq!(first.snapshot.cpu.per_core_busy_percent.len(), cores);
+        assert!(first.readings.interfaces.iter().any(|i| i.is_loopback()));
 
-        live.counters.start().finish(Route::Root);
+        drop(live.counters.start());
+        live.counters.count(Route::Root);
         live.latency.record(Duration::from_micros(50));
         std::thread::sleep(Duration::from_millis(20));
         let second = sampler.sample(&live).snapshot;
         assert!((0.0..=100.0).contains(&second.cpu.busy_percent));
-        assert_eq!(
-            second.cpu.per_core_busy_percent.len(),
-            first.readings.cpu.cores.len()
-        );
+        assert_eq!(second.cpu.per_core_busy_percent.len(), cores);
+        assert!(second.network.rx_bytes_per_sec >= 0.0);
+        assert_eq!(second.requests.in_flight, 0);
         assert!(second.memory.total_bytes > 0);
         assert!(second.process.rss_bytes > 0);
         assert_eq!(second.requests.total, 1);
