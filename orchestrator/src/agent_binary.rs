@@ -81,6 +81,15 @@ pub enum AgentBinaryError {
         /// The places tried, comma-separated.
         looked: String,
     },
+    /// No `elb-balancer` found where elb looks.
+    #[error(
+        "no elb-balancer found (looked in: {looked}). Build it with `cargo build --release -p \
+         balancer` (it lands beside elb), or set ELB_BALANCER=<path>"
+    )]
+    NoBalancer {
+        /// The places tried, comma-separated.
+        looked: String,
+    },
     /// An arm64 host or instance type, and no `--agent-arm64`.
     #[error(
         "{what} is arm64, and elb builds elb-agent for x86_64 only: pass --agent-arm64 <path> \
@@ -138,44 +147,58 @@ impl AgentPaths {
 
 /// Finds the x86_64 agent: the explicit path if given, else the places in the module doc.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, AgentBinaryError> {
+    locate_program(explicit, "ELB_AGENT", "elb-agent")
+        .map_err(|looked| AgentBinaryError::NotFound { looked })
+}
+
+/// Finds `elb-balancer` the same way: the explicit path, `$ELB_BALANCER`, the static release
+/// build of this workspace, or beside `elb`.
+pub fn locate_balancer(explicit: Option<&Path>) -> Result<PathBuf, AgentBinaryError> {
+    locate_program(explicit, "ELB_BALANCER", "elb-balancer")
+        .map_err(|looked| AgentBinaryError::NoBalancer { looked })
+}
+
+/// The explicit path, else the first file of `$env` and the places near `elb` for `name`; the
+/// error lists the places tried.
+fn locate_program(explicit: Option<&Path>, env: &str, name: &str) -> Result<PathBuf, String> {
     if let Some(path) = explicit {
         return Ok(path.to_owned());
     }
     let mut candidates = Vec::new();
-    if let Some(path) = std::env::var_os("ELB_AGENT").filter(|v| !v.is_empty()) {
+    if let Some(path) = std::env::var_os(env).filter(|v| !v.is_empty()) {
         candidates.push(PathBuf::from(path));
     }
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_owned))
     {
-        candidates.extend(candidates_near(&dir));
+        candidates.extend(candidates_near(&dir, name));
     }
     candidates
         .iter()
         .find(|path| path.is_file())
         .cloned()
-        .ok_or_else(|| AgentBinaryError::NotFound {
-            looked: candidates
+        .ok_or_else(|| {
+            candidates
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join(", ")
         })
 }
 
-/// Where the static agent sits relative to the directory holding `elb`.
-fn candidates_near(exe_dir: &Path) -> Vec<PathBuf> {
+/// Where the static build of `name` sits relative to the directory holding `elb`.
+fn candidates_near(exe_dir: &Path, name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let in_target = exe_dir
         .file_name()
         .is_some_and(|name| name == "debug" || name == "release");
     if let (true, Some(target)) = (in_target, exe_dir.parent()) {
-        out.push(target.join("x86_64-unknown-linux-gnu/release/elb-agent"));
+        out.push(target.join("x86_64-unknown-linux-gnu/release").join(name));
     }
     // Installed side by side, or built by the same `cargo build` as elb (dynamically linked
     // then: fine for the local provider, refused with the static build command for hosts).
-    out.push(exe_dir.join("elb-agent"));
+    out.push(exe_dir.join(name));
     out
 }
 
@@ -308,14 +331,14 @@ mod tests {
     #[test]
     fn the_static_build_is_found_from_the_target_dir_or_beside_elb() {
         assert_eq!(
-            candidates_near(Path::new("/w/target/release")),
+            candidates_near(Path::new("/w/target/release"), "elb-agent"),
             [
                 PathBuf::from("/w/target/x86_64-unknown-linux-gnu/release/elb-agent"),
                 PathBuf::from("/w/target/release/elb-agent")
             ]
         );
         assert_eq!(
-            candidates_near(Path::new("/usr/local/bin")),
+            candidates_near(Path::new("/usr/local/bin"), "elb-agent"),
             [PathBuf::from("/usr/local/bin/elb-agent")]
         );
     }

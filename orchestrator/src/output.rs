@@ -122,6 +122,7 @@ mod tests {
             public_ip: public_ip.map(Into::into),
             private_ip: Some("10.0.0.5".into()),
             state: "running".into(),
+            role: None,
         }
     }
 

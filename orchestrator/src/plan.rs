@@ -148,6 +148,7 @@ mod tests {
                 public_ip: None,
                 private_ip: None,
                 state: "running".into(),
+                role: None,
             }],
             security_groups: vec![Group {
                 id: "sg-1".into(),

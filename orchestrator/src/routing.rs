@@ -114,13 +114,17 @@ impl Routing {
             .collect()
     }
 
-    /// Refuses clusters that have no running instance: a rule to an empty cluster is a typo
-    /// more often than a plan.
-    pub fn check_clusters(&self, existing: &BTreeSet<String>) -> Result<(), Error> {
+    /// Refuses clusters that have no running instance (but those in `special`, groups the
+    /// caller makes itself): a rule to an empty cluster is a typo more often than a plan.
+    pub fn check_clusters(
+        &self,
+        existing: &BTreeSet<String>,
+        special: &[&str],
+    ) -> Result<(), Error> {
         let unknown: Vec<&str> = self
             .clusters()
             .into_iter()
-            .filter(|c| !existing.contains(*c))
+            .filter(|c| !existing.contains(*c) && !special.contains(c))
             .collect();
         if unknown.is_empty() {
             return Ok(());
@@ -256,7 +260,7 @@ mod tests {
     fn a_rule_to_a_cluster_without_instances_is_refused() {
         let existing: BTreeSet<String> = ["cluster1".to_owned()].into();
         let err = Routing::seed()
-            .check_clusters(&existing)
+            .check_clusters(&existing, &[])
             .unwrap_err()
             .to_string();
         assert!(
@@ -264,6 +268,11 @@ mod tests {
             "{err}"
         );
         let both: BTreeSet<String> = ["cluster1".to_owned(), "cluster2".to_owned()].into();
-        assert!(Routing::seed().check_clusters(&both).is_ok());
+        assert!(Routing::seed().check_clusters(&both, &[]).is_ok());
+        let all = Routing {
+            rules: Vec::new(),
+            default: "all".into(),
+        };
+        assert!(all.check_clusters(&existing, &["all"]).is_ok());
     }
 }

@@ -172,6 +172,24 @@ pub struct TargetGroup {
 }
 
 impl TargetGroup {
+    /// A group called `name` with every default and no targets.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            algorithm: Algorithm::default(),
+            when_none_healthy: WhenNoneHealthy::default(),
+            connect_timeout_ms: Self::default_connect_timeout_ms(),
+            response_timeout_ms: Self::default_response_timeout_ms(),
+            slow_start_ms: 0,
+            idle_timeout_ms: Self::default_idle_timeout_ms(),
+            deregistration_delay_ms: Self::default_deregistration_delay_ms(),
+            health_check: HealthCheck::default(),
+            outlier_detection: OutlierDetection::default(),
+            retry: Retry::default(),
+            targets: Vec::new(),
+        }
+    }
+
     fn default_connect_timeout_ms() -> u64 {
         1000
     }
@@ -216,6 +234,21 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// Every algorithm, in the order the docs list them.
+    pub const ALL: [Algorithm; 6] = [
+        Self::RoundRobin,
+        Self::LeastOutstandingRequests,
+        Self::P2cPeakEwma,
+        Self::WeightedRandom,
+        Self::LowestLatency,
+        Self::AgentLoad,
+    ];
+
+    /// The algorithm called `name` in the config.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
     /// The name used in the config file, metrics and `/status`.
     pub fn name(self) -> &'static str {
         match self {

@@ -7,6 +7,7 @@
 mod harness;
 
 mod agent;
+mod balance;
 mod deploy;
 mod ec2;
 mod fleet;

@@ -124,7 +124,7 @@ async fn running(apis: &Apis<'_>, cluster: Option<&str>) -> Result<Vec<Instance>
 pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
     let instances = running(apis, None).await?;
     let clusters: BTreeSet<String> = instances.iter().map(|i| i.cluster.clone()).collect();
-    spec.routing.check_clusters(&clusters)?;
+    spec.routing.check_clusters(&clusters, &[])?;
 
     let network = apis.ec2.network(None).await?;
     let subnets = apis.ec2.default_subnets(&network.vpc_id).await?;

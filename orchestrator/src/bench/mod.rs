@@ -105,6 +105,29 @@ impl Plan {
         })
     }
 
+    /// Plans `requests` to `path` through `target` alone (e.g. `/` over every instance behind a
+    /// balancer), counted by every one of `agents`. The run is named after the path.
+    pub(crate) fn through(
+        agents: &[Agent],
+        path: &str,
+        target: (String, Endpoint),
+        template: &Load,
+    ) -> Self {
+        let (url, endpoint) = target;
+        Self {
+            clusters: vec![ClusterPlan {
+                cluster: path.to_owned(),
+                load: Load {
+                    endpoints: vec![endpoint],
+                    path: path.to_owned(),
+                    ..template.clone()
+                },
+                agents: agents.to_vec(),
+            }],
+            target: Some(url),
+        }
+    }
+
     /// Runs the clusters one after the other.
     pub(crate) async fn run(&self) -> Results {
         let started_at_unix_ms = stats::unix_ms();

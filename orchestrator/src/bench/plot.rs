@@ -10,6 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::report::{ClusterResult, Results};
+use super::via::Comparison;
 use crate::state::{self, StateError};
 
 const SIZE: (u32, u32) = (960, 540);
@@ -79,14 +80,50 @@ pub(crate) fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, P
     register_font();
     let mut written = Vec::new();
     for plot in Plot::ALL {
-        written.extend(render(dir, plot, results)?);
+        written.extend(render(dir, &(plot, results))?);
     }
     Ok(written)
 }
 
-/// Draws one plot twice: into an SVG string, and into a PNG next to its final name (the
+/// Writes `comparison.svg` and `.png` into `dir`: p50, p99 and p99.9 of each run (via or
+/// algorithm) side by side; returns the paths written.
+pub(crate) fn write_comparison(
+    comparison: &Comparison,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    register_font();
+    Ok(render(dir, comparison)?.to_vec())
+}
+
+/// Something drawn into a file of its own, the same way on every backend.
+trait Figure {
+    fn name(&self) -> &'static str;
+    fn draw<DB: DrawingBackend>(&self, area: Area<DB>) -> Drawn;
+}
+
+impl Figure for (Plot, &Results) {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: Area<DB>) -> Drawn {
+        self.0.draw(area, self.1)
+    }
+}
+
+impl Figure for Comparison {
+    fn name(&self) -> &'static str {
+        "comparison"
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: Area<DB>) -> Drawn {
+        draw_comparison(area, self)
+    }
+}
+
+/// Draws one figure twice: into an SVG string, and into a PNG next to its final name (the
 /// bitmap encoder writes files only), each then moved into place in one step.
-fn render(dir: &Path, plot: Plot, results: &Results) -> Result<[PathBuf; 2], PlotError> {
+fn render(dir: &Path, plot: &impl Figure) -> Result<[PathBuf; 2], PlotError> {
     let name = plot.name();
     let failed = |file: &str| {
         let file = file.to_owned();
@@ -94,17 +131,14 @@ fn render(dir: &Path, plot: Plot, results: &Results) -> Result<[PathBuf; 2], Plo
     };
     let svg_path = dir.join(format!("{name}.svg"));
     let mut text = String::new();
-    plot.draw(
-        SVGBackend::with_string(&mut text, SIZE).into_drawing_area(),
-        results,
-    )
-    .map_err(failed(&format!("{name}.svg")))?;
+    plot.draw(SVGBackend::with_string(&mut text, SIZE).into_drawing_area())
+        .map_err(failed(&format!("{name}.svg")))?;
     state::write_atomic(&svg_path, text.as_bytes(), 0o644)?;
 
     let png_path = dir.join(format!("{name}.png"));
     let tmp = dir.join(format!(".{name}.tmp.png"));
     let drawn = plot
-        .draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), results)
+        .draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area())
         .map_err(failed(&format!("{name}.png")));
     if let Err(e) = drawn {
         let _ = std::fs::remove_file(&tmp);
@@ -118,6 +152,72 @@ fn render(dir: &Path, plot: Plot, results: &Results) -> Result<[PathBuf; 2], Plo
         })
     })?;
     Ok([svg_path, png_path])
+}
+
+/// p50, p99 and p99.9 per run and cluster, on a logarithmic latency axis: a tail ten times
+/// longer is as visible as one ten times shorter.
+fn draw_comparison<DB: DrawingBackend>(area: Area<DB>, comparison: &Comparison) -> Drawn {
+    area.fill(&WHITE).map_err(|e| e.to_string())?;
+    let rows = &comparison.rows;
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", r.via, r.cluster))
+        .collect();
+    let values = |r: &super::via::ViaRow| [r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.p999];
+    let (lo, hi) = rows
+        .iter()
+        .flat_map(values)
+        .filter(|v| *v > 0.0)
+        .fold((f64::MAX, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if hi > 0.0 {
+        (lo / 2.0, hi * 2.0)
+    } else {
+        (0.01, 1.0)
+    };
+    let n = rows.len().max(1);
+    let mut chart = ChartBuilder::on(&area)
+        .caption("Latency per run: p50, p99, p99.9", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(64)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.5..(n as f64 - 0.5), (lo..hi).log_scale())
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() > 0.01 || i < 0.0 {
+                return String::new();
+            }
+            labels.get(i as usize).cloned().unwrap_or_default()
+        })
+        .y_desc("latency (ms, log scale)")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (k, name) in ["p50", "p99", "p99.9"].into_iter().enumerate() {
+        let style = color(k).filled();
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as f64 + (k as f64 - 1.0) * 0.15, values(r)[k].max(lo)))
+            .collect();
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 6, style)))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, style));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    area.present().map_err(|e| e.to_string())
 }
 
 fn color(i: usize) -> RGBColor {

@@ -3,6 +3,8 @@
 //! served a request is counted by the agents themselves, so the per-instance shares compare
 //! whatever the path.
 
+use std::collections::BTreeMap;
+
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
@@ -16,6 +18,8 @@ pub(crate) enum Via {
     Direct,
     /// Through the project's managed ALB (its DNS name).
     Alb,
+    /// Through the project's own balancer (`elb balance up`).
+    Balancer,
 }
 
 impl Via {
@@ -24,14 +28,16 @@ impl Via {
         match self {
             Self::Direct => "direct",
             Self::Alb => "alb",
+            Self::Balancer => "balancer",
         }
     }
 }
 
-/// One via's runs, summed up per cluster.
+/// One run (a via, or an algorithm of the balancer), summed up per cluster.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ViaRow {
-    pub(crate) via: Via,
+    /// What was compared: the via's or the algorithm's name.
+    pub(crate) via: String,
     pub(crate) cluster: String,
     pub(crate) requests: u64,
     pub(crate) errors: u64,
@@ -39,9 +45,11 @@ pub(crate) struct ViaRow {
     pub(crate) latency_ms: Latency,
     /// Share (0-1) of the cluster's requests each instance's agent counted.
     pub(crate) shares: Vec<(String, f64)>,
+    /// The same shares summed per instance type.
+    pub(crate) type_shares: Vec<(String, f64)>,
 }
 
-/// The side-by-side report of several vias (`comparison.json`).
+/// The side-by-side report of several runs (`comparison.json`).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Comparison {
     pub(crate) schema: u32,
@@ -49,33 +57,41 @@ pub(crate) struct Comparison {
 }
 
 impl Comparison {
-    /// The rows of `runs`, in the order run.
-    pub(crate) fn new(runs: &[(Via, Results)]) -> Self {
+    /// The rows of `runs` (a label and its results), in the order run; `types` names each
+    /// instance's type.
+    pub(crate) fn new(runs: &[(String, Results)], types: &BTreeMap<String, String>) -> Self {
         let rows = runs
             .iter()
-            .flat_map(|(via, results)| {
+            .flat_map(|(label, results)| {
                 results.clusters.iter().map(move |c| {
                     let counted: u64 = c.instances.iter().filter_map(|i| i.agent_counted).sum();
+                    let shares: Vec<(String, f64)> = c
+                        .instances
+                        .iter()
+                        .map(|i| {
+                            let n = i.agent_counted.unwrap_or(0);
+                            let share = if counted == 0 {
+                                0.0
+                            } else {
+                                n as f64 / counted as f64
+                            };
+                            (i.instance.clone(), share)
+                        })
+                        .collect();
+                    let mut by_type: BTreeMap<String, f64> = BTreeMap::new();
+                    for (instance, share) in &shares {
+                        let t = types.get(instance).cloned().unwrap_or_else(|| "?".into());
+                        *by_type.entry(t).or_default() += share;
+                    }
                     ViaRow {
-                        via: *via,
+                        via: label.clone(),
                         cluster: c.cluster.clone(),
                         requests: c.requests,
                         errors: c.errors,
                         requests_per_sec: c.requests_per_sec,
                         latency_ms: c.latency_ms,
-                        shares: c
-                            .instances
-                            .iter()
-                            .map(|i| {
-                                let n = i.agent_counted.unwrap_or(0);
-                                let share = if counted == 0 {
-                                    0.0
-                                } else {
-                                    n as f64 / counted as f64
-                                };
-                                (i.instance.clone(), share)
-                            })
-                            .collect(),
+                        shares,
+                        type_shares: by_type.into_iter().collect(),
                     }
                 })
             })
@@ -109,21 +125,23 @@ impl Comparison {
             ]);
         for r in &self.rows {
             let l = &r.latency_ms;
-            let shares = r
-                .shares
-                .iter()
-                .map(|(i, s)| format!("{i} {:.0}%", 100.0 * s))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let percent = |shares: &[(String, f64)]| {
+                shares
+                    .iter()
+                    .map(|(i, s)| format!("{i} {:.0}%", 100.0 * s))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             table.add_row([
-                r.via.name().to_owned(),
+                r.via.clone(),
                 r.cluster.clone(),
                 format!("{:.0}", r.requests_per_sec),
                 format!("{:.2}", l.p50),
                 format!("{:.2}", l.p99),
                 format!("{:.2}", l.p999),
                 r.errors.to_string(),
-                shares,
+                percent(&r.type_shares),
+                percent(&r.shares),
             ]);
         }
         table.to_string()
@@ -137,11 +155,21 @@ mod tests {
 
     #[test]
     fn each_via_and_cluster_is_a_row_with_the_agents_shares() {
-        let runs = [(Via::Direct, results()), (Via::Alb, results())];
-        let comparison = Comparison::new(&runs);
+        let runs = [
+            ("direct".to_owned(), results()),
+            ("alb".to_owned(), results()),
+        ];
+        let types = [("i-1".to_owned(), "m4.large".to_owned())].into();
+        let comparison = Comparison::new(&runs, &types);
         let per_run = results().clusters.len();
         assert_eq!(comparison.rows.len(), 2 * per_run);
-        assert_eq!(comparison.rows[per_run].via, Via::Alb);
+        assert_eq!(comparison.rows[per_run].via, "alb");
+        let types: Vec<&str> = comparison.rows[0]
+            .type_shares
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(types, ["?", "m4.large"]);
         for row in &comparison.rows {
             let total: f64 = row.shares.iter().map(|(_, s)| s).sum();
             assert!(total == 0.0 || (total - 1.0).abs() < 1e-9, "{row:?}");

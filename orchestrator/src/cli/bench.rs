@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::balance;
 use crate::bench::loadgen::Load;
+use crate::bench::report::Results;
 use crate::bench::via::{Comparison, Via};
 use crate::bench::Plan;
 use crate::cli::GlobalArgs;
@@ -15,6 +17,7 @@ use crate::http::Endpoint;
 use crate::output::OutputFormat;
 use crate::stats::Agent;
 use crate::Error;
+use proto::balancer_config::Algorithm;
 
 /// Flags of `elb bench`.
 #[derive(Debug, Args)]
@@ -33,7 +36,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
     /// Where the load goes, comma-separated for a side-by-side comparison of the same load:
-    /// `direct` (spread over the instances), `alb` (the project's managed ALB, `elb alb up`).
+    /// `direct` (spread over the instances), `alb` (the project's managed ALB, `elb alb up`),
+    /// `balancer` (the project's own, `elb balance up`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -41,6 +45,19 @@ pub struct BenchArgs {
         conflicts_with = "target"
     )]
     pub(crate) via: Vec<Via>,
+    /// Run the same load through the project's balancer once per algorithm, comma-separated
+    /// (reconfiguring it between runs and waiting until its targets are healthy), and compare.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with_all = ["target", "no_fleet"],
+        value_parser = super::values::algorithm_parser()
+    )]
+    pub(crate) algorithms: Vec<Algorithm>,
+    /// With --algorithms or --via balancer: load this one path (e.g. `/`, which the default
+    /// action routes) instead of `/<cluster>` per cluster.
+    #[arg(long)]
+    pub path: Option<String>,
     /// With --target: do not look up the project's instances (no cloud call, no agent
     /// snapshots), e.g. to load a single agent.
     #[arg(long, requires = "target")]
@@ -86,6 +103,13 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
             .await
             .map(drop);
     }
+    if let Some(path) = &args.path {
+        if !path.starts_with('/') {
+            return Err(Error::Usage(format!(
+                "--path `{path}` must start with `/` (e.g. --path /)"
+            )));
+        }
+    }
     let settings = Settings::load(&global.options()).await?;
     let instances = cloud::fleet(&settings, None).await?;
     let agents: Vec<Agent> = instances
@@ -93,6 +117,20 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
         .map(Agent::of)
         .filter(Agent::running)
         .collect();
+    let types = instances
+        .iter()
+        .map(|i| (i.id.clone(), i.instance_type.clone()))
+        .collect();
+    let dir = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "elb-bench-{}",
+            crate::bench::utc_stamp(crate::stats::unix_ms() / 1000)
+        ))
+    });
+    if !args.algorithms.is_empty() {
+        let runs = compare_algorithms(&settings, &agents, args, &template, &dir).await?;
+        return report_comparison(&settings, &runs, &types, &dir);
+    }
     if target.is_some() || vias == [Via::Direct] {
         let plan = Plan::new(&agents, &args.cluster, target, &template)?;
         return plan
@@ -105,37 +143,133 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     for via in &vias {
         let target = match via {
             Via::Direct => None,
-            Via::Alb => {
-                let url = alb_url(&settings).await?;
-                Some((url.clone(), Endpoint::from_url(&url).await?))
-            }
+            Via::Alb => Some(alb_url(&settings).await?),
+            Via::Balancer => Some(balancer_url(&settings).await?.0),
         };
-        plans.push((*via, Plan::new(&agents, &args.cluster, target, &template)?));
+        let plan = match (target, &args.path) {
+            (Some(url), Some(path)) => {
+                let endpoint = Endpoint::from_url(&url).await?;
+                Plan::through(&agents, path, (url, endpoint), &template)
+            }
+            (Some(url), None) => {
+                let endpoint = Endpoint::from_url(&url).await?;
+                Plan::new(&agents, &args.cluster, Some((url, endpoint)), &template)?
+            }
+            (None, _) => Plan::new(&agents, &args.cluster, None, &template)?,
+        };
+        plans.push((*via, plan));
     }
-    let dir = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "elb-bench-{}",
-            crate::bench::utc_stamp(crate::stats::unix_ms() / 1000)
-        ))
-    });
+    if vias.len() == 1 {
+        let (_, plan) = plans.remove(0);
+        return plan
+            .run_and_report(args.out.clone(), "elb-bench", settings.output)
+            .await
+            .map(drop);
+    }
     let mut runs = Vec::with_capacity(plans.len());
     for (via, plan) in plans {
         eprintln!("via {}", via.name());
-        let report = plan
-            .run_and_report(Some(dir.join(via.name())), "elb-bench", settings.output)
-            .await?;
-        runs.push((via, report.results));
+        let results = run_one(&plan, &dir.join(via.name()), settings.output).await?;
+        runs.push((via.name().to_owned(), results));
     }
-    let comparison = Comparison::new(&runs);
+    report_comparison(&settings, &runs, &types, &dir)
+}
+
+/// `--algorithms`: per algorithm, the balancer reconfigured, its targets healthy, then the same
+/// load through it.
+async fn compare_algorithms(
+    settings: &Settings,
+    agents: &[Agent],
+    args: &BenchArgs,
+    template: &Load,
+    dir: &std::path::Path,
+) -> Result<Vec<(String, Results)>, Error> {
+    let (url, balancer) = balancer_url(settings).await?;
+    let endpoint = Endpoint::from_url(&url).await?;
+    let mut runs = Vec::with_capacity(args.algorithms.len());
+    for algorithm in &args.algorithms {
+        balance::set_algorithm(settings, *algorithm).await?;
+        let status = balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;
+        let unhealthy: Vec<String> = status
+            .groups
+            .iter()
+            .flat_map(|g| &g.targets)
+            .filter(|t| t.state != proto::TargetState::Healthy)
+            .map(|t| format!("{} {} ({})", t.id, t.state.name(), t.reason))
+            .collect();
+        if !unhealthy.is_empty() {
+            eprintln!(
+                "warning: {algorithm:?}: not every target is healthy after 30 s: {}",
+                unhealthy.join(", ")
+            );
+        }
+        eprintln!("algorithm {}", algorithm.name());
+        let plan = match &args.path {
+            Some(path) => Plan::through(agents, path, (url.clone(), endpoint.clone()), template),
+            None => Plan::new(
+                agents,
+                &args.cluster,
+                Some((url.clone(), endpoint.clone())),
+                template,
+            )?,
+        };
+        let results = run_one(&plan, &dir.join(algorithm.name()), settings.output).await?;
+        runs.push((algorithm.name().to_owned(), results));
+    }
+    Ok(runs)
+}
+
+/// One run of a comparison, its files in `dir`: with tables, each run's tables are printed as
+/// it ends; with JSON or CSV only the comparison goes to stdout, so it stays one document.
+pub(crate) async fn run_one(
+    plan: &Plan,
+    dir: &std::path::Path,
+    output: OutputFormat,
+) -> Result<Results, Error> {
+    if output == OutputFormat::Table {
+        return Ok(plan
+            .run_and_report(Some(dir.to_owned()), "elb-bench", output)
+            .await?
+            .results);
+    }
+    let results = plan.run().await;
+    crate::bench::write(&results, dir)?;
+    Ok(results)
+}
+
+/// Writes `comparison.json` (and its plot) into `dir` and prints the side-by-side table.
+fn report_comparison(
+    settings: &Settings,
+    runs: &[(String, Results)],
+    types: &std::collections::BTreeMap<String, String>,
+    dir: &std::path::Path,
+) -> Result<(), Error> {
+    let comparison = Comparison::new(runs, types);
     let file = dir.join("comparison.json");
     crate::state::write_atomic(&file, comparison.json().as_bytes(), 0o644)?;
+    let plots = crate::bench::plot::write_comparison(&comparison, dir)?;
     match settings.output {
         OutputFormat::Table => println!("{}", comparison.table()),
         OutputFormat::Json => println!("{}", comparison.json()),
         OutputFormat::Csv => {}
     }
     eprintln!("comparison: {}", file.display());
+    for plot in plots {
+        eprintln!("  {}", plot.display());
+    }
     Ok(())
+}
+
+/// The project's balancer's client URL, or why there is none.
+async fn balancer_url(settings: &Settings) -> Result<(String, balance::Balancer), Error> {
+    match balance::find(settings).await? {
+        Some(balancer) => Ok((balancer.url(), balancer)),
+        None => Err(Error::Usage(format!(
+            "--via balancer / --algorithms: project {} has no balancer: start it with `elb \
+             --local balance up`",
+            settings.project
+        ))),
+    }
 }
 
 /// The base URL of the project's managed ALB (`http://<DNS name>`).

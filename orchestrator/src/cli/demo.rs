@@ -10,8 +10,10 @@ use clap::Args;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
+use crate::balance::{self, BalanceSpec};
 use crate::bench::loadgen::Load;
 use crate::bench::report::ClusterResult;
+use crate::bench::via::Comparison;
 use crate::bench::Plan;
 use crate::cli::GlobalArgs;
 use crate::cloud::local::LocalCloud;
@@ -19,9 +21,12 @@ use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::cloud::wait::Poll;
 use crate::cloud::{self, Cloud, Created};
 use crate::config::{ProviderKind, Settings};
+use crate::http::Endpoint;
 use crate::output::{self, OutputFormat};
+use crate::routing::Routing;
 use crate::stats::Agent;
 use crate::Error;
+use proto::balancer_config::Algorithm;
 
 /// The experiment's clusters: name, instance type, count. Locally the type is a CPU quota (see
 /// the table in docs/cli.md), so the micro cluster has a tenth of a large one's CPU per instance.
@@ -47,6 +52,15 @@ pub struct DemoArgs {
     /// ELB_AGENT).
     #[arg(long)]
     pub agent: Option<PathBuf>,
+    /// The elb-balancer executable (default: the build found next to elb, or ELB_BALANCER).
+    #[arg(long)]
+    pub balancer: Option<PathBuf>,
+    /// The balancer's client port.
+    #[arg(long, default_value_t = 80)]
+    pub balancer_port: u16,
+    /// Only the direct comparison of the two clusters: no balancer, no algorithms.
+    #[arg(long)]
+    pub no_balancer: bool,
 }
 
 /// Runs `elb demo`, always on the local provider.
@@ -122,9 +136,15 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
         timeout: Duration::from_secs(10),
     };
     let clusters: Vec<String> = CLUSTERS.iter().map(|(c, _, _)| (*c).to_owned()).collect();
+    let dir = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "elb-demo-{}",
+            crate::bench::utc_stamp(crate::stats::unix_ms() / 1000)
+        ))
+    });
     let plan = Plan::new(&agents, &clusters, None, &template)?;
     let report = plan
-        .run_and_report(args.out.clone(), "elb-demo", settings.output)
+        .run_and_report(Some(dir.clone()), "elb-demo", settings.output)
         .await?;
     if settings.output == OutputFormat::Table {
         println!("{}", comparison(&report.results.clusters));
@@ -133,7 +153,120 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     for file in &report.files {
         eprintln!("  {}", file.display());
     }
+    if args.no_balancer {
+        return Ok(());
+    }
+    through_the_balancer(settings, &agents, &clusters, &template, &dir, args).await
+}
+
+/// The algorithms the demo compares, round robin (the reference) first.
+const ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::RoundRobin,
+    Algorithm::LeastOutstandingRequests,
+    Algorithm::P2cPeakEwma,
+    Algorithm::AgentLoad,
+    Algorithm::LowestLatency,
+];
+
+/// The two clusters through elb's balancer with the seed's rules, then the algorithms compared
+/// on one mixed group (`/` over all five instances), and which gave the lowest p99.
+async fn through_the_balancer(
+    settings: &Settings,
+    agents: &[Agent],
+    clusters: &[String],
+    template: &Load,
+    dir: &std::path::Path,
+    args: &DemoArgs,
+) -> Result<(), Error> {
+    let seed = BalanceSpec {
+        routing: Routing::seed(),
+        algorithm: Algorithm::RoundRobin,
+        port: args.balancer_port,
+        health_interval_ms: 500,
+    };
+    eprintln!("starting elb's balancer with the seed's rules");
+    let balancer = balance::up(settings, &seed, args.balancer.as_deref()).await?;
+    balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;
+    let url = balancer.url();
+    let endpoint = Endpoint::from_url(&url).await?;
+    let plan = Plan::new(
+        agents,
+        clusters,
+        Some((url.clone(), endpoint.clone())),
+        template,
+    )?;
+    let report = plan
+        .run_and_report(Some(dir.join("balancer")), "elb-demo", settings.output)
+        .await?;
+    eprintln!("report through the balancer: {}", report.dir.display());
+
+    let mixed = BalanceSpec {
+        routing: Routing {
+            rules: Vec::new(),
+            default: balance::ALL.to_owned(),
+        },
+        ..seed
+    };
+    eprintln!(
+        "one mixed group of all {} instances: comparing algorithms",
+        agents.len()
+    );
+    balance::up(settings, &mixed, args.balancer.as_deref()).await?;
+    let mut runs = Vec::with_capacity(ALGORITHMS.len());
+    for algorithm in ALGORITHMS {
+        balance::set_algorithm(settings, algorithm).await?;
+        balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;
+        eprintln!("algorithm {}", algorithm.name());
+        let plan = Plan::through(agents, "/", (url.clone(), endpoint.clone()), template);
+        let results = super::bench::run_one(
+            &plan,
+            &dir.join("algorithms").join(algorithm.name()),
+            settings.output,
+        )
+        .await?;
+        runs.push((algorithm.name().to_owned(), results));
+    }
+    let types = agents
+        .iter()
+        .map(|a| (a.id.clone(), a.instance_type.clone()))
+        .collect();
+    let comparison = Comparison::new(&runs, &types);
+    let algorithms = dir.join("algorithms");
+    crate::state::write_atomic(
+        &algorithms.join("comparison.json"),
+        comparison.json().as_bytes(),
+        0o644,
+    )?;
+    crate::bench::plot::write_comparison(&comparison, &algorithms)?;
+    if settings.output == OutputFormat::Table {
+        println!("algorithms on the mixed group (/ over 2 x m4.large + 3 x t3.micro)");
+        println!("{}", comparison.table());
+        println!("{}", verdict(&comparison));
+    }
+    eprintln!("algorithm comparison: {}", algorithms.display());
     Ok(())
+}
+
+/// Which algorithm gave the lowest p99, and by what ratio to round robin's (the first row).
+fn verdict(comparison: &Comparison) -> String {
+    let (Some(reference), Some(best)) = (
+        comparison.rows.first(),
+        comparison
+            .rows
+            .iter()
+            .min_by(|a, b| a.latency_ms.p99.total_cmp(&b.latency_ms.p99)),
+    ) else {
+        return String::new();
+    };
+    let ratio = if reference.latency_ms.p99 > 0.0 {
+        best.latency_ms.p99 / reference.latency_ms.p99
+    } else {
+        1.0
+    };
+    format!(
+        "lowest p99: {} at {:.2} ms, {ratio:.2}x round robin's {:.2} ms (goal: <= 0.5x)",
+        best.via, best.latency_ms.p99, reference.latency_ms.p99
+    )
 }
 
 /// Stops every agent of the project and removes its state and cgroups.

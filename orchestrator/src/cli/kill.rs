@@ -121,6 +121,11 @@ pub(crate) async fn run(
     if !args.yes && !confirm("delete all of the above?") {
         return Err(Error::Declined);
     }
+    if args.cluster.is_some() {
+        // The balancer stops sending to them first: their in-flight requests finish (drain).
+        let leaving: Vec<String> = plan.instances.iter().map(|i| i.id.clone()).collect();
+        crate::balance::sync(settings, &leaving).await?;
+    }
     if let (Some(cluster), Provider::Ec2 { region, sdk }) = (&args.cluster, &settings.provider) {
         let ec2 = Ec2::new(sdk, region, settings);
         let apis = Apis {

@@ -213,7 +213,8 @@ pub(crate) async fn run<C: Cloud>(
         sort_instances(&mut instances);
         print(settings.output, &instances);
         spec.agent.deliver(settings, &instances).await?;
-        join_alb(settings, &spec.cluster, &instances).await
+        join_alb(settings, &spec.cluster, &instances).await?;
+        crate::balance::sync(settings, &[]).await.map(drop)
     };
     // Biased, Ctrl-C first: its handler is installed when first polled, which must come before
     // the launch starts anything (the local provider starts agents before its first await).

@@ -1,6 +1,7 @@
 //! Command-line interface: the flags every command shares, one module per subcommand.
 
 pub mod alb;
+pub mod balance;
 pub mod bench;
 pub mod demo;
 pub mod deploy;
@@ -120,6 +121,8 @@ pub enum Command {
     /// The managed AWS Application Load Balancer, for comparison with elb's own: up, status,
     /// down (EC2 only).
     Alb(alb::AlbArgs),
+    /// elb's own load balancer in front of the fleet: up, sync, status, down (--local).
+    Balance(balance::BalanceArgs),
 }
 
 /// A command whose input was checked before any settings were loaded.
@@ -151,6 +154,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         // `--hosts` needs no cloud; the project's instances come through `cloud::fleet`.
         Command::Deploy(args) => return deploy::run(&cli.global, &args).await,
         Command::Demo(args) => return demo::run(&cli.global, &args).await,
+        Command::Balance(args) => {
+            if let balance::BalanceCommand::Up(up) = &args.command {
+                up.spec()?;
+            }
+            return balance::run(&Settings::load(&cli.global.options()).await?, &args).await;
+        }
     };
     let settings = Settings::load(&cli.global.options()).await?;
     match &settings.provider {

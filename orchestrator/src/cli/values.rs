@@ -2,11 +2,13 @@
 //! so that the types themselves (in `config` and `output`) know nothing of clap.
 
 use clap::builder::PossibleValue;
+use clap::builder::TypedValueParser;
 use clap::ValueEnum;
 
 use crate::bench::via::Via;
 use crate::config::ProviderKind;
 use crate::output::OutputFormat;
+use proto::balancer_config::Algorithm;
 
 impl ValueEnum for OutputFormat {
     fn value_variants<'a>() -> &'a [Self] {
@@ -40,7 +42,7 @@ impl ValueEnum for ProviderKind {
 
 impl ValueEnum for Via {
     fn value_variants<'a>() -> &'a [Self] {
-        &[Self::Direct, Self::Alb]
+        &[Self::Direct, Self::Alb, Self::Balancer]
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
@@ -48,8 +50,30 @@ impl ValueEnum for Via {
             Self::Direct => PossibleValue::new("direct")
                 .help("Straight at the instances, spread by the load generator"),
             Self::Alb => PossibleValue::new("alb").help("Through the project's managed ALB"),
+            Self::Balancer => PossibleValue::new("balancer")
+                .help("Through the project's own balancer (elb balance up)"),
         })
     }
+}
+
+/// clap's parser for a balancer algorithm name (the type lives in `proto`, so it cannot carry
+/// clap's trait): the config's names, each with its one-line meaning in the help.
+pub(crate) fn algorithm_parser() -> impl clap::builder::TypedValueParser<Value = Algorithm> {
+    let values = Algorithm::ALL.map(|a| {
+        let help = match a {
+            Algorithm::RoundRobin => "Each target in turn",
+            Algorithm::LeastOutstandingRequests => "The target with the fewest requests in flight",
+            Algorithm::P2cPeakEwma => {
+                "Two random targets, the cheaper by latency x (in flight + 1)"
+            }
+            Algorithm::WeightedRandom => "Random, in proportion to the targets' weights",
+            Algorithm::LowestLatency => "The healthy target with the lowest live latency estimate",
+            Algorithm::AgentLoad => "By spare capacity as the agents report it from inside",
+        };
+        PossibleValue::new(a.name()).help(help)
+    });
+    clap::builder::PossibleValuesParser::new(values)
+        .map(|name| Algorithm::parse(&name).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -61,6 +85,9 @@ mod tests {
         for format in OutputFormat::value_variants() {
             let name = format.to_possible_value().unwrap();
             assert_eq!(OutputFormat::from_str(name.get_name(), false), Ok(*format));
+        }
+        for algorithm in Algorithm::ALL {
+            assert_eq!(Algorithm::parse(algorithm.name()), Some(algorithm));
         }
         for via in Via::value_variants() {
             assert_eq!(via.to_possible_value().unwrap().get_name(), via.name());

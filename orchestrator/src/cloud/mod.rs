@@ -54,9 +54,20 @@ pub struct Instance {
     pub private_ip: Option<String>,
     /// `pending`, `running`, `terminated`, ...
     pub state: String,
+    /// The `Role` tag: `balancer` for elb's balancer; `None` for an agent instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
+/// The `Role` tag of a balancer instance.
+pub const BALANCER_ROLE: &str = "balancer";
+
 impl Instance {
+    /// Whether this is elb's balancer rather than an agent instance.
+    pub fn is_balancer(&self) -> bool {
+        self.role.as_deref() == Some(BALANCER_ROLE)
+    }
+
     /// The address elb reaches the instance at: its public IPv4 address if it has one, else its
     /// private one.
     pub fn address(&self) -> Option<&str> {
@@ -138,8 +149,9 @@ impl Created {
     }
 }
 
-/// The project's live instances (every cluster, or only `cluster`), sorted, from the provider
-/// the settings select. Commands that act on running instances (deploy, stats, bench) start here.
+/// The project's live agent instances (every cluster, or only `cluster`; not the balancer),
+/// sorted, from the provider the settings select. Commands that act on running instances
+/// (deploy, stats, bench) start here.
 pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Instance>, Error> {
     let mut instances = match &settings.provider {
         Provider::Ec2 { region, sdk } => {
@@ -153,6 +165,7 @@ pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Ins
                 .await?
         }
     };
+    instances.retain(|i| !i.is_balancer());
     sort_instances(&mut instances);
     Ok(instances)
 }

@@ -132,6 +132,7 @@ mod tests {
             public_ip: None,
             private_ip: None,
             state: state.into(),
+            role: None,
         }
     }
 

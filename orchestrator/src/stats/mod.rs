@@ -210,6 +210,7 @@ mod tests {
             public_ip: Some("203.0.113.7".into()),
             private_ip: Some("10.0.0.7".into()),
             state: "running".into(),
+            role: None,
         };
         let a = Agent::of(&instance);
         assert_eq!(a.addr, Some("203.0.113.7:8000".parse().unwrap()));

@@ -102,11 +102,10 @@ impl Elb {
             .env("ELB_STATE_DIR", self.state_dir());
         match &self.provider {
             Provider::Ec2 { endpoint } => command.args(["--endpoint-url", endpoint]),
-            Provider::Local { project } => command.env("ELB_AGENT", bin_path("elb-agent")).args([
-                "--local",
-                "--project",
-                project,
-            ]),
+            Provider::Local { project } => command
+                .env("ELB_AGENT", bin_path("elb-agent"))
+                .env("ELB_BALANCER", bin_path("elb-balancer"))
+                .args(["--local", "--project", project]),
         };
         command
             .args(["--output", "json"])

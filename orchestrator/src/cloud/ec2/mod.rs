@@ -104,6 +104,7 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
         public_ip: i.public_ip_address().map(str::to_owned),
         private_ip: i.private_ip_address().map(str::to_owned),
         state: owned(i.state().and_then(|s| s.name()).map(|n| n.as_str())),
+        role: tag_value(tags, "Role").map(str::to_owned),
     }
 }
 

@@ -93,6 +93,18 @@ pub enum LocalError {
         /// The log's last lines.
         tail: String,
     },
+    /// The recorded balancer process is not running.
+    #[error(
+        "the local balancer {id} is not running (its log: {}): `elb --local balance down` \
+         removes its record, `elb --local balance up` starts a new one",
+        log.display()
+    )]
+    BalancerDown {
+        /// Its instance id.
+        id: String,
+        /// Its log file.
+        log: PathBuf,
+    },
     /// Agents did not answer `/healthz` in time.
     #[error(
         "{} did not answer /healthz within {secs} s: see their logs in {}; `elb --local kill` \

@@ -7,11 +7,14 @@
 //! starting, recognising and stopping agents, `state.rs` the instances file, `error.rs` what can
 //! go wrong.
 
+mod balancer;
 mod cgroup;
 mod error;
 mod process;
 mod state;
 mod types;
+pub(crate) use state::Record;
+pub(crate) use types::cpu_of;
 
 pub use error::LocalError;
 
@@ -23,7 +26,7 @@ use tokio::time::Instant;
 
 use self::cgroup::Backend;
 use self::process::Ended;
-use self::state::{Record, Store};
+use self::state::Store;
 use self::types::Cpu;
 use super::{instance_name, Cloud, Created, Instance, MANAGED_BY};
 use crate::agent_binary;
@@ -63,7 +66,7 @@ impl LocalCloud {
     ) -> Result<Record, LocalError> {
         let mut locked = self.store.lock()?;
         let taken: Vec<Ipv4Addr> = locked.records.iter().map(|r| r.address).collect();
-        let address = process::free_address(&taken)?;
+        let address = process::free_address(&taken, &[proto::AGENT_PORT])?;
         let id = format!("local-{:08x}", rand::random::<u32>());
         let cgroup = cgroups
             .map(|backend| {
@@ -210,6 +213,7 @@ fn to_instance(record: &Record) -> Instance {
         public_ip: None,
         private_ip: Some(record.address.to_string()),
         state: if running { "running" } else { "stopped" }.to_owned(),
+        role: record.tags.get("Role").cloned(),
     }
 }
 
@@ -323,6 +327,7 @@ impl Cloud for LocalCloud {
                 eprintln!("removed cgroup {}", group.display());
             }
             let _ = std::fs::remove_file(&r.log);
+            let _ = std::fs::remove_file(Self::config_path(r));
             gone.push(r.id.clone());
         }
         locked.records.retain(|r| !gone.contains(&r.id));
@@ -373,7 +378,7 @@ mod tests {
             std::fs::create_dir_all(&root).unwrap();
             root.clone()
         });
-        let address = process::free_address(&[]).unwrap();
+        let address = process::free_address(&[], &[proto::AGENT_PORT]).unwrap();
         let server = serve_healthz(address).await;
         let mut record = Record {
             id: format!("local-{:08x}", rand::random::<u32>()),

@@ -8,7 +8,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,6 +27,34 @@ const POLL: Duration = Duration::from_millis(100);
 /// outside its quota, and starts a session of its own, so it outlives `elb` and a Ctrl-C in
 /// `elb`'s terminal does not reach it.
 pub(crate) fn spawn(agent: &Path, record: &Record) -> Result<u32, LocalError> {
+    let mut command = Command::new(agent);
+    command
+        .arg("--listen")
+        .arg(format!("{}:{AGENT_PORT}", record.address))
+        .args(["--cluster", record.tag("Cluster")])
+        .args(["--instance-id", &record.id])
+        .args(["--instance-type", &record.instance_type])
+        .args(["--az", "local"]);
+    spawn_detached(command, record)
+}
+
+/// Starts `elb-balancer` from `balancer` on the config file `config`, detached like an agent
+/// (own session, output to the record's log). The config file is named after the record's id,
+/// which is how [`is_agent`] recognises the process later.
+pub(crate) fn spawn_balancer(
+    balancer: &Path,
+    config: &Path,
+    record: &Record,
+) -> Result<u32, LocalError> {
+    let mut command = Command::new(balancer);
+    command.arg(config);
+    spawn_detached(command, record)
+}
+
+/// Runs `command` for `record`: stdin null, stdout and stderr appended to the record's log, in
+/// a session of its own and inside the record's cgroup (if any) before it executes.
+fn spawn_detached(mut command: Command, record: &Record) -> Result<u32, LocalError> {
+    let program = PathBuf::from(command.get_program());
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -41,17 +69,7 @@ pub(crate) fn spawn(agent: &Path, record: &Record) -> Result<u32, LocalError> {
         .map(|group| CString::new(group.join("cgroup.procs").as_os_str().as_bytes()))
         .transpose()
         .map_err(|e| LocalError::io("joining the cgroup of", &record.log, e.into()))?;
-    let mut command = Command::new(agent);
-    command
-        .arg("--listen")
-        .arg(format!("{}:{AGENT_PORT}", record.address))
-        .args(["--cluster", record.tag("Cluster")])
-        .args(["--instance-id", &record.id])
-        .args(["--instance-type", &record.instance_type])
-        .args(["--az", "local"])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
+    command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: between fork and exec the closure only makes async-signal-safe system calls
     // (setsid, open, write, close) on memory prepared before the fork.
     unsafe {
@@ -66,7 +84,7 @@ pub(crate) fn spawn(agent: &Path, record: &Record) -> Result<u32, LocalError> {
         });
     }
     let child = command.spawn().map_err(|source| LocalError::Spawn {
-        agent: agent.to_owned(),
+        agent: program,
         source,
     })?;
     // Not waited for: the agent outlives this process, and init reaps it.
@@ -91,8 +109,9 @@ fn join_own_cgroup(procs: &CString) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether `pid` is alive (not a zombie) and is the agent of instance `id`: pids get reused, so
-/// the command line must carry `--instance-id <id>`.
+/// Whether `pid` is alive (not a zombie) and is the process of instance `id`: pids get reused,
+/// so the command line must carry `--instance-id <id>` (an agent) or a config file named
+/// `<id>.toml` (the balancer).
 pub(crate) fn is_agent(pid: u32, id: &str) -> bool {
     is_agent_in(Path::new("/proc"), pid, id)
 }
@@ -113,8 +132,13 @@ fn is_agent_in(proc_root: &Path, pid: u32, id: &str) -> bool {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let config = format!("{id}.toml");
     args.windows(2)
         .any(|w| w[0] == b"--instance-id" && w[1] == id.as_bytes())
+        || args.iter().any(|a| {
+            Path::new(std::ffi::OsStr::from_bytes(a)).file_name()
+                == Some(std::ffi::OsStr::new(&config))
+        })
 }
 
 /// Sends `signal` to the agent of `record` if it is still that agent.
@@ -127,6 +151,11 @@ fn signal(record: &Record, signal: libc::c_int) {
     };
     // SAFETY: kill(2) has no memory-safety preconditions; the pid was just checked to be ours.
     unsafe { libc::kill(pid, signal) };
+}
+
+/// Sends SIGHUP to the process of `record` (the balancer reloads its config on it).
+pub(crate) fn hang_up(record: &Record) {
+    signal(record, libc::SIGHUP);
 }
 
 /// SIGKILLs the agent of `record` at once, e.g. one that could not be recorded.
@@ -181,10 +210,11 @@ pub(crate) async fn stop(records: &[Record], grace: Duration) -> Vec<Ended> {
 }
 
 /// A loopback address in 127.77.0.0/16 (every 127/8 address is local on Linux, no setup
-/// needed) that is not in `taken` and where port 8000 is free right now, machine-wide, whatever
-/// the project: proven by binding it. Random, so concurrent launches of different projects
-/// rarely try the same one; if they do, the loser's agent fails to bind and `launch` says so.
-pub(crate) fn free_address(taken: &[Ipv4Addr]) -> Result<Ipv4Addr, LocalError> {
+/// needed) that is not in `taken` and where every one of `ports` (8000 for an agent) is free
+/// right now, machine-wide, whatever the project: proven by binding them. Random, so concurrent
+/// launches of different projects rarely try the same one; if they do, the loser's process
+/// fails to bind and `launch` says so.
+pub(crate) fn free_address(taken: &[Ipv4Addr], ports: &[u16]) -> Result<Ipv4Addr, LocalError> {
     const ATTEMPTS: usize = 64;
     let mut last_error = None;
     for _ in 0..ATTEMPTS {
@@ -193,7 +223,11 @@ pub(crate) fn free_address(taken: &[Ipv4Addr]) -> Result<Ipv4Addr, LocalError> {
         if taken.contains(&address) {
             continue;
         }
-        match std::net::TcpListener::bind((address, AGENT_PORT)) {
+        let bound: Result<Vec<_>, _> = ports
+            .iter()
+            .map(|port| std::net::TcpListener::bind((address, *port)))
+            .collect();
+        match bound {
             Ok(_) => return Ok(address),
             Err(e) => last_error = Some(e),
         }

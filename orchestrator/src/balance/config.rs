@@ -1,0 +1,239 @@
+//! The balancer's config file as the fleet makes it: one target group per cluster the routing
+//! names (or `all`: every instance), every running instance of it a target, and the routing's
+//! rules. [`retarget`] rewrites only the targets of an existing file, so a sync after `launch`
+//! or `kill` keeps the algorithm, rules and timers the user chose.
+
+use std::net::SocketAddr;
+
+use proto::balancer_config::{
+    Admin, Algorithm, Config, DefaultAction, HealthCheck, Limits, Listener, Rule, Target,
+    TargetGroup,
+};
+use proto::AGENT_PORT;
+
+use crate::cloud::Instance;
+use crate::routing::Routing;
+
+/// The pseudo-cluster of every instance of the project (a mixed group).
+pub const ALL: &str = "all";
+
+/// What `elb balance up` asks for.
+#[derive(Debug, Clone)]
+pub struct BalanceSpec {
+    /// Which group serves which path.
+    pub routing: Routing,
+    /// The selection algorithm of every group.
+    pub algorithm: Algorithm,
+    /// The listener port.
+    pub port: u16,
+    /// Milliseconds between two health checks of a target.
+    pub health_interval_ms: u64,
+}
+
+impl BalanceSpec {
+    /// Refuses a routing that puts an instance in two groups: the balancer keeps a target's
+    /// state by address, so each address serves one group ([`ALL`] holds every instance).
+    pub fn check(&self) -> Result<(), crate::Error> {
+        let clusters = self.routing.clusters();
+        if clusters.contains(ALL) && clusters.len() > 1 {
+            return Err(crate::Error::Usage(format!(
+                "`{ALL}` (every instance) cannot be combined with other clusters in the rules: \
+                 the balancer serves each instance in one group. Use --default {ALL} alone, or \
+                 name the clusters"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The health check: the agents' `/healthz`, a timeout of half the interval (at most 1 s),
+    /// 2 passing and 2 failing checks to flip (the balancer's experiment defaults).
+    fn health_check(&self) -> HealthCheck {
+        HealthCheck {
+            interval_ms: self.health_interval_ms,
+            timeout_ms: (self.health_interval_ms / 2).clamp(1, 1000),
+            ..HealthCheck::default()
+        }
+    }
+}
+
+/// The config for `spec` over `fleet`, listening on `listen`, admin on `admin`. Clusters with
+/// no running instance get an empty group (the balancer answers 503 for it).
+pub fn build(
+    spec: &BalanceSpec,
+    fleet: &[Instance],
+    listen: SocketAddr,
+    admin: SocketAddr,
+) -> Config {
+    let mut groups: Vec<TargetGroup> = spec
+        .routing
+        .clusters()
+        .into_iter()
+        .map(|cluster| TargetGroup {
+            algorithm: spec.algorithm,
+            health_check: spec.health_check(),
+            ..TargetGroup::named(cluster)
+        })
+        .collect();
+    for group in &mut groups {
+        group.targets = targets_of(&group.name, fleet);
+    }
+    Config {
+        version: Some(format!("elb-{}", spec.algorithm.name())),
+        listeners: vec![Listener { address: listen }],
+        admin: Admin { address: admin },
+        rules: spec
+            .routing
+            .rules
+            .iter()
+            .map(|r| Rule {
+                priority: r.priority,
+                path_pattern: r.pattern.clone(),
+                host: None,
+                forward: r.cluster.clone(),
+            })
+            .collect(),
+        default_action: DefaultAction {
+            forward: Some(spec.routing.default.clone()),
+        },
+        limits: Limits::default(),
+        target_groups: groups,
+    }
+}
+
+/// `config` with every group's targets replaced by the running instances of its cluster now.
+pub fn retarget(mut config: Config, fleet: &[Instance]) -> Config {
+    for group in &mut config.target_groups {
+        group.targets = targets_of(&group.name, fleet);
+    }
+    config
+}
+
+/// The running instances of `cluster` (every one for [`ALL`]) as targets on the agent port,
+/// weighted by CPU capacity where the instance type is known (vCPUs x baseline %, so an
+/// m4.large weighs ten t3.micros; 1 otherwise), labelled with their type and cluster.
+fn targets_of(cluster: &str, fleet: &[Instance]) -> Vec<Target> {
+    fleet
+        .iter()
+        .filter(|i| i.state == "running" && (cluster == ALL || i.cluster == cluster))
+        .filter_map(|i| {
+            Some(Target {
+                id: Some(i.id.clone()),
+                address: SocketAddr::new(i.address()?.parse().ok()?, AGENT_PORT).to_string(),
+                weight: weight_of(&i.instance_type),
+                instance_type: Some(i.instance_type.clone()),
+                cluster: Some(i.cluster.clone()),
+            })
+        })
+        .collect()
+}
+
+fn weight_of(instance_type: &str) -> u32 {
+    crate::cloud::local::cpu_of(instance_type)
+        .map(|cpu| {
+            u32::try_from(cpu.vcpus * cpu.baseline_percent / 10)
+                .unwrap_or(1)
+                .max(1)
+        })
+        .unwrap_or(1)
+}
+
+/// The file's text.
+pub fn render(config: &Config) -> String {
+    toml::to_string(config).unwrap_or_default()
+}
+
+/// Parses a file written by [`render`].
+pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+    toml::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(id: &str, cluster: &str, instance_type: &str, ip: &str) -> Instance {
+        Instance {
+            id: id.into(),
+            name: format!("p-{cluster}"),
+            cluster: cluster.into(),
+            instance_type: instance_type.into(),
+            az: "local".into(),
+            public_ip: None,
+            private_ip: Some(ip.into()),
+            state: "running".into(),
+            role: None,
+        }
+    }
+
+    fn fleet() -> Vec<Instance> {
+        vec![
+            instance("i-1", "cluster1", "m4.large", "127.77.0.1"),
+            instance("i-2", "cluster2", "t3.micro", "127.77.0.2"),
+            instance("i-3", "cluster2", "t3.micro", "127.77.0.3"),
+        ]
+    }
+
+    fn spec(routing: Routing) -> BalanceSpec {
+        BalanceSpec {
+            routing,
+            algorithm: Algorithm::P2cPeakEwma,
+            port: 80,
+            health_interval_ms: 200,
+        }
+    }
+
+    #[test]
+    fn the_seed_routing_makes_a_group_per_cluster_with_its_instances() {
+        let listen = "127.77.9.9:80".parse().unwrap();
+        let admin = "127.77.9.9:9901".parse().unwrap();
+        let config = build(&spec(Routing::seed()), &fleet(), listen, admin);
+        assert_eq!(config.listeners[0].address, listen);
+        assert_eq!(config.rules.len(), 2);
+        assert_eq!(config.rules[1].path_pattern, "/cluster2*");
+        assert_eq!(config.default_action.forward.as_deref(), Some("cluster1"));
+        let group2 = config
+            .target_groups
+            .iter()
+            .find(|g| g.name == "cluster2")
+            .unwrap();
+        assert_eq!(group2.algorithm, Algorithm::P2cPeakEwma);
+        assert_eq!(group2.health_check.interval_ms, 200);
+        assert_eq!(group2.health_check.timeout_ms, 100);
+        let addresses: Vec<&str> = group2.targets.iter().map(|t| t.address.as_str()).collect();
+        assert_eq!(addresses, ["127.77.0.2:8000", "127.77.0.3:8000"]);
+        let group1 = config
+            .target_groups
+            .iter()
+            .find(|g| g.name == "cluster1")
+            .unwrap();
+        assert_eq!(
+            group1.targets[0].weight, 20,
+            "an m4.large weighs ten t3.micros"
+        );
+        assert_eq!(group2.targets[0].weight, 2);
+    }
+
+    #[test]
+    fn the_all_group_holds_every_instance_and_a_sync_only_changes_targets() {
+        let routing = Routing::from_flags(&[], Some(ALL)).unwrap();
+        let routing = Routing {
+            rules: Vec::new(),
+            ..routing
+        };
+        let config = build(
+            &spec(routing),
+            &fleet(),
+            "127.0.0.1:80".parse().unwrap(),
+            "127.0.0.1:9901".parse().unwrap(),
+        );
+        assert_eq!(config.target_groups.len(), 1);
+        assert_eq!(config.target_groups[0].targets.len(), 3);
+        let text = render(&config);
+        let parsed = parse(&text).unwrap();
+        assert_eq!(parsed, config, "the file reads back as written:\n{text}");
+
+        let smaller = retarget(parsed, &fleet()[..1]);
+        assert_eq!(smaller.target_groups[0].targets.len(), 1);
+        assert_eq!(smaller.target_groups[0].algorithm, Algorithm::P2cPeakEwma);
+    }
+}

@@ -1,0 +1,285 @@
+//! `elb balance` with the local provider: a real `elb-balancer` process in front of real agents,
+//! its config written from the fleet and pushed on every change.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::harness::{raw_http, LocalProject};
+
+/// Fast health checks, and the status printed once every target is healthy.
+const UP: [&str; 6] = [
+    "balance",
+    "up",
+    "--health-interval-ms",
+    "100",
+    "--wait",
+    "20",
+];
+
+/// The balancer's client address, from `ls`.
+fn balancer_addr(project: &LocalProject) -> SocketAddr {
+    let ls = project.ls();
+    let row = ls
+        .iter()
+        .find(|i| i["role"] == "balancer")
+        .unwrap_or_else(|| panic!("ls lists the balancer: {ls:?}"));
+    let ip = row["private_ip"].as_str().expect("an address");
+    format!("{ip}:80").parse().expect("ip:80")
+}
+
+/// `balance status` as JSON: `(group, target id) -> state`.
+fn states(project: &LocalProject) -> Vec<(String, String, String)> {
+    let status = project.run(&["balance", "status"]).json();
+    status["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| {
+            g["targets"]
+                .as_array()
+                .expect("targets")
+                .iter()
+                .map(move |t| {
+                    (
+                        g["name"].as_str().unwrap().to_owned(),
+                        t["id"].as_str().unwrap().to_owned(),
+                        t["state"].as_str().unwrap().to_owned(),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Polls until `check` holds on the status, or fails with the last one.
+fn until(project: &LocalProject, what: &str, check: impl Fn(&[(String, String, String)]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = states(project);
+        if check(&now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {now:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ids(instances: &[serde_json::Value]) -> Vec<String> {
+    instances
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `balance up` puts every running instance behind the seed's rules; launch and kill of a
+/// cluster change the targets; `kill` stops the balancer with the rest.
+#[test]
+fn the_balancer_fronts_the_fleet_and_follows_it() {
+    let project = LocalProject::new();
+    let big = ids(&project.launch("cluster1", "m4.large", 2));
+    let small = ids(&project.launch("cluster2", "m4.large", 1));
+    let status = project.run(&UP).json();
+    let groups = status["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{status}");
+    for (id, group) in big
+        .iter()
+        .map(|i| (i, "cluster1"))
+        .chain(small.iter().map(|i| (i, "cluster2")))
+    {
+        assert!(
+            states(&project).contains(&(group.into(), id.clone(), "healthy".into())),
+            "{id} healthy in {group}"
+        );
+    }
+
+    let addr = balancer_addr(&project);
+    for (path, cluster) in [
+        ("/cluster2", "cluster2"),
+        ("/cluster1", "cluster1"),
+        ("/", "cluster1"),
+    ] {
+        let answer = raw_http::get(addr, path);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        assert_eq!(
+            answer.json()["cluster"],
+            cluster,
+            "{path} routes to {cluster}"
+        );
+    }
+    let stats = project.run(&["stats"]).json();
+    let polled: Vec<&str> = stats["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        polled.len(),
+        3,
+        "stats polls the agents, not the balancer: {stats}"
+    );
+
+    // A new instance enters the balancer and turns healthy; a killed cluster leaves it.
+    let more = ids(&project.launch("cluster2", "m4.large", 1));
+    until(&project, "the new instance is a healthy target", |s| {
+        s.contains(&("cluster2".into(), more[0].clone(), "healthy".into()))
+    });
+    project
+        .run(&["kill", "--cluster", "cluster1", "--yes"])
+        .expect_code(0);
+    until(&project, "cluster1's targets are gone or draining", |s| {
+        s.iter()
+            .filter(|(g, _, _)| g == "cluster1")
+            .all(|(_, _, state)| state == "draining")
+    });
+    let answer = raw_http::get(addr, "/cluster2");
+    assert_eq!(answer.status, 200);
+
+    project.run(&["kill", "--yes"]).expect_code(0);
+    assert!(project.records().is_empty(), "nothing recorded");
+    assert!(
+        project.processes().is_empty(),
+        "no process left, balancer included"
+    );
+}
+
+/// The same load direct and through the balancer, side by side; each run's agents counted
+/// every request.
+#[test]
+fn bench_via_direct_and_balancer_writes_one_comparison() {
+    let project = LocalProject::new();
+    project.launch("cluster1", "m4.large", 2);
+    project.launch("cluster2", "m4.large", 1);
+    project.run(&UP).expect_code(0);
+    let out = project.elb.state_dir().join("via");
+    let run = project.run(&[
+        "bench",
+        "--via",
+        "direct,balancer",
+        "--requests",
+        "2000",
+        "--concurrency",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let comparison = run.json();
+    let rows = comparison["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "two vias x two clusters: {comparison}");
+    for (i, via) in ["direct", "direct", "balancer", "balancer"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(rows[i]["via"], *via);
+        assert_eq!(rows[i]["requests"], 2000);
+        assert_eq!(rows[i]["errors"], 0);
+        let total: f64 = rows[i]["shares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[1].as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-6, "shares add up: {}", rows[i]);
+    }
+    for via in ["direct", "balancer"] {
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(via).join("results.json")).unwrap())
+                .unwrap();
+        for cluster in results["clusters"].as_array().unwrap() {
+            assert_eq!(
+                cluster["agents_counted"], cluster["requests"],
+                "{via}: {cluster}"
+            );
+        }
+    }
+    assert!(out.join("comparison.json").is_file());
+    assert!(out.join("comparison.png").is_file());
+}
+
+/// `--algorithms` reconfigures the balancer between runs and compares them.
+#[test]
+fn algorithms_are_run_one_after_the_other_and_compared() {
+    let project = LocalProject::new();
+    project.launch("cluster1", "m4.large", 2);
+    project
+        .run(&[
+            "balance",
+            "up",
+            "--default",
+            "all",
+            "--health-interval-ms",
+            "100",
+        ])
+        .expect_code(0);
+    let before = project.run(&["balance", "status"]).json()["config_generation"]
+        .as_u64()
+        .unwrap();
+    let out = project.elb.state_dir().join("algorithms");
+    let comparison = project
+        .run(&[
+            "bench",
+            "--algorithms",
+            "round_robin,least_outstanding_requests",
+            "--path",
+            "/",
+            "--requests",
+            "1000",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .json();
+    let labels: Vec<&str> = comparison["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["via"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["round_robin", "least_outstanding_requests"]);
+    let status = project.run(&["balance", "status"]).json();
+    assert!(
+        status["config_generation"].as_u64().unwrap() >= before + 2,
+        "{status}"
+    );
+    assert!(status["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|g| g["algorithm"] == "least_outstanding_requests"));
+    for algorithm in ["round_robin", "least_outstanding_requests"] {
+        assert!(out.join(algorithm).join("results.json").is_file());
+    }
+}
+
+/// Bad input is refused before anything starts.
+#[test]
+fn bad_balance_input_is_refused() {
+    let project = LocalProject::new();
+    project
+        .run(&["balance", "status"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["no balancer", "balance up"]);
+    project
+        .run(&["balance", "up"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["no running instances"]);
+    project.launch("cluster1", "m4.large", 1);
+    project
+        .run(&["balance", "up", "--rule", "/x*=nope"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["nope"]);
+    project
+        .run(&[
+            "balance",
+            "up",
+            "--default",
+            "all",
+            "--rule",
+            "/x*=cluster1",
+        ])
+        .expect_code(2)
+        .expect_failure_mentioning(&["one group"]);
+    project
+        .run(&["bench", "--via", "balancer", "--requests", "10"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["no balancer"]);
+    assert!(!project.ls().iter().any(|i| i["role"] == "balancer"));
+}
