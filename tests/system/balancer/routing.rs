@@ -107,7 +107,11 @@ fn rules_follow_priority_wildcards_case_and_host_then_the_default_action() {
         if identified {
             assert_eq!(response.status, 200, "GET {path}: {}", response.text());
             let json = response.json();
-            assert_eq!(json["ec2_instance_id"], id.as_str(), "GET {path} answered {json}");
+            assert_eq!(
+                json["ec2_instance_id"],
+                id.as_str(),
+                "GET {path} answered {json}"
+            );
             assert_eq!(json["cluster"], group, "GET {path} answered {json}");
         }
     }

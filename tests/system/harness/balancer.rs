@@ -194,7 +194,10 @@ impl Balancer {
                 balancer.admin = addr.parse().expect("`admin on` prints an address");
                 break;
             } else {
-                panic!("unexpected stdout line {line:?}; stderr:\n{}", balancer.stderr());
+                panic!(
+                    "unexpected stdout line {line:?}; stderr:\n{}",
+                    balancer.stderr()
+                );
             }
         }
         balancer
@@ -224,8 +227,9 @@ impl Balancer {
     pub fn status(&self) -> BalancerStatus {
         let response = raw_http::get(self.admin, "/status");
         assert_eq!(response.status, 200, "/status: {}", response.text());
-        serde_json::from_slice(&response.body)
-            .unwrap_or_else(|e| panic!("/status is not a BalancerStatus ({e}): {}", response.text()))
+        serde_json::from_slice(&response.body).unwrap_or_else(|e| {
+            panic!("/status is not a BalancerStatus ({e}): {}", response.text())
+        })
     }
 
     /// Polls `/status` every 10 ms until `done` holds, for at most `timeout`; panics naming

@@ -19,11 +19,8 @@ impl NetHost {
     pub fn start(args: &[&str]) -> Self {
         let net = Network::new();
         let (ns, veth, address) = net.add_host(0);
-        let agent = Agent::start_wrapped(
-            &["ip", "netns", "exec", &ns],
-            &format!("{address}:0"),
-            args,
-        );
+        let agent =
+            Agent::start_wrapped(&["ip", "netns", "exec", &ns], &format!("{address}:0"), args);
         Self {
             agent,
             ns,
