@@ -1,1 +1,202 @@
-//! TODO
+//! Targets that fail under load: one SIGKILLed (connections refused), one cut off by a network
+//! failure (packets vanish). Clients see no failed GET, or a 504 within the response timeout;
+//! the health checker notices within its thresholds and the rest keep serving.
+
+use std::time::{Duration, Instant};
+
+use proto::balancer_config::{Algorithm, OutlierDetection, TargetGroup};
+use proto::TargetState;
+
+use super::served;
+use crate::harness::balancer::{agent, agent_args, config, group, target, target_status};
+use crate::harness::load::{failures, Load};
+use crate::harness::{Agent, Balancer, NetHost};
+
+/// Slack for a loaded machine on top of the time the health checker is allowed.
+const SLACK: Duration = Duration::from_millis(300);
+
+/// How long after `since` target `id` took to reach `state`; panics after `within`.
+fn time_to_state(
+    balancer: &Balancer,
+    id: &str,
+    state: TargetState,
+    since: Instant,
+    within: Duration,
+) -> Duration {
+    let what = format!("{id} {}", state.name());
+    balancer.status_until(within + Duration::from_secs(5), &what, |s| {
+        // An ejected target stays ejected until a check passes: healthy means not ejected too.
+        target_status(s, id)
+            .is_some_and(|t| t.state == state && (state != TargetState::Healthy || !t.ejected))
+    });
+    let took = since.elapsed();
+    assert!(
+        took <= within,
+        "{id} became {} after {took:?}, allowed {within:?}",
+        state.name()
+    );
+    took
+}
+
+/// A round-robin group over `targets` whose ejections are short (the active checks decide).
+fn failover_group(targets: Vec<proto::balancer_config::Target>) -> TargetGroup {
+    TargetGroup {
+        outlier_detection: OutlierDetection {
+            base_ejection_ms: 200,
+            ..OutlierDetection::default()
+        },
+        ..group("web", Algorithm::RoundRobin, targets)
+    }
+}
+
+#[test]
+fn a_target_killed_under_load_fails_no_get_goes_unhealthy_in_time_and_returns_after_restart() {
+    let steady: Vec<Agent> = (0..2).map(|i| agent("web", &format!("i-{i}"))).collect();
+    let mut victim = agent("web", "i-victim");
+    let address = victim.addr;
+    let mut targets: Vec<_> = steady
+        .iter()
+        .enumerate()
+        .map(|(i, a)| target(&format!("i-{i}"), a.addr))
+        .collect();
+    targets.push(target("i-victim", address));
+    let group = failover_group(targets);
+    let check = group.health_check.clone();
+    let balancer = Balancer::start(&config(vec![group]));
+    balancer.wait_all_healthy();
+
+    let load = Load::start(balancer.addr(), "/", 4);
+    load.wait_for_more(200, Duration::from_secs(10));
+    let killed = Instant::now();
+    victim.signal(libc::SIGKILL);
+    let allowed = Duration::from_millis(
+        u64::from(check.unhealthy_threshold) * check.interval_ms + check.timeout_ms,
+    ) + SLACK;
+    time_to_state(
+        &balancer,
+        "i-victim",
+        TargetState::Unhealthy,
+        killed,
+        allowed,
+    );
+    load.wait_for_more(200, Duration::from_secs(10));
+
+    // The same address again.
+    victim
+        .wait_exit(Duration::from_secs(5))
+        .expect("a SIGKILLed agent exits");
+    drop(victim);
+    let restarted = Instant::now();
+    let victim = Agent::start_at(&address.to_string(), &agent_args("web", "i-victim"));
+    let allowed = Duration::from_millis(
+        u64::from(check.healthy_threshold) * check.interval_ms + check.timeout_ms,
+    ) + SLACK;
+    time_to_state(
+        &balancer,
+        "i-victim",
+        TargetState::Healthy,
+        restarted,
+        allowed,
+    );
+    let back = load.count();
+    load.wait_for_more(300, Duration::from_secs(10));
+    let outcomes = load.stop();
+
+    let failed = failures(&outcomes);
+    assert!(
+        failed.is_empty(),
+        "{} of {} GETs failed at the client: {:?}",
+        failed.len(),
+        outcomes.len(),
+        &failed[..failed.len().min(10)]
+    );
+    let after = served(&outcomes[back..]);
+    assert!(
+        after.get("i-victim").is_some_and(|&n| n > 0),
+        "the restarted target takes requests again: {after:?}"
+    );
+    let status = balancer.status();
+    assert!(
+        status.groups[0].retries > 0,
+        "a killed target's requests were retried: {status:#?}"
+    );
+    drop(victim);
+}
+
+#[test]
+fn a_target_cut_off_costs_at_most_a_504_within_the_response_timeout_and_the_rest_serve() {
+    let steady: Vec<Agent> = (0..2).map(|i| agent("web", &format!("i-{i}"))).collect();
+    let host = NetHost::start(&agent_args("web", "i-cut"));
+    let mut targets: Vec<_> = steady
+        .iter()
+        .enumerate()
+        .map(|(i, a)| target(&format!("i-{i}"), a.addr))
+        .collect();
+    targets.push(target("i-cut", host.agent.addr));
+    let group = TargetGroup {
+        connect_timeout_ms: 300,
+        response_timeout_ms: 1000,
+        ..failover_group(targets)
+    };
+    let check = group.health_check.clone();
+    let response_timeout = Duration::from_millis(group.response_timeout_ms);
+    let balancer = Balancer::start(&config(vec![group]));
+    balancer.wait_all_healthy();
+
+    let load = Load::start(balancer.addr(), "/", 4);
+    load.wait_for_more(200, Duration::from_secs(10));
+    let cut_at = load.started.elapsed();
+    let cut = Instant::now();
+    host.cut();
+    let allowed = Duration::from_millis(
+        u64::from(check.unhealthy_threshold) * check.interval_ms + check.timeout_ms,
+    ) + SLACK;
+    let noticed = time_to_state(&balancer, "i-cut", TargetState::Unhealthy, cut, allowed);
+    // Everything sent from a response timeout after that on must be served by the others.
+    let settled = cut_at + noticed + response_timeout;
+    std::thread::sleep(response_timeout);
+    let before = load.count();
+    load.wait_for_more(300, Duration::from_secs(10));
+    let outcomes = load.stop();
+
+    for outcome in &outcomes {
+        match outcome.result {
+            Ok(200) => {}
+            Ok(504) => assert_eq!(
+                outcome.reason.as_deref(),
+                Some("target_timeout"),
+                "{outcome:?}"
+            ),
+            _ => panic!("a request got neither 200 nor 504: {outcome:?}"),
+        }
+        assert!(
+            outcome.took <= response_timeout + SLACK,
+            "a request took {:?}, more than the response timeout: {outcome:?}",
+            outcome.took
+        );
+    }
+    let late: Vec<_> = outcomes[before..]
+        .iter()
+        .filter(|o| o.sent_at >= settled)
+        .collect();
+    assert!(
+        late.len() >= 250,
+        "{} requests after the cut settled",
+        late.len()
+    );
+    assert!(
+        late.iter()
+            .all(|o| o.ok() && o.served_by.as_deref() != Some("i-cut")),
+        "once the cut target is unhealthy the others serve every request: {:?}",
+        late.iter().filter(|o| !o.ok()).take(5).collect::<Vec<_>>()
+    );
+
+    host.join();
+    time_to_state(
+        &balancer,
+        "i-cut",
+        TargetState::Healthy,
+        Instant::now(),
+        Duration::from_secs(2),
+    );
+}
