@@ -13,10 +13,7 @@ use crate::harness::raw_http;
 use crate::harness::{Agent, Balancer};
 
 /// Sends `GET /sleep?ms=<ms>` through the balancer on a thread of its own.
-fn slow_request(
-    balancer: &Balancer,
-    ms: u64,
-) -> JoinHandle<(Result<u16, String>, Instant)> {
+fn slow_request(balancer: &Balancer, ms: u64) -> JoinHandle<(Result<u16, String>, Instant)> {
     let addr = balancer.addr();
     std::thread::spawn(move || {
         let response = raw_http::request(addr, "GET", &format!("/sleep?ms={ms}"));
@@ -32,7 +29,11 @@ fn with_slow_requests(
     grace_ms: u64,
     n: u64,
     ms: u64,
-) -> (Vec<Agent>, Balancer, Vec<JoinHandle<(Result<u16, String>, Instant)>>) {
+) -> (
+    Vec<Agent>,
+    Balancer,
+    Vec<JoinHandle<(Result<u16, String>, Instant)>>,
+) {
     let agents: Vec<Agent> = (0..2).map(|i| agent("web", &format!("i-{i}"))).collect();
     let targets = agents
         .iter()
@@ -56,7 +57,10 @@ fn sigterm_lets_slow_requests_finish_with_200_stops_accepting_and_exits_0() {
     // An idle keep-alive connection must not hold the shutdown.
     let mut idle = raw_http::connect(balancer.addr()).expect("connect");
     std::io::Write::write_all(&mut idle, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
-    assert_eq!(raw_http::read_response(&mut idle).expect("answer").status, 200);
+    assert_eq!(
+        raw_http::read_response(&mut idle).expect("answer").status,
+        200
+    );
 
     let signalled = Instant::now();
     balancer.signal(libc::SIGTERM);
