@@ -42,12 +42,21 @@ fn reloads_under_load_add_and_remove_targets_without_an_error_and_drain_slow_req
     load.wait_for_more(200, Duration::from_secs(10));
 
     // Add c: it starts `initial`, then takes its share once healthy.
+    let v1 = balancer.status();
     balancer.reload(&web("v2", vec![t(0), t(1), t(2)]));
     let status = balancer.status_until(Duration::from_secs(5), "c added and healthy", |s| {
         s.config_version == "v2"
             && target_status(s, "i-c").is_some_and(|t| t.state == TargetState::Healthy)
     });
     assert_eq!(status.config_generation, 2);
+    // a and b stay as they were: healthy, their counters kept, not rebuilt.
+    for id in ["i-a", "i-b"] {
+        let (old, new) = (target_status(&v1, id), target_status(&status, id));
+        let (old, new) = (old.expect("listed in v1"), new.expect("listed in v2"));
+        assert_eq!(new.state, TargetState::Healthy, "{new:#?}");
+        assert!(new.requests >= old.requests, "{id}: {old:#?} -> {new:#?}");
+    }
+    assert!(status.groups[0].requests >= v1.groups[0].requests);
     let added = load.count();
     load.wait_for_more(300, Duration::from_secs(10));
 

@@ -12,8 +12,11 @@ use crate::harness::balancer::{agent, config, group, target};
 use crate::harness::raw_http;
 use crate::harness::{Agent, Balancer};
 
+/// A request on a thread of its own: its status (or error) and when it was answered.
+type Slow = JoinHandle<(Result<u16, String>, Instant)>;
+
 /// Sends `GET /sleep?ms=<ms>` through the balancer on a thread of its own.
-fn slow_request(balancer: &Balancer, ms: u64) -> JoinHandle<(Result<u16, String>, Instant)> {
+fn slow_request(balancer: &Balancer, ms: u64) -> Slow {
     let addr = balancer.addr();
     std::thread::spawn(move || {
         let response = raw_http::request(addr, "GET", &format!("/sleep?ms={ms}"));
@@ -25,15 +28,7 @@ fn slow_request(balancer: &Balancer, ms: u64) -> JoinHandle<(Result<u16, String>
 }
 
 /// A balancer over two agents with `grace_ms`, and `n` slow requests of `ms` in flight.
-fn with_slow_requests(
-    grace_ms: u64,
-    n: u64,
-    ms: u64,
-) -> (
-    Vec<Agent>,
-    Balancer,
-    Vec<JoinHandle<(Result<u16, String>, Instant)>>,
-) {
+fn with_slow_requests(grace_ms: u64, n: u64, ms: u64) -> (Vec<Agent>, Balancer, Vec<Slow>) {
     let agents: Vec<Agent> = (0..2).map(|i| agent("web", &format!("i-{i}"))).collect();
     let targets = agents
         .iter()

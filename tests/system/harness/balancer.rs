@@ -218,11 +218,6 @@ impl Balancer {
         self.stderr.lock().expect("stderr buffer").clone()
     }
 
-    /// The balancer's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// `GET /status` on the admin listener.
     pub fn status(&self) -> BalancerStatus {
         let response = raw_http::get(self.admin, "/status");

@@ -26,7 +26,7 @@ impl KeepAlive {
     pub fn get(&mut self, path: &str) -> io::Result<HttpResponse> {
         let result = self.try_get(path);
         match &result {
-            Ok(response) if !response.header("connection").is_some_and(|c| c == "close") => {}
+            Ok(response) if response.header("connection").is_none_or(|c| c != "close") => {}
             _ => self.stream = None,
         }
         result

@@ -30,7 +30,7 @@ pub use elb::{Elb, ElbOutput, TempDir};
 pub use elb_api::ElbApi;
 pub use fake_imds::{FakeImds, Mode as ImdsMode};
 pub use host_cpu::HostCpu;
-pub use load::{KeepAlive, Load};
+pub use load::KeepAlive;
 pub use local::LocalProject;
 pub use moto::moto;
 pub use net_host::NetHost;
