@@ -117,6 +117,34 @@ fn content_length_with_transfer_encoding_gets_400_and_the_connection_closes() {
 }
 
 #[test]
+fn content_length_with_transfer_encoding_behind_a_pipelined_request_still_gets_400() {
+    let (_served, balancer) = one_target(|_| {});
+    // One write: the benign first request and the smuggling one arrive in the same read.
+    let raw = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\
+               POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n\
+               0\r\n\r\nGET /cluster2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (mut stream, first) = exchange(&balancer, raw.as_bytes());
+    assert_eq!(first.status, 200, "{}", first.text());
+    let before = requests_by_target(&balancer);
+    let second = raw_http::read_response(&mut stream).expect("a second answer");
+    assert_eq!(
+        second.status,
+        400,
+        "the pipelined CL+TE request: {}",
+        second.text()
+    );
+    let body: proto::BalancerError =
+        serde_json::from_slice(&second.body).expect("a BalancerError body");
+    assert_eq!(body.reason, "bad_framing");
+    assert_closed(stream, "CL+TE behind a pipelined request");
+    assert_eq!(
+        requests_by_target(&balancer),
+        before,
+        "the CL+TE request reached the target"
+    );
+}
+
+#[test]
 fn two_different_content_lengths_get_400_and_the_connection_closes() {
     let (_served, balancer) = one_target(|_| {});
     let before = requests_by_target(&balancer);
