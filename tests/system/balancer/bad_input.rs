@@ -109,6 +109,26 @@ fn content_length_with_transfer_encoding_gets_400_and_the_connection_closes() {
         assert_eq!(body.reason, "bad_framing");
         assert_closed(stream, head);
     }
+    // The same head in pieces of a few bytes, each its own TCP segment.
+    let raw =
+        "POST / HTTP/1.1\r\nHost: x\r\ntransfer-ENCODING: chunked\r\nCONTENT-length: 5\r\n\r\n";
+    let mut stream = raw_http::connect(balancer.addr()).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    for (i, piece) in raw.as_bytes().chunks(3).enumerate() {
+        if let Err(e) = stream.write_all(piece) {
+            let answer = raw_http::read_response(&mut stream);
+            panic!("piece {i} of the head: {e}; the balancer answered {answer:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let response = raw_http::read_response(&mut stream).expect("an answer");
+    assert_eq!(
+        response.status,
+        400,
+        "a head in pieces: {}",
+        response.text()
+    );
+    assert_closed(stream, "a head in pieces");
     assert_eq!(
         requests_by_target(&balancer),
         before,
@@ -148,11 +168,17 @@ fn content_length_with_transfer_encoding_behind_a_pipelined_request_still_gets_4
 fn two_different_content_lengths_get_400_and_the_connection_closes() {
     let (_served, balancer) = one_target(|_| {});
     let before = requests_by_target(&balancer);
-    let raw = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n\
-               12345GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    let (stream, response) = exchange(&balancer, raw.as_bytes());
-    assert_eq!(response.status, 400, "{}", response.text());
-    assert_closed(stream, "two Content-Lengths");
+    for lengths in [
+        "Content-Length: 5\r\nContent-Length: 6",
+        "Content-Length: 5, 6",
+    ] {
+        let raw = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\n{lengths}\r\n\r\n12345GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        let (stream, response) = exchange(&balancer, raw.as_bytes());
+        assert_eq!(response.status, 400, "{lengths:?}: {}", response.text());
+        assert_closed(stream, &format!("{lengths:?}"));
+    }
     assert_eq!(requests_by_target(&balancer), before);
 }
 
