@@ -229,6 +229,20 @@ fn a_client_trickling_its_head_is_cut_at_the_read_timeout() {
 }
 
 #[test]
+fn an_idle_keep_alive_connection_is_closed_at_the_read_timeout() {
+    let (_served, balancer) = one_target(|c| c.limits.read_timeout_ms = 600);
+    let (stream, response) = exchange(&balancer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(response.status, 200);
+    let answered = Instant::now();
+    assert_closed(stream, "an idle keep-alive connection");
+    let idle = answered.elapsed();
+    assert!(
+        (Duration::from_millis(500)..Duration::from_millis(1600)).contains(&idle),
+        "closed after {idle:?} idle with a 600 ms read timeout"
+    );
+}
+
+#[test]
 fn max_connections_holds_and_a_waiting_client_is_served_when_one_closes() {
     let (_served, balancer) = one_target(|c| c.limits.max_connections = 2);
     let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -200,3 +200,55 @@ fn a_target_cut_off_costs_at_most_a_504_within_the_response_timeout_and_the_rest
         Duration::from_secs(2),
     );
 }
+
+#[test]
+fn with_no_healthy_target_a_group_fails_open_or_answers_503_where_configured() {
+    let agents: Vec<Agent> = (0..2).map(|i| agent("web", &format!("i-{i}"))).collect();
+    let failing = |name: &str, when_none_healthy, first: usize| {
+        let mut group = group(
+            name,
+            Algorithm::RoundRobin,
+            vec![target(&format!("i-{first}"), agents[first].addr)],
+        );
+        // The agents answer 404 there: every check fails, every request to / would pass.
+        group.health_check.path = "/no-such-check".into();
+        group.when_none_healthy = when_none_healthy;
+        group
+    };
+    let mut config = config(vec![
+        failing("open", proto::balancer_config::WhenNoneHealthy::FailOpen, 0),
+        failing("closed", proto::balancer_config::WhenNoneHealthy::Reject, 1),
+    ]);
+    config.rules = vec![crate::harness::balancer::rule(1, "/cluster2", "closed")];
+    let balancer = Balancer::start(&config);
+    let status = balancer.status_until(Duration::from_secs(5), "both unhealthy", |s| {
+        s.groups
+            .iter()
+            .all(|g| g.targets[0].state == TargetState::Unhealthy)
+    });
+    for group in &status.groups {
+        assert_eq!(group.targets[0].reason, "Target.ResponseCodeMismatch");
+        assert_eq!(group.healthy_targets, 0);
+        assert_eq!(group.failing_open, group.name == "open", "{group:#?}");
+    }
+
+    let open = balancer.get("/");
+    assert_eq!(open.status, 200, "fails open: {}", open.text());
+    assert_eq!(open.json()["ec2_instance_id"], "i-0");
+    let closed = balancer.get("/cluster2");
+    assert_eq!(closed.status, 503, "{}", closed.text());
+    let body: proto::BalancerError =
+        serde_json::from_slice(&closed.body).expect("a BalancerError body");
+    assert_eq!(
+        (body.reason.as_str(), body.group.as_deref()),
+        ("no_target", Some("closed"))
+    );
+    let metrics = balancer.metrics();
+    assert_eq!(
+        metrics.sum("elb_failing_open", &[("group", "open")]),
+        1.0,
+        "{}",
+        metrics.text
+    );
+    assert_eq!(metrics.sum("elb_failing_open", &[("group", "closed")]), 0.0);
+}
