@@ -217,3 +217,52 @@ fn a_bad_config_is_refused_with_its_reason_and_the_old_one_keeps_serving() {
         0.0
     );
 }
+
+#[test]
+fn a_target_added_by_a_reload_gets_no_traffic_until_it_passes_its_checks() {
+    let serving = agent("web", "i-a");
+    let added = agent("web", "i-d");
+    // Stopped: it accepts connections (the kernel does) but answers nothing, checks included.
+    added.signal(libc::SIGSTOP);
+    let balancer = Balancer::start(&web("v1", vec![target("i-a", serving.addr)]));
+    balancer.wait_all_healthy();
+    let load = Load::start(balancer.addr(), "/", 2);
+    load.wait_for_more(100, Duration::from_secs(10));
+
+    balancer.reload(&web(
+        "v2",
+        vec![target("i-a", serving.addr), target("i-d", added.addr)],
+    ));
+    let status = balancer.status_until(Duration::from_secs(5), "d checked and failing", |s| {
+        s.config_version == "v2"
+            && target_status(s, "i-d").is_some_and(|t| t.reason != "Elb.RegistrationInProgress")
+    });
+    let d = target_status(&status, "i-d").expect("d is registered");
+    assert_ne!(d.state, TargetState::Healthy, "{d:#?}");
+    load.wait_for_more(300, Duration::from_secs(10));
+    let status = balancer.status();
+    let d = target_status(&status, "i-d").expect("d is registered");
+    assert_ne!(d.state, TargetState::Healthy, "{d:#?}");
+    assert_eq!(
+        d.requests, 0,
+        "a target that never passed a check got traffic: {d:#?}"
+    );
+
+    added.signal(libc::SIGCONT);
+    balancer.status_until(Duration::from_secs(5), "d healthy once it answers", |s| {
+        target_status(s, "i-d").is_some_and(|t| t.state == TargetState::Healthy)
+    });
+    let healthy = load.count();
+    load.wait_for_more(300, Duration::from_secs(10));
+    let outcomes = load.stop();
+    assert!(
+        failures(&outcomes).is_empty(),
+        "{:?}",
+        &failures(&outcomes)[..failures(&outcomes).len().min(10)]
+    );
+    let after = served(&outcomes[healthy..]);
+    assert!(
+        after.get("i-d").is_some_and(|&n| n > 0),
+        "d takes requests once healthy: {after:?}"
+    );
+}
