@@ -266,3 +266,59 @@ fn a_target_added_by_a_reload_gets_no_traffic_until_it_passes_its_checks() {
         "d takes requests once healthy: {after:?}"
     );
 }
+
+#[test]
+fn a_draining_target_is_dropped_after_its_delay_and_its_request_still_finishes() {
+    let agents: Vec<Agent> = ["a", "b"]
+        .iter()
+        .map(|n| agent("web", &format!("i-{n}")))
+        .collect();
+    let with_delay = |version: &str, targets: Vec<Target>| {
+        let mut config = web(version, targets);
+        config.target_groups[0].deregistration_delay_ms = 400;
+        config
+    };
+    let (a, b) = (target("i-a", agents[0].addr), target("i-b", agents[1].addr));
+    let balancer = Balancer::start(&with_delay("v1", vec![a.clone(), b.clone()]));
+    balancer.wait_all_healthy();
+    // Round robin from a fresh counter: the first request goes to a, the second to b.
+    let slow: Vec<_> = (0..2)
+        .map(|n| {
+            let addr = balancer.addr();
+            let handle = std::thread::spawn(move || {
+                raw_http::request(addr, "GET", "/sleep?ms=1500").map(|r| r.status)
+            });
+            balancer.status_until(Duration::from_secs(5), "the slow request sent", |_| {
+                in_flight(&balancer) > n
+            });
+            handle
+        })
+        .collect();
+    let status = balancer.status();
+    assert!(
+        status.groups[0].targets.iter().all(|t| t.in_flight == 1),
+        "{status:#?}"
+    );
+
+    balancer.reload(&with_delay("v2", vec![b]));
+    let removed = Instant::now();
+    balancer.status_until(Duration::from_secs(5), "a draining", |s| {
+        target_status(s, "i-a").is_some_and(|t| t.state == TargetState::Draining)
+    });
+    balancer.status_until(Duration::from_secs(5), "a dropped after its delay", |s| {
+        target_status(s, "i-a").is_none()
+    });
+    let dropped = removed.elapsed();
+    assert!(
+        (Duration::from_millis(350)..Duration::from_millis(1200)).contains(&dropped),
+        "dropped {dropped:?} after the reload, with a 400 ms delay and a request in flight"
+    );
+    for request in slow {
+        let status = request.join().expect("a slow request thread");
+        assert_eq!(
+            status.map_err(|e| e.to_string()),
+            Ok(200),
+            "a request in flight when its target was dropped"
+        );
+    }
+}
