@@ -79,6 +79,30 @@ fn a_target_killed_under_load_fails_no_get_goes_unhealthy_in_time_and_returns_af
         killed,
         allowed,
     );
+    let status = balancer.status();
+    let web = &status.groups[0];
+    assert_eq!(
+        (web.healthy_targets, web.unhealthy_targets),
+        (2, 1),
+        "{web:#?}"
+    );
+    let metrics = balancer.metrics();
+    for (metric, labels, value) in [
+        ("elb_healthy_host_count", &[("group", "web")][..], 2.0),
+        ("elb_unhealthy_host_count", &[("group", "web")], 1.0),
+        (
+            "elb_target_healthy",
+            &[("target", "i-victim"), ("state", "unhealthy")],
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            metrics.sum(metric, labels),
+            value,
+            "{metric}:\n{}",
+            metrics.text
+        );
+    }
     load.wait_for_more(200, Duration::from_secs(10));
 
     // The same address again.
