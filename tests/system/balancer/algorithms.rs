@@ -242,3 +242,104 @@ fn agent_load_favours_the_agent_whose_host_is_idle() {
         status.groups[0].targets
     );
 }
+
+/// A target that passes its health checks (`/healthz` 200) and answers everything else at once
+/// with a 500: fast, and useless.
+struct FastFailer {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FastFailer {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("bound");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_nodelay(true);
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut writer = stream.try_clone().expect("clone");
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    let mut path = None;
+                    while !flag.load(Relaxed) {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) => return,
+                            Ok(_) => {}
+                            Err(_) => continue,
+                        }
+                        if path.is_none() {
+                            path = line.split(' ').nth(1).map(str::to_string);
+                        } else if line == "\r\n" {
+                            let answer = match path.take().as_deref() {
+                                Some("/healthz") => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                                _ => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+                            };
+                            if writer.write_all(answer.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FastFailer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn p2c_peak_ewma_and_lowest_latency_do_not_take_a_fast_failing_target_for_a_cheap_one() {
+    let good: Vec<Agent> = (0..2).map(|i| agent("c", &format!("i-good{i}"))).collect();
+    let failer = FastFailer::start();
+    let mut targets: Vec<_> = good
+        .iter()
+        .enumerate()
+        .map(|(i, a)| target(&format!("i-good{i}"), a.addr))
+        .collect();
+    targets.push(target("i-failing", failer.addr));
+    for algorithm in [Algorithm::P2cPeakEwma, Algorithm::LowestLatency] {
+        let mut group = group("c", algorithm, targets.clone());
+        // No ejection: the algorithm alone must keep away from it.
+        group.outlier_detection.consecutive_failures = 0;
+        let balancer = Balancer::start(&config(vec![group]));
+        balancer.wait_all_healthy();
+
+        let outcomes = load::run(balancer.addr(), "/", 4, 250);
+        let failed = failures(&outcomes).len() as f64 / outcomes.len() as f64;
+        assert!(
+            failed < 0.15,
+            "{}: {:.0} % of requests went to the target that fails fast (a third would be \
+             fair): {:#?}",
+            algorithm.name(),
+            failed * 100.0,
+            balancer.status().groups[0].targets
+        );
+    }
+}
