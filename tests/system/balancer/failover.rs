@@ -276,3 +276,38 @@ fn with_no_healthy_target_a_group_fails_open_or_answers_503_where_configured() {
     );
     assert_eq!(metrics.sum("elb_failing_open", &[("group", "closed")]), 0.0);
 }
+
+#[test]
+fn a_post_whose_target_refuses_the_connection_goes_to_another_target() {
+    let steady = agent("web", "i-steady");
+    let mut victim = agent("web", "i-victim");
+    let mut group = failover_group(vec![
+        target("i-steady", steady.addr),
+        target("i-victim", victim.addr),
+    ]);
+    // Checks too rare to notice the kill during the test, and no ejection: only the retry
+    // stands between the refused connection and the client.
+    group.health_check.interval_ms = 10_000;
+    group.health_check.timeout_ms = 1000;
+    group.outlier_detection.consecutive_failures = 0;
+    let balancer = Balancer::start(&config(vec![group]));
+    balancer.wait_all_healthy();
+    victim.signal(libc::SIGKILL);
+    victim.wait_exit(Duration::from_secs(5)).expect("killed");
+
+    for n in 0..6 {
+        let mut stream = crate::harness::raw_http::connect(balancer.addr()).expect("connect");
+        std::io::Write::write_all(
+            &mut stream,
+            b"POST /cluster1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .expect("send");
+        let response = crate::harness::raw_http::read_response(&mut stream).expect("an answer");
+        // The agent refuses POST itself: a 405 is its answer, not the balancer's.
+        assert_eq!(response.status, 405, "POST {n}: {}", response.text());
+    }
+    let status = balancer.status();
+    let victim = target_status(&status, "i-victim").expect("listed");
+    assert!(victim.errors >= 1, "the victim was tried: {victim:#?}");
+    assert!(status.groups[0].retries >= 1, "{status:#?}");
+}
