@@ -13,6 +13,7 @@ use proto::balancer_config::{Algorithm, HealthCheck, TargetGroup};
 use super::served;
 use crate::harness::balancer::{agent, agent_args, config, group, target};
 use crate::harness::load::{self, failures, Load};
+use crate::harness::stub_target::{Misbehaviour, StubTarget};
 use crate::harness::{Agent, Balancer, CpuLimit, HostCpu, KeepAlive};
 
 /// An agent throttled to 1 ms of CPU per 50 ms, with its limit (dropped after the agent).
@@ -243,81 +244,10 @@ fn agent_load_favours_the_agent_whose_host_is_idle() {
     );
 }
 
-/// A target that passes its health checks (`/healthz` 200) and answers everything else at once
-/// with a 500: fast, and useless.
-struct FastFailer {
-    addr: std::net::SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FastFailer {
-    fn start() -> Self {
-        use std::io::{BufRead, BufReader, Write};
-        use std::sync::atomic::Ordering::Relaxed;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("bound");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Relaxed) {
-                let Ok((stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let flag = flag.clone();
-                std::thread::spawn(move || {
-                    let _ = stream.set_nonblocking(false);
-                    let _ = stream.set_nodelay(true);
-                    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-                    let mut writer = stream.try_clone().expect("clone");
-                    let mut reader = BufReader::new(stream);
-                    let mut line = String::new();
-                    let mut path = None;
-                    while !flag.load(Relaxed) {
-                        line.clear();
-                        match reader.read_line(&mut line) {
-                            Ok(0) => return,
-                            Ok(_) => {}
-                            Err(_) => continue,
-                        }
-                        if path.is_none() {
-                            path = line.split(' ').nth(1).map(str::to_string);
-                        } else if line == "\r\n" {
-                            let answer = match path.take().as_deref() {
-                                Some("/healthz") => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                                _ => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
-                            };
-                            if writer.write_all(answer.as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FastFailer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[test]
 fn p2c_peak_ewma_and_lowest_latency_do_not_take_a_fast_failing_target_for_a_cheap_one() {
     let good: Vec<Agent> = (0..2).map(|i| agent("c", &format!("i-good{i}"))).collect();
-    let failer = FastFailer::start();
+    let failer = StubTarget::start(Misbehaviour::Answer500);
     let mut targets: Vec<_> = good
         .iter()
         .enumerate()

@@ -10,6 +10,7 @@ use proto::TargetState;
 use super::served;
 use crate::harness::balancer::{agent, agent_args, config, group, target, target_status};
 use crate::harness::load::{failures, Load};
+use crate::harness::stub_target::{Misbehaviour, StubTarget};
 use crate::harness::{Agent, Balancer, NetHost};
 
 /// Slack for a loaded machine on top of the time the health checker is allowed.
@@ -310,4 +311,73 @@ fn a_post_whose_target_refuses_the_connection_goes_to_another_target() {
     let victim = target_status(&status, "i-victim").expect("listed");
     assert!(victim.errors >= 1, "the victim was tried: {victim:#?}");
     assert!(status.groups[0].retries >= 1, "{status:#?}");
+}
+
+#[test]
+fn a_get_reset_before_its_answer_is_retried_within_the_budget_and_a_post_gets_502() {
+    let steady = agent("web", "i-steady");
+    let resetter = StubTarget::start(Misbehaviour::HangUp);
+    let mut group = failover_group(vec![
+        target("i-steady", steady.addr),
+        target("i-resetter", resetter.addr),
+    ]);
+    group.outlier_detection.consecutive_failures = 0;
+    let balancer = Balancer::start(&config(vec![group]));
+    balancer.wait_all_healthy();
+
+    // Half the tries hit the resetter: more retries than the budget (20 % of requests plus
+    // 10 a second) allows, so each GET is retried on the steady target or refused a retry.
+    let outcomes = crate::harness::load::run(balancer.addr(), "/", 2, 20);
+    let status = balancer.status();
+    let web = &status.groups[0];
+    let tried = target_status(&status, "i-resetter").expect("listed");
+    assert!(
+        tried.errors >= 10,
+        "round robin tried the resetter: {tried:#?}"
+    );
+    assert_eq!(
+        tried.errors,
+        web.retries + web.retries_over_budget,
+        "{web:#?}"
+    );
+    assert!(web.retries >= 10, "the budget's floor allows 10: {web:#?}");
+    let failed = failures(&outcomes);
+    assert_eq!(failed.len() as u64, web.retries_over_budget, "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|o| o.result == Ok(502) && o.reason.as_deref() == Some("target_reset")),
+        "{failed:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.ok())
+            .all(|o| o.served_by.as_deref() == Some("i-steady")),
+        "{outcomes:?}"
+    );
+
+    // A POST is not idempotent: once sent, a reset is the client's answer (502), not a retry.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let mut stream = crate::harness::raw_http::connect(balancer.addr()).expect("connect");
+        std::io::Write::write_all(
+            &mut stream,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .expect("send");
+        let response = crate::harness::raw_http::read_response(&mut stream).expect("an answer");
+        if response.status == 502 {
+            let body: proto::BalancerError =
+                serde_json::from_slice(&response.body).expect("a BalancerError");
+            assert_eq!(body.reason, "target_reset", "{body:?}");
+        }
+        statuses.push(response.status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [405, 405, 502, 502],
+        "two to each target, round robin"
+    );
 }

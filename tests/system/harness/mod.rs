@@ -19,6 +19,7 @@ mod netns;
 pub mod raw_http;
 mod shim;
 mod signal;
+pub mod stub_target;
 mod test_host;
 
 pub use agent::{now_unix_ms, Agent};
