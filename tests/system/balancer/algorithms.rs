@@ -137,11 +137,11 @@ fn least_outstanding_p2c_and_lowest_latency_send_a_slow_target_fewer_requests_th
         balancer.wait_all_healthy();
     }
 
-    // The same load, six clients for a second, against each in turn.
+    // The same load, six clients for 750 ms, against each in turn.
     let mut shares = Vec::new();
     for (algorithm, balancer) in &balancers {
         let load = Load::start(balancer.addr(), "/", 6);
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_millis(750));
         let outcomes = load.stop();
         if *algorithm == Algorithm::RoundRobin {
             // The premise: under this load the throttled target is the slow one (by far on an

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use super::local::cgroup_root;
@@ -19,7 +20,9 @@ impl CpuLimit {
     /// Puts process `pid` (all its threads) in a new group limited to `quota` per `period`.
     pub fn apply(pid: u32, quota: Duration, period: Duration) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
+        static CLEAN: Once = Once::new();
         let root = cgroup_root();
+        CLEAN.call_once(|| clean_stale(&root));
         let dir = root.join(format!(
             "elb-balancer-test-{}-{}",
             std::process::id(),
@@ -41,6 +44,19 @@ impl CpuLimit {
         }
         write("cgroup.procs", pid.to_string());
         limit
+    }
+}
+
+/// Removes the (empty) groups of test runs whose process is gone.
+fn clean_stale(root: &std::path::Path) {
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("elb-balancer-test-")
+            .and_then(|rest| rest.split('-').next());
+        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
 }
 
