@@ -6,6 +6,7 @@ mod algorithms;
 mod bad_input;
 mod failover;
 mod failures;
+mod headers;
 mod observability;
 mod reload;
 mod routing;

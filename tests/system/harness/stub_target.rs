@@ -1,6 +1,7 @@
 //! A target that is not an agent: it passes health checks (`GET /healthz` answers 200) and
-//! misbehaves on every other request, answering a 500 at once or hanging up without an answer.
-//! Stopped and joined on drop.
+//! misbehaves on every other request, answering a 500 at once, hanging up without an answer, or
+//! echoing the request head it got (with hop-by-hop headers of its own). Stopped and joined on
+//! drop.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,6 +17,9 @@ pub enum Misbehaviour {
     Answer500,
     /// The connection closes once the head has been read.
     HangUp,
+    /// 200 with the request head as the body, and the response headers `Connection:
+    /// x-internal`, `X-Internal`, `Keep-Alive` and `Proxy-Authenticate`, which are hop-by-hop.
+    Echo,
 }
 
 /// A misbehaving target on 127.0.0.1.
@@ -64,6 +68,7 @@ fn serve(stream: TcpStream, misbehaviour: Misbehaviour, stop: &AtomicBool) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     let mut path = None;
+    let mut head = String::new();
     while !stop.load(Relaxed) {
         line.clear();
         match reader.read_line(&mut line) {
@@ -71,6 +76,7 @@ fn serve(stream: TcpStream, misbehaviour: Misbehaviour, stop: &AtomicBool) {
             Ok(_) => {}
             Err(_) => continue,
         }
+        head.push_str(&line);
         if path.is_none() {
             path = line.split(' ').nth(1).map(str::to_string);
             continue;
@@ -78,13 +84,24 @@ fn serve(stream: TcpStream, misbehaviour: Misbehaviour, stop: &AtomicBool) {
         if line != "\r\n" {
             continue;
         }
+        let echo;
         let answer = match (path.take().as_deref(), misbehaviour) {
             (Some("/healthz"), _) => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
             (_, Misbehaviour::Answer500) => {
                 "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
             }
             (_, Misbehaviour::HangUp) => return,
+            (_, Misbehaviour::Echo) => {
+                echo = format!(
+                    "HTTP/1.1 200 OK\r\nConnection: x-internal\r\nX-Internal: 1\r\n\
+                     Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nX-Kept: 1\r\n\
+                     Content-Length: {}\r\n\r\n{head}",
+                    head.len()
+                );
+                &echo
+            }
         };
+        head.clear();
         if writer.write_all(answer.as_bytes()).is_err() {
             return;
         }
