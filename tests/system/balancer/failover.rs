@@ -381,3 +381,77 @@ fn a_get_reset_before_its_answer_is_retried_within_the_budget_and_a_post_gets_50
         "two to each target, round robin"
     );
 }
+
+#[test]
+fn consecutive_5xx_eject_a_target_within_the_max_percent_and_a_passing_check_returns_it() {
+    let good: Vec<Agent> = (0..2)
+        .map(|i| agent("web", &format!("i-good{i}")))
+        .collect();
+    let bad = [
+        StubTarget::start(Misbehaviour::Answer500),
+        StubTarget::start(Misbehaviour::Answer500),
+    ];
+    let mut targets: Vec<_> = good
+        .iter()
+        .enumerate()
+        .map(|(i, a)| target(&format!("i-good{i}"), a.addr))
+        .collect();
+    targets.extend(
+        bad.iter()
+            .enumerate()
+            .map(|(i, b)| target(&format!("i-bad{i}"), b.addr)),
+    );
+    let mut group = group("web", Algorithm::RoundRobin, targets);
+    group.outlier_detection = OutlierDetection {
+        consecutive_failures: 3,
+        base_ejection_ms: 1500,
+        // 25 % of 4 targets: one at a time, though both fail.
+        max_ejected_percent: 25,
+    };
+    let balancer = Balancer::start(&config(vec![group]));
+    balancer.wait_all_healthy();
+
+    let mut client = crate::harness::KeepAlive::new(balancer.addr());
+    let mut get = |n: usize| {
+        for _ in 0..n {
+            let status = client.get("/").expect("an answer").status;
+            // A target's own 500 reaches the client (answers are never retried).
+            assert!(status == 200 || status == 500, "{status}");
+        }
+    };
+    get(40);
+    let status = balancer.status();
+    let bad_status: Vec<_> = status.groups[0]
+        .targets
+        .iter()
+        .filter(|t| t.id.starts_with("i-bad"))
+        .collect();
+    let ejected: Vec<_> = bad_status.iter().filter(|t| t.ejected).collect();
+    assert_eq!(ejected.len(), 1, "one ejected, no more: {bad_status:#?}");
+    let (ejected, other) = (
+        ejected[0],
+        bad_status.iter().find(|t| !t.ejected).expect("the other"),
+    );
+    assert_eq!(ejected.reason, "Elb.OutlierEjected");
+    assert_eq!(ejected.times_ejected, 1);
+    let metrics = balancer.metrics();
+    assert_eq!(
+        metrics.sum("elb_ejection_count_total", &[]),
+        1.0,
+        "{}",
+        metrics.text
+    );
+
+    // While ejected it takes no request; the other failing one still does.
+    get(20);
+    let status = balancer.status();
+    let now = |id: &str| target_status(&status, id).expect("listed").clone();
+    assert!(now(&ejected.id).ejected, "{:#?}", now(&ejected.id));
+    assert_eq!(now(&ejected.id).requests, ejected.requests);
+    assert!(now(&other.id).requests > other.requests);
+
+    // Its time up, the next passing check returns it.
+    balancer.status_until(Duration::from_secs(4), "the ejected target back", |s| {
+        target_status(s, &ejected.id).is_some_and(|t| !t.ejected && t.state == TargetState::Healthy)
+    });
+}
