@@ -13,8 +13,12 @@ use crate::harness::load::{failures, Load};
 use crate::harness::stub_target::{Misbehaviour, StubTarget};
 use crate::harness::{Agent, Balancer, NetHost};
 
-/// Slack for a loaded machine on top of the time the health checker is allowed.
-const SLACK: Duration = Duration::from_millis(300);
+/// Slack for a loaded machine (two cores shared by several engineers' builds and benchmarks)
+/// on top of the time the health checker is allowed.
+const SLACK: Duration = Duration::from_millis(500);
+/// The same for one request's end after its response timeout: the balancer's timer fires on a
+/// worker thread that a loaded machine may schedule late.
+const LATE: Duration = Duration::from_secs(1);
 
 /// How long after `since` target `id` took to reach `state`; panics after `within`.
 fn time_to_state(
@@ -194,8 +198,11 @@ fn a_target_cut_off_costs_at_most_a_504_within_the_response_timeout_and_the_rest
             ),
             _ => panic!("a request got neither 200 nor 504: {outcome:?}"),
         }
+        if outcome.result == Ok(504) {
+            assert!(outcome.took >= response_timeout, "{outcome:?}");
+        }
         assert!(
-            outcome.took <= response_timeout + SLACK,
+            outcome.took <= response_timeout + LATE,
             "a request took {:?}, more than the response timeout: {outcome:?}",
             outcome.took
         );
