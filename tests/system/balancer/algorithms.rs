@@ -1,7 +1,7 @@
 //! Each algorithm's defining property against real agents: who gets how many requests, read
 //! from the agents' own answers (each names its `--instance-id`).
 //!
-//! The slow target is an agent in a cgroup of its own with 1 ms of CPU per 50 ms: under load
+//! The slow target is an agent in a cgroup of its own with 1 ms of CPU per 100 ms: under load
 //! the kernel throttles it as it does a small instance type, and its answers take tens of ms
 //! where the others' take one or less.
 
@@ -16,35 +16,37 @@ use crate::harness::load::{self, failures, Load};
 use crate::harness::stub_target::{Misbehaviour, StubTarget};
 use crate::harness::{Agent, Balancer, CpuLimit, HostCpu, KeepAlive};
 
-/// An agent throttled to 1 ms of CPU per 50 ms, with its limit (dropped after the agent).
+/// An agent throttled to 1 ms of CPU per 100 ms, with its limit (dropped after the agent).
 struct SlowAgent {
     agent: Agent,
-    _limit: CpuLimit,
+    limit: CpuLimit,
 }
 
 impl SlowAgent {
+    /// Periods in which the kernel throttled it so far.
+    fn throttled(&self) -> u64 {
+        crate::harness::local::cpu_stat(&self.limit.dir, "nr_throttled")
+    }
+
     fn start(id: &str) -> Self {
         let agent = agent("c", id);
         let limit = CpuLimit::apply(
             agent.pid(),
             Duration::from_millis(1),
-            Duration::from_millis(50),
+            Duration::from_millis(100),
         );
-        Self {
-            agent,
-            _limit: limit,
-        }
+        Self { agent, limit }
     }
 }
 
-/// A group whose health checks tolerate a throttled agent (answers within a 50 ms period or
-/// two) and never flip during a test: every 200 ms, 150 ms timeout, 5 failures to go unhealthy.
+/// A group whose health checks tolerate a throttled agent (answers within a 100 ms period or
+/// two) and never flip during a test: every 300 ms, 250 ms timeout, 5 failures to go unhealthy.
 fn tolerant_group(name: &str, algorithm: Algorithm, agents: &[(&str, &Agent)]) -> TargetGroup {
     let targets = agents.iter().map(|(id, a)| target(id, a.addr)).collect();
     TargetGroup {
         health_check: HealthCheck {
-            interval_ms: 200,
-            timeout_ms: 150,
+            interval_ms: 300,
+            timeout_ms: 250,
             healthy_threshold: 1,
             unhealthy_threshold: 5,
             ..HealthCheck::default()
@@ -140,19 +142,20 @@ fn least_outstanding_p2c_and_lowest_latency_send_a_slow_target_fewer_requests_th
     // The same load, six clients for 750 ms, against each in turn.
     let mut shares = Vec::new();
     for (algorithm, balancer) in &balancers {
+        let throttled = slow.throttled();
         let load = Load::start(balancer.addr(), "/", 6);
         std::thread::sleep(Duration::from_millis(750));
         let outcomes = load.stop();
         if *algorithm == Algorithm::RoundRobin {
-            // The premise: under this load the throttled target is the slow one (by far on an
-            // idle machine; by less when other tests share the two cores).
-            let (slow, fast) = (
-                median_took(&outcomes, "i-slow"),
-                median_took(&outcomes, "i-fast0"),
-            );
+            // The premise: under this load the kernel throttles the slow target (its answers
+            // take a few times longer on an idle machine; timings say little when other tests
+            // share the two cores, the kernel's count does).
             assert!(
-                slow > fast * 3 / 2,
-                "the throttled agent answers in {slow:?} (median), a free one in {fast:?}"
+                slow.throttled() > throttled,
+                "the kernel never throttled the slow agent; answers took {:?} (median) there, \
+                 {:?} elsewhere",
+                median_took(&outcomes, "i-slow"),
+                median_took(&outcomes, "i-fast0")
             );
         }
         let slow_share = share(&outcomes, "i-slow");

@@ -1,5 +1,5 @@
 //! Whole-system tests of `elb-balancer`: each test starts its own balancer (port 0, loopback
-//! only) in front of real `elb-agent` processes, with fast timers (health checks every 100 ms),
+//! only) in front of real `elb-agent` processes, with fast timers (health checks every 200 ms),
 //! and checks what a user relies on through its listeners, `/status` and `/metrics`.
 
 mod algorithms;
