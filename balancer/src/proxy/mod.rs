@@ -46,7 +46,9 @@ pub(crate) async fn handle(
     origin: Origin,
     conflict: &AtomicBool,
 ) -> Response<ResponseBody> {
-    if conflict.swap(false, Relaxed) && request.headers().contains_key(TRANSFER_ENCODING) {
+    // Only a request with Transfer-Encoding can be the one whose head had both; one pipelined
+    // before it (read in the same buffer) must not clear the flag.
+    if request.headers().contains_key(TRANSFER_ENCODING) && conflict.swap(false, Relaxed) {
         shared.counters.elb_4xx.fetch_add(1, Relaxed);
         return Failure::BadFraming.answer(None);
     }

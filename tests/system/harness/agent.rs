@@ -33,9 +33,29 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent with `args` after `--listen 127.0.0.1:0` and waits for its address.
     pub fn start(args: &[&str]) -> Agent {
-        let mut command = Command::new(bin_path("elb-agent"));
+        Self::start_wrapped(&[], "127.0.0.1:0", args)
+    }
+
+    /// Starts the agent on `listen` (e.g. the address a killed agent had) with `args`.
+    pub fn start_at(listen: &str, args: &[&str]) -> Agent {
+        Self::start_wrapped(&[], listen, args)
+    }
+
+    /// Starts the agent through `wrapper`, a command line that ends by exec'ing the program and
+    /// arguments appended to it (`ip netns exec NS`, `unshare --mount sh -c '...; exec "$@"' sh`),
+    /// so that the child's pid is the agent's.
+    pub fn start_wrapped(wrapper: &[&str], listen: &str, args: &[&str]) -> Agent {
+        let agent = bin_path("elb-agent");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(agent);
+                command
+            }
+            None => Command::new(agent),
+        };
         command
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -125,6 +145,11 @@ impl Agent {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a signal (`libc::SIGTERM`, `libc::SIGINT`, ...) to the agent.

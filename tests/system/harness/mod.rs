@@ -2,28 +2,39 @@
 //! that the tests start.
 
 mod agent;
+pub mod balancer;
 mod bins;
+mod cpu_limit;
 mod ec2_api;
 mod elb;
 mod elb_api;
 mod fake_imds;
+mod host_cpu;
 mod http;
+pub mod load;
 pub mod local;
 mod moto;
+mod net_host;
 mod netns;
 pub mod raw_http;
 mod shim;
 mod signal;
+pub mod stub_target;
 mod test_host;
 
 pub use agent::{now_unix_ms, Agent};
+pub use balancer::Balancer;
 pub use bins::{bin_path, static_agent};
+pub use cpu_limit::CpuLimit;
 pub use ec2_api::{Ec2Api, Instance, Rule, SecurityGroup};
 pub use elb::{Elb, ElbOutput, TempDir};
 pub use elb_api::ElbApi;
 pub use fake_imds::{FakeImds, Mode as ImdsMode};
+pub use host_cpu::HostCpu;
+pub use load::KeepAlive;
 pub use local::LocalProject;
 pub use moto::moto;
+pub use net_host::NetHost;
 pub use netns::{run as run_checked, ssh_keygen};
 pub use shim::{Fault, Shim};
 pub use test_host::{HostSpec, TestHosts, USER};

@@ -1,0 +1,153 @@
+//! Rules with ALB semantics: priority order (not file order), `*` and `?`, case-sensitive
+//! paths, case-insensitive hosts, the query left out, the default action, and the fixed JSON 404
+//! without one. Which target served each request is read twice: from the agent's answer (its
+//! `--instance-id`) where the agent knows the path, and from `/status` (the one target whose
+//! `requests` rose), which also covers paths the agent itself answers with 404.
+
+use std::io::Write;
+
+use proto::balancer_config::{Algorithm, DefaultAction, Rule};
+
+use super::requests_by_target;
+use crate::harness::balancer::{agent, config, group, rule, target};
+use crate::harness::raw_http::{self, HttpResponse};
+use crate::harness::{Agent, Balancer};
+
+/// `GET path` with `Host: host`, one request on its own connection.
+fn get_with_host(balancer: &Balancer, path: &str, host: &str) -> HttpResponse {
+    let mut stream = raw_http::connect(balancer.addr()).expect("connect to the balancer");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    raw_http::read_response(&mut stream).expect("an answer")
+}
+
+/// Sends `GET path` (with `host`) and returns the id of the one target it went to, per
+/// `/status`, with the answer.
+fn route(balancer: &Balancer, path: &str, host: &str) -> (String, HttpResponse) {
+    let before = requests_by_target(balancer);
+    let response = get_with_host(balancer, path, host);
+    let after = requests_by_target(balancer);
+    let went: Vec<&String> = after
+        .iter()
+        .filter(|(id, n)| before.get(*id) != Some(n))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        went.len(),
+        1,
+        "GET {path} (Host {host}) reached {went:?}: {before:?} -> {after:?}"
+    );
+    (went[0].clone(), response)
+}
+
+#[test]
+fn rules_follow_priority_wildcards_case_and_host_then_the_default_action() {
+    let names = ["exact2", "star", "quest", "upper", "hosted", "fallback"];
+    let agents: Vec<Agent> = names.iter().map(|n| agent(n, &format!("i-{n}"))).collect();
+    let groups = names
+        .iter()
+        .zip(&agents)
+        .map(|(n, a)| {
+            group(
+                n,
+                Algorithm::RoundRobin,
+                vec![target(&format!("i-{n}"), a.addr)],
+            )
+        })
+        .collect();
+    let mut config = config(groups);
+    // File order is not evaluation order: the broad rule comes first in the file.
+    config.rules = vec![
+        rule(20, "/cluster*", "star"),
+        rule(10, "/cluster2", "exact2"),
+        rule(30, "/st?ts", "quest"),
+        rule(5, "/CLUSTER1", "upper"),
+        Rule {
+            host: Some("API.example.*".into()),
+            ..rule(1, "/*", "hosted")
+        },
+    ];
+    config.default_action = DefaultAction {
+        forward: Some("fallback".into()),
+    };
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+    let host = balancer.addr().to_string();
+
+    // (path, Host, group that must serve it, whether the agent answers it itself)
+    let cases: &[(&str, &str, &str, bool)] = &[
+        // Priority 10 beats 20 although the file lists 20 first.
+        ("/cluster2", &host, "exact2", true),
+        ("/cluster1", &host, "star", true),
+        // `*` matches an empty run, and slashes.
+        ("/cluster", &host, "star", false),
+        ("/cluster1/a/b?x=1", &host, "star", false),
+        // Paths are case-sensitive both ways.
+        ("/CLUSTER1", &host, "upper", false),
+        ("/Cluster2", &host, "fallback", false),
+        // `?` is exactly one character; the query string is not part of the path.
+        ("/stats", &host, "quest", false),
+        ("/stats?ms=1", &host, "quest", false),
+        ("/stts", &host, "fallback", false),
+        ("/staats", &host, "fallback", false),
+        // Unmatched: the default action.
+        ("/", &host, "fallback", true),
+        // Hosts are case-insensitive, the port is ignored, and priority 1 wins over all.
+        ("/", "api.EXAMPLE.com:8080", "hosted", true),
+        ("/cluster2", "api.example.org", "hosted", true),
+        ("/", "www.example.com", "fallback", true),
+    ];
+    for &(path, host, group, identified) in cases {
+        let (went, response) = route(&balancer, path, host);
+        let id = format!("i-{group}");
+        assert_eq!(went, id, "GET {path} with Host {host}");
+        if identified {
+            assert_eq!(response.status, 200, "GET {path}: {}", response.text());
+            let json = response.json();
+            assert_eq!(
+                json["ec2_instance_id"],
+                id.as_str(),
+                "GET {path} answered {json}"
+            );
+            assert_eq!(json["cluster"], group, "GET {path} answered {json}");
+        }
+    }
+}
+
+#[test]
+fn without_a_default_action_an_unmatched_request_gets_the_fixed_json_404() {
+    let served = agent("c1", "i-1");
+    let mut config = config(vec![group(
+        "c1",
+        Algorithm::RoundRobin,
+        vec![target("i-1", served.addr)],
+    )]);
+    config.rules = vec![rule(1, "/cluster1*", "c1")];
+    config.default_action = DefaultAction { forward: None };
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+
+    let matched = balancer.get("/cluster1");
+    assert_eq!(matched.status, 200, "{}", matched.text());
+    assert_eq!(matched.json()["ec2_instance_id"], "i-1");
+
+    for path in ["/", "/cluster2", "/Cluster1"] {
+        let before = requests_by_target(&balancer);
+        let response = balancer.get(path);
+        assert_eq!(response.status, 404, "GET {path}: {}", response.text());
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        let body: proto::BalancerError =
+            serde_json::from_slice(&response.body).expect("a BalancerError body");
+        assert_eq!(body.status, 404);
+        assert_eq!(body.reason, "no_rule");
+        assert_eq!(body.group, None);
+        assert_eq!(
+            requests_by_target(&balancer),
+            before,
+            "GET {path} reached a target"
+        );
+    }
+}
