@@ -195,10 +195,11 @@ async fn through_the_balancer(
         Some((url.clone(), endpoint.clone())),
         template,
     )?;
-    let report = plan
-        .run_and_report(Some(dir.join("balancer")), "elb-demo", settings.output)
-        .await?;
-    eprintln!("report through the balancer: {}", report.dir.display());
+    super::bench::run_one(&plan, &dir.join("balancer"), settings.output).await?;
+    eprintln!(
+        "report through the balancer: {}",
+        dir.join("balancer").display()
+    );
 
     let mixed = BalanceSpec {
         routing: Routing {

@@ -123,9 +123,33 @@ fn the_balancer_fronts_the_fleet_and_follows_it() {
     until(&project, "the new instance is a healthy target", |s| {
         s.contains(&("cluster2".into(), more[0].clone(), "healthy".into()))
     });
+    // Load on the cluster that stays, while the other one is killed: not one request fails.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = raw_http::get(addr, "/cluster2");
+                sent += 1;
+                if answer.status != 200 {
+                    failures.push(answer.status);
+                }
+            }
+            (sent, failures)
+        })
+    };
     project
         .run(&["kill", "--cluster", "cluster1", "--yes"])
         .expect_code(0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failures) = load.join().expect("the load thread");
+    assert!(
+        sent > 0 && failures.is_empty(),
+        "{} of {sent} failed: {failures:?}",
+        failures.len()
+    );
     until(&project, "cluster1's targets are gone or draining", |s| {
         s.iter()
             .filter(|(g, _, _)| g == "cluster1")

@@ -58,6 +58,47 @@ fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
         stderr.contains("report:") && stderr.contains(out.to_str().expect("utf-8")),
         "the demo says where the report is:\n{stderr}"
     );
+
+    // The same clusters through elb's balancer, with the seed's rules.
+    let through = bench_files(&out.join("balancer"), 4000);
+    for cluster in through["clusters"].as_array().expect("clusters") {
+        assert_eq!(cluster["errors"], 0, "{cluster:#}");
+        assert_eq!(cluster["agents_counted"], 2000, "{cluster:#}");
+    }
+    // The algorithms on one mixed group of all five.
+    let comparison: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("algorithms/comparison.json")).expect("comparison.json"),
+    )
+    .expect("JSON");
+    let runs: Vec<&str> = comparison["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["via"].as_str().expect("a label"))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "round_robin",
+            "least_outstanding_requests",
+            "p2c_peak_ewma",
+            "agent_load",
+            "lowest_latency"
+        ]
+    );
+    for row in comparison["rows"].as_array().expect("rows") {
+        assert_eq!(row["errors"], 0, "{row:#}");
+        assert_eq!(
+            row["shares"].as_array().expect("shares").len(),
+            5,
+            "{row:#}"
+        );
+        let run = &out
+            .join("algorithms")
+            .join(row["via"].as_str().expect("label"));
+        assert!(run.join("results.json").is_file(), "{}", run.display());
+    }
+    assert!(out.join("algorithms/comparison.png").is_file());
     nothing_left(&project);
 }
 
@@ -76,7 +117,12 @@ fn the_demo_with_keep_leaves_both_clusters_running() {
         ])
         .expect_code(0);
     let listed = project.ls();
-    assert_eq!(listed.len(), 5, "{listed:#?}");
+    assert_eq!(listed.len(), 6, "five agents and the balancer: {listed:#?}");
+    assert_eq!(
+        listed.iter().filter(|i| i["role"] == "balancer").count(),
+        1,
+        "{listed:#?}"
+    );
     assert!(
         listed.iter().all(|i| i["state"] == "running"),
         "{listed:#?}"

@@ -545,7 +545,7 @@ mod tests {
         let later = rewrite_target_health(&moto, false, &["i-2".into()]).unwrap();
         let later = std::str::from_utf8(&later).unwrap();
         assert!(
-            later.contains("<Id>i-1</Id></Target><TargetHealth><State>healthy"),
+            later.contains("<Id>i-1</Id><Port>8000</Port></Target><TargetHealth><State>healthy"),
             "{later}"
         );
         assert_eq!(
