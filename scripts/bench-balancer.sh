@@ -20,7 +20,9 @@
 # checks to take traffic, and one agent serves one address.
 #
 # Knobs (environment): BENCH_DURATION (5s a round), BENCH_ROUNDS (5), BENCH_SCALE_TARGETS (1000;
-# 0 skips that part). Runs as root on Debian 12 (installs haproxy and wrk with apt-get when
+# 0 skips that part), BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an
+# earlier commit: loaded with `round_robin` in the same rounds as `base-rr`, for an A/B
+# comparison on this noisy machine). Runs as root on Debian 12 (installs haproxy and wrk with apt-get when
 # missing). Loopback only. About 8 minutes after the build with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -195,11 +197,19 @@ start_elb rr "$work/rr.toml"; rr_front=$front rr_admin=$admin rr_pid=$pid
 start_elb p2c "$work/p2c.toml"; p2c_front=$front p2c_pid=$pid
 healthy "$rr_admin" 4 >/dev/null
 healthy "$admin" 4 >/dev/null
+baseline=${BENCH_BASELINE:-}
+if [ -n "$baseline" ]; then
+  lb_bin_ours=$lb_bin lb_bin=$baseline
+  start_elb base "$work/rr.toml"; base_front=$front base_pid=$pid
+  lb_bin=$lb_bin_ours
+  healthy "$admin" 4 >/dev/null
+fi
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$haproxy_port/cluster1" >/dev/null && break; sleep 0.1; done
 sleep 1
 {
   echo "direct=$(rss_kib "$direct_pid")"; echo "haproxy=$(rss_kib "$haproxy_pid")"
   echo "elb-rr=$(rss_kib "$rr_pid")"; echo "elb-p2c=$(rss_kib "$p2c_pid")"
+  if [ -n "$baseline" ]; then echo "base-rr=$(rss_kib "$base_pid")"; fi
 } >"$work/idle"
 
 echo "== wrk -d$duration --latency (-t1 at -c1, else -t2), GET /cluster1, $pinning, $cores cores"
@@ -211,6 +221,7 @@ for _ in $(seq "$rounds"); do
     load haproxy "$haproxy_pid" "http://127.0.0.1:$haproxy_port/cluster1" "$c"
     load elb-rr "$rr_pid" "http://$rr_front/cluster1" "$c"
     load elb-p2c "$p2c_pid" "http://$p2c_front/cluster1" "$c"
+    if [ -n "$baseline" ]; then load base-rr "$base_pid" "http://$base_front/cluster1" "$c"; fi
   done
 done
 echo

@@ -78,6 +78,12 @@ def main() -> None:
                           ratio >= GOAL_VS_HAPROXY))
             goals.append((f"{name} c{c}: p99 {e['p99'] * 1e3:.2f} ms (HAProxy "
                           f"{h['p99'] * 1e3:.2f} ms, no worse)", e["p99"] <= h["p99"]))
+    if ("base-rr", 64) in med:
+        for c in (1, 64, 256):
+            e, b = med[("elb-rr", c)], med[("base-rr", c)]
+            print(f"  elb-rr against the baseline binary, c{c}: req/s {e['rps'] / b['rps']:5.2f}x, "
+                  f"p99 {e['p99'] * 1e3:.2f} vs {b['p99'] * 1e3:.2f} ms, "
+                  f"CPU/request {e['cpu'] / b['cpu']:5.2f}x")
     direct = med[("direct", 1)]["p50"]
     added = {n: med[(n, 1)]["p50"] - direct for n in ("haproxy", "elb-rr", "elb-p2c")}
     print("  added latency at c1 (p50 minus direct's "
