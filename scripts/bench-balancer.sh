@@ -19,6 +19,10 @@
 # their stats sampler slowed down so that idle agents cost no CPU): a target must answer health
 # checks to take traffic, and one agent serves one address.
 #
+# With valgrind installed it also counts the user-space instructions per request of elb-balancer
+# and HAProxy under callgrind (BENCH_CALLGRIND=0 skips it): unlike req/s, that count does not
+# move with the other load on the machine.
+#
 # Knobs (environment): BENCH_DURATION (5s a round), BENCH_ROUNDS (5), BENCH_SCALE_TARGETS (1000;
 # 0 skips that part), BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an
 # earlier commit: loaded with `round_robin` in the same rounds as `base-rr`, for an A/B
@@ -160,8 +164,9 @@ spare=$(cat "$work/spare.addrs")
 direct=$(head -1 "$work/a.addrs")
 direct_pid=${pids[0]}
 
-haproxy_port=$(free_port)
-{
+# haproxy_config PORT ADDRS-FILE: HAProxy with the same rules, every address of ADDRS-FILE in
+# cluster1 and the spare agent in cluster2.
+haproxy_config() {
   cat <<EOF
 global
   nbthread $cores
@@ -175,7 +180,7 @@ defaults
   timeout client 30s
   timeout server 30s
 frontend fe
-  bind 127.0.0.1:$haproxy_port
+  bind 127.0.0.1:$1
   use_backend cluster1 if { path_beg /cluster1 }
   use_backend cluster2 if { path_beg /cluster2 }
   default_backend cluster1
@@ -183,10 +188,14 @@ backend cluster1
   balance roundrobin
   option httpchk GET /healthz
 EOF
-  n=0; while read -r a; do n=$((n + 1)); echo "  server a$n $a check inter 2s"; done <"$work/a.addrs"
+  local n=0 a
+  while read -r a; do n=$((n + 1)); echo "  server a$n $a check inter 2s"; done <"$2"
   printf 'backend cluster2\n  balance roundrobin\n  option httpchk GET /healthz\n'
   echo "  server s1 $spare check inter 2s"
-} >"$work/haproxy.cfg"
+}
+
+haproxy_port=$(free_port)
+haproxy_config "$haproxy_port" "$work/a.addrs" >"$work/haproxy.cfg"
 haproxy -c -q -f "$work/haproxy.cfg"
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.out" 2>&1 &
 haproxy_pid=$!; pids+=("$haproxy_pid")
@@ -237,6 +246,11 @@ if [ "$scale_targets" -gt 0 ]; then
   # A balancer started with 4 targets, then reloaded to all of them.
   cp "$work/rr.toml" "$work/scale.toml"
   start_elb scale "$work/scale.toml"; scale_front=$front scale_admin=$admin scale_pid=$pid
+  # HAProxy with the same targets, as a control: what the backends themselves cost.
+  big_haproxy_port=$(free_port)
+  haproxy_config "$big_haproxy_port" "$work/big.addrs" >"$work/haproxy-big.cfg"
+  haproxy -db -f "$work/haproxy-big.cfg" >"$work/haproxy-big.out" 2>&1 &
+  big_haproxy_pid=$!; pids+=("$big_haproxy_pid")
   healthy "$scale_admin" 4 >/dev/null
   cp "$work/big.toml" "$work/scale.toml"
   kill -HUP "$scale_pid"
@@ -254,6 +268,8 @@ if [ "$scale_targets" -gt 0 ]; then
     for c in 64 256; do
       load elb-rr-4 "$rr_pid" "http://$rr_front/cluster1" "$c"
       load "elb-rr-$scale_targets" "$scale_pid" "http://$scale_front/cluster1" "$c"
+      load haproxy-4 "$haproxy_pid" "http://127.0.0.1:$haproxy_port/cluster1" "$c"
+      load "haproxy-$scale_targets" "$big_haproxy_pid" "http://127.0.0.1:$big_haproxy_port/cluster1" "$c"
     done
   done
   echo
@@ -261,5 +277,44 @@ if [ "$scale_targets" -gt 0 ]; then
   scale_args=(--scale "$scale_targets" "$reload_add" "$reload_same" "$all_healthy" "$scale_idle")
 fi
 
+instructions_args=()
+if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
+  # Instructions per request (user space only) are the steadiest figure on a busy machine.
+  echo "== instructions per request: valgrind --tool=callgrind, wrk -t1 -c8 -d10s (after 2 s of warm-up)"
+  # callgrind NAME PORT COMMAND...: COMMAND serves GET /cluster1 on 127.0.0.1:PORT; appends
+  # `NAME requests instructions` to $work/instructions.
+  callgrind() {
+    local name=$1 port=$2; shift 2
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg-$name" "$@" \
+      >"$work/cg-$name.out" 2>"$work/cg-$name.err" &
+    local vpid=$!; pids+=("$vpid")
+    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/cluster1" >/dev/null && break; sleep 0.1; done
+    "${load_cpu[@]}" wrk -t1 -c8 -d2s "http://127.0.0.1:$port/cluster1" >/dev/null
+    callgrind_control -i on "$vpid" >/dev/null
+    "${load_cpu[@]}" wrk -t1 -c8 -d10s "http://127.0.0.1:$port/cluster1" >"$work/cg-wrk.txt"
+    callgrind_control -i off "$vpid" >/dev/null
+    callgrind_control -d "$vpid" >/dev/null
+    kill "$vpid"; wait "$vpid" 2>/dev/null || true
+    echo "$name $(awk '/requests in/ {print $1}' "$work/cg-wrk.txt") $(cat "$work/cg-$name"* |
+      awk '/^totals:/ {s += $2} END {print s}')" >>"$work/instructions"
+    printf '.'
+  }
+  printf '   '
+  cg_port=$(free_port)
+  sed "0,/127.0.0.1:0/s//127.0.0.1:$cg_port/" "$work/rr.toml" >"$work/cg-rr.toml"
+  callgrind elb-rr "$cg_port" "$lb_bin" "$work/cg-rr.toml"
+  cg_port=$(free_port)
+  haproxy_config "$cg_port" "$work/a.addrs" >"$work/cg-haproxy.cfg"
+  callgrind haproxy "$cg_port" haproxy -db -f "$work/cg-haproxy.cfg"
+  if [ -n "$baseline" ]; then
+    cg_port=$(free_port)
+    sed "0,/127.0.0.1:0/s//127.0.0.1:$cg_port/" "$work/rr.toml" >"$work/cg-base.toml"
+    callgrind base-rr "$cg_port" "$baseline" "$work/cg-base.toml"
+  fi
+  echo
+  instructions_args=(--instructions "$work/instructions")
+fi
+
 python3 "$root/scripts/bench/balancer_summary.py" "$work/results" --idle "$work/idle" \
-  --binary "$lb_bin" --load "$(cut -d' ' -f1-3 /proc/loadavg)" "${scale_args[@]}"
+  --binary "$lb_bin" --load "$(cut -d' ' -f1-3 /proc/loadavg)" "${scale_args[@]}" \
+  "${instructions_args[@]}"

@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--load", required=True, help="load average at the end")
     parser.add_argument("--scale", nargs=5, metavar=("TARGETS", "RELOAD_ADD_MS",
                         "RELOAD_SAME_MS", "ALL_HEALTHY_S", "IDLE_KIB"))
+    parser.add_argument("--instructions", help="file of `name requests instructions` lines")
     args = parser.parse_args()
     with open(args.idle) as f:
         idle = dict(line.strip().split("=", 1) for line in f if "=" in line)
@@ -113,9 +114,26 @@ def main() -> None:
                       f"interval: <= {GOAL_ALL_HEALTHY_S})", healthy_s <= GOAL_ALL_HEALTHY_S))
         for c in (64, 256):
             ratio = med[(f"elb-rr-{n}", c)]["rps"] / med[("elb-rr-4", c)]["rps"]
-            print(f"  c{c}: req/s with {n} targets {ratio:.2f}x of 4 targets")
+            control = med[(f"haproxy-{n}", c)]["rps"] / med[("haproxy-4", c)]["rps"]
+            print(f"  c{c}: req/s with {n} targets {ratio:.2f}x of 4 targets "
+                  f"(HAProxy on the same agents: {control:.2f}x)")
             goals.append((f"{n} targets c{c}: req/s {ratio:.2f}x of 4 targets "
                           f"(>= {GOAL_SCALE_RATIO})", ratio >= GOAL_SCALE_RATIO))
+
+    if args.instructions:
+        print()
+        per = {}
+        with open(args.instructions) as f:
+            for line in f:
+                name, requests, ir = line.split()
+                per[name] = int(ir) / max(int(requests), 1)
+        print("user-space instructions per request (callgrind): "
+              + ", ".join(f"{n} {v:.0f}" for n, v in per.items()))
+        ratio = per["elb-rr"] / per["haproxy"]
+        print(f"  elb-rr {ratio:.2f}x HAProxy" + (
+            f", {per['elb-rr'] / per['base-rr']:.2f}x the baseline binary" if "base-rr" in per else ""))
+        goals.append((f"instructions per request {ratio:.2f}x HAProxy's (info: <= 1.0 shows the "
+                      "user-space path is not the gap)", ratio <= 1.0))
 
     print()
     print(f"== summary (load average {args.load}; goals from DESIGN.md)")
