@@ -27,7 +27,7 @@
 # 0 skips that part), BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an
 # earlier commit: loaded with `round_robin` in the same rounds as `base-rr`, for an A/B
 # comparison on this noisy machine). Runs as root on Debian 12 (installs haproxy and wrk with apt-get when
-# missing). Loopback only. About 8 minutes after the build with the defaults.
+# missing). Loopback only. About 12 minutes after the build with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -290,10 +290,10 @@ if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
     local vpid=$!; pids+=("$vpid")
     for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/cluster1" >/dev/null && break; sleep 0.1; done
     "${load_cpu[@]}" wrk -t1 -c8 -d2s "http://127.0.0.1:$port/cluster1" >/dev/null
-    callgrind_control -i on "$vpid" >/dev/null
+    callgrind_control -i on "$vpid" >/dev/null 2>&1
     "${load_cpu[@]}" wrk -t1 -c8 -d10s "http://127.0.0.1:$port/cluster1" >"$work/cg-wrk.txt"
-    callgrind_control -i off "$vpid" >/dev/null
-    callgrind_control -d "$vpid" >/dev/null
+    callgrind_control -i off "$vpid" >/dev/null 2>&1
+    callgrind_control -d "$vpid" >/dev/null 2>&1
     kill "$vpid"; wait "$vpid" 2>/dev/null || true
     echo "$name $(awk '/requests in/ {print $1}' "$work/cg-wrk.txt") $(cat "$work/cg-$name"* |
       awk '/^totals:/ {s += $2} END {print s}')" >>"$work/instructions"
