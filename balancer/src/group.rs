@@ -1,20 +1,16 @@
-//! A target group as one config snapshot sees it: its members, how one is chosen, its client
-//! pool; and the group's counters, which outlive snapshots.
+//! A target group as one config snapshot sees it: its members and how one is chosen; and the
+//! group's counters, which outlive snapshots.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use arc_swap::{ArcSwap, Guard};
 
 use crate::config::{TargetGroup, WhenNoneHealthy};
 use crate::metrics::Histogram;
-use crate::proxy::{RequestBody, RetryBudget};
+use crate::proxy::RetryBudget;
 use crate::selection::{with_rng, Select};
 use crate::target::Target;
-
-/// The HTTP client of a group on one worker: a keep-alive pool per target address.
-pub(crate) type Pool = Client<HttpConnector, RequestBody>;
 
 /// A target as registered in one group.
 #[derive(Debug, Clone)]
@@ -59,9 +55,6 @@ pub(crate) struct Group {
     pub config: TargetGroup,
     pub members: Vec<Member>,
     pub select: Arc<dyn Select>,
-    /// One pool per worker thread, so that a pooled connection is driven by the thread that
-    /// uses it.
-    pub pools: Arc<[Pool]>,
     pub stats: Arc<GroupStats>,
     /// Members that take new requests, with the routing epoch they were computed at.
     eligible: ArcSwap<(u64, Vec<usize>)>,
@@ -77,7 +70,6 @@ impl Group {
         config: TargetGroup,
         members: Vec<Member>,
         select: Arc<dyn Select>,
-        pools: Arc<[Pool]>,
         stats: Arc<GroupStats>,
         routing_epoch: Arc<AtomicU64>,
     ) -> Self {
@@ -86,7 +78,6 @@ impl Group {
             config,
             members,
             select,
-            pools,
             stats,
             // An epoch no target has: the first request computes the set.
             eligible: ArcSwap::from_pointee((u64::MAX, Vec::new())),
@@ -97,18 +88,19 @@ impl Group {
     }
 
     /// Members that take new requests: healthy and not ejected.
-    pub(crate) fn eligible(&self) -> Arc<(u64, Vec<usize>)> {
+    pub(crate) fn eligible(&self) -> Guard<Arc<(u64, Vec<usize>)>> {
         self.cached(&self.eligible, |health| health.routable())
     }
 
-    /// The members of `cache` (those `keep` accepts), computed again if routing changed.
+    /// The members of `cache` (those `keep` accepts), computed again if routing changed. A
+    /// guard, not a clone: reading it touches no reference count that other workers write.
     fn cached(
         &self,
         cache: &ArcSwap<(u64, Vec<usize>)>,
         keep: impl Fn(&crate::health::Health) -> bool,
-    ) -> Arc<(u64, Vec<usize>)> {
+    ) -> Guard<Arc<(u64, Vec<usize>)>> {
         let epoch = self.routing_epoch.load(Relaxed);
-        let cached = cache.load_full();
+        let cached = cache.load();
         if cached.0 == epoch {
             return cached;
         }
@@ -117,12 +109,7 @@ impl Group {
             .collect();
         let fresh = Arc::new((epoch, fresh));
         cache.store(Arc::clone(&fresh));
-        fresh
-    }
-
-    /// The current worker's pool.
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.pools[crate::worker::index() % self.pools.len()]
+        Guard::from_inner(fresh)
     }
 
     /// Whether the group routes to every member because none is healthy.
@@ -200,12 +187,10 @@ pub(crate) mod tests {
         config.when_none_healthy = when_none_healthy;
         let members = members(n, &[]);
         let epoch = Arc::clone(&crate::target::tests::EPOCH);
-        let pool = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
         Group::new(
             config,
             members,
             Arc::from(build(crate::config::Algorithm::RoundRobin)),
-            Arc::from([pool]),
             Arc::default(),
             epoch,
         )

@@ -18,6 +18,7 @@ mod group;
 mod health;
 mod latency;
 mod metrics;
+mod pool;
 mod proxy;
 mod registry;
 mod reload;

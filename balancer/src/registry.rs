@@ -3,16 +3,14 @@
 //! and this registry, so a target that stays keeps its in-flight count, latency estimate,
 //! health and counters; a removed one is drained; an added one starts `initial`.
 
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
-use crate::config::{Loaded, TargetGroup};
-use crate::group::{Group, GroupStats, Member, Pool};
+use crate::config::Loaded;
+use crate::group::{Group, GroupStats, Member};
 use crate::health::{active, CheckSpec};
 use crate::rules::Router;
 use crate::selection;
@@ -41,7 +39,7 @@ pub(crate) struct Registry {
     inner: Mutex<Inner>,
     routing_epoch: Arc<AtomicU64>,
     check_client: active::CheckClient,
-    /// Worker threads, each with its own pool per group.
+    /// Worker threads, each with its own idle connections to every target.
     workers: usize,
 }
 
@@ -87,6 +85,7 @@ impl Registry {
                         address,
                         (*spec).clone(),
                         Arc::clone(&self.routing_epoch),
+                        self.workers,
                     ));
                     active::spawn(&target, self.check_client.clone());
                     target
@@ -109,21 +108,11 @@ impl Registry {
                 Some(p) if p.config.algorithm == config.algorithm => Arc::clone(&p.select),
                 _ => Arc::from(selection::build(config.algorithm)),
             };
-            let pools = match previous {
-                Some(p)
-                    if p.config.connect_timeout_ms == config.connect_timeout_ms
-                        && p.config.idle_timeout_ms == config.idle_timeout_ms =>
-                {
-                    Arc::clone(&p.pools)
-                }
-                _ => (0..self.workers).map(|_| pool(config)).collect(),
-            };
             let stats = Arc::clone(inner.groups.entry(config.name.clone()).or_default());
             groups.push(Group::new(
                 config.clone(),
                 members,
                 select,
-                pools,
                 stats,
                 Arc::clone(&self.routing_epoch),
             ));
@@ -183,17 +172,6 @@ impl Registry {
     fn known(&self) -> usize {
         self.lock().targets.len()
     }
-}
-
-/// A new keep-alive pool with the group's timeouts.
-fn pool(group: &TargetGroup) -> Pool {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(group.connect_timeout()));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(group.idle_timeout())
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
 }
 
 #[cfg(test)]

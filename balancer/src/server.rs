@@ -27,6 +27,8 @@ const BACKLOG: i32 = 4096;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// hyper's smallest read buffer.
 const MIN_BUF_BYTES: usize = 8192;
+/// How often each worker closes its pooled connections that are past their idle timeout.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Binds `address` with SO_REUSEADDR (a restart does not wait for TIME_WAIT), SO_REUSEPORT
 /// (each worker binds its own socket to the same address and the kernel spreads connections
@@ -88,7 +90,9 @@ pub(crate) async fn run(
             open_tx.clone(),
         )));
     }
+    let sweeper = tokio::spawn(sweep_idle(shared));
     shutdown.raised().await;
+    sweeper.abort();
     for task in accepting {
         let _ = task.await;
     }
@@ -99,6 +103,23 @@ pub(crate) async fn run(
             Err(_) => Ending::GraceExpired,
         },
     )
+}
+
+/// Closes, every [`SWEEP_INTERVAL`], this worker's idle connections to the current config's
+/// targets that are past their group's idle timeout (a removed target's go with it).
+async fn sweep_idle(shared: &'static Shared) {
+    let worker = crate::worker::index();
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = tokio::time::Instant::now();
+        for group in &shared.snapshot().groups {
+            let idle_timeout = group.config.idle_timeout();
+            for member in &group.members {
+                member.target.pools.sweep(worker, now, idle_timeout);
+            }
+        }
+    }
 }
 
 async fn accept(
@@ -143,11 +164,8 @@ async fn accept(
                 counters.new_connections.fetch_add(1, Relaxed);
                 counters.active_connections.fetch_add(1, Relaxed);
             }
-            let origin = Origin {
-                client,
-                listener_port: port,
-            };
-            serve(stream, role, shared, origin, &limits, shutdown).await;
+            let origin = Origin::new(client, port);
+            serve(stream, role, shared, &origin, &limits, shutdown).await;
             if matches!(role, Role::Proxy) {
                 counters.active_connections.fetch_sub(1, Relaxed);
             }
@@ -163,7 +181,7 @@ async fn serve(
     stream: TcpStream,
     role: Role,
     shared: &'static Shared,
-    origin: Origin,
+    origin: &Origin,
     limits: &Limits,
     mut shutdown: Shutdown,
 ) {

@@ -14,6 +14,7 @@ use hyper::http::uri::Authority;
 
 use crate::health::{CheckSpec, Health};
 use crate::latency::PeakEwma;
+use crate::pool::Pools;
 
 /// What an answer (or its absence) was, for counters, health and the latency estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,15 +83,19 @@ pub(crate) struct Target {
     /// How the health checker checks it; replaced on reload.
     pub check: ArcSwap<CheckSpec>,
     pub counters: Counters,
+    /// Idle keep-alive connections to it, one list per worker.
+    pub pools: Pools,
     /// Bumped on any change of routability, so groups know to recompute their eligible sets.
     routing_epoch: Arc<AtomicU64>,
 }
 
 impl Target {
+    /// A target checked by `check`, with idle lists for `workers` worker threads.
     pub(crate) fn new(
         address: SocketAddr,
         check: CheckSpec,
         routing_epoch: Arc<AtomicU64>,
+        workers: usize,
     ) -> Self {
         Self {
             address,
@@ -103,6 +108,7 @@ impl Target {
             agent: Mutex::new(None),
             check: ArcSwap::from_pointee(check),
             counters: Counters::default(),
+            pools: Pools::new(workers),
             routing_epoch,
         }
     }
@@ -181,6 +187,12 @@ impl Target {
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<Target>);
 
+impl InFlight {
+    pub(crate) fn target(&self) -> &Arc<Target> {
+        &self.0
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
@@ -207,6 +219,7 @@ pub(crate) mod tests {
             SocketAddr::from(([127, 0, 0, 1], port)),
             CheckSpec::default(),
             Arc::clone(&EPOCH),
+            1,
         ))
     }
 
@@ -236,7 +249,7 @@ pub(crate) mod tests {
     #[test]
     fn a_routing_change_bumps_the_epoch() {
         let t = target(1);
-        let t = Target::new(t.address, CheckSpec::default(), Arc::default());
+        let t = Target::new(t.address, CheckSpec::default(), Arc::default(), 1);
         t.update_health(|_| ((), false));
         assert_eq!(t.routing_epoch.load(Relaxed), 0);
         t.update_health(|_| ((), true));

@@ -2,8 +2,9 @@
 //!
 //! A request body sits in a shared slot that the outgoing request reads from: if a try fails
 //! before anything was read from it (a connect failure, a reset before the body was sent),
-//! the same body can go to the next target. A response body carries the target's in-flight
-//! guard, so the request counts as outstanding until its body has been passed on.
+//! the same body can go to the next target. A response body carries the lease of its
+//! connection: the request counts as in flight on the target until its body has been passed
+//! on, and then the connection goes back to the pool.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::target::InFlight;
+use crate::pool::Lease;
 
 #[derive(Debug)]
 struct Slot {
@@ -36,6 +37,12 @@ impl RequestBody {
                 touched: false,
             }))))
         }
+    }
+
+    /// No body.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        Self(None)
     }
 
     /// Whether another try can send the body whole: nothing has been read from it yet.
@@ -84,11 +91,9 @@ impl Body for RequestBody {
 pub(crate) enum ResponseBody {
     /// An answer the balancer makes itself (errors, admin documents).
     Full(Option<Bytes>),
-    /// A target's answer, streamed.
-    Upstream {
-        body: Incoming,
-        _in_flight: InFlight,
-    },
+    /// A target's answer, streamed. `body` is declared first so that it drops first: the
+    /// connection learns that an unfinished body was abandoned before it is pooled again.
+    Upstream { body: Incoming, _lease: Lease },
 }
 
 impl ResponseBody {

@@ -1,7 +1,5 @@
 //! Header rewriting: hop-by-hop headers removed both ways, `X-Forwarded-*` added.
 
-use std::net::IpAddr;
-
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`):
@@ -22,8 +20,15 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
 /// Removes hop-by-hop headers, those named in `Connection` included. `Upgrade` goes too: the
-/// balancer does not tunnel upgraded connections.
+/// balancer does not tunnel upgraded connections. Most heads have none: one pass over the
+/// names finds out, before any lookup.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers
+        .keys()
+        .any(|name| name == header::UPGRADE || HOP_BY_HOP.contains(name))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -37,24 +42,26 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// Prepares a client's request headers for a target: hop-by-hop removed, the client's address
-/// appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Port` set as ALB does.
-pub(crate) fn forward_request(headers: &mut HeaderMap, client: IpAddr, listener_port: u16) {
+/// Prepares a client's request headers for a target: hop-by-hop removed, `client` (the
+/// client's IP) appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Port`
+/// (`listener_port`) set as ALB does.
+pub(crate) fn forward_request(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    listener_port: &HeaderValue,
+) {
     strip_hop_by_hop(headers);
-    let client = client.to_string();
     if !headers.contains_key(X_FORWARDED_FOR) {
-        if let Ok(value) = HeaderValue::from_str(&client) {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
-    } else {
+        headers.insert(X_FORWARDED_FOR, client.clone());
+    } else if let Ok(client) = client.to_str() {
         append_forwarded_for(headers, client);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(listener_port));
+    headers.insert(X_FORWARDED_PORT, listener_port.clone());
 }
 
 /// Folds every `X-Forwarded-For` line into one and appends `client`.
-fn append_forwarded_for(headers: &mut HeaderMap, client: String) {
+fn append_forwarded_for(headers: &mut HeaderMap, client: &str) {
     let mut chain: Vec<String> = headers
         .get_all(X_FORWARDED_FOR)
         .iter()
@@ -63,7 +70,7 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: String) {
         .filter(|v| !v.is_empty())
         .map(String::from)
         .collect();
-    chain.push(client);
+    chain.push(client.to_owned());
     let chain = chain.join(", ");
     // Earlier lines were folded into `chain`.
     headers.remove(X_FORWARDED_FOR);
@@ -75,6 +82,14 @@ fn append_forwarded_for(headers: &mut HeaderMap, client: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forward(headers: &mut HeaderMap, client: &'static str, port: u16) {
+        forward_request(
+            headers,
+            &HeaderValue::from_static(client),
+            &HeaderValue::from(port),
+        );
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
@@ -103,7 +118,7 @@ mod tests {
     #[test]
     fn the_client_is_appended_to_x_forwarded_for() {
         let mut h = headers(&[("x-forwarded-for", "10.0.0.1")]);
-        forward_request(&mut h, "127.0.0.9".parse().unwrap(), 8080);
+        forward(&mut h, "127.0.0.9", 8080);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-port"], "8080");
@@ -114,7 +129,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
-        forward_request(&mut h, "127.0.0.9".parse().unwrap(), 80);
+        forward(&mut h, "127.0.0.9", 80);
         assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
     }
@@ -122,7 +137,7 @@ mod tests {
     #[test]
     fn without_a_chain_the_client_alone_is_sent() {
         let mut h = HeaderMap::new();
-        forward_request(&mut h, "::1".parse().unwrap(), 80);
+        forward(&mut h, "::1", 80);
         assert_eq!(h["x-forwarded-for"], "::1");
     }
 }

@@ -11,13 +11,14 @@ mod errors;
 mod framing;
 mod headers;
 mod retry;
+mod send;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use hyper::body::Incoming;
-use hyper::header::{HOST, TRANSFER_ENCODING};
-use hyper::http::uri::{self, PathAndQuery, Scheme};
+use hyper::header::{HeaderValue, HOST, TRANSFER_ENCODING};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, Uri};
 use tokio::time::Instant;
 
@@ -28,22 +29,39 @@ pub(crate) use retry::RetryBudget;
 
 use crate::group::{Group, NoTarget};
 use crate::health::outlier;
+use crate::pool::Lease;
 use crate::rules::Action;
 use crate::shared::Shared;
 use crate::target::Outcome;
+use send::TryError;
 
-/// Where a request came in.
-#[derive(Debug, Clone, Copy)]
+/// Where a request came in, with the `X-Forwarded-*` values it gives, made once per
+/// connection rather than on every request.
+#[derive(Debug, Clone)]
 pub(crate) struct Origin {
     pub client: SocketAddr,
-    pub listener_port: u16,
+    /// The client's IP, for `X-Forwarded-For`.
+    forwarded_for: HeaderValue,
+    /// The listener's port, for `X-Forwarded-Port`.
+    forwarded_port: HeaderValue,
+}
+
+impl Origin {
+    pub(crate) fn new(client: SocketAddr, listener_port: u16) -> Self {
+        Self {
+            client,
+            forwarded_for: HeaderValue::from_str(&client.ip().to_string())
+                .unwrap_or_else(|_| unreachable!("an IP address is a header value")),
+            forwarded_port: HeaderValue::from(listener_port),
+        }
+    }
 }
 
 /// Answers one client request; `conflict` is the connection's [`FramingWatch`] flag.
 pub(crate) async fn handle(
     shared: &Shared,
     request: Request<Incoming>,
-    origin: Origin,
+    origin: &Origin,
     conflict: &AtomicBool,
 ) -> Response<ResponseBody> {
     // Only a request with Transfer-Encoding can be the one whose head had both; one pipelined
@@ -82,7 +100,7 @@ pub(crate) async fn handle(
 async fn forward(
     group: &Group,
     request: Request<Incoming>,
-    origin: Origin,
+    origin: &Origin,
 ) -> Result<Response<ResponseBody>, Failure> {
     let config = &group.config;
     group.stats.requests.fetch_add(1, Relaxed);
@@ -91,12 +109,12 @@ async fn forward(
         .budget
         .deposit(config.retry.budget_percent, config.retry.min_per_sec);
     let (mut parts, body) = request.into_parts();
-    headers::forward_request(&mut parts.headers, origin.client.ip(), origin.listener_port);
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    headers::forward_request(
+        &mut parts.headers,
+        &origin.forwarded_for,
+        &origin.forwarded_port,
+    );
+    let uri = origin_form(&parts.uri);
     let body = RequestBody::new(body);
     let idempotent = is_idempotent(&parts.method);
     let mut tried = Vec::with_capacity(1);
@@ -108,34 +126,41 @@ async fn forward(
             Err(NoTarget::AllTried) => return Err(last),
         };
         tried.push(chosen);
-        let member = &group.members[chosen];
-        let target = &member.target;
-        let mut uri = uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(target.authority.clone());
-        uri.path_and_query = Some(path.clone());
-        let uri = Uri::from_parts(uri).map_err(|_| Failure::TargetReset)?;
+        let target = &group.members[chosen].target;
         let mut outgoing = Request::new(body.clone());
         *outgoing.method_mut() = parts.method.clone();
-        *outgoing.uri_mut() = uri;
+        *outgoing.uri_mut() = uri.clone();
         *outgoing.headers_mut() = parts.headers.clone();
+        if !parts.headers.contains_key(HOST) {
+            // HTTP/1.0 clients may leave it out; HTTP/1.1 requires it of the balancer.
+            if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+                outgoing.headers_mut().insert(HOST, host);
+            }
+        }
         let in_flight = target.start();
         let started = Instant::now();
-        let sent = tokio::time::timeout(config.response_timeout(), group.pool().request(outgoing));
+        let sent = tokio::time::timeout(
+            config.response_timeout(),
+            send::send(target, outgoing, config),
+        );
         let (outcome, failure) = match sent.await {
-            Ok(Ok(mut response)) => {
+            Ok(Ok((mut response, sender))) => {
                 let elapsed = started.elapsed();
                 let outcome = Outcome::Answered(response.status().as_u16());
                 note(group, chosen, outcome, elapsed);
                 group.stats.response_time.observe(elapsed);
                 headers::strip_hop_by_hop(response.headers_mut());
+                let lease = Lease::new(sender, crate::worker::index(), in_flight);
                 return Ok(response.map(|body| ResponseBody::Upstream {
                     body,
-                    _in_flight: in_flight,
+                    _lease: lease,
                 }));
             }
-            Ok(Err(e)) if e.is_connect() => (Outcome::ConnectFailed, Failure::ConnectFailed),
-            Ok(Err(e)) => {
+            Ok(Err(TryError::NotSent(e))) => {
+                tracing::debug!("{}: {e}", target.address);
+                (Outcome::ConnectFailed, Failure::ConnectFailed)
+            }
+            Ok(Err(TryError::Reset(e))) => {
                 tracing::debug!("{}: {e:?}", target.address);
                 (Outcome::Reset, Failure::TargetReset)
             }
@@ -160,6 +185,19 @@ async fn forward(
     }
 }
 
+/// The request target a target gets: origin-form (`/path?query`), also when the client sent
+/// an absolute-form URI, whose authority only ever served rule matching.
+fn origin_form(uri: &Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri.clone();
+    }
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(path)
+}
+
 /// Records a try's outcome on the target and ejects it if that was one failure too many.
 fn note(group: &Group, member: usize, outcome: Outcome, elapsed: std::time::Duration) {
     let target = &group.members[member].target;
@@ -181,6 +219,7 @@ fn is_idempotent(method: &Method) -> bool {
 mod tests {
     use std::convert::Infallible;
     use std::path::Path;
+    use std::sync::atomic::AtomicUsize;
 
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
@@ -200,10 +239,18 @@ mod tests {
 
     /// A backend answering `<method> <body length>`.
     async fn backend() -> SocketAddr {
+        counted_backend().await.0
+    }
+
+    /// [`backend`], with the number of connections it accepted.
+    async fn counted_backend() -> (SocketAddr, std::sync::Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&accepted);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Relaxed);
                 let service = service_fn(|request: Request<Incoming>| async move {
                     let method = request.method().clone();
                     let body = request.into_body().collect().await?.to_bytes();
@@ -213,7 +260,7 @@ mod tests {
                 tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
             }
         });
-        address
+        (address, accepted)
     }
 
     /// An address nothing listens on.
@@ -247,14 +294,12 @@ mod tests {
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((stream, client)) = listener.accept().await {
-                let origin = Origin {
-                    client,
-                    listener_port: address.port(),
-                };
+                let origin = std::sync::Arc::new(Origin::new(client, address.port()));
                 let conflict = std::sync::Arc::new(AtomicBool::new(false));
                 let service = service_fn(move |request| {
                     let conflict = std::sync::Arc::clone(&conflict);
-                    async move { Ok::<_, Infallible>(handle(shared, request, origin, &conflict).await) }
+                    let origin = std::sync::Arc::clone(&origin);
+                    async move { Ok::<_, Infallible>(handle(shared, request, &origin, &conflict).await) }
                 });
                 tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
             }
@@ -290,6 +335,19 @@ mod tests {
         let group = &snapshot.groups[0];
         assert!(group.stats.retries.load(Relaxed) >= 1);
         assert_eq!(group.members[1].target.counters.requests(), 6);
+    }
+
+    #[tokio::test]
+    async fn requests_in_a_row_reuse_one_pooled_connection() {
+        let (live, accepted) = counted_backend().await;
+        let (front, shared) = balancer(&[live]).await;
+        for _ in 0..5 {
+            assert_eq!(send(front, Method::GET, "").await, (200, "GET 0".into()));
+        }
+        assert_eq!(accepted.load(Relaxed), 1);
+        let target = &shared.snapshot().groups[0].members[0].target;
+        assert_eq!(target.in_flight(), 0, "every lease was returned");
+        assert_eq!(target.pools.idle(0), 1);
     }
 
     #[tokio::test]

@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# Benchmark of elb-balancer against HAProxy 2.6 (not a test): builds the static release
+# elb-agent and elb-balancer, starts static agents on loopback as the same backends for every
+# proxy, and loads, in interleaved rounds, each of: one agent directly (the ceiling), HAProxy
+# (Debian's 2.6: path rules, `balance roundrobin`, `http-reuse always`, keep-alive, one thread per
+# core), elb-balancer with `round_robin` and with `p2c_peak_ewma`; with wrk at -c1 (added
+# latency: p50 minus direct's), -c64 and -c256. Prints the medians of req/s, p50, p99, RSS idle
+# and loaded, CPU seconds per 100k requests (utime+stime from /proc/PID/stat), the ratios
+# against HAProxy, and then 1000 targets in one group: the reload time, the time until all are
+# healthy, RSS, and req/s against a 4-target config. Ends with a summary of the goals of
+# DESIGN.md, met or missed.
+#
+# The machine is small and shared, so figures are made to be compared, not admired: agents run
+# on cpu 0, wrk on cpu 1, the proxies (2 threads) on both; rounds interleave the servers; each
+# figure is the median of its rounds and every ratio compares medians of this invocation. The
+# load average is printed with the figures.
+#
+# The 1000 targets are 1000 real elb-agents (each its own 127.0.0.1 port, about 2-3 MiB RSS,
+# their stats sampler slowed down so that idle agents cost no CPU): a target must answer health
+# checks to take traffic, and one agent serves one address.
+#
+# With valgrind installed it also counts the user-space instructions per request of elb-balancer
+# and HAProxy under callgrind (BENCH_CALLGRIND=0 skips it): unlike req/s, that count does not
+# move with the other load on the machine.
+#
+# Knobs (environment): BENCH_DURATION (5s a round), BENCH_ROUNDS (5), BENCH_SCALE_TARGETS (1000;
+# 0 skips that part), BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an
+# earlier commit: loaded with `round_robin` in the same rounds as `base-rr`, for an A/B
+# comparison on this noisy machine). Runs as root on Debian 12 (installs haproxy and wrk with apt-get when
+# missing). Loopback only. About 12 minutes after the build with the defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+duration=${BENCH_DURATION:-5s}
+rounds=${BENCH_ROUNDS:-5}
+scale_targets=${BENCH_SCALE_TARGETS:-1000}
+# shellcheck source=scripts/bench/common.sh
+source "$root/scripts/bench/common.sh" "agents on cpu 0, wrk on cpu 1, proxies on both"
+cores=$(nproc)
+
+if ! command -v haproxy >/dev/null; then
+  echo "== installing haproxy"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy
+fi
+
+echo "== building the static release agent and balancer"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" \
+  -p agent -p balancer --bins
+agent_bin="$target_dir/$triple/release/elb-agent"
+lb_bin="$target_dir/$triple/release/elb-balancer"
+
+# wait_line FILE PATTERN: prints the rest of FILE's first line starting with PATTERN, waiting
+# up to 10 s for it.
+wait_line() {
+  for _ in $(seq 200); do
+    local line; line=$(sed -n "s/^$2//p" "$1" | head -1)
+    [ -n "$line" ] && { echo "$line"; return 0; }
+    sleep 0.05
+  done
+  echo "no '$2' in $1:" >&2; cat "$1" "${1%.out}.err" >&2 2>/dev/null; exit 1
+}
+
+# agents N PREFIX: starts N agents on 127.0.0.1 port 0, pinned to the server cpu; appends their
+# addresses to $work/PREFIX.addrs.
+agents() {
+  local n=$1 prefix=$2
+  for i in $(seq "$n"); do
+    "${server_cpu[@]}" "$agent_bin" --listen 127.0.0.1:0 --cluster cluster1 \
+      --instance-id "i-$prefix$i" --sample-interval 3600s \
+      >"$work/$prefix$i.out" 2>"$work/$prefix$i.err" &
+    pids+=("$!")
+  done
+  for i in $(seq "$n"); do wait_line "$work/$prefix$i.out" 'listening on ' >>"$work/$prefix.addrs"; done
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# elb_config ALGORITHM ADDRS-FILE: an elb-balancer config with the seed's rules, every address
+# of ADDRS-FILE in cluster1 and the spare agent in cluster2.
+elb_config() {
+  cat <<EOF
+version = "bench-$1-$(wc -l <"$2")"
+[[listeners]]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[limits]
+max_connections = 9000
+[[rules]]
+priority = 10
+path_pattern = "/cluster1*"
+forward = "cluster1"
+[[rules]]
+priority = 20
+path_pattern = "/cluster2*"
+forward = "cluster2"
+[default_action]
+forward = "cluster1"
+[[target_groups]]
+name = "cluster1"
+algorithm = "$1"
+EOF
+  while read -r a; do printf '[[target_groups.targets]]\naddress = "%s"\n' "$a"; done <"$2"
+  printf '[[target_groups]]\nname = "cluster2"\nalgorithm = "round_robin"\n'
+  printf '[[target_groups.targets]]\naddress = "%s"\n' "$spare"
+}
+
+# start_elb NAME CONFIG: starts a balancer; sets $front, $admin and $pid.
+start_elb() {
+  "$lb_bin" "$2" >"$work/$1.out" 2>"$work/$1.err" &
+  pid=$!; pids+=("$pid")
+  front=$(wait_line "$work/$1.out" 'listening on ')
+  admin=$(wait_line "$work/$1.out" 'admin on ')
+}
+
+# healthy ADMIN N: waits until cluster1 of the balancer at ADMIN has N healthy targets (60 s at
+# most); prints the seconds it took.
+healthy() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, time, urllib.request
+admin, want, start = sys.argv[1], int(sys.argv[2]), time.monotonic()
+while time.monotonic() - start < 60:
+    status = json.load(urllib.request.urlopen(f"http://{admin}/status"))
+    if status["groups"][0]["healthy_targets"] == want:
+        print(f"{time.monotonic() - start:.3f}")
+        sys.exit(0)
+    time.sleep(0.02)
+sys.exit(f"{admin}: not {want} healthy targets after 60 s")
+PY
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# load NAME PID URL CONNECTIONS: one wrk round; appends name, connections, req/s, p50, p99,
+# requests, CPU ticks of PID and the peak RSS seen to $work/results.
+load() {
+  local name=$1 pid=$2 url=$3 c=$4 peak=0 out="$work/wrk.txt" threads=2
+  [ "$c" -lt 2 ] && threads=1
+  local before; before=$(cpu_ticks "$pid")
+  "${load_cpu[@]}" wrk -t"$threads" -c"$c" -d"$duration" --latency "$url" >"$out" &
+  local wrk_pid=$!
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    local now; now=$(rss_kib "$pid"); [ "$now" -gt "$peak" ] && peak=$now
+    sleep 0.25
+  done
+  wait "$wrk_pid"
+  if grep -q 'Non-2xx\|Socket errors' "$out"; then echo "$name c$c: errors!" >&2; cat "$out" >&2; exit 1; fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" \
+    "$(awk '/^Requests\/sec:/ {print $2}' "$out")" \
+    "$(awk '$1 == "50%" {print $2}' "$out")" "$(awk '$1 == "99%" {print $2}' "$out")" \
+    "$(awk '/requests in/ {print $1}' "$out")" \
+    "$(($(cpu_ticks "$pid") - before))" "$peak" >>"$work/results"
+  printf '.'
+}
+
+echo "== starting 5 agents (4 in cluster1, 1 in cluster2)"
+agents 4 a
+agents 1 spare
+spare=$(cat "$work/spare.addrs")
+direct=$(head -1 "$work/a.addrs")
+direct_pid=${pids[0]}
+
+# haproxy_config PORT ADDRS-FILE: HAProxy with the same rules, every address of ADDRS-FILE in
+# cluster1 and the spare agent in cluster2.
+haproxy_config() {
+  cat <<EOF
+global
+  nbthread $cores
+  maxconn 9000
+defaults
+  mode http
+  option http-keep-alive
+  option forwardfor
+  http-reuse always
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+frontend fe
+  bind 127.0.0.1:$1
+  use_backend cluster1 if { path_beg /cluster1 }
+  use_backend cluster2 if { path_beg /cluster2 }
+  default_backend cluster1
+backend cluster1
+  balance roundrobin
+  option httpchk GET /healthz
+EOF
+  local n=0 a
+  while read -r a; do n=$((n + 1)); echo "  server a$n $a check inter 2s"; done <"$2"
+  printf 'backend cluster2\n  balance roundrobin\n  option httpchk GET /healthz\n'
+  echo "  server s1 $spare check inter 2s"
+}
+
+haproxy_port=$(free_port)
+haproxy_config "$haproxy_port" "$work/a.addrs" >"$work/haproxy.cfg"
+haproxy -c -q -f "$work/haproxy.cfg"
+haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.out" 2>&1 &
+haproxy_pid=$!; pids+=("$haproxy_pid")
+
+elb_config round_robin "$work/a.addrs" >"$work/rr.toml"
+elb_config p2c_peak_ewma "$work/a.addrs" >"$work/p2c.toml"
+start_elb rr "$work/rr.toml"; rr_front=$front rr_admin=$admin rr_pid=$pid
+start_elb p2c "$work/p2c.toml"; p2c_front=$front p2c_pid=$pid
+healthy "$rr_admin" 4 >/dev/null
+healthy "$admin" 4 >/dev/null
+baseline=${BENCH_BASELINE:-}
+if [ -n "$baseline" ]; then
+  lb_bin_ours=$lb_bin lb_bin=$baseline
+  start_elb base "$work/rr.toml"; base_front=$front base_pid=$pid
+  lb_bin=$lb_bin_ours
+  healthy "$admin" 4 >/dev/null
+fi
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$haproxy_port/cluster1" >/dev/null && break; sleep 0.1; done
+sleep 1
+{
+  echo "direct=$(rss_kib "$direct_pid")"; echo "haproxy=$(rss_kib "$haproxy_pid")"
+  echo "elb-rr=$(rss_kib "$rr_pid")"; echo "elb-p2c=$(rss_kib "$p2c_pid")"
+  if [ -n "$baseline" ]; then echo "base-rr=$(rss_kib "$base_pid")"; fi
+} >"$work/idle"
+
+echo "== wrk -d$duration --latency (-t1 at -c1, else -t2), GET /cluster1, $pinning, $cores cores"
+echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '   %s interleaved rounds of every server at -c1, -c64, -c256 ' "$rounds"
+for _ in $(seq "$rounds"); do
+  for c in 1 64 256; do
+    load direct "$direct_pid" "http://$direct/cluster1" "$c"
+    load haproxy "$haproxy_pid" "http://127.0.0.1:$haproxy_port/cluster1" "$c"
+    load elb-rr "$rr_pid" "http://$rr_front/cluster1" "$c"
+    load elb-p2c "$p2c_pid" "http://$p2c_front/cluster1" "$c"
+    if [ -n "$baseline" ]; then load base-rr "$base_pid" "http://$base_front/cluster1" "$c"; fi
+  done
+done
+echo
+echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+scale_args=()
+
+if [ "$scale_targets" -gt 0 ]; then
+  echo "== $scale_targets targets: starting $((scale_targets - 4)) more agents"
+  cp "$work/a.addrs" "$work/big.addrs"
+  agents $((scale_targets - 4)) b
+  cat "$work/b.addrs" >>"$work/big.addrs"
+  elb_config round_robin "$work/big.addrs" >"$work/big.toml"
+  # A balancer started with 4 targets, then reloaded to all of them.
+  cp "$work/rr.toml" "$work/scale.toml"
+  start_elb scale "$work/scale.toml"; scale_front=$front scale_admin=$admin scale_pid=$pid
+  # HAProxy with the same targets, as a control: what the backends themselves cost.
+  big_haproxy_port=$(free_port)
+  haproxy_config "$big_haproxy_port" "$work/big.addrs" >"$work/haproxy-big.cfg"
+  haproxy -db -f "$work/haproxy-big.cfg" >"$work/haproxy-big.out" 2>&1 &
+  big_haproxy_pid=$!; pids+=("$big_haproxy_pid")
+  healthy "$scale_admin" 4 >/dev/null
+  cp "$work/big.toml" "$work/scale.toml"
+  kill -HUP "$scale_pid"
+  all_healthy=$(healthy "$scale_admin" "$scale_targets")
+  reload_add=$(wait_line "$work/scale.err" '.*config reloaded in ' | cut -d' ' -f1)
+  # And once more with the same targets (a new version label): the steady-state reload.
+  sed -i 's/^version = .*/version = "bench-again"/' "$work/scale.toml"
+  kill -HUP "$scale_pid"
+  sleep 0.5
+  reload_same=$(sed -n 's/.*config reloaded in //p' "$work/scale.err" | sed -n 2p | cut -d' ' -f1)
+  sleep 1
+  scale_idle=$(rss_kib "$scale_pid")
+  printf '   %s interleaved rounds at -c64 and -c256, 4 targets and %s ' "$rounds" "$scale_targets"
+  for _ in $(seq "$rounds"); do
+    for c in 64 256; do
+      load elb-rr-4 "$rr_pid" "http://$rr_front/cluster1" "$c"
+      load "elb-rr-$scale_targets" "$scale_pid" "http://$scale_front/cluster1" "$c"
+      load haproxy-4 "$haproxy_pid" "http://127.0.0.1:$haproxy_port/cluster1" "$c"
+      load "haproxy-$scale_targets" "$big_haproxy_pid" "http://127.0.0.1:$big_haproxy_port/cluster1" "$c"
+    done
+  done
+  echo
+  echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  scale_args=(--scale "$scale_targets" "$reload_add" "$reload_same" "$all_healthy" "$scale_idle")
+fi
+
+instructions_args=()
+if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
+  # Instructions per request (user space only) are the steadiest figure on a busy machine.
+  echo "== instructions per request: valgrind --tool=callgrind, wrk -t1 -c8 -d10s (after 2 s of warm-up)"
+  # callgrind NAME PORT COMMAND...: COMMAND serves GET /cluster1 on 127.0.0.1:PORT; appends
+  # `NAME requests instructions` to $work/instructions.
+  callgrind() {
+    local name=$1 port=$2; shift 2
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg-$name" "$@" \
+      >"$work/cg-$name.out" 2>"$work/cg-$name.err" &
+    local vpid=$!; pids+=("$vpid")
+    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/cluster1" >/dev/null && break; sleep 0.1; done
+    "${load_cpu[@]}" wrk -t1 -c8 -d2s "http://127.0.0.1:$port/cluster1" >/dev/null
+    callgrind_control -i on "$vpid" >/dev/null 2>&1
+    "${load_cpu[@]}" wrk -t1 -c8 -d10s "http://127.0.0.1:$port/cluster1" >"$work/cg-wrk.txt"
+    callgrind_control -i off "$vpid" >/dev/null 2>&1
+    callgrind_control -d "$vpid" >/dev/null 2>&1
+    kill "$vpid"; wait "$vpid" 2>/dev/null || true
+    echo "$name $(awk '/requests in/ {print $1}' "$work/cg-wrk.txt") $(cat "$work/cg-$name"* |
+      awk '/^totals:/ {s += $2} END {print s}')" >>"$work/instructions"
+    printf '.'
+  }
+  printf '   '
+  cg_port=$(free_port)
+  sed "0,/127.0.0.1:0/s//127.0.0.1:$cg_port/" "$work/rr.toml" >"$work/cg-rr.toml"
+  callgrind elb-rr "$cg_port" "$lb_bin" "$work/cg-rr.toml"
+  cg_port=$(free_port)
+  haproxy_config "$cg_port" "$work/a.addrs" >"$work/cg-haproxy.cfg"
+  callgrind haproxy "$cg_port" haproxy -db -f "$work/cg-haproxy.cfg"
+  if [ -n "$baseline" ]; then
+    cg_port=$(free_port)
+    sed "0,/127.0.0.1:0/s//127.0.0.1:$cg_port/" "$work/rr.toml" >"$work/cg-base.toml"
+    callgrind base-rr "$cg_port" "$baseline" "$work/cg-base.toml"
+  fi
+  echo
+  instructions_args=(--instructions "$work/instructions")
+fi
+
+python3 "$root/scripts/bench/balancer_summary.py" "$work/results" --idle "$work/idle" \
+  --binary "$lb_bin" --load "$(cut -d' ' -f1-3 /proc/loadavg)" "${scale_args[@]}" \
+  "${instructions_args[@]}"
