@@ -214,7 +214,7 @@ async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
     let _ = stop.send(());
     let during = series.await.unwrap_or_default();
     let after = fresh_readings(&plan.agents, &before, last_answer_unix_ms).await;
-    let mut polls: Vec<&[Reading]> = vec![&before];
+    let mut polls: Vec<&[Reading]> = vec![before.as_slice()];
     polls.extend(during.iter().map(Vec::as_slice));
     polls.push(&after);
     ClusterResult::new(&plan.cluster, &plan.load.path, run, &before, &after)

@@ -253,10 +253,20 @@ impl ClusterResult {
     /// Adds the agents' side of the timeline: `polls` are every poll of the cluster's agents
     /// in the order taken (before, during and after the run), the run began at
     /// `started_at_unix_ms`. An agent that served nothing gets a series of its own.
-    pub(crate) fn with_agent_series(mut self, started_at_unix_ms: u64, polls: &[&[Reading]]) -> Self {
+    pub(crate) fn with_agent_series(
+        mut self,
+        started_at_unix_ms: u64,
+        polls: &[&[Reading]],
+    ) -> Self {
         self.started_at_unix_ms = started_at_unix_ms;
-        for agent in polls.first().map_or(&[][..], |p| *p).iter().map(|r| &r.agent) {
-            let intervals = timeline::agent_intervals(&agent.id, &self.path, polls, started_at_unix_ms);
+        for agent in polls
+            .first()
+            .map_or(&[][..], |p| *p)
+            .iter()
+            .map(|r| &r.agent)
+        {
+            let intervals =
+                timeline::agent_intervals(&agent.id, &self.path, polls, started_at_unix_ms);
             match self
                 .timeline
                 .iter_mut()
@@ -276,7 +286,11 @@ impl ClusterResult {
 
     /// `2 x m4.large`: the cluster's instance types, from its instances that have one.
     pub(crate) fn instance_types(&self) -> String {
-        type_counts(self.instances.iter().filter_map(|i| i.instance_type.as_deref()))
+        type_counts(
+            self.instances
+                .iter()
+                .filter_map(|i| i.instance_type.as_deref()),
+        )
     }
 
     /// The terminal report: a summary line, then a table per instance.
@@ -411,7 +425,12 @@ pub(crate) mod tests {
                 state: "running".into(),
             },
             // The instance's counters: CPU seconds used = uptime / 5 (all in the run).
-            result: Ok(with_instance(snapshot(counted, 0, cpu), uptime, uptime / 5.0, 0.0)),
+            result: Ok(with_instance(
+                snapshot(counted, 0, cpu),
+                uptime,
+                uptime / 5.0,
+                0.0,
+            )),
         }
     }
 
@@ -489,13 +508,22 @@ pub(crate) mod tests {
     #[test]
     fn the_timeline_has_every_request_once_and_each_agents_intervals() {
         let c = cluster();
-        let total: u64 = c.timeline.iter().flat_map(|s| &s.client).map(|b| b.requests).sum();
+        let total: u64 = c
+            .timeline
+            .iter()
+            .flat_map(|s| &s.client)
+            .map(|b| b.requests)
+            .sum();
         assert_eq!(total, c.requests);
         let before = [reading("i-1", 10, 5.0), reading("i-2", 0, 6.0)];
         let after = [reading("i-1", 49, 50.0), reading("i-2", 60, 60.0)];
         let c = c.with_agent_series(7, &[&before, &after]);
         assert_eq!(c.started_at_unix_ms, 7);
-        let i1 = c.timeline.iter().find(|s| s.instance.as_deref() == Some("i-1")).unwrap();
+        let i1 = c
+            .timeline
+            .iter()
+            .find(|s| s.instance.as_deref() == Some("i-1"))
+            .unwrap();
         assert_eq!(i1.instance_type.as_deref(), Some("t3.micro"));
         // Both snapshots were taken at the same time: no interval between them.
         assert!(i1.agent.is_empty());

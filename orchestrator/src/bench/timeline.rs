@@ -174,18 +174,30 @@ mod tests {
             sample(2_600, 0, 0, UNKNOWN),
         ];
         let names = ["i-1".to_owned(), "i-2".to_owned()];
-        let series = client_series(&samples, &names, |n| (n == "i-1").then(|| "t3.micro".into()));
+        let series = client_series(&samples, &names, |n| {
+            (n == "i-1").then(|| "t3.micro".into())
+        });
         assert_eq!(series.len(), 3, "two instances and the unnamed requests");
         assert_eq!(series[0].instance_type.as_deref(), Some("t3.micro"));
         assert_eq!(series[1].instance_type, None);
         let i1 = &series[0].client;
         assert_eq!(i1.len(), 3);
-        assert_eq!((i1[0].requests, i1[0].p50_ms, i1[0].p99_ms), (2, Some(10.0), Some(50.0)));
+        assert_eq!(
+            (i1[0].requests, i1[0].p50_ms, i1[0].p99_ms),
+            (2, Some(10.0), Some(50.0))
+        );
         assert_eq!((i1[1].requests, i1[1].p99_ms), (0, None));
         let unnamed = &series[2];
         assert_eq!(unnamed.instance, None);
-        assert_eq!((unnamed.client[2].requests, unnamed.client[2].errors), (1, 1));
-        let total: u64 = series.iter().flat_map(|s| &s.client).map(|c| c.requests).sum();
+        assert_eq!(
+            (unnamed.client[2].requests, unnamed.client[2].errors),
+            (1, 1)
+        );
+        let total: u64 = series
+            .iter()
+            .flat_map(|s| &s.client)
+            .map(|c| c.requests)
+            .sum();
         assert_eq!(total, samples.len() as u64);
     }
 
@@ -205,11 +217,17 @@ mod tests {
     #[test]
     fn agent_intervals_come_from_consecutive_distinct_snapshots() {
         let at = |ms: u64, total: u64, uptime: f64, usage: f64| {
-            reading("i-1", with_instance(snapshot(total, ms, 0.0), uptime, usage, 0.0))
+            reading(
+                "i-1",
+                with_instance(snapshot(total, ms, 0.0), uptime, usage, 0.0),
+            )
         };
         let polls: Vec<Vec<Reading>> = vec![
             vec![at(10_000, 5, 10.0, 1.0)],
-            vec![at(10_000, 5, 10.0, 1.0), reading("i-2", snapshot(0, 1, 0.0))],
+            vec![
+                at(10_000, 5, 10.0, 1.0),
+                reading("i-2", snapshot(0, 1, 0.0)),
+            ],
             vec![at(11_000, 105, 11.0, 1.2)],
             vec![at(12_000, 155, 12.0, 1.3)],
         ];
@@ -218,8 +236,14 @@ mod tests {
         assert_eq!(intervals.len(), 2, "the repeated snapshot is one");
         assert_eq!((intervals[0].from_secs, intervals[0].to_secs), (-0.5, 0.5));
         assert_eq!(intervals[0].requests, 100);
-        assert!((intervals[0].cpu_percent - 100.0).abs() < 1e-9, "{intervals:?}");
-        assert!((intervals[1].cpu_percent - 50.0).abs() < 1e-9, "{intervals:?}");
+        assert!(
+            (intervals[0].cpu_percent - 100.0).abs() < 1e-9,
+            "{intervals:?}"
+        );
+        assert!(
+            (intervals[1].cpu_percent - 50.0).abs() < 1e-9,
+            "{intervals:?}"
+        );
         assert!(agent_intervals("i-9", "/cluster1", &polls, 0).is_empty());
     }
 }

@@ -247,11 +247,20 @@ mod tests {
         // 0.2 s of a 0.2-core quota in 2 s: half; 0.4 s held back of 2 s x 2 host cores.
         let cpu = CpuFigures::of(Some(&before), &now);
         assert!((cpu.usage_percent - 50.0).abs() < 1e-9, "{cpu:?}");
-        assert!((cpu.throttled_percent.unwrap() - 10.0).abs() < 1e-9, "{cpu:?}");
+        assert!(
+            (cpu.throttled_percent.unwrap() - 10.0).abs() < 1e-9,
+            "{cpu:?}"
+        );
         let alone = CpuFigures::of(None, &now);
-        assert_eq!((alone.usage_percent, alone.throttled_percent), (40.0, Some(4.0)));
+        assert_eq!(
+            (alone.usage_percent, alone.throttled_percent),
+            (40.0, Some(4.0))
+        );
         let old_agent = CpuFigures::of(None, &snapshot(0, 1_000, 90.0));
-        assert_eq!((old_agent.usage_percent, old_agent.throttled_percent), (90.0, None));
+        assert_eq!(
+            (old_agent.usage_percent, old_agent.throttled_percent),
+            (90.0, None)
+        );
     }
 
     #[test]

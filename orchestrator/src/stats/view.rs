@@ -454,15 +454,30 @@ pub(crate) mod tests {
         fleet[0].result = Ok(with_instance(snapshot(100, 10_000, 20.0), 60.0, 1.0, 0.1));
         let view = StatsView::new(&fleet, &[], 0);
         let i1 = &view.instances[0];
-        assert_eq!((i1.cpu_percent, i1.throttled_percent), (Some(40.0), Some(4.0)));
-        assert_eq!((i1.cpu_source, i1.memory_source), (Some("cgroup_v1"), Some("cgroup_v1")));
-        assert_eq!((i1.memory_used_bytes, i1.memory_total_bytes), (Some(4 << 20), Some(64 << 20)));
+        assert_eq!(
+            (i1.cpu_percent, i1.throttled_percent),
+            (Some(40.0), Some(4.0))
+        );
+        assert_eq!(
+            (i1.cpu_source, i1.memory_source),
+            (Some("cgroup_v1"), Some("cgroup_v1"))
+        );
+        assert_eq!(
+            (i1.memory_used_bytes, i1.memory_total_bytes),
+            (Some(4 << 20), Some(64 << 20))
+        );
         assert_eq!(view.instances[1].throttled_percent, None, "an older agent");
         let tables = view.tables();
         assert!(tables.contains("0.20 cores (cgroup_v1)"), "{tables}");
         assert!(tables.contains("3 x t3.micro"), "{tables}");
         let csv = view.csv();
-        assert!(csv.lines().nth(1).unwrap().ends_with(",4.000,0.200,cgroup_v1,cgroup_v1"), "{csv}");
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with(",4.000,0.200,cgroup_v1,cgroup_v1"),
+            "{csv}"
+        );
         assert_eq!(type_counts(["b", "a", "b"].into_iter()), "1 x a, 2 x b");
     }
 

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 
 use super::{color, instance_label, Area, Drawn};
 use crate::bench::report::Results;
-use crate::bench::timeline::InstanceSeries;
+use crate::bench::timeline::{AgentInterval, ClientSecond, InstanceSeries};
 
 /// One line: its legend, colour and points.
 struct Line {
@@ -56,24 +56,26 @@ fn label(s: &InstanceSeries) -> String {
 fn lines(results: &Results) -> [Vec<Line>; 4] {
     let mut panels: [Vec<Line>; 4] = Default::default();
     for (offset, s, colour) in series(results) {
-        let client = |value: &dyn Fn(&crate::bench::timeline::ClientSecond) -> Option<f64>| {
+        let client = |value: &dyn Fn(&ClientSecond) -> Option<f64>| {
             s.client
                 .iter()
                 .filter_map(|b| value(b).map(|v| (offset + b.second as f64 + 0.5, v)))
                 .collect::<Vec<_>>()
         };
-        let steps = |value: &dyn Fn(&crate::bench::timeline::AgentInterval) -> Option<f64>| {
+        let steps = |value: &dyn Fn(&AgentInterval) -> Option<f64>| {
             s.agent
                 .iter()
-                .filter_map(|i| value(i).map(|v| [(offset + i.from_secs, v), (offset + i.to_secs, v)]))
+                .filter_map(|i| {
+                    value(i).map(|v| [(offset + i.from_secs, v), (offset + i.to_secs, v)])
+                })
                 .flatten()
                 .collect::<Vec<_>>()
         };
         let all = [
-            client(&|b| Some(b.requests as f64)),
-            client(&|b| b.p99_ms),
-            steps(&|i| Some(i.cpu_percent)),
-            steps(&|i| i.throttled_percent),
+            client(&|b: &ClientSecond| Some(b.requests as f64)),
+            client(&|b: &ClientSecond| b.p99_ms),
+            steps(&|i: &AgentInterval| Some(i.cpu_percent)),
+            steps(&|i: &AgentInterval| i.throttled_percent),
         ];
         for (panel, points) in panels.iter_mut().zip(all) {
             if !points.is_empty() {
@@ -154,7 +156,11 @@ pub(super) fn draw<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Dra
         ("Requests per second, per instance", "requests / s", 1.0),
         ("p99 latency per second", "p99 (ms)", 0.1),
         ("CPU used, % of the instance's capacity", "CPU %", 100.0),
-        ("Time throttled (stolen on EC2), % of the host's CPU time", "throttled %", 10.0),
+        (
+            "Time throttled (stolen on EC2), % of the host's CPU time",
+            "throttled %",
+            10.0,
+        ),
     ];
     let areas = area.split_evenly((4, 1));
     for (i, ((area, title), lines)) in areas.iter().zip(titles).zip(&panels).enumerate() {
