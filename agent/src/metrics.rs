@@ -185,6 +185,10 @@ pub(crate) fn render(identity: &Identity, sample: &Sample) -> String {
     );
     out.sample("elb_agent_process_cpu_percent", &[], s.process.cpu_percent);
 
+    if let Some(instance) = &s.instance {
+        instance_metrics(&mut out, instance);
+    }
+
     out.family(
         "elb_agent_requests_total",
         "counter",
@@ -225,6 +229,83 @@ pub(crate) fn render(identity: &Identity, sample: &Sample) -> String {
         count as f64,
     );
     out.0
+}
+
+/// The instance's own figures (its cgroup, else the host): cumulative counters for exact
+/// rates over any window, and the last interval's shares.
+fn instance_metrics(out: &mut Exposition, instance: &proto::InstanceStats) {
+    let (cpu, memory) = (&instance.cpu, &instance.memory);
+    out.family(
+        "elb_agent_instance_info",
+        "gauge",
+        "Where the instance figures come from (its cgroup, else the host); always 1.",
+    );
+    out.sample(
+        "elb_agent_instance_info",
+        &[
+            ("cpu_source", cpu.source.name()),
+            ("memory_source", memory.source.name()),
+            ("cgroup", cpu.cgroup.as_deref().unwrap_or("")),
+        ],
+        1.0,
+    );
+    let counters = [
+        (
+            "elb_agent_instance_cpu_usage_seconds_total",
+            "CPU time the instance used, all cores summed.",
+            cpu.usage_secs_total,
+        ),
+        (
+            "elb_agent_instance_cpu_throttled_seconds_total",
+            "Time the instance was held back, all cores summed: cgroup throttled time, or host steal time.",
+            cpu.throttled_secs_total,
+        ),
+        (
+            "elb_agent_instance_cpu_periods_total",
+            "CFS quota periods in which the instance's cgroup ran; 0 without a cgroup.",
+            cpu.periods_total as f64,
+        ),
+        (
+            "elb_agent_instance_cpu_throttled_periods_total",
+            "CFS quota periods in which the instance's cgroup used up its quota; 0 without a cgroup.",
+            cpu.throttled_periods_total as f64,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        out.sample(name, &[], value);
+    }
+    let gauges = [
+        (
+            "elb_agent_instance_cpu_capacity_cores",
+            "CPU the instance may use, in cores: its cgroup's quota, else the host's cores.",
+            cpu.capacity_cores,
+        ),
+        (
+            "elb_agent_instance_cpu_utilization_percent",
+            "CPU used over the last sample interval as a share of the capacity, 0-100 (like CloudWatch CPUUtilization).",
+            cpu.usage_percent,
+        ),
+        (
+            "elb_agent_instance_cpu_throttled_percent",
+            "Time held back over the last sample interval as a share of the host's CPU time, 0-100.",
+            cpu.throttled_percent,
+        ),
+        (
+            "elb_agent_instance_memory_used_bytes",
+            "Memory the instance uses: its cgroup's (page cache included), else the host's.",
+            memory.used_bytes as f64,
+        ),
+        (
+            "elb_agent_instance_memory_limit_bytes",
+            "Memory the instance may use: its cgroup's limit, else the host's total.",
+            memory.limit_bytes as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.family(name, "gauge", help);
+        out.sample(name, &[], value);
+    }
 }
 
 /// A Prometheus text document being written.

@@ -14,8 +14,8 @@ mod stats;
 pub use agent::{ErrorBody, Health, InstanceAnswer};
 pub use balancer::{BalancerError, BalancerStatus, GroupStatus, TargetState, TargetStatus};
 pub use stats::{
-    CpuStats, LatencySummary, LoadAverage, MemoryStats, NetworkStats, ProcessStats, RequestStats,
-    StatsSnapshot,
+    CpuStats, CpuWindow, FigureSource, InstanceCpu, InstanceMemory, InstanceStats, LatencySummary,
+    LoadAverage, MemoryStats, NetworkStats, ProcessStats, RequestStats, StatsSnapshot,
 };
 
 /// The TCP port `elb-agent` serves on, on every instance: where the orchestrator (stats, bench,

@@ -1,9 +1,12 @@
 //! Host and request statistics: live counters written by requests, and the background sampler
-//! that turns them and the host's figures (sysinfo, plus what it lacks) into snapshots.
+//! that turns them, the host's figures (sysinfo, plus what it lacks) and the instance's own (its
+//! cgroup, else the host) into snapshots.
 
+mod cgroup;
 pub(crate) mod counters;
 mod cpu_times;
 mod host;
+mod instance;
 pub(crate) mod latency;
 pub(crate) mod sampler;
 

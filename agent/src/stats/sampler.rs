@@ -1,5 +1,6 @@
-//! The background sampler: reads the host (sysinfo, and the per-mode CPU times it lacks) and
-//! the live request counters once per interval and turns them into a [`Sample`].
+//! The background sampler: reads the host (sysinfo, and the per-mode CPU times it lacks), the
+//! instance (its cgroup, which sysinfo knows nothing of) and the live request counters once per
+//! interval and turns them into a [`Sample`].
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -7,6 +8,7 @@ use proto::{CpuStats, NetworkStats, ProcessStats, RequestStats, StatsSnapshot, S
 
 use super::cpu_times::{self, CpuTimes};
 use super::host::{Host, InterfaceBytes};
+use super::instance::InstanceReader;
 use super::latency::LatencyWindow;
 use super::Live;
 
@@ -34,6 +36,7 @@ pub(crate) struct Sampler {
     started: Instant,
     started_unix_ms: u64,
     host: Host,
+    instance: InstanceReader,
     /// When the previous sample was taken.
     previous: Option<Instant>,
     latency: LatencyWindow,
@@ -54,6 +57,7 @@ impl Sampler {
             started: Instant::now(),
             started_unix_ms: unix_ms(SystemTime::now()),
             host: Host::new(),
+            instance: InstanceReader::new(),
             previous: None,
             latency: LatencyWindow::new(latency_window, interval),
             warned_cpu_times: false,
@@ -84,6 +88,10 @@ impl Sampler {
             interfaces: host.interfaces,
         };
         self.latency.push(live.latency.take());
+        let host_cores = u32::try_from(host.cpu.per_core_busy_percent.len()).unwrap_or(u32::MAX);
+        let instance = self
+            .instance
+            .read(now, &readings.cpu_times, host_cores, &host.memory);
 
         let (rx_bytes, tx_bytes) = readings
             .interfaces
@@ -135,6 +143,7 @@ impl Sampler {
                     latency: self.latency.summary(),
                 }
             },
+            instance: Some(instance),
         };
         self.previous = Some(now);
         Sample {
@@ -180,6 +189,10 @@ mod tests {
         assert_eq!(second.requests.per_endpoint["/"], 1);
         assert_eq!(second.requests.latency.count, 1);
         assert!(second.uptime_secs > 0.0);
+        let instance = second.instance.expect("instance figures");
+        assert!(instance.cpu.capacity_cores > 0.0);
+        assert_eq!(instance.cpu.host_cores as usize, cores);
+        assert!(instance.memory.limit_bytes > 0);
         assert_eq!(second.hostname, "h");
     }
 }

@@ -1,10 +1,11 @@
 //! `elb bench`, the experiment: per cluster, snapshot its agents, send the load
-//! (`loadgen.rs`), snapshot them again once they have sampled past the last request, and report
-//! (`report.rs`, `plot.rs`).
+//! (`loadgen.rs`) while polling them once a second, snapshot them again once they have sampled
+//! past the last request, and report (`report.rs`, `timeline.rs`, `plot.rs`).
 
 pub(crate) mod loadgen;
 pub(crate) mod plot;
 pub(crate) mod report;
+pub(crate) mod timeline;
 pub(crate) mod via;
 
 use std::collections::BTreeSet;
@@ -26,6 +27,8 @@ use report::{ClusterResult, Results};
 const STATS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Time between two polls while waiting for the agents' next sample.
 const FRESH_POLL: Duration = Duration::from_millis(100);
+/// Time between two polls of the agents during the run, for the timeline.
+const SERIES_POLL: Duration = Duration::from_secs(1);
 
 /// One cluster's share of the experiment.
 #[derive(Debug, Clone)]
@@ -212,6 +215,9 @@ impl Plan {
 async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
     let before = stats::poll(&plan.agents, STATS_TIMEOUT).await;
     tracing::info!(cluster = %plan.cluster, requests = plan.load.requests, "sending");
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let series = tokio::spawn(poll_during_run(plan.agents.clone(), stopped));
+    let started_at_unix_ms = stats::unix_ms();
     let total = plan.load.requests as usize;
     let mut progress = Progress::new(format!("bench {}", plan.cluster), "answered", total);
     let done = Arc::new(AtomicU64::new(0));
@@ -227,8 +233,42 @@ async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
     progress.update(total, total);
     progress.finish();
     let last_answer_unix_ms = stats::unix_ms();
+    // The receiver is gone only if the task panicked; its polls are then lost, nothing else.
+    let _ = stop.send(());
+    let during = series.await.unwrap_or_default();
     let after = fresh_readings(&plan.agents, &before, last_answer_unix_ms).await;
+    let mut polls: Vec<&[Reading]> = vec![before.as_slice()];
+    polls.extend(during.iter().map(Vec::as_slice));
+    polls.push(&after);
     ClusterResult::new(&plan.cluster, &plan.load.path, run, &before, &after)
+        .with_agent_series(started_at_unix_ms, &polls)
+}
+
+/// Polls `agents` every [`SERIES_POLL`] (all at once, each within [`STATS_TIMEOUT`]) until
+/// `stop` fires; returns the polls in the order taken. A poll that outlasts the period delays
+/// the next one rather than overlapping it. Without agents, nothing is polled.
+async fn poll_during_run(
+    agents: Vec<Agent>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Vec<Vec<Reading>> {
+    let mut polls = Vec::new();
+    if agents.is_empty() {
+        return polls;
+    }
+    let mut tick = tokio::time::interval(SERIES_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate, and the snapshot before the run was just taken.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return polls,
+            _ = tick.tick() => {}
+        }
+        tokio::select! {
+            _ = &mut stop => return polls,
+            readings = stats::poll(&agents, STATS_TIMEOUT) => polls.push(readings),
+        }
+    }
 }
 
 /// Polls `agents` until each one that answers shows a sample taken after `since_unix_ms`, so

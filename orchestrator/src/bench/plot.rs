@@ -1,7 +1,12 @@
-//! The bench's plots, each as SVG and PNG: the latency distribution per cluster (a CDF),
-//! requests served per instance, and CPU before and after the run per instance.
+//! The bench's plots, each as SVG and PNG: the latency distribution per cluster (a CDF, and
+//! its percentiles on a logarithmic axis in `percentiles.rs`), requests served per instance,
+//! the CPU each instance used during the run, and the run second by second (`timeline.rs`).
+//! Every legend and label names the instance type.
 //!
 //! Text is drawn with DejaVu Sans, compiled in (`assets/`), so no system font library is needed.
+
+mod percentiles;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -9,7 +14,7 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::report::{ClusterResult, Results};
+use super::report::{ClusterResult, InstanceResult, Results};
 use super::via::Comparison;
 use crate::state::{self, StateError};
 
@@ -20,6 +25,22 @@ const CDF_POINTS: usize = 500;
 
 type Area<DB> = DrawingArea<DB, Shift>;
 type Drawn = Result<(), String>;
+
+/// `i-123 (t3.micro)`, or the bare name when the type is unknown.
+fn instance_label(instance: &str, instance_type: Option<&str>) -> String {
+    match instance_type {
+        Some(t) => format!("{instance} ({t})"),
+        None => instance.to_owned(),
+    }
+}
+
+/// `cluster1 (2 x m4.large)`, or the bare name when no type is known.
+fn cluster_label(cluster: &ClusterResult) -> String {
+    match cluster.instance_types() {
+        t if t.is_empty() => cluster.cluster.clone(),
+        t => format!("{} ({t})", cluster.cluster),
+    }
+}
 
 /// Why a plot could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -50,32 +71,52 @@ fn register_font() {
 #[derive(Debug, Clone, Copy)]
 enum Plot {
     Latency,
+    Percentiles,
     Requests,
     Cpu,
+    Timeline,
 }
 
 impl Plot {
-    const ALL: [Plot; 3] = [Plot::Latency, Plot::Requests, Plot::Cpu];
+    const ALL: [Plot; 5] = [
+        Plot::Latency,
+        Plot::Percentiles,
+        Plot::Requests,
+        Plot::Cpu,
+        Plot::Timeline,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Plot::Latency => "latency",
+            Plot::Percentiles => "percentiles",
             Plot::Requests => "requests",
             Plot::Cpu => "cpu",
+            Plot::Timeline => "timeline",
+        }
+    }
+
+    /// In pixels; the timeline stacks four panels.
+    fn size(self) -> (u32, u32) {
+        match self {
+            Plot::Timeline => (SIZE.0, 2 * SIZE.1),
+            _ => SIZE,
         }
     }
 
     fn draw<DB: DrawingBackend>(self, area: Area<DB>, results: &Results) -> Drawn {
         match self {
             Plot::Latency => draw_latency(area, results),
+            Plot::Percentiles => percentiles::draw(area, results),
             Plot::Requests => draw_requests(area, results),
             Plot::Cpu => draw_cpu(area, results),
+            Plot::Timeline => timeline::draw(area, results),
         }
     }
 }
 
-/// Writes `latency`, `requests` and `cpu`, each as `.svg` and `.png`, into `dir`; returns the
-/// paths written.
+/// Writes `latency`, `percentiles`, `requests`, `cpu` and `timeline`, each as `.svg` and
+/// `.png`, into `dir`; returns the paths written.
 pub(crate) fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     let mut written = Vec::new();
@@ -98,12 +139,20 @@ pub(crate) fn write_comparison(
 /// Something drawn into a file of its own, the same way on every backend.
 trait Figure {
     fn name(&self) -> &'static str;
+    /// In pixels.
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
     fn draw<DB: DrawingBackend>(&self, area: Area<DB>) -> Drawn;
 }
 
 impl Figure for (Plot, &Results) {
     fn name(&self) -> &'static str {
         self.0.name()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        self.0.size()
     }
 
     fn draw<DB: DrawingBackend>(&self, area: Area<DB>) -> Drawn {
@@ -131,14 +180,14 @@ fn render(dir: &Path, plot: &impl Figure) -> Result<[PathBuf; 2], PlotError> {
     };
     let svg_path = dir.join(format!("{name}.svg"));
     let mut text = String::new();
-    plot.draw(SVGBackend::with_string(&mut text, SIZE).into_drawing_area())
+    plot.draw(SVGBackend::with_string(&mut text, plot.size()).into_drawing_area())
         .map_err(failed(&format!("{name}.svg")))?;
     state::write_atomic(&svg_path, text.as_bytes(), 0o644)?;
 
     let png_path = dir.join(format!("{name}.png"));
     let tmp = dir.join(format!(".{name}.tmp.png"));
     let drawn = plot
-        .draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area())
+        .draw(BitMapBackend::new(&tmp, plot.size()).into_drawing_area())
         .map_err(failed(&format!("{name}.png")));
     if let Err(e) = drawn {
         let _ = std::fs::remove_file(&tmp);
@@ -253,8 +302,9 @@ fn draw_latency<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn 
             .draw_series(LineSeries::new(cdf(cluster), style))
             .map_err(|e| e.to_string())?
             .label(format!(
-                "{} (p99 {:.2} ms)",
-                cluster.cluster, cluster.latency_ms.p99
+                "{}: p99 {:.2} ms",
+                cluster_label(cluster),
+                cluster.latency_ms.p99
             ))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
     }
@@ -269,8 +319,8 @@ fn draw_latency<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn 
     area.present().map_err(|e| e.to_string())
 }
 
-/// (latency ms, % of answered requests at or below it), at most [`CDF_POINTS`] points.
-fn cdf(cluster: &ClusterResult) -> Vec<(f64, f64)> {
+/// The latencies of the cluster's answered requests, in µs, sorted.
+fn sorted_latencies(cluster: &ClusterResult) -> Vec<u32> {
     let mut us: Vec<u32> = cluster
         .samples
         .iter()
@@ -278,6 +328,12 @@ fn cdf(cluster: &ClusterResult) -> Vec<(f64, f64)> {
         .map(|s| s.latency_us)
         .collect();
     us.sort_unstable();
+    us
+}
+
+/// (latency ms, % of answered requests at or below it), at most [`CDF_POINTS`] points.
+fn cdf(cluster: &ClusterResult) -> Vec<(f64, f64)> {
+    let us = sorted_latencies(cluster);
     let n = us.len();
     let step = n.div_ceil(CDF_POINTS).max(1);
     let mut points: Vec<(f64, f64)> = (step - 1..n)
@@ -292,16 +348,21 @@ fn cdf(cluster: &ClusterResult) -> Vec<(f64, f64)> {
     points
 }
 
-/// `cluster/instance` labels and one value per instance, over every cluster.
+/// `instance (type)` labels and one value per instance, over every cluster.
 fn per_instance(
     results: &Results,
-    value: impl Fn(&super::report::InstanceResult) -> f64,
+    value: impl Fn(&InstanceResult) -> f64,
 ) -> (Vec<String>, Vec<f64>) {
     results
         .clusters
         .iter()
-        .flat_map(|c| c.instances.iter().map(move |i| (c, i)))
-        .map(|(c, i)| (format!("{}/{}", c.cluster, i.instance), value(i)))
+        .flat_map(|c| c.instances.iter())
+        .map(|i| {
+            (
+                instance_label(&i.instance, i.instance_type.as_deref()),
+                value(i),
+            )
+        })
         .unzip()
 }
 
@@ -341,7 +402,7 @@ fn bars<DB: DrawingBackend>(
             SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
             _ => String::new(),
         })
-        .label_style(("sans-serif", 13))
+        .label_style(("sans-serif", 12))
         .draw()
         .map_err(|e| e.to_string())?;
     for &(legend, ref values, colour, margin) in series {
@@ -377,19 +438,25 @@ fn draw_requests<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn
 }
 
 fn draw_cpu<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn {
-    let (labels, before) = per_instance(results, |i| i.cpu_percent_before.unwrap_or(0.0));
-    let (_, after) = per_instance(results, |i| i.cpu_percent_after.unwrap_or(0.0));
+    let (labels, used) = per_instance(results, |i| i.cpu_percent.unwrap_or(0.0));
+    let (_, throttled) = per_instance(results, |i| i.throttled_percent.unwrap_or(0.0));
+    let top = used.iter().copied().fold(100.0, f64::max) * 1.1;
     bars(
         area,
         (
-            "Host CPU busy per instance, before and after the run",
-            "CPU busy (%)",
-            Some(100.0),
+            "CPU per instance during the run (its cgroup locally, the host on EC2)",
+            "% of the instance's CPU capacity / % throttled",
+            Some(top),
         ),
         &labels,
         &[
-            ("before", before, RGBColor(170, 190, 220), 8),
-            ("after", after, RGBColor(200, 60, 40), 28),
+            ("CPU used, % of capacity", used, RGBColor(70, 110, 190), 8),
+            (
+                "time throttled, % of the host's CPU time",
+                throttled,
+                RGBColor(200, 60, 40),
+                28,
+            ),
         ],
     )
 }
@@ -405,7 +472,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("elb-plot-test-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let written = write_all(&results, &dir).unwrap();
-        assert_eq!(written.len(), 6);
+        assert_eq!(written.len(), 10);
         for path in &written {
             let bytes = std::fs::read(path).unwrap();
             match path.extension().and_then(|e| e.to_str()) {
@@ -413,10 +480,11 @@ mod tests {
                     let text = String::from_utf8(bytes).unwrap();
                     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
                     assert!(
-                        text.contains("cluster1"),
+                        text.contains("cluster1") || text.contains("t3.micro"),
                         "{}: labels are drawn",
                         path.display()
                     );
+                    assert!(text.contains("t3.micro"), "{}: types", path.display());
                 }
                 _ => {
                     assert!(
@@ -437,7 +505,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 6, "no temporary files left: {names:?}");
+        assert_eq!(names.len(), 10, "no temporary files left: {names:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,6 @@
 //! The bench's results: computed from the load generator's samples and the agents' snapshots,
-//! printed as a table per cluster, written as `results.json` (summary) and `results.csv` (one
-//! row per request).
+//! printed as a table per cluster, written as `results.json` (summary and per-second series)
+//! and `results.csv` (one row per request).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use super::loadgen::{Run, Sample, UNKNOWN};
+use super::timeline::{self, InstanceSeries};
 use crate::output::csv_line;
+use crate::stats::view::type_counts;
 use crate::stats::Reading;
 
 /// Version of `results.json`.
@@ -43,11 +45,30 @@ pub(crate) struct Latency {
 pub(crate) struct InstanceResult {
     /// Instance id as the answers name it (`ec2_instance_id`, else the hostname).
     pub(crate) instance: String,
+    /// Its type, when it is one of the fleet's instances.
+    pub(crate) instance_type: Option<String>,
     /// Answers that named this instance.
     pub(crate) served: u64,
     /// Requests to the cluster's path the agent counted between the two snapshots.
     pub(crate) agent_counted: Option<u64>,
+    /// CPU seconds the instance used between the snapshots that bracket the run (its cgroup's
+    /// locally, the host's on EC2).
+    pub(crate) cpu_secs: Option<f64>,
+    /// `cpu_secs` over the run's duration x the instance's capacity, 0-100: its CPU use during
+    /// the run, as CloudWatch's `CPUUtilization` would average it (the agents are idle outside
+    /// the run, so the snapshots' wider window adds next to nothing).
+    pub(crate) cpu_percent: Option<f64>,
+    /// Time held back (throttled or stolen) between the snapshots over the run's duration x the
+    /// host's cores, 0-100.
+    pub(crate) throttled_percent: Option<f64>,
+    /// CPU the instance may use, in cores (its quota, else the host's cores).
+    pub(crate) cpu_capacity_cores: Option<f64>,
+    /// Where the CPU figures come from (`cgroup_v1`, `cgroup_v2`, `host`).
+    pub(crate) cpu_source: Option<&'static str>,
+    /// The host's busy share over the agent's last interval before the run (an instant
+    /// sample, the same for every instance of one host; kept for older readers).
     pub(crate) cpu_percent_before: Option<f64>,
+    /// The same, after the run.
     pub(crate) cpu_percent_after: Option<f64>,
     /// Why a snapshot is missing, when one is.
     pub(crate) stats_error: Option<String>,
@@ -57,6 +78,9 @@ pub(crate) struct InstanceResult {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ClusterResult {
     pub(crate) cluster: String,
+    /// When the load began (milliseconds since the epoch, taken just before the connections
+    /// open); 0 when unknown.
+    pub(crate) started_at_unix_ms: u64,
     pub(crate) path: String,
     pub(crate) requests: u64,
     /// Requests without a 2xx answer (no answer, or another status).
@@ -71,6 +95,9 @@ pub(crate) struct ClusterResult {
     pub(crate) instances: Vec<InstanceResult>,
     /// Sum of `agent_counted`; equals `requests` when every request reached a fleet agent.
     pub(crate) agents_counted: Option<u64>,
+    /// Second by second, per instance: the client's bins (their `requests` sum to
+    /// `requests`) and the agents' intervals.
+    pub(crate) timeline: Vec<InstanceSeries>,
     /// Per-request samples (in `results.csv`), with their instance names.
     #[serde(skip)]
     pub(crate) samples: Vec<Sample>,
@@ -110,8 +137,14 @@ fn latency(samples: &[Sample]) -> Latency {
     }
 }
 
-/// Requests to `path` an agent counted between two readings, and CPU before and after.
-fn agent_side(path: &str, before: Option<&Reading>, after: Option<&Reading>) -> InstanceResult {
+/// Requests to `path` an agent counted between two readings, and the CPU it used in between
+/// over `run_secs`.
+fn agent_side(
+    path: &str,
+    before: Option<&Reading>,
+    after: Option<&Reading>,
+    run_secs: f64,
+) -> InstanceResult {
     let (b, a) = (
         before.and_then(Reading::snapshot),
         after.and_then(Reading::snapshot),
@@ -121,13 +154,24 @@ fn agent_side(path: &str, before: Option<&Reading>, after: Option<&Reading>) -> 
         .into_iter()
         .flatten()
         .find_map(|r| r.result.as_ref().err().cloned());
+    let cpu = |s: &proto::StatsSnapshot| s.instance.as_ref().map(|i| i.cpu.clone());
+    let run = match (b.and_then(cpu), a.and_then(cpu)) {
+        (Some(b), Some(a)) if run_secs > 0.0 => Some((a.over(&b, run_secs), a)),
+        _ => None,
+    };
     InstanceResult {
         instance: String::new(),
+        instance_type: after.or(before).map(|r| r.agent.instance_type.clone()),
         served: 0,
         agent_counted: match (b, a) {
             (Some(b), Some(a)) => Some(count(a).unwrap_or(0).saturating_sub(count(b).unwrap_or(0))),
             _ => None,
         },
+        cpu_secs: run.as_ref().map(|(w, _)| w.usage_secs),
+        cpu_percent: run.as_ref().map(|(w, _)| w.usage_percent),
+        throttled_percent: run.as_ref().map(|(w, _)| w.throttled_percent),
+        cpu_capacity_cores: run.as_ref().map(|(_, a)| a.capacity_cores),
+        cpu_source: run.as_ref().map(|(_, a)| a.source.name()),
         cpu_percent_before: b.map(|s| s.cpu.busy_percent),
         cpu_percent_after: a.map(|s| s.cpu.busy_percent),
         stats_error,
@@ -144,13 +188,14 @@ impl ClusterResult {
         before: &[Reading],
         after: &[Reading],
     ) -> Self {
+        let elapsed_secs = run.elapsed.as_secs_f64();
         let mut instances: Vec<InstanceResult> = before
             .iter()
             .map(|b| {
                 let a = after.iter().find(|a| a.agent.id == b.agent.id);
                 InstanceResult {
                     instance: b.agent.id.clone(),
-                    ..agent_side(path, Some(b), a)
+                    ..agent_side(path, Some(b), a, elapsed_secs)
                 }
             })
             .collect();
@@ -165,7 +210,7 @@ impl ClusterResult {
                 None => instances.push(InstanceResult {
                     instance: name.clone(),
                     served,
-                    ..agent_side(path, None, None)
+                    ..agent_side(path, None, None, elapsed_secs)
                 }),
             }
         }
@@ -174,11 +219,17 @@ impl ClusterResult {
             *statuses.entry(s.status).or_default() += 1;
         }
         let requests = run.samples.len() as u64;
-        let elapsed_secs = run.elapsed.as_secs_f64();
+        let timeline = timeline::client_series(&run.samples, &run.instances, |name| {
+            before
+                .iter()
+                .find(|r| r.agent.id == name)
+                .map(|r| r.agent.instance_type.clone())
+        });
         let agents_counted =
             (!before.is_empty()).then(|| instances.iter().filter_map(|i| i.agent_counted).sum());
         Self {
             cluster: cluster.to_owned(),
+            started_at_unix_ms: 0,
             path: path.to_owned(),
             requests,
             errors: run.samples.iter().filter(|s| !s.ok()).count() as u64,
@@ -193,19 +244,67 @@ impl ClusterResult {
             latency_ms: latency(&run.samples),
             instances,
             agents_counted,
+            timeline,
             samples: run.samples,
             sample_instances: run.instances,
         }
+    }
+
+    /// Adds the agents' side of the timeline: `polls` are every poll of the cluster's agents
+    /// in the order taken (before, during and after the run), the run began at
+    /// `started_at_unix_ms`. An agent that served nothing gets a series of its own.
+    pub(crate) fn with_agent_series(
+        mut self,
+        started_at_unix_ms: u64,
+        polls: &[&[Reading]],
+    ) -> Self {
+        self.started_at_unix_ms = started_at_unix_ms;
+        for agent in polls
+            .first()
+            .map_or(&[][..], |p| *p)
+            .iter()
+            .map(|r| &r.agent)
+        {
+            let intervals =
+                timeline::agent_intervals(&agent.id, &self.path, polls, started_at_unix_ms);
+            match self
+                .timeline
+                .iter_mut()
+                .find(|s| s.instance.as_deref() == Some(agent.id.as_str()))
+            {
+                Some(series) => series.agent = intervals,
+                None => self.timeline.push(InstanceSeries {
+                    instance: Some(agent.id.clone()),
+                    instance_type: Some(agent.instance_type.clone()),
+                    client: Vec::new(),
+                    agent: intervals,
+                }),
+            }
+        }
+        self
+    }
+
+    /// `2 x m4.large`: the cluster's instance types, from its instances that have one.
+    pub(crate) fn instance_types(&self) -> String {
+        type_counts(
+            self.instances
+                .iter()
+                .filter_map(|i| i.instance_type.as_deref()),
+        )
     }
 
     /// The terminal report: a summary line, then a table per instance.
     pub(crate) fn table(&self) -> String {
         let l = &self.latency_ms;
         let mut out = format!(
-            "{} ({}): {} requests in {:.2} s = {:.0} req/s, {} errors; latency ms p50 {:.2}, \
+            "{} ({}{}): {} requests in {:.2} s = {:.0} req/s, {} errors; latency ms p50 {:.2}, \
              p90 {:.2}, p99 {:.2}, max {:.2}\n",
             self.cluster,
             self.path,
+            match self.instance_types() {
+                t if t.is_empty() => String::new(),
+                t => format!(", {t}"),
+            },
             self.requests,
             self.elapsed_secs,
             self.requests_per_sec,
@@ -234,21 +333,31 @@ impl ClusterResult {
                 "instance",
                 "served",
                 "agent counted",
-                "CPU % before",
-                "CPU % after",
+                "CPU s",
+                "CPU % (of capacity)",
+                "throttled %",
+                "capacity",
             ]);
         let num = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
         for i in &self.instances {
             table.add_row([
-                i.instance.clone(),
+                match &i.instance_type {
+                    Some(t) => format!("{} ({t})", i.instance),
+                    None => i.instance.clone(),
+                },
                 i.served.to_string(),
                 match (&i.agent_counted, &i.stats_error) {
                     (Some(n), _) => n.to_string(),
                     (None, Some(e)) => format!("- ({e})"),
                     (None, None) => "-".into(),
                 },
-                num(i.cpu_percent_before),
-                num(i.cpu_percent_after),
+                i.cpu_secs.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+                num(i.cpu_percent),
+                num(i.throttled_percent),
+                match (i.cpu_capacity_cores, i.cpu_source) {
+                    (Some(cores), Some(source)) => format!("{cores:.2} cores ({source})"),
+                    _ => "-".into(),
+                },
             ]);
         }
         out.push_str(&table.to_string());
@@ -292,7 +401,7 @@ impl Results {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::stats::view::tests::snapshot;
+    use crate::stats::view::tests::{snapshot, with_instance};
     use crate::stats::Agent;
     use std::time::Duration;
 
@@ -306,6 +415,7 @@ pub(crate) mod tests {
     }
 
     fn reading(id: &str, counted: u64, cpu: f64) -> Reading {
+        let uptime = cpu / 10.0;
         Reading {
             agent: Agent {
                 id: id.into(),
@@ -314,7 +424,13 @@ pub(crate) mod tests {
                 addr: None,
                 state: "running".into(),
             },
-            result: Ok(snapshot(counted, 0, cpu)),
+            // The instance's counters: CPU seconds used = uptime / 5 (all in the run).
+            result: Ok(with_instance(
+                snapshot(counted, 0, cpu),
+                uptime,
+                uptime / 5.0,
+                0.0,
+            )),
         }
     }
 
@@ -373,12 +489,44 @@ pub(crate) mod tests {
         );
         assert_eq!(c.instances[1].served, 60);
         assert_eq!(c.agents_counted, Some(99));
+        // i-1 used 1.0 - 0.1 = 0.9 CPU seconds in the 0.5 s run, of a 0.2-core quota.
+        assert!((i1.cpu_secs.unwrap() - 0.9).abs() < 1e-9, "{i1:?}");
+        assert!((i1.cpu_percent.unwrap() - 900.0).abs() < 1e-6, "{i1:?}");
+        assert_eq!(i1.throttled_percent, Some(0.0));
+        assert_eq!(i1.instance_type.as_deref(), Some("t3.micro"));
+        assert_eq!(c.instance_types(), "2 x t3.micro");
         let text = c.table();
         assert!(
             text.contains("agents counted 99 != requests sent"),
             "{text}"
         );
         assert!(text.contains("1 x connection refused"), "{text}");
+        assert!(text.contains("i-1 (t3.micro)"), "{text}");
+        assert!(text.contains("0.20 cores (cgroup_v1)"), "{text}");
+    }
+
+    #[test]
+    fn the_timeline_has_every_request_once_and_each_agents_intervals() {
+        let c = cluster();
+        let total: u64 = c
+            .timeline
+            .iter()
+            .flat_map(|s| &s.client)
+            .map(|b| b.requests)
+            .sum();
+        assert_eq!(total, c.requests);
+        let before = [reading("i-1", 10, 5.0), reading("i-2", 0, 6.0)];
+        let after = [reading("i-1", 49, 50.0), reading("i-2", 60, 60.0)];
+        let c = c.with_agent_series(7, &[&before, &after]);
+        assert_eq!(c.started_at_unix_ms, 7);
+        let i1 = c
+            .timeline
+            .iter()
+            .find(|s| s.instance.as_deref() == Some("i-1"))
+            .unwrap();
+        assert_eq!(i1.instance_type.as_deref(), Some("t3.micro"));
+        // Both snapshots were taken at the same time: no interval between them.
+        assert!(i1.agent.is_empty());
     }
 
     #[test]

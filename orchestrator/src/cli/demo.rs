@@ -304,9 +304,19 @@ fn comparison(clusters: &[ClusterResult]) -> String {
             "p99 ms",
             "max ms",
             "errors",
+            "CPU % (mean)",
+            "throttled % (mean)",
         ]);
     for (result, (_, instance_type, count)) in clusters.iter().zip(CLUSTERS) {
         let l = &result.latency_ms;
+        // Each instance's CPU during the run, as a share of its own capacity.
+        let mean = |value: fn(&crate::bench::report::InstanceResult) -> Option<f64>| {
+            let values: Vec<f64> = result.instances.iter().filter_map(value).collect();
+            match values.len() {
+                0 => "-".to_owned(),
+                n => format!("{:.1}", values.iter().sum::<f64>() / n as f64),
+            }
+        };
         table.add_row([
             result.cluster.clone(),
             format!("{count} x {instance_type}"),
@@ -315,6 +325,8 @@ fn comparison(clusters: &[ClusterResult]) -> String {
             format!("{:.2}", l.p99),
             format!("{:.2}", l.max),
             result.errors.to_string(),
+            mean(|i| i.cpu_percent),
+            mean(|i| i.throttled_percent),
         ]);
     }
     let mut out = format!("comparison\n{table}\n");

@@ -66,6 +66,46 @@ impl Reading {
     }
 }
 
+/// The instance's CPU as [`InstanceCpu::over`](proto::InstanceCpu::over) gives it: exact over
+/// the window between `previous` and `now` when both are snapshots of the same agent run with
+/// instance figures, else the agent's own last interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CpuFigures {
+    /// Share of the instance's capacity, 0-100.
+    pub(crate) usage_percent: f64,
+    /// Share of the host's CPU time held back (throttled or stolen), 0-100; `None` from an agent
+    /// too old to report it.
+    pub(crate) throttled_percent: Option<f64>,
+}
+
+impl CpuFigures {
+    /// The figures of `now`, over the window since `previous` where possible. From an agent
+    /// without instance figures: its host's busy share, and no throttling.
+    pub(crate) fn of(previous: Option<&StatsSnapshot>, now: &StatsSnapshot) -> Self {
+        let Some(instance) = &now.instance else {
+            return Self {
+                usage_percent: now.cpu.busy_percent,
+                throttled_percent: None,
+            };
+        };
+        let window = previous
+            .filter(|p| p.started_at_unix_ms == now.started_at_unix_ms)
+            .and_then(|p| p.instance.as_ref().map(|i| (p.uptime_secs, &i.cpu)))
+            .filter(|(uptime, _)| now.uptime_secs > *uptime)
+            .map(|(uptime, before)| instance.cpu.over(before, now.uptime_secs - uptime));
+        match window {
+            Some(w) => Self {
+                usage_percent: w.usage_percent,
+                throttled_percent: Some(w.throttled_percent),
+            },
+            None => Self {
+                usage_percent: instance.cpu.usage_percent,
+                throttled_percent: Some(instance.cpu.throttled_percent),
+            },
+        }
+    }
+}
+
 /// Milliseconds since the epoch, now (the clock the agents' `sampled_at_unix_ms` uses).
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -197,6 +237,30 @@ mod tests {
         assert_eq!(reasons[3], "connection refused");
         assert_eq!(reasons[4], "no IP address");
         assert_eq!(reasons[5], "instance stopped", "not asked");
+    }
+
+    #[test]
+    fn instance_cpu_is_exact_over_two_snapshots_else_the_agents_last_interval() {
+        use crate::stats::view::tests::{snapshot, with_instance};
+        let before = with_instance(snapshot(0, 1_000, 90.0), 10.0, 1.0, 0.5);
+        let now = with_instance(snapshot(0, 3_000, 90.0), 12.0, 1.2, 0.9);
+        // 0.2 s of a 0.2-core quota in 2 s: half; 0.4 s held back of 2 s x 2 host cores.
+        let cpu = CpuFigures::of(Some(&before), &now);
+        assert!((cpu.usage_percent - 50.0).abs() < 1e-9, "{cpu:?}");
+        assert!(
+            (cpu.throttled_percent.unwrap() - 10.0).abs() < 1e-9,
+            "{cpu:?}"
+        );
+        let alone = CpuFigures::of(None, &now);
+        assert_eq!(
+            (alone.usage_percent, alone.throttled_percent),
+            (40.0, Some(4.0))
+        );
+        let old_agent = CpuFigures::of(None, &snapshot(0, 1_000, 90.0));
+        assert_eq!(
+            (old_agent.usage_percent, old_agent.throttled_percent),
+            (90.0, None)
+        );
     }
 
     #[test]

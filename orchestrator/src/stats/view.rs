@@ -1,5 +1,6 @@
 //! What `elb stats` shows: a row per instance, a row per cluster (sums and means over the
-//! instances that answered), rendered as tables, JSON or CSV.
+//! instances that answered), rendered as tables, JSON or CSV. CPU and memory are the
+//! instance's own (its cgroup locally, the host on EC2; see [`CpuFigures`]).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use proto::StatsSnapshot;
 use serde::Serialize;
 
-use super::Reading;
+use super::{CpuFigures, Reading};
 use crate::output::csv_line;
 
 /// Version of the `elb stats --output json` document.
@@ -24,9 +25,20 @@ pub(crate) struct InstanceRow {
     /// `up`, or `down` with `reason` set.
     pub(crate) status: &'static str,
     pub(crate) reason: Option<String>,
+    /// The instance's CPU use as a share of its capacity (see [`CpuFigures`]).
     pub(crate) cpu_percent: Option<f64>,
+    /// Share of the host's CPU time the instance was held back (throttled or stolen).
+    pub(crate) throttled_percent: Option<f64>,
+    /// CPU the instance may use, in cores.
+    pub(crate) cpu_capacity_cores: Option<f64>,
+    /// Where the CPU figures come from (`cgroup_v1`, `cgroup_v2`, `host`).
+    pub(crate) cpu_source: Option<&'static str>,
+    /// Where the memory figures come from.
+    pub(crate) memory_source: Option<&'static str>,
     pub(crate) load1: Option<f64>,
+    /// The instance's memory in use (its cgroup's, else the host's).
     pub(crate) memory_used_bytes: Option<u64>,
+    /// The instance's memory limit (its cgroup's, else the host's total).
     pub(crate) memory_total_bytes: Option<u64>,
     /// Requests served since the agent started (every endpoint).
     pub(crate) requests: Option<u64>,
@@ -41,8 +53,11 @@ pub(crate) struct InstanceRow {
 pub(crate) struct ClusterRow {
     pub(crate) cluster: String,
     pub(crate) instances: usize,
+    /// `2 x t3.micro`, types in name order, comma-separated.
+    pub(crate) instance_types: String,
     pub(crate) up: usize,
     pub(crate) cpu_percent_mean: Option<f64>,
+    pub(crate) throttled_percent_mean: Option<f64>,
     pub(crate) load1_mean: Option<f64>,
     pub(crate) memory_used_bytes: u64,
     pub(crate) memory_total_bytes: u64,
@@ -91,8 +106,19 @@ impl StatsView {
     /// The two tables, instances then clusters.
     pub(crate) fn tables(&self) -> String {
         let mut instances = table([
-            "id", "cluster", "type", "address", "CPU %", "load", "memory", "requests", "req/s",
-            "p99 ms", "status",
+            "id",
+            "cluster",
+            "type",
+            "address",
+            "CPU %",
+            "throttled %",
+            "CPU of",
+            "load",
+            "memory",
+            "requests",
+            "req/s",
+            "p99 ms",
+            "status",
         ]);
         for i in &self.instances {
             instances.add_row([
@@ -101,6 +127,11 @@ impl StatsView {
                 i.instance_type.clone(),
                 i.address.clone(),
                 opt(i.cpu_percent, |v| format!("{v:.1}")),
+                opt(i.throttled_percent, |v| format!("{v:.1}")),
+                match (i.cpu_capacity_cores, i.cpu_source) {
+                    (Some(cores), Some(source)) => format!("{cores:.2} cores ({source})"),
+                    _ => "-".into(),
+                },
                 opt(i.load1, |v| format!("{v:.2}")),
                 memory(i.memory_used_bytes, i.memory_total_bytes),
                 opt(i.requests, |v| v.to_string()),
@@ -114,8 +145,10 @@ impl StatsView {
         }
         let mut clusters = table([
             "cluster",
+            "types",
             "up",
             "CPU % (mean)",
+            "throttled % (mean)",
             "load (mean)",
             "memory",
             "requests",
@@ -125,8 +158,10 @@ impl StatsView {
         for c in &self.clusters {
             clusters.add_row([
                 c.cluster.clone(),
+                c.instance_types.clone(),
                 format!("{}/{}", c.up, c.instances),
                 opt(c.cpu_percent_mean, |v| format!("{v:.1}")),
+                opt(c.throttled_percent_mean, |v| format!("{v:.1}")),
                 opt(c.load1_mean, |v| format!("{v:.2}")),
                 memory(Some(c.memory_used_bytes), Some(c.memory_total_bytes)),
                 c.requests.to_string(),
@@ -158,6 +193,10 @@ impl StatsView {
             "requests",
             "requests_per_sec",
             "p99_ms",
+            "throttled_percent",
+            "cpu_capacity_cores",
+            "cpu_source",
+            "memory_source",
         ]);
         let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
         let int = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
@@ -177,6 +216,10 @@ impl StatsView {
                 int(i.requests),
                 num(i.requests_per_sec),
                 num(i.p99_ms),
+                num(i.throttled_percent),
+                num(i.cpu_capacity_cores),
+                i.cpu_source.unwrap_or_default().to_owned(),
+                i.memory_source.unwrap_or_default().to_owned(),
             ]));
         }
         out
@@ -230,6 +273,8 @@ pub(crate) fn request_rate(previous: Option<&StatsSnapshot>, now: &StatsSnapshot
 fn instance_row(reading: &Reading, previous: Option<&StatsSnapshot>) -> InstanceRow {
     let agent = &reading.agent;
     let s = reading.snapshot();
+    let cpu = s.map(|s| CpuFigures::of(previous, s));
+    let instance = s.and_then(|s| s.instance.as_ref());
     InstanceRow {
         id: agent.id.clone(),
         cluster: agent.cluster.clone(),
@@ -237,10 +282,15 @@ fn instance_row(reading: &Reading, previous: Option<&StatsSnapshot>) -> Instance
         address: agent.addr.map(|a| a.to_string()).unwrap_or_default(),
         status: if s.is_some() { "up" } else { "down" },
         reason: reading.result.as_ref().err().cloned(),
-        cpu_percent: s.map(|s| s.cpu.busy_percent),
+        cpu_percent: cpu.map(|c| c.usage_percent),
+        throttled_percent: cpu.and_then(|c| c.throttled_percent),
+        cpu_capacity_cores: instance.map(|i| i.cpu.capacity_cores),
+        cpu_source: instance.map(|i| i.cpu.source.name()),
+        memory_source: instance.map(|i| i.memory.source.name()),
         load1: s.map(|s| s.load.one),
-        memory_used_bytes: s.map(|s| s.memory.used_bytes),
-        memory_total_bytes: s.map(|s| s.memory.total_bytes),
+        memory_used_bytes: s.map(|s| instance.map_or(s.memory.used_bytes, |i| i.memory.used_bytes)),
+        memory_total_bytes: s
+            .map(|s| instance.map_or(s.memory.total_bytes, |i| i.memory.limit_bytes)),
         requests: s.map(|s| s.requests.total),
         requests_per_sec: s.map(|s| request_rate(previous, s)),
         p99_ms: s.map(|s| s.requests.latency.p99_ms),
@@ -250,6 +300,19 @@ fn instance_row(reading: &Reading, previous: Option<&StatsSnapshot>) -> Instance
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     (n > 0).then(|| sum / n as f64)
+}
+
+/// `2 x m4.large, 1 x t3.micro`: how many instances of each type, types in name order.
+pub(crate) fn type_counts<'a>(types: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in types {
+        *counts.entry(t).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(t, n)| format!("{n} x {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn cluster_rows(instances: &[InstanceRow]) -> Vec<ClusterRow> {
@@ -262,8 +325,10 @@ fn cluster_rows(instances: &[InstanceRow]) -> Vec<ClusterRow> {
         .map(|(cluster, rows)| ClusterRow {
             cluster: cluster.to_owned(),
             instances: rows.len(),
+            instance_types: type_counts(rows.iter().map(|r| r.instance_type.as_str())),
             up: rows.iter().filter(|r| r.status == "up").count(),
             cpu_percent_mean: mean(rows.iter().filter_map(|r| r.cpu_percent)),
+            throttled_percent_mean: mean(rows.iter().filter_map(|r| r.throttled_percent)),
             load1_mean: mean(rows.iter().filter_map(|r| r.load1)),
             memory_used_bytes: rows.iter().filter_map(|r| r.memory_used_bytes).sum(),
             memory_total_bytes: rows.iter().filter_map(|r| r.memory_total_bytes).sum(),
@@ -296,6 +361,38 @@ pub(crate) mod tests {
                                      "p50_ms": 0.1, "p99_ms": cpu / 10.0}}
         });
         serde_json::from_value(json).unwrap()
+    }
+
+    /// `s` with instance figures: a 0.2-core cgroup with the given uptime and counters, whose
+    /// last interval showed 40% CPU and 4% throttled.
+    pub(crate) fn with_instance(
+        mut s: StatsSnapshot,
+        uptime: f64,
+        usage: f64,
+        throttled: f64,
+    ) -> StatsSnapshot {
+        use proto::{FigureSource, InstanceCpu, InstanceMemory, InstanceStats};
+        s.uptime_secs = uptime;
+        s.instance = Some(InstanceStats {
+            cpu: InstanceCpu {
+                source: FigureSource::CgroupV1,
+                cgroup: Some("/elb/p/i".into()),
+                capacity_cores: 0.2,
+                host_cores: 2,
+                usage_percent: 40.0,
+                throttled_percent: 4.0,
+                usage_secs_total: usage,
+                throttled_secs_total: throttled,
+                periods_total: 10,
+                throttled_periods_total: 5,
+            },
+            memory: InstanceMemory {
+                source: FigureSource::CgroupV1,
+                used_bytes: 4 << 20,
+                limit_bytes: 64 << 20,
+            },
+        });
+        s
     }
 
     fn reading(id: &str, cluster: &str, result: Result<StatsSnapshot, String>) -> Reading {
@@ -348,6 +445,40 @@ pub(crate) mod tests {
         assert_eq!(c1.memory_total_bytes, 4 << 30);
         assert_eq!(c1.requests_per_sec, 10.0);
         assert_eq!(view.clusters[1].requests, 7);
+        assert_eq!(c1.instance_types, "3 x t3.micro");
+    }
+
+    #[test]
+    fn instance_figures_replace_the_hosts_in_every_format() {
+        let mut fleet = fleet();
+        fleet[0].result = Ok(with_instance(snapshot(100, 10_000, 20.0), 60.0, 1.0, 0.1));
+        let view = StatsView::new(&fleet, &[], 0);
+        let i1 = &view.instances[0];
+        assert_eq!(
+            (i1.cpu_percent, i1.throttled_percent),
+            (Some(40.0), Some(4.0))
+        );
+        assert_eq!(
+            (i1.cpu_source, i1.memory_source),
+            (Some("cgroup_v1"), Some("cgroup_v1"))
+        );
+        assert_eq!(
+            (i1.memory_used_bytes, i1.memory_total_bytes),
+            (Some(4 << 20), Some(64 << 20))
+        );
+        assert_eq!(view.instances[1].throttled_percent, None, "an older agent");
+        let tables = view.tables();
+        assert!(tables.contains("0.20 cores (cgroup_v1)"), "{tables}");
+        assert!(tables.contains("3 x t3.micro"), "{tables}");
+        let csv = view.csv();
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with(",4.000,0.200,cgroup_v1,cgroup_v1"),
+            "{csv}"
+        );
+        assert_eq!(type_counts(["b", "a", "b"].into_iter()), "1 x a, 2 x b");
     }
 
     #[test]

@@ -162,6 +162,14 @@ fn metrics_parse_as_prometheus_text_with_node_exporter_names() {
     assert!(value("elb_agent_requests_total", Some(("endpoint", "/cluster1"))) >= 1.0);
     assert_eq!(value("elb_agent_info", Some(("cluster", "cluster1"))), 1.0);
     assert!(value("elb_agent_request_duration_seconds_count", None) >= 1.0);
+    assert!(value("elb_agent_instance_cpu_capacity_cores", None) > 0.0);
+    assert!(value("elb_agent_instance_cpu_usage_seconds_total", None) > 0.0);
+    assert!(value("elb_agent_instance_memory_limit_bytes", None) > 0.0);
+    assert_eq!(
+        value("elb_agent_instance_info", Some(("cpu_source", "host"))),
+        1.0,
+        "an agent outside any CPU-limited group is its host"
+    );
     let summary = scrape
         .samples
         .iter()

@@ -1,12 +1,14 @@
-//! `elb bench`: exactly the requested load goes out, and the agents' counters agree with it.
+//! `elb bench`: exactly the requested load goes out, the agents' counters agree with it, and
+//! the instances' CPU figures are their cgroups'.
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::{now_unix_ms, Agent, LocalProject};
 
-/// Checks the files a bench writes: results.json (returned), one CSV row per request, and every
-/// plot as a non-empty SVG and PNG.
+/// Checks the files a bench writes: results.json (returned), one CSV row per request, a
+/// timeline whose per-second counts sum to each cluster's requests, and every plot as a
+/// non-empty SVG and PNG.
 pub(super) fn bench_files(out: &Path, requests: usize) -> serde_json::Value {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results.json"))
@@ -18,7 +20,21 @@ pub(super) fn bench_files(out: &Path, requests: usize) -> serde_json::Value {
         requests + 1,
         "a header and a row per request"
     );
-    for plot in ["latency", "requests", "cpu"] {
+    for cluster in json["clusters"].as_array().expect("clusters") {
+        let seconds: u64 = cluster["timeline"]
+            .as_array()
+            .expect("a timeline")
+            .iter()
+            .flat_map(|s| s["client"].as_array().expect("client bins"))
+            .map(|b| b["requests"].as_u64().expect("requests"))
+            .sum();
+        assert_eq!(
+            cluster["requests"].as_u64(),
+            Some(seconds),
+            "the per-second counts sum to the requests sent"
+        );
+    }
+    for plot in ["latency", "percentiles", "requests", "cpu", "timeline"] {
         let svg = std::fs::read_to_string(out.join(format!("{plot}.svg"))).expect("svg");
         assert!(
             svg.starts_with("<svg") && svg.contains("</svg>"),
@@ -133,5 +149,80 @@ fn bench_counts_agree_with_the_agents_counters_on_a_local_fleet() {
             assert_eq!(row["served"], row["agent_counted"], "{row:#}");
             assert!(row["cpu_percent_before"].is_number() && row["cpu_percent_after"].is_number());
         }
+    }
+}
+
+/// Under the same load, a t3.micro (0.2 cores of quota) runs at its quota ceiling and is
+/// throttled, an m4.large (2 cores: this whole machine) is not; once idle, both read near zero.
+/// The figures are the agents' cgroups', read before, during and after the run.
+#[test]
+fn a_micro_runs_at_its_quota_and_is_throttled_where_a_large_one_is_not() {
+    let project = LocalProject::new();
+    // The agent answers only the seed's paths, /cluster1 and /cluster2.
+    project.launch("cluster2", "t3.micro", 1);
+    project.launch("cluster1", "m4.large", 1);
+    assert!(
+        project.records().iter().all(|r| r.cgroup.is_some()),
+        "CPU is limited on these machines"
+    );
+    let out = project.elb.state_dir().join("bench-out");
+    let requests = 20_000;
+    let run = project.run(&[
+        "bench",
+        "--cluster",
+        "cluster2,cluster1",
+        "--requests",
+        &requests.to_string(),
+        "--concurrency",
+        "16",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let json = run.json();
+    bench_files(&out, 2 * requests);
+    let instance = |i: usize| &json["clusters"][i]["instances"][0];
+    let figure = |i: usize, key: &str| {
+        instance(i)[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} of {:#}", instance(i)))
+    };
+    for i in 0..2 {
+        let source = instance(i)["cpu_source"].as_str().expect("a source");
+        assert!(source.starts_with("cgroup_"), "{:#}", instance(i));
+    }
+    assert_eq!(instance(0)["instance_type"], "t3.micro");
+    assert_eq!(figure(0, "cpu_capacity_cores"), 0.2);
+    assert_eq!(figure(1, "cpu_capacity_cores"), 2.0);
+    // Near the ceiling: the run's edges and the agents' idle seconds around it pull it down.
+    let micro_cpu = figure(0, "cpu_percent");
+    assert!(
+        (60.0..=130.0).contains(&micro_cpu),
+        "micro CPU {micro_cpu}%"
+    );
+    assert!(figure(0, "throttled_percent") > 0.0, "{:#}", instance(0));
+    assert!(figure(1, "throttled_percent") < 2.0, "{:#}", instance(1));
+
+    // The micro's run lasts seconds: its agent's intervals show it pinned at its quota.
+    assert_eq!(json["clusters"][0]["errors"], 0);
+    let series = &json["clusters"][0]["timeline"][0];
+    let busiest = series["agent"]
+        .as_array()
+        .expect("agent intervals")
+        .iter()
+        .filter_map(|i| i["cpu_percent"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(busiest > 60.0, "{series:#}");
+
+    // Idle again: the agents' last sample interval shows next to nothing.
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = project.run(&["stats"]).json();
+    for row in stats["instances"].as_array().expect("instances") {
+        let cpu = row["cpu_percent"].as_f64().expect("cpu_percent");
+        assert!(cpu < 20.0, "idle: {row:#}");
+        assert_eq!(row["throttled_percent"], 0.0, "{row:#}");
+        assert!(row["cpu_source"]
+            .as_str()
+            .expect("source")
+            .starts_with("cgroup_"));
     }
 }
