@@ -114,13 +114,14 @@ impl Comparison {
             .load_preset(UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
             .set_header([
-                "via",
+                "run",
                 "cluster",
                 "req/s",
                 "p50 ms",
                 "p99 ms",
                 "p99.9 ms",
                 "errors",
+                "share per type",
                 "share per instance (agents' counts)",
             ]);
         for r in &self.rows {
@@ -176,6 +177,7 @@ mod tests {
         }
         let table = comparison.table();
         assert!(table.contains("direct") && table.contains("alb"), "{table}");
+        assert!(table.contains("share per type"), "{table}");
         let json: serde_json::Value = serde_json::from_str(&comparison.json()).unwrap();
         assert_eq!(json["rows"][per_run]["via"], "alb");
     }
