@@ -130,10 +130,6 @@ pub async fn up(
     match cloud.balancer()? {
         Some(record) => {
             let (balancer, old) = located(&record)?;
-            let generation = admin_status(balancer.admin)
-                .await
-                .ok()
-                .map(|s| s.config_generation);
             let mut new = config::build(spec, &fleet, balancer.listen, balancer.admin);
             new.limits = old.limits;
             if balancer.listen.port() != spec.port {
@@ -144,8 +140,7 @@ pub async fn up(
                 );
                 new.listeners = old.listeners;
             }
-            cloud.reload_balancer(&record, &config::render(&new))?;
-            wait_reloaded(&balancer, generation).await?;
+            push(&cloud, &record, &balancer, &new).await?;
             eprintln!(
                 "balancer {} reconfigured: {} on {}",
                 balancer.id,
@@ -194,13 +189,8 @@ pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<bool, Error
     let (balancer, old) = located(&record)?;
     let mut fleet = crate::cloud::fleet(settings, None).await?;
     fleet.retain(|i| !leaving.contains(&i.id));
-    let generation = admin_status(balancer.admin)
-        .await
-        .ok()
-        .map(|s| s.config_generation);
     let new = config::retarget(old, &fleet);
-    cloud.reload_balancer(&record, &config::render(&new))?;
-    wait_reloaded(&balancer, generation).await?;
+    push(&cloud, &record, &balancer, &new).await?;
     let targets: usize = new.target_groups.iter().map(|g| g.targets.len()).sum();
     eprintln!("balancer {}: {targets} target(s) after sync", balancer.id);
     Ok(true)
@@ -217,16 +207,11 @@ pub async fn set_algorithm(
         .balancer()?
         .ok_or_else(|| no_balancer(&settings.project))?;
     let (balancer, mut config) = located(&record)?;
-    let generation = admin_status(balancer.admin)
-        .await
-        .ok()
-        .map(|s| s.config_generation);
     for group in &mut config.target_groups {
         group.algorithm = algorithm;
     }
     config.version = Some(format!("elb-{}", algorithm.name()));
-    cloud.reload_balancer(&record, &config::render(&config))?;
-    wait_reloaded(&balancer, generation).await?;
+    push(&cloud, &record, &balancer, &config).await?;
     Ok(balancer)
 }
 
@@ -323,9 +308,19 @@ async fn wait_started(balancer: &Balancer, record: &Record) -> Result<(), Error>
     }
 }
 
-/// Waits until the balancer serves a config newer than `generation`, or reports the reason it
-/// refused the new one.
-async fn wait_reloaded(balancer: &Balancer, generation: Option<u64>) -> Result<(), Error> {
+/// Replaces the running balancer's config with `config` (atomic write, SIGHUP) and waits until
+/// it serves a generation newer than the one before, or reports the reason it refused it.
+async fn push(
+    cloud: &LocalCloud,
+    record: &Record,
+    balancer: &Balancer,
+    config: &proto::balancer_config::Config,
+) -> Result<(), Error> {
+    let generation = admin_status(balancer.admin)
+        .await
+        .ok()
+        .map(|s| s.config_generation);
+    cloud.reload_balancer(record, &config::render(config))?;
     let Some(before) = generation else {
         return Ok(());
     };

@@ -315,6 +315,19 @@ pub(crate) fn write(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, Error
     Ok(written)
 }
 
+/// Writes a comparison of runs into `dir`: `comparison.json` and the `comparison` plot;
+/// returns the files written, the JSON first.
+pub(crate) fn write_comparison(
+    comparison: &via::Comparison,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    let json = dir.join("comparison.json");
+    state::write_atomic(&json, comparison.json().as_bytes(), 0o644)?;
+    let mut written = vec![json];
+    written.extend(plot::write_comparison(comparison, dir)?);
+    Ok(written)
+}
+
 /// `YYYYmmddTHHMMSSZ` for seconds since the epoch (UTC, proleptic Gregorian calendar).
 pub(crate) fn utc_stamp(unix_secs: u64) -> String {
     let (days, secs) = ((unix_secs / 86_400) as i64, unix_secs % 86_400);

@@ -245,17 +245,15 @@ fn report_comparison(
     dir: &std::path::Path,
 ) -> Result<(), Error> {
     let comparison = Comparison::new(runs, types);
-    let file = dir.join("comparison.json");
-    crate::state::write_atomic(&file, comparison.json().as_bytes(), 0o644)?;
-    let plots = crate::bench::plot::write_comparison(&comparison, dir)?;
+    let files = crate::bench::write_comparison(&comparison, dir)?;
     match settings.output {
         OutputFormat::Table => println!("{}", comparison.table()),
         OutputFormat::Json => println!("{}", comparison.json()),
         OutputFormat::Csv => {}
     }
-    eprintln!("comparison: {}", file.display());
-    for plot in plots {
-        eprintln!("  {}", plot.display());
+    eprintln!("comparison:");
+    for file in files {
+        eprintln!("  {}", file.display());
     }
     Ok(())
 }

@@ -233,12 +233,7 @@ async fn through_the_balancer(
         .collect();
     let comparison = Comparison::new(&runs, &types);
     let algorithms = dir.join("algorithms");
-    crate::state::write_atomic(
-        &algorithms.join("comparison.json"),
-        comparison.json().as_bytes(),
-        0o644,
-    )?;
-    crate::bench::plot::write_comparison(&comparison, &algorithms)?;
+    crate::bench::write_comparison(&comparison, &algorithms)?;
     if settings.output == OutputFormat::Table {
         println!("algorithms on the mixed group (/ over 2 x m4.large + 3 x t3.micro)");
         println!("{}", comparison.table());

@@ -274,22 +274,7 @@ impl LoadBalancing {
     ) -> Result<LoadBalancer, CloudError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let out = self
-                .client
-                .describe_load_balancers()
-                .load_balancer_arns(arn)
-                .send()
-                .await;
-            let lb = match out {
-                Ok(out) => out.load_balancers().first().map(to_load_balancer),
-                Err(e) if is_code(&e, "LoadBalancerNotFound") => None,
-                Err(e) => {
-                    return Err(CloudError::from_sdk(
-                        "elasticloadbalancing:DescribeLoadBalancers",
-                        e,
-                    ))
-                }
-            };
+            let lb = self.describe_arn(arn).await?;
             if let Some(lb) = &lb {
                 if lb.state == LoadBalancerStateEnum::Active.as_str() {
                     return Ok(lb.clone());
@@ -314,6 +299,25 @@ impl LoadBalancing {
                 });
             }
             tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// The load balancer `arn` as ELBv2 lists it now; `None` when it does not know it (not yet,
+    /// right after creation, or no more, after deletion).
+    async fn describe_arn(&self, arn: &str) -> Result<Option<LoadBalancer>, CloudError> {
+        let out = self
+            .client
+            .describe_load_balancers()
+            .load_balancer_arns(arn)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.load_balancers().first().map(to_load_balancer)),
+            Err(e) if is_code(&e, "LoadBalancerNotFound") => Ok(None),
+            Err(e) => Err(CloudError::from_sdk(
+                "elasticloadbalancing:DescribeLoadBalancers",
+                e,
+            )),
         }
     }
 
@@ -836,28 +840,15 @@ impl LoadBalancing {
                 ))
             }
         }
+        let started = Instant::now();
         loop {
-            let out = self
-                .client
-                .describe_load_balancers()
-                .load_balancer_arns(arn)
-                .send()
-                .await;
-            match out {
-                Ok(out) if out.load_balancers().is_empty() => return Ok(()),
-                Ok(_) => {}
-                Err(e) if is_code(&e, "LoadBalancerNotFound") => return Ok(()),
-                Err(e) => {
-                    return Err(CloudError::from_sdk(
-                        "elasticloadbalancing:DescribeLoadBalancers",
-                        e,
-                    ))
-                }
+            if self.describe_arn(arn).await?.is_none() {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(CloudError::Timeout {
                     what: format!("load balancer {arn} to be deleted"),
-                    secs: 0,
+                    secs: started.elapsed().as_secs(),
                 });
             }
             tokio::time::sleep(interval).await;
