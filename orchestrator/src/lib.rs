@@ -13,6 +13,7 @@ pub(crate) mod bench;
 pub mod cli;
 pub(crate) mod cloud;
 pub(crate) mod config;
+pub(crate) mod dashboard;
 pub(crate) mod deploy;
 pub(crate) mod http;
 pub(crate) mod output;

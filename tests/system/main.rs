@@ -9,6 +9,7 @@ mod harness;
 mod agent;
 mod balance;
 mod balancer;
+mod dashboard;
 mod deploy;
 mod ec2;
 mod fleet;

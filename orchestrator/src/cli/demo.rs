@@ -4,6 +4,7 @@
 //! (unless `--keep`). Ctrl-C at any point removes what was started.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -21,6 +22,7 @@ use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::cloud::wait::Poll;
 use crate::cloud::{self, Cloud, Created};
 use crate::config::{ProviderKind, Settings};
+use crate::dashboard::{Dashboard, DashboardSpec};
 use crate::http::Endpoint;
 use crate::output::{self, OutputFormat};
 use crate::routing::Routing;
@@ -61,6 +63,13 @@ pub struct DemoArgs {
     /// Only the direct comparison of the two clusters: no balancer, no algorithms.
     #[arg(long)]
     pub no_balancer: bool,
+    /// Serve the live dashboard through the demo (its URL is printed first); it stops with
+    /// the demo.
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Where `--dashboard` listens (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", requires = "dashboard")]
+    pub dashboard_listen: std::net::SocketAddr,
 }
 
 /// Runs `elb demo`, always on the local provider.
@@ -77,6 +86,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<(), Erro
             existing.len()
         )));
     }
+    // Kept until the demo returns: dropping it stops the page.
+    let _dashboard = match args.dashboard {
+        true => Some(dashboard(global, args).await?),
+        false => None,
+    };
     // Biased, Ctrl-C first: its handler must be installed before the first agent starts.
     let outcome = tokio::select! {
         biased;
@@ -109,6 +123,15 @@ pub(crate) async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<(), Erro
         }
         Some(Ok(())) => cleaned,
     }
+}
+
+/// The live dashboard of the demo's project, its URL printed.
+async fn dashboard(global: &GlobalArgs, args: &DemoArgs) -> Result<Dashboard, Error> {
+    let settings = Settings::load(&global.options_for(ProviderKind::Local)).await?;
+    let spec = DashboardSpec::new(&settings, args.dashboard_listen, Duration::from_secs(1));
+    let dashboard = Dashboard::start(Arc::new(settings), spec).await?;
+    super::dashboard::announce(&dashboard);
+    Ok(dashboard)
 }
 
 /// Launch, load, compare.

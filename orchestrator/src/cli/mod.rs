@@ -3,6 +3,7 @@
 pub mod alb;
 pub mod balance;
 pub mod bench;
+pub mod dashboard;
 pub mod demo;
 pub mod deploy;
 pub mod kill;
@@ -123,6 +124,9 @@ pub enum Command {
     Alb(alb::AlbArgs),
     /// elb's own load balancer in front of the fleet: up, sync, status, down (--local).
     Balance(balance::BalanceArgs),
+    /// A live page of the fleet and the balancer in the browser: every instance's CPU, memory,
+    /// requests and p99, every target's state, and charts of the last minutes.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// A command whose input was checked before any settings were loaded.
@@ -154,6 +158,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         // `--hosts` needs no cloud; the project's instances come through `cloud::fleet`.
         Command::Deploy(args) => return deploy::run(&cli.global, &args).await,
         Command::Demo(args) => return demo::run(&cli.global, &args).await,
+        Command::Dashboard(args) => {
+            return dashboard::run(Settings::load(&cli.global.options()).await?, &args).await
+        }
         Command::Balance(args) => {
             if let balance::BalanceCommand::Up(up) = &args.command {
                 up.spec()?;

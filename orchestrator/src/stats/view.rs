@@ -395,6 +395,13 @@ pub(crate) mod tests {
         s
     }
 
+    /// The row of an agent `id` of cluster `c1` that answered with `requests_per_sec`.
+    pub(crate) fn row(id: &str, requests_per_sec: Option<f64>) -> InstanceRow {
+        let mut row = instance_row(&reading(id, "c1", Ok(snapshot(0, 1_000, 10.0))), None);
+        row.requests_per_sec = requests_per_sec;
+        row
+    }
+
     fn reading(id: &str, cluster: &str, result: Result<StatsSnapshot, String>) -> Reading {
         Reading {
             agent: Agent {

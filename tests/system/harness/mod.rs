@@ -4,6 +4,7 @@
 mod agent;
 pub mod balancer;
 mod bins;
+pub mod browser;
 mod cpu_limit;
 mod ec2_api;
 mod elb;
@@ -27,7 +28,7 @@ pub use balancer::Balancer;
 pub use bins::{bin_path, static_agent};
 pub use cpu_limit::CpuLimit;
 pub use ec2_api::{Ec2Api, Instance, Rule, SecurityGroup};
-pub use elb::{Elb, ElbOutput, TempDir};
+pub use elb::{Elb, ElbOutput, Running, TempDir};
 pub use elb_api::ElbApi;
 pub use fake_imds::{FakeImds, Mode as ImdsMode};
 pub use host_cpu::HostCpu;

@@ -1,0 +1,177 @@
+//! The dashboard's one poller: each tick it asks every agent for `/stats` (concurrently, each
+//! with the per-agent timeout `elb stats` uses) and the balancer for `/status`, builds a
+//! [`Frame`] and publishes it. Pages only ever read what it published, so the agents and the
+//! balancer see one request per tick however many pages are open.
+//!
+//! The fleet itself (which instances exist, where the balancer is) is listed every
+//! [`DashboardSpec::fleet_every`] ticks: on EC2 that is a `DescribeInstances`, which need not
+//! run every second.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use proto::BalancerStatus;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use super::frame::{BalancerView, Frame, History};
+use super::DashboardSpec;
+use crate::balance::{self, Balancer};
+use crate::cloud;
+use crate::config::{Provider, Settings};
+use crate::stats::view::StatsView;
+use crate::stats::{self, unix_ms, Agent, Reading};
+
+/// What the poller publishes and the server reads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The latest frame and the history, updated together.
+    state: Mutex<Published>,
+    /// The latest frame as JSON, for the event streams; `None` before the first tick.
+    frames: watch::Sender<Option<Bytes>>,
+}
+
+#[derive(Debug)]
+struct Published {
+    latest: Option<Frame>,
+    history: History,
+}
+
+impl Shared {
+    /// Nothing published yet; the history holds `ticks` ticks.
+    pub(crate) fn new(ticks: usize) -> Self {
+        Self {
+            state: Mutex::new(Published {
+                latest: None,
+                history: History::new(ticks),
+            }),
+            frames: watch::channel(None).0,
+        }
+    }
+
+    /// The latest frame as JSON.
+    pub(crate) fn snapshot(&self) -> Option<Bytes> {
+        self.frames.borrow().clone()
+    }
+
+    /// The history as JSON (the series of [`History::series`]), empty before the first tick.
+    pub(crate) fn history(&self) -> Bytes {
+        let state = self.state.lock().expect("dashboard state");
+        series_json(&state)
+    }
+
+    /// The history and a receiver of every frame published after it, taken together so that
+    /// no tick falls between the two.
+    pub(crate) fn subscribe(&self) -> (Bytes, watch::Receiver<Option<Bytes>>) {
+        let state = self.state.lock().expect("dashboard state");
+        let mut frames = self.frames.subscribe();
+        frames.mark_unchanged();
+        (series_json(&state), frames)
+    }
+
+    fn publish(&self, frame: Frame) {
+        let json = Bytes::from(serde_json::to_vec(&frame).expect("a frame serializes"));
+        let mut state = self.state.lock().expect("dashboard state");
+        state.history.push(&frame);
+        state.latest = Some(frame);
+        self.frames.send_replace(Some(json));
+    }
+}
+
+fn series_json(state: &Published) -> Bytes {
+    let series = state.latest.as_ref().map(|f| state.history.series(f));
+    Bytes::from(serde_json::to_vec(&series).expect("a history serializes"))
+}
+
+/// What the poller knows of the fleet between two listings.
+#[derive(Default)]
+struct Fleet {
+    agents: Vec<Agent>,
+    balancer: Option<Balancer>,
+    fleet_error: Option<String>,
+    balancer_error: Option<String>,
+}
+
+impl Fleet {
+    /// Lists the instances and finds the balancer; a failed listing keeps what was known and
+    /// says why.
+    async fn refresh(&mut self, settings: &Settings) {
+        match cloud::fleet(settings, None).await {
+            Ok(instances) => {
+                self.agents = instances.iter().map(Agent::of).collect();
+                self.fleet_error = None;
+            }
+            Err(e) => self.fleet_error = Some(e.to_string()),
+        }
+        match balance::find(settings).await {
+            Ok(found) => {
+                self.balancer = found;
+                self.balancer_error = None;
+            }
+            Err(e) => {
+                self.balancer = None;
+                self.balancer_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// Polls until the task is aborted, publishing one frame per tick into `shared`.
+pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Arc<Shared>) {
+    let provider = match settings.provider {
+        Provider::Local => "local",
+        Provider::Ec2 { .. } => "ec2",
+    };
+    let mut interval = tokio::time::interval(spec.tick);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut fleet = Fleet::default();
+    let mut previous: Vec<Reading> = Vec::new();
+    let mut previous_status: Option<(BalancerStatus, Instant)> = None;
+    for tick in 1u64.. {
+        interval.tick().await;
+        if (tick - 1) % u64::from(spec.fleet_every.max(1)) == 0 {
+            fleet.refresh(&settings).await;
+        }
+        let admin = fleet.balancer.as_ref().map(|b| b.admin);
+        let (readings, status) = tokio::join!(stats::poll(&fleet.agents, spec.agent_timeout), async {
+            match admin {
+                Some(admin) => Some(balance::admin_status(admin).await),
+                None => None,
+            }
+        });
+        let now = Instant::now();
+        let view = StatsView::new(&readings, &previous, unix_ms());
+        let balancer = fleet.balancer.as_ref().zip(status).map(|(b, status)| {
+            let (id, listen, admin) = (b.id.clone(), b.listen.to_string(), b.admin.to_string());
+            match status {
+                Ok(status) => {
+                    let before = previous_status
+                        .as_ref()
+                        .map(|(s, at)| (s, now.duration_since(*at).as_secs_f64()));
+                    let view = BalancerView::up(id, listen, admin, &status, before);
+                    previous_status = Some((status, now));
+                    view
+                }
+                Err(why) => {
+                    previous_status = None;
+                    BalancerView::down(id, listen, admin, why)
+                }
+            }
+        });
+        shared.publish(Frame {
+            schema: super::frame::SCHEMA,
+            project: settings.project.clone(),
+            provider,
+            tick,
+            tick_ms: spec.tick.as_millis() as u64,
+            polled_at_unix_ms: view.polled_at_unix_ms,
+            fleet_error: fleet.fleet_error.clone(),
+            balancer_error: fleet.balancer_error.clone(),
+            instances: view.instances,
+            clusters: view.clusters,
+            balancer,
+        });
+        previous = readings;
+    }
+}
