@@ -17,6 +17,9 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
+# The dashboard's browser tests: Debian's Chromium, driven by playwright-core on Node.js.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -31,6 +34,12 @@ if [ ! -x "$venv/bin/moto_server" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto==5.2.5' flask flask-cors
 fi
 
+echo "== installing the browser tests' npm packages (tests/browser/package-lock.json)"
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+
+# A cold build from a clean clone gains nothing from incremental caches, and spends time
+# writing them.
+export CARGO_INCREMENTAL=0
 echo "== building the workspace"
 cargo build --workspace --bins --locked
 echo "== building the static release agent"
