@@ -250,3 +250,59 @@ fn the_page_shows_the_fleet_and_the_balancer_live() {
     drop(page);
     drop(dashboard);
 }
+
+/// `elb demo --dashboard` prints the page's URL first and serves the demo's fleet under load
+/// until the demo ends.
+#[test]
+fn the_demo_serves_its_dashboard_throughout() {
+    let project = LocalProject::new();
+    let addr = free_port();
+    let out = project.elb.state_dir().join("demo-out");
+    // Far more requests than the test waits for: it interrupts the demo during the load.
+    let demo = project.elb.spawn(&[
+        "demo",
+        "--no-balancer",
+        "--dashboard",
+        "--dashboard-listen",
+        &addr.to_string(),
+        "--requests",
+        "5000000",
+        "--concurrency",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let loaded = loop {
+        assert!(Instant::now() < deadline, "the dashboard never showed the demo's load");
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(answer) = raw_http::request(addr, "GET", "/api/snapshot") else {
+            continue;
+        };
+        if answer.status != 200 {
+            continue;
+        }
+        let frame = answer.json();
+        let instances = frame["instances"].as_array().unwrap().clone();
+        let busy = instances
+            .iter()
+            .filter(|i| i["status"] == "up" && i["requests_per_sec"].as_f64() > Some(100.0))
+            .count();
+        if instances.len() == 5 && busy > 0 {
+            break instances;
+        }
+    };
+    let types: Vec<&str> = loaded.iter().map(|i| i["instance_type"].as_str().unwrap()).collect();
+    assert_eq!(types.iter().filter(|t| **t == "m4.large").count(), 2, "{types:?}");
+    assert_eq!(types.iter().filter(|t| **t == "t3.micro").count(), 3, "{types:?}");
+    demo.interrupt();
+    let run = demo.wait(Duration::from_secs(60));
+    run.expect_code(130);
+    assert_eq!(
+        run.stdout.lines().next(),
+        Some(format!("dashboard: http://{addr}/").as_str()),
+        "the URL first:\n{}",
+        run.stdout
+    );
+    assert!(raw_http::request(addr, "GET", "/").is_err(), "the page stops with the demo");
+}
