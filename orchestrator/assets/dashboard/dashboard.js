@@ -7,9 +7,9 @@
   // A frame older than this many ticks marks the page stale.
   const STALE_TICKS = 3;
   const METRICS = [
-    { key: "requests_per_sec", chart: "chart-rps", unit: "req/s" },
-    { key: "p99_ms", chart: "chart-p99", unit: "ms" },
-    { key: "cpu_percent", chart: "chart-cpu", unit: "%" },
+    { key: "requests_per_sec", chart: "chart-rps", unit: "req/s", digits: 0, floor: 1 },
+    { key: "p99_ms", chart: "chart-p99", unit: "ms", digits: 3, floor: 0.01 },
+    { key: "cpu_percent", chart: "chart-cpu", unit: "%", digits: 1, floor: 100 },
   ];
   const COLORS = ["#1f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7ea4", "#953800"];
 
@@ -50,7 +50,7 @@
           num(i.throttled_percent, 1),
           mib(i.memory_used_bytes, i.memory_total_bytes),
           num(i.requests_per_sec, 1),
-          num(i.p99_ms, 2),
+          num(i.p99_ms, 3),
           { text: i.reason || "", cls: "reason" },
         ],
         { "data-instance": i.id, "data-status": i.status, class: i.status },
@@ -68,7 +68,7 @@
           num(c.throttled_percent_mean, 1),
           mib(c.memory_used_bytes, c.memory_total_bytes),
           num(c.requests_per_sec, 1),
-          num(c.p99_ms_max, 2),
+          num(c.p99_ms_max, 3),
         ],
         { "data-cluster": c.cluster, class: c.up < c.instances ? "down" : "up" },
       ),
@@ -203,11 +203,12 @@
               label: state.instances.get(id).label,
               stroke: COLORS[n % COLORS.length],
               width: 1.5,
-              value: (_, v) => (v == null ? "–" : `${v.toFixed(m.key === "requests_per_sec" ? 0 : 2)} ${m.unit}`),
+              value: (_, v) => (v == null ? "–" : `${v.toFixed(m.digits)} ${m.unit}`),
             })),
           ],
           axes: [{}, { size: 60 }],
-          scales: { y: { range: (_, min, max) => [0, Math.max(max, m.key === "cpu_percent" ? 100 : 1)] } },
+          legend: { live: false },
+          scales: { y: { range: (_, min, max) => [0, Math.max(max, m.floor)] } },
         },
         data,
         target,

@@ -7,6 +7,7 @@
 //! [`DashboardSpec::fleet_every`] ticks: on EC2 that is a `DescribeInstances`, which need not
 //! run every second.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ use crate::cloud;
 use crate::config::{Provider, Settings};
 use crate::stats::view::StatsView;
 use crate::stats::{self, unix_ms, Agent, Reading};
+
 
 /// What the poller publishes and the server reads.
 #[derive(Debug)]
@@ -117,6 +119,38 @@ impl Fleet {
     }
 }
 
+/// The snapshots each agent's rates are taken over. An agent samples its host on its own clock
+/// (once a second by default), so two polls a tick apart can return the same snapshot; the rate
+/// and CPU of a tick are then those between the two latest *distinct* snapshots, not the
+/// agent's longer latency window.
+#[derive(Default)]
+struct Baselines {
+    /// Per agent: the latest distinct snapshot's reading, and the one before it.
+    by_agent: HashMap<String, (Reading, Option<Reading>)>,
+}
+
+impl Baselines {
+    /// Takes in this tick's readings; returns the readings to compute their rates from.
+    fn advance(&mut self, readings: &[Reading]) -> Vec<Reading> {
+        let sampled = |r: &Reading| r.snapshot().map(|s| (s.started_at_unix_ms, s.sampled_at_unix_ms));
+        let mut previous = Vec::new();
+        for reading in readings.iter().filter(|r| r.snapshot().is_some()) {
+            let id = &reading.agent.id;
+            let entry = match self.by_agent.remove(id) {
+                Some((latest, prior)) if sampled(&latest) == sampled(reading) => (latest, prior),
+                Some((latest, _)) => (reading.clone(), Some(latest)),
+                None => (reading.clone(), None),
+            };
+            previous.extend(entry.1.clone());
+            self.by_agent.insert(id.clone(), entry);
+        }
+        // Agents that left the fleet or did not answer start afresh.
+        self.by_agent
+            .retain(|id, _| readings.iter().any(|r| &r.agent.id == id && r.snapshot().is_some()));
+        previous
+    }
+}
+
 /// Polls until the task is aborted, publishing one frame per tick into `shared`.
 pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Arc<Shared>) {
     let provider = match settings.provider {
@@ -126,7 +160,7 @@ pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Ar
     let mut interval = tokio::time::interval(spec.tick);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut fleet = Fleet::default();
-    let mut previous: Vec<Reading> = Vec::new();
+    let mut baselines = Baselines::default();
     let mut previous_status: Option<(BalancerStatus, Instant)> = None;
     for tick in 1u64.. {
         interval.tick().await;
@@ -141,7 +175,7 @@ pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Ar
             }
         });
         let now = Instant::now();
-        let view = StatsView::new(&readings, &previous, unix_ms());
+        let view = StatsView::new(&readings, &baselines.advance(&readings), unix_ms());
         let balancer = fleet.balancer.as_ref().zip(status).map(|(b, status)| {
             let (id, listen, admin) = (b.id.clone(), b.listen.to_string(), b.admin.to_string());
             match status {
@@ -172,6 +206,47 @@ pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Ar
             clusters: view.clusters,
             balancer,
         });
-        previous = readings;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::view::tests::snapshot;
+
+    fn reading(id: &str, sampled_at: u64) -> Reading {
+        Reading {
+            agent: Agent {
+                id: id.into(),
+                cluster: "c".into(),
+                instance_type: "t3.micro".into(),
+                addr: None,
+                state: "running".into(),
+            },
+            result: Ok(snapshot(sampled_at, sampled_at, 1.0)),
+        }
+    }
+
+    fn sampled(previous: &[Reading]) -> Vec<u64> {
+        previous
+            .iter()
+            .map(|r| r.snapshot().unwrap().sampled_at_unix_ms)
+            .collect()
+    }
+
+    #[test]
+    fn rates_are_over_the_two_latest_distinct_snapshots() {
+        let mut b = Baselines::default();
+        assert!(b.advance(&[reading("a", 1_000)]).is_empty(), "nothing before the first");
+        assert_eq!(sampled(&b.advance(&[reading("a", 2_000)])), [1_000]);
+        // The agent has not sampled again: the same pair, not the snapshot against itself.
+        assert_eq!(sampled(&b.advance(&[reading("a", 2_000)])), [1_000]);
+        assert_eq!(sampled(&b.advance(&[reading("a", 3_000)])), [2_000]);
+        let down = Reading {
+            result: Err("connection refused".into()),
+            ..reading("a", 0)
+        };
+        assert!(b.advance(&[down]).is_empty());
+        assert!(b.advance(&[reading("a", 9_000)]).is_empty(), "afresh after a gap");
     }
 }
