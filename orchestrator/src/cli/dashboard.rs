@@ -26,7 +26,11 @@ pub struct DashboardArgs {
 impl DashboardArgs {
     /// The dashboard these flags ask for.
     pub(crate) fn spec(&self, settings: &Settings) -> DashboardSpec {
-        DashboardSpec::new(settings, self.listen, Duration::from_millis(self.timeout_ms))
+        DashboardSpec::new(
+            settings,
+            self.listen,
+            Duration::from_millis(self.timeout_ms),
+        )
     }
 }
 

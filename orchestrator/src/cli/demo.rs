@@ -68,7 +68,12 @@ pub struct DemoArgs {
     #[arg(long)]
     pub dashboard: bool,
     /// Where `--dashboard` listens (port 0: any free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", requires = "dashboard")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        requires = "dashboard"
+    )]
     pub dashboard_listen: std::net::SocketAddr,
 }
 

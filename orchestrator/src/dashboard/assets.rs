@@ -59,21 +59,33 @@ mod tests {
     fn the_page_refers_only_to_embedded_assets() {
         let (_, page) = get("index.html").expect("the page");
         let page = std::str::from_utf8(page).unwrap();
-        for reference in page.split(['"', '\'']).filter(|s| s.starts_with("/assets/")) {
+        for reference in page
+            .split(['"', '\''])
+            .filter(|s| s.starts_with("/assets/"))
+        {
             let name = reference.trim_start_matches("/assets/");
             assert!(get(name).is_some(), "{reference} is not embedded");
         }
-        assert!(!page.contains("http://") && !page.contains("https://"), "no other origin");
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "no other origin"
+        );
     }
 
     #[test]
     fn the_page_names_the_vendored_version() {
         let (_, js) = get("uPlot.iife.min.js").unwrap();
         let version = include_str!("../../assets/dashboard/vendor/uplot/VERSION");
-        let version = version.trim().strip_prefix("uplot ").expect("`uplot X.Y.Z`");
+        let version = version
+            .trim()
+            .strip_prefix("uplot ")
+            .expect("`uplot X.Y.Z`");
         let (_, page) = get("index.html").unwrap();
         let page = std::str::from_utf8(page).unwrap();
-        assert!(page.contains(&format!("uPlot {version} ")), "the footer names {version}");
+        assert!(
+            page.contains(&format!("uPlot {version} ")),
+            "the footer names {version}"
+        );
         assert!(js.len() > 10_000, "the real library, not a stub");
     }
 }

@@ -124,7 +124,10 @@ impl BalancerView {
             .iter()
             .map(|g| {
                 let before = previous.and_then(|(p, secs)| {
-                    p.groups.iter().find(|b| b.name == g.name).map(|b| (b, secs))
+                    p.groups
+                        .iter()
+                        .find(|b| b.name == g.name)
+                        .map(|b| (b, secs))
                 });
                 group_view(g, before)
             })
@@ -291,7 +294,11 @@ impl History {
         Series {
             schema: SCHEMA,
             max_points: self.capacity,
-            t: self.ticks.iter().map(|(ms, _)| *ms as f64 / 1000.0).collect(),
+            t: self
+                .ticks
+                .iter()
+                .map(|(ms, _)| *ms as f64 / 1000.0)
+                .collect(),
             instances,
         }
     }
@@ -351,7 +358,11 @@ mod tests {
     #[test]
     fn shares_are_over_the_last_tick_and_since_registration() {
         let before = group(vec![target("a:1", 100), target("b:1", 0)]);
-        let now = group(vec![target("a:1", 130), target("b:1", 10), target("c:1", 5)]);
+        let now = group(vec![
+            target("a:1", 130),
+            target("b:1", 10),
+            target("c:1", 5),
+        ]);
         let view = group_view(&now, Some((&before, 2.0)));
         let [a, b, c] = &view.targets[..] else {
             panic!("three targets")
@@ -409,12 +420,22 @@ mod tests {
         assert_eq!(series.t, vec![2.0, 3.0, 4.0], "the oldest tick dropped");
         assert_eq!(series.max_points, 3);
         let ids: Vec<&str> = series.instances.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids, ["i-b", "i-c", "i-a"], "the latest frame's, then those that left");
+        assert_eq!(
+            ids,
+            ["i-b", "i-c", "i-a"],
+            "the latest frame's, then those that left"
+        );
         assert_eq!(
             series.instances[0].requests_per_sec,
             [Some(20.0), Some(30.0), Some(40.0)]
         );
-        assert_eq!(series.instances[1].requests_per_sec, [None, None, Some(4.0)]);
-        assert_eq!(series.instances[2].requests_per_sec, [Some(2.0), None, None]);
+        assert_eq!(
+            series.instances[1].requests_per_sec,
+            [None, None, Some(4.0)]
+        );
+        assert_eq!(
+            series.instances[2].requests_per_sec,
+            [Some(2.0), None, None]
+        );
     }
 }

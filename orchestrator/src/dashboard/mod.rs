@@ -78,9 +78,9 @@ impl Dashboard {
                 spec.listen
             ))
         })?;
-        let addr = listener.local_addr().map_err(|e| {
-            Error::Usage(format!("the dashboard's socket has no address: {e}"))
-        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Usage(format!("the dashboard's socket has no address: {e}")))?;
         let ticks = (spec.window.as_secs_f64() / spec.tick.as_secs_f64()).ceil() as usize;
         let shared = Arc::new(poller::Shared::new(ticks));
         let poll = tokio::spawn(poller::run(settings, spec, shared.clone()));

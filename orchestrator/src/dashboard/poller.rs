@@ -24,7 +24,6 @@ use crate::config::{Provider, Settings};
 use crate::stats::view::StatsView;
 use crate::stats::{self, unix_ms, Agent, Reading};
 
-
 /// What the poller publishes and the server reads.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -132,7 +131,10 @@ struct Baselines {
 impl Baselines {
     /// Takes in this tick's readings; returns the readings to compute their rates from.
     fn advance(&mut self, readings: &[Reading]) -> Vec<Reading> {
-        let sampled = |r: &Reading| r.snapshot().map(|s| (s.started_at_unix_ms, s.sampled_at_unix_ms));
+        let sampled = |r: &Reading| {
+            r.snapshot()
+                .map(|s| (s.started_at_unix_ms, s.sampled_at_unix_ms))
+        };
         let mut previous = Vec::new();
         for reading in readings.iter().filter(|r| r.snapshot().is_some()) {
             let id = &reading.agent.id;
@@ -145,8 +147,11 @@ impl Baselines {
             self.by_agent.insert(id.clone(), entry);
         }
         // Agents that left the fleet or did not answer start afresh.
-        self.by_agent
-            .retain(|id, _| readings.iter().any(|r| &r.agent.id == id && r.snapshot().is_some()));
+        self.by_agent.retain(|id, _| {
+            readings
+                .iter()
+                .any(|r| &r.agent.id == id && r.snapshot().is_some())
+        });
         previous
     }
 }
@@ -168,12 +173,13 @@ pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Ar
             fleet.refresh(&settings).await;
         }
         let admin = fleet.balancer.as_ref().map(|b| b.admin);
-        let (readings, status) = tokio::join!(stats::poll(&fleet.agents, spec.agent_timeout), async {
-            match admin {
-                Some(admin) => Some(balance::admin_status(admin).await),
-                None => None,
-            }
-        });
+        let (readings, status) =
+            tokio::join!(stats::poll(&fleet.agents, spec.agent_timeout), async {
+                match admin {
+                    Some(admin) => Some(balance::admin_status(admin).await),
+                    None => None,
+                }
+            });
         let now = Instant::now();
         let view = StatsView::new(&readings, &baselines.advance(&readings), unix_ms());
         let balancer = fleet.balancer.as_ref().zip(status).map(|(b, status)| {
@@ -237,7 +243,10 @@ mod tests {
     #[test]
     fn rates_are_over_the_two_latest_distinct_snapshots() {
         let mut b = Baselines::default();
-        assert!(b.advance(&[reading("a", 1_000)]).is_empty(), "nothing before the first");
+        assert!(
+            b.advance(&[reading("a", 1_000)]).is_empty(),
+            "nothing before the first"
+        );
         assert_eq!(sampled(&b.advance(&[reading("a", 2_000)])), [1_000]);
         // The agent has not sampled again: the same pair, not the snapshot against itself.
         assert_eq!(sampled(&b.advance(&[reading("a", 2_000)])), [1_000]);
@@ -247,6 +256,9 @@ mod tests {
             ..reading("a", 0)
         };
         assert!(b.advance(&[down]).is_empty());
-        assert!(b.advance(&[reading("a", 9_000)]).is_empty(), "afresh after a gap");
+        assert!(
+            b.advance(&[reading("a", 9_000)]).is_empty(),
+            "afresh after a gap"
+        );
     }
 }

@@ -120,7 +120,9 @@ fn host_is_loopback(host: Option<&HeaderValue>) -> bool {
 
 fn asset(name: &str) -> Answer {
     match assets::get(name) {
-        Some((content_type, bytes)) => full(StatusCode::OK, content_type, Bytes::from_static(bytes)),
+        Some((content_type, bytes)) => {
+            full(StatusCode::OK, content_type, Bytes::from_static(bytes))
+        }
         None => error(StatusCode::NOT_FOUND, "no such asset"),
     }
 }
@@ -195,11 +197,11 @@ fn error(status: StatusCode, why: &str) -> Answer {
 
 fn secure(mut answer: Answer) -> Answer {
     let headers = answer.headers_mut();
+    headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(CSP),
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
     );
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     answer
 }
@@ -216,10 +218,22 @@ mod tests {
     #[test]
     fn only_loopback_hosts_pass_on_a_loopback_bind() {
         let ok = |h: &str| host_is_loopback(Some(&HeaderValue::from_str(h).unwrap()));
-        for host in ["localhost:8080", "LOCALHOST", "127.0.0.1:8080", "127.9.9.9", "[::1]:80", "[::1]"] {
+        for host in [
+            "localhost:8080",
+            "LOCALHOST",
+            "127.0.0.1:8080",
+            "127.9.9.9",
+            "[::1]:80",
+            "[::1]",
+        ] {
             assert!(ok(host), "{host}");
         }
-        for host in ["evil.example:8080", "10.0.0.1:8080", "localhost.evil.example", "[::2]:80"] {
+        for host in [
+            "evil.example:8080",
+            "10.0.0.1:8080",
+            "localhost.evil.example",
+            "[::2]:80",
+        ] {
             assert!(!ok(host), "{host}");
         }
         assert!(!host_is_loopback(None));
@@ -227,6 +241,9 @@ mod tests {
 
     #[test]
     fn an_event_is_named_and_ends_with_a_blank_line() {
-        assert_eq!(&event("frame", b"{\"a\":1}")[..], b"event: frame\ndata: {\"a\":1}\n\n");
+        assert_eq!(
+            &event("frame", b"{\"a\":1}")[..],
+            b"event: frame\ndata: {\"a\":1}\n\n"
+        );
     }
 }

@@ -38,7 +38,10 @@ fn start_dashboard(project: &LocalProject) -> (crate::harness::Running, SocketAd
                 return (running, addr);
             }
         }
-        assert!(Instant::now() < deadline, "the dashboard did not serve a frame");
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard did not serve a frame"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -71,7 +74,8 @@ fn one_poll_per_tick_feeds_every_page_and_script() {
     let mut streams: Vec<_> = (0..5)
         .map(|_| {
             let mut s = raw_http::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
             write!(s, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
             (s, Vec::<u8>::new())
         })
@@ -103,33 +107,67 @@ fn one_poll_per_tick_feeds_every_page_and_script() {
         let history = text.find("event: history").expect("the history first");
         let frame = text.find("event: frame").expect("then frames");
         assert!(history < frame, "{text}");
-        assert!(text.matches("event: frame").count() >= 3, "a frame per tick: {text}");
+        assert!(
+            text.matches("event: frame").count() >= 3,
+            "a frame per tick: {text}"
+        );
     }
 
     let snapshot = raw_http::get(addr, "/api/snapshot").json();
     let row = &snapshot["instances"][0];
     assert_eq!(row["status"], "up", "{snapshot}");
-    assert_eq!((row["cluster"].as_str(), row["instance_type"].as_str()), (Some("web"), Some("m4.large")));
-    assert!(row["cpu_percent"].is_number() && row["memory_used_bytes"].is_number(), "{row}");
-    assert!(snapshot["balancer"].is_null(), "no balancer in this project");
+    assert_eq!(
+        (row["cluster"].as_str(), row["instance_type"].as_str()),
+        (Some("web"), Some("m4.large"))
+    );
+    assert!(
+        row["cpu_percent"].is_number() && row["memory_used_bytes"].is_number(),
+        "{row}"
+    );
+    assert!(
+        snapshot["balancer"].is_null(),
+        "no balancer in this project"
+    );
     let history = raw_http::get(addr, "/api/history").json();
     let t = history["t"].as_array().expect("times").len();
     assert!(t >= 4, "{history}");
     assert_eq!(history["instances"][0]["id"], id.as_str());
-    assert_eq!(history["instances"][0]["cpu_percent"].as_array().unwrap().len(), t);
+    assert_eq!(
+        history["instances"][0]["cpu_percent"]
+            .as_array()
+            .unwrap()
+            .len(),
+        t
+    );
 
     // DNS rebinding: a page of another site reaching 127.0.0.1 sends its own Host.
     let mut s = raw_http::connect(addr).unwrap();
-    write!(s, "GET /api/snapshot HTTP/1.1\r\nHost: rebind.example:80\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /api/snapshot HTTP/1.1\r\nHost: rebind.example:80\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let refused = raw_http::read_response(&mut s).unwrap();
     assert_eq!(refused.status, 421);
-    assert!(refused.text().contains("loopback Host"), "{}", refused.text());
-    assert_eq!(raw_http::request(addr, "POST", "/api/snapshot").unwrap().status, 405);
+    assert!(
+        refused.text().contains("loopback Host"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        raw_http::request(addr, "POST", "/api/snapshot")
+            .unwrap()
+            .status,
+        405
+    );
     let missing = raw_http::get(addr, "/nope");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["status"], 404);
     let page = raw_http::get(addr, "/");
-    assert!(page.header("content-security-policy").unwrap().contains("default-src 'self'"));
+    assert!(page
+        .header("content-security-policy")
+        .unwrap()
+        .contains("default-src 'self'"));
 
     let busy = project.run(&["dashboard", "--listen", &addr.to_string()]);
     busy.expect_code(2)
@@ -171,7 +209,11 @@ fn the_page_shows_the_fleet_and_the_balancer_live() {
             .iter()
             .find(|r| r[0] == id.as_str())
             .unwrap_or_else(|| panic!("{id} listed: {rows}"));
-        assert_eq!((row[1].as_str(), row[2].as_str(), row[3].as_str()), (Some("up"), Some(cluster), Some(instance_type)), "{row}");
+        assert_eq!(
+            (row[1].as_str(), row[2].as_str(), row[3].as_str()),
+            (Some("up"), Some(cluster), Some(instance_type)),
+            "{row}"
+        );
     }
     let targets_js = "[...document.querySelectorAll('#balancer tr[data-target]')]\
                       .map(r => [r.closest('table').dataset.group, r.dataset.target, r.dataset.state])";
@@ -185,7 +227,11 @@ fn the_page_shows_the_fleet_and_the_balancer_live() {
     let targets = page.eval(targets_js);
     for id in big.iter().chain(&small) {
         assert!(
-            targets.as_array().unwrap().iter().any(|t| t[1] == id.as_str()),
+            targets
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t[1] == id.as_str()),
             "{id} among the targets: {targets}"
         );
     }
@@ -193,7 +239,14 @@ fn the_page_shows_the_fleet_and_the_balancer_live() {
     let out = project.elb.state_dir().join("bench");
     project
         .run(&[
-            "bench", "--via", "balancer", "--requests", "20000", "--concurrency", "8", "--out",
+            "bench",
+            "--via",
+            "balancer",
+            "--requests",
+            "20000",
+            "--concurrency",
+            "8",
+            "--out",
             out.to_str().unwrap(),
         ])
         .expect_code(0);
@@ -217,7 +270,10 @@ fn the_page_shows_the_fleet_and_the_balancer_live() {
         .expect("the micro's record");
     // SAFETY: plain kill(2) on a process this test's project started.
     unsafe { libc::kill(victim.pid as libc::pid_t, libc::SIGKILL) };
-    let row = format!("document.querySelector('#instances tr[data-instance=\"{}\"]')", victim.id);
+    let row = format!(
+        "document.querySelector('#instances tr[data-instance=\"{}\"]')",
+        victim.id
+    );
     let took = page.until(
         "the killed agent's row turns red",
         &format!("{row}.dataset.status === 'down'"),
@@ -234,19 +290,35 @@ fn the_page_shows_the_fleet_and_the_balancer_live() {
     let colour = page.eval(&format!("getComputedStyle({row}).backgroundColor"));
     assert_eq!(colour, "rgb(255, 235, 233)", "red");
     let rows = page.eval(rows_js);
-    for r in rows.as_array().unwrap().iter().filter(|r| r[0] != victim.id.as_str()) {
+    for r in rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[0] != victim.id.as_str())
+    {
         assert_eq!(r[1], "up", "the others stay green: {rows}");
     }
 
     let shot = artifacts_dir().join("dashboard.png");
     page.screenshot(&shot);
     let png = std::fs::read(&shot).expect("the screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot"
+    );
     eprintln!("dashboard screenshot: {}", shot.display());
 
     let report = page.report();
-    assert!(report.console_errors.is_empty(), "console errors: {:?}", report.console_errors);
-    assert!(report.foreign_requests.is_empty(), "requests elsewhere: {:?}", report.foreign_requests);
+    assert!(
+        report.console_errors.is_empty(),
+        "console errors: {:?}",
+        report.console_errors
+    );
+    assert!(
+        report.foreign_requests.is_empty(),
+        "requests elsewhere: {:?}",
+        report.foreign_requests
+    );
     drop(page);
     drop(dashboard);
 }
@@ -274,7 +346,10 @@ fn the_demo_serves_its_dashboard_throughout() {
     ]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let loaded = loop {
-        assert!(Instant::now() < deadline, "the dashboard never showed the demo's load");
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard never showed the demo's load"
+        );
         std::thread::sleep(Duration::from_millis(200));
         let Ok(answer) = raw_http::request(addr, "GET", "/api/snapshot") else {
             continue;
@@ -292,9 +367,20 @@ fn the_demo_serves_its_dashboard_throughout() {
             break instances;
         }
     };
-    let types: Vec<&str> = loaded.iter().map(|i| i["instance_type"].as_str().unwrap()).collect();
-    assert_eq!(types.iter().filter(|t| **t == "m4.large").count(), 2, "{types:?}");
-    assert_eq!(types.iter().filter(|t| **t == "t3.micro").count(), 3, "{types:?}");
+    let types: Vec<&str> = loaded
+        .iter()
+        .map(|i| i["instance_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "m4.large").count(),
+        2,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "t3.micro").count(),
+        3,
+        "{types:?}"
+    );
     demo.interrupt();
     let run = demo.wait(Duration::from_secs(60));
     run.expect_code(130);
@@ -304,5 +390,8 @@ fn the_demo_serves_its_dashboard_throughout() {
         "the URL first:\n{}",
         run.stdout
     );
-    assert!(raw_http::request(addr, "GET", "/").is_err(), "the page stops with the demo");
+    assert!(
+        raw_http::request(addr, "GET", "/").is_err(),
+        "the page stops with the demo"
+    );
 }

@@ -71,7 +71,10 @@ impl Browser {
             answers,
         };
         let ready = browser.next_line();
-        assert!(ready.contains("\"ready\":true"), "the driver did not start: {ready}");
+        assert!(
+            ready.contains("\"ready\":true"),
+            "the driver did not start: {ready}"
+        );
         browser
     }
 
@@ -89,7 +92,10 @@ impl Browser {
                 return started.elapsed();
             }
             if started.elapsed() > deadline {
-                panic!("{what}: not within {deadline:?}; the page shows {}", self.eval(show));
+                panic!(
+                    "{what}: not within {deadline:?}; the page shows {}",
+                    self.eval(show)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -118,7 +124,9 @@ impl Browser {
     fn next_line(&mut self) -> String {
         self.answers
             .recv_timeout(COMMAND_DEADLINE)
-            .unwrap_or_else(|_| panic!("the browser driver did not answer within {COMMAND_DEADLINE:?}"))
+            .unwrap_or_else(|_| {
+                panic!("the browser driver did not answer within {COMMAND_DEADLINE:?}")
+            })
     }
 }
 
