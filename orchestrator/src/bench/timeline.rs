@@ -154,7 +154,6 @@ pub(crate) fn agent_intervals(
 mod tests {
     use super::*;
     use crate::stats::view::tests::{snapshot, with_instance};
-    use crate::stats::Agent;
 
     fn sample(end_ms: u64, latency_ms: u32, status: u16, served_by: u32) -> Sample {
         Sample {
@@ -202,16 +201,7 @@ mod tests {
     }
 
     fn reading(id: &str, s: proto::StatsSnapshot) -> Reading {
-        Reading {
-            agent: Agent {
-                id: id.into(),
-                cluster: "c".into(),
-                instance_type: "t3.micro".into(),
-                addr: None,
-                state: "running".into(),
-            },
-            result: Ok(s),
-        }
+        crate::stats::view::tests::reading(id, "c", Ok(s))
     }
 
     #[test]

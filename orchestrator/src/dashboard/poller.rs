@@ -221,16 +221,7 @@ mod tests {
     use crate::stats::view::tests::snapshot;
 
     fn reading(id: &str, sampled_at: u64) -> Reading {
-        Reading {
-            agent: Agent {
-                id: id.into(),
-                cluster: "c".into(),
-                instance_type: "t3.micro".into(),
-                addr: None,
-                state: "running".into(),
-            },
-            result: Ok(snapshot(sampled_at, sampled_at, 1.0)),
-        }
+        crate::stats::view::tests::reading(id, "c", Ok(snapshot(sampled_at, sampled_at, 1.0)))
     }
 
     fn sampled(previous: &[Reading]) -> Vec<u64> {
@@ -251,10 +242,7 @@ mod tests {
         // The agent has not sampled again: the same pair, not the snapshot against itself.
         assert_eq!(sampled(&b.advance(&[reading("a", 2_000)])), [1_000]);
         assert_eq!(sampled(&b.advance(&[reading("a", 3_000)])), [2_000]);
-        let down = Reading {
-            result: Err("connection refused".into()),
-            ..reading("a", 0)
-        };
+        let down = crate::stats::view::tests::reading("a", "c", Err("connection refused".into()));
         assert!(b.advance(&[down]).is_empty());
         assert!(
             b.advance(&[reading("a", 9_000)]).is_empty(),

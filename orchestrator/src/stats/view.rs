@@ -402,7 +402,12 @@ pub(crate) mod tests {
         row
     }
 
-    fn reading(id: &str, cluster: &str, result: Result<StatsSnapshot, String>) -> Reading {
+    /// A t3.micro's reading in `cluster`.
+    pub(crate) fn reading(
+        id: &str,
+        cluster: &str,
+        result: Result<StatsSnapshot, String>,
+    ) -> Reading {
         Reading {
             agent: Agent {
                 id: id.into(),

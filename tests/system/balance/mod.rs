@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::harness::local::ids;
 use crate::harness::{raw_http, LocalProject};
 
 /// Fast health checks, and the status printed once every target is healthy.
@@ -61,13 +62,6 @@ fn until(project: &LocalProject, what: &str, check: impl Fn(&[(String, String, S
         assert!(Instant::now() < deadline, "{what}: {now:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn ids(instances: &[serde_json::Value]) -> Vec<String> {
-    instances
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// `balance up` puts every running instance behind the seed's rules; launch and kill of a

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use crate::harness::browser::{artifacts_dir, Browser};
+use crate::harness::local::ids;
 use crate::harness::{raw_http, LocalProject};
 
 /// Balancer health checks every 100 ms, so targets are healthy within a second.
@@ -44,13 +45,6 @@ fn start_dashboard(project: &LocalProject) -> (crate::harness::Running, SocketAd
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn ids(instances: &[serde_json::Value]) -> Vec<String> {
-    instances
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The agent's count of `/stats` requests.

@@ -202,3 +202,11 @@ pub fn cpu_stat(group: &Path, field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {field} in cpu.stat:\n{stat}"))
 }
+
+/// The `id`s of instances as `launch` and `ls` print them.
+pub fn ids(instances: &[serde_json::Value]) -> Vec<String> {
+    instances
+        .iter()
+        .map(|i| i["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
