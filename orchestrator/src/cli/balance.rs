@@ -7,8 +7,12 @@ use clap::{Args, Subcommand};
 use proto::balancer_config::Algorithm;
 
 use super::alb::RoutingArgs;
-use crate::balance::{self, BalanceSpec};
-use crate::config::Settings;
+use super::deploy::SshArgs;
+use crate::balance::{self, BalanceSpec, Ec2Options};
+use crate::cloud::firewall::Cidr;
+use crate::cloud::wait::Poll;
+use crate::config::{Provider, Settings};
+use crate::deploy::unit;
 use crate::Error;
 
 /// Flags of `elb balance`.
@@ -47,12 +51,43 @@ pub struct UpArgs {
     /// Milliseconds between two health checks of a target (timeout: half of it, at most 1 s).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
     pub health_interval_ms: u64,
-    /// The elb-balancer executable (default: beside `elb`, or `$ELB_BALANCER`).
+    /// The elb-balancer executable (default: beside `elb`, or `$ELB_BALANCER`); on EC2 the
+    /// static build.
     #[arg(long)]
     pub balancer: Option<PathBuf>,
     /// Seconds to wait until every target is healthy (0: do not wait).
     #[arg(long, default_value_t = 30)]
     pub wait: u64,
+    /// The balancer's EC2 instance, its group and how it is reached.
+    #[command(flatten)]
+    pub ec2: Ec2Args,
+}
+
+/// The EC2 flags of `elb balance up` (refused with `--local`).
+#[derive(Debug, Args)]
+pub struct Ec2Args {
+    /// Instance type of the balancer (EC2; x86_64).
+    #[arg(long = "type", default_value = "t3.small")]
+    pub instance_type: String,
+    /// Who may reach the listener port (EC2: the balancer's security group).
+    #[arg(long, default_value = "0.0.0.0/0", value_parser = clap::value_parser!(Cidr))]
+    pub client_cidr: Cidr,
+    /// Who may reach SSH and the admin port (EC2; repeat for more sources), e.g. your own
+    /// address as /32: `elb` installs the balancer over SSH and reads its /status.
+    #[arg(long, value_parser = clap::value_parser!(Cidr))]
+    pub ssh_cidr: Vec<Cidr>,
+    /// Directory of the balancer and its config on the instance (EC2).
+    #[arg(long, default_value = unit::DEFAULT_INSTALL_DIR)]
+    pub install_dir: String,
+    /// How to log in to the instance (EC2).
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Seconds to wait for the instance to run (EC2).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Milliseconds between two looks at the instance's state (EC2).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_interval_ms: u64,
 }
 
 /// Flags of `elb balance status`.
@@ -89,12 +124,43 @@ impl UpArgs {
     }
 }
 
+impl UpArgs {
+    /// The EC2 options these flags give.
+    fn ec2_options(&self) -> Ec2Options {
+        let ec2 = &self.ec2;
+        Ec2Options {
+            instance_type: ec2.instance_type.clone(),
+            client_cidr: ec2.client_cidr.clone(),
+            ssh_cidr: ec2.ssh_cidr.clone(),
+            ssh: ec2.ssh.options(),
+            install_dir: ec2.install_dir.clone(),
+            binary: self.balancer.clone(),
+            wait: Poll {
+                interval: Duration::from_millis(ec2.poll_interval_ms),
+                timeout: Duration::from_secs(ec2.timeout),
+            },
+        }
+    }
+}
+
 /// Runs `elb balance ...`.
 pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), Error> {
     match &args.command {
         BalanceCommand::Up(up) => {
             let spec = up.spec()?;
-            let balancer = balance::up(settings, &spec, up.balancer.as_deref()).await?;
+            let balancer = match &settings.provider {
+                Provider::Local if !up.ec2.ssh_cidr.is_empty() => {
+                    return Err(Error::Usage(
+                        "--ssh-cidr is for a balancer on EC2: a local one needs no SSH. Drop it"
+                            .into(),
+                    ))
+                }
+                Provider::Local => balance::up(settings, &spec, up.balancer.as_deref()).await?,
+                Provider::Ec2 { .. } => {
+                    let options = up.ec2_options();
+                    balance::up_ec2(settings, &spec, &options).await?
+                }
+            };
             if up.wait > 0 {
                 let status = balance::wait_healthy(&balancer, Duration::from_secs(up.wait)).await?;
                 println!("{}", balance::render_status(&status, settings.output));
@@ -105,8 +171,9 @@ pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), E
         BalanceCommand::Sync => match balance::sync(settings, &[]).await? {
             true => Ok(()),
             false => Err(Error::Usage(format!(
-                "project {} has no balancer to sync: `elb --local balance up` starts one",
-                settings.project
+                "project {} has no balancer to sync: `elb {}balance up` starts one",
+                settings.project,
+                balance::provider_flag(settings)
             ))),
         },
         BalanceCommand::Status(status) => loop {

@@ -264,8 +264,9 @@ async fn balancer_url(settings: &Settings) -> Result<(String, balance::Balancer)
         Some(balancer) => Ok((balancer.url(), balancer)),
         None => Err(Error::Usage(format!(
             "--via balancer / --algorithms: project {} has no balancer: start it with `elb \
-             --local balance up`",
-            settings.project
+             {}balance up`",
+            settings.project,
+            balance::provider_flag(settings)
         ))),
     }
 }
