@@ -1,5 +1,8 @@
 //! `elb balance` with the local provider: a real `elb-balancer` process in front of real agents,
-//! its config written from the fleet and pushed on every change.
+//! its config written from the fleet and pushed on every change. `ec2.rs`: the same on EC2
+//! (moto), delivered over SSH to test hosts.
+
+mod ec2;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

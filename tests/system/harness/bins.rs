@@ -31,3 +31,15 @@ pub fn static_agent() -> PathBuf {
         PathBuf::from,
     )
 }
+
+/// The static release balancer: `$ELB_STATIC_BALANCER`, else the workspace's release target
+/// path (built with the static agent, `scripts/test.sh`).
+pub fn static_balancer() -> PathBuf {
+    std::env::var_os("ELB_STATIC_BALANCER").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/x86_64-unknown-linux-gnu/release/elb-balancer")
+        },
+        PathBuf::from,
+    )
+}
