@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::assert_three_counts_agree;
 use crate::ec2::fixture::{Fixture, FAST, PROJECT, REGION, SSH_CIDR};
 use crate::harness::{
     bin_path, raw_http, ssh_keygen, static_agent, static_balancer, HostSpec, TestHosts,
@@ -170,6 +171,25 @@ fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh()
     // The real balancer on its host, in front of the two agents.
     let address = fx.shim.address_of(&balancer.id).expect("a test host address");
     let listen: SocketAddr = format!("{address}:8080").parse().unwrap();
+    // Through it, the client, the balancer and the agents count the same requests (first: an
+    // agent's snapshot is sampled once a second, so requests just before a bench would show in
+    // its "after" count only).
+    let out = fx.elb.state_dir().join("bench");
+    let bench = fx.elb.run(&[
+        "bench",
+        "--via",
+        "balancer",
+        "--cluster",
+        "cluster1",
+        "--requests",
+        "300",
+        "--concurrency",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let results = bench.json();
+    assert_three_counts_agree(&results["clusters"][0]);
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..20 {
         let answer = raw_http::get(listen, "/cluster1");

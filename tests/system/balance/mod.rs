@@ -169,8 +169,22 @@ fn the_balancer_fronts_the_fleet_and_follows_it() {
     );
 }
 
+/// Through the balancer, the client's answers, the balancer's per-target requests and the
+/// agents' counters give every instance the same count, and the sums are the requests sent:
+/// the balancer's health checks (`/healthz`) are neither client requests nor counted on the
+/// loaded path, and without failures nothing is retried.
+pub fn assert_three_counts_agree(cluster: &serde_json::Value) {
+    assert_eq!(cluster["balancer_counted"], cluster["requests"], "{cluster}");
+    let instances = cluster["instances"].as_array().expect("instances");
+    assert!(!instances.is_empty(), "{cluster}");
+    for i in instances {
+        assert_eq!(i["served"], i["balancer_counted"], "{i}");
+        assert_eq!(i["served"], i["agent_counted"], "{i}");
+    }
+}
+
 /// The same load direct and through the balancer, side by side; each run's agents counted
-/// every request.
+/// every request, and through the balancer the three counts agree.
 #[test]
 fn bench_via_direct_and_balancer_writes_one_comparison() {
     let project = LocalProject::new();
@@ -216,6 +230,11 @@ fn bench_via_direct_and_balancer_writes_one_comparison() {
                 cluster["agents_counted"], cluster["requests"],
                 "{via}: {cluster}"
             );
+            if via == "direct" {
+                assert!(cluster["balancer_counted"].is_null(), "{cluster}");
+                continue;
+            }
+            assert_three_counts_agree(cluster);
         }
     }
     assert!(out.join("comparison.json").is_file());
