@@ -127,8 +127,7 @@ fn targets_of(cluster: &str, fleet: &[Instance]) -> Vec<Target> {
         .filter_map(|i| {
             Some(Target {
                 id: Some(i.id.clone()),
-                address: SocketAddr::new(private_address(i)?.parse().ok()?, AGENT_PORT)
-                    .to_string(),
+                address: SocketAddr::new(private_address(i)?.parse().ok()?, AGENT_PORT).to_string(),
                 weight: weight_of(&i.instance_type),
                 instance_type: Some(i.instance_type.clone()),
                 cluster: Some(i.cluster.clone()),

@@ -98,9 +98,8 @@ impl Access {
 
     fn save(&self, state: &StateDir) -> Result<(), Error> {
         let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        std::fs::create_dir_all(state.path()).map_err(|e| {
-            Error::Usage(format!("cannot create {}: {e}", state.path().display()))
-        })?;
+        std::fs::create_dir_all(state.path())
+            .map_err(|e| Error::Usage(format!("cannot create {}: {e}", state.path().display())))?;
         write_atomic(&state.path().join(ACCESS_FILE), &json, 0o600)?;
         Ok(())
     }
@@ -194,16 +193,23 @@ async fn instances(ec2: &Ec2) -> Result<Vec<Instance>, Error> {
 
 /// The project's balancer instance, if one runs.
 pub(crate) async fn find(ec2: &Ec2, state: &StateDir) -> Result<Option<Site>, Error> {
-    Ok(instances(ec2).await?.into_iter().next().map(|instance| Site {
-        instance,
-        access: Access::load(state),
-        state: state.clone(),
-    }))
+    Ok(instances(ec2)
+        .await?
+        .into_iter()
+        .next()
+        .map(|instance| Site {
+            instance,
+            access: Access::load(state),
+            state: state.clone(),
+        }))
 }
 
 /// The config for `spec` over `fleet` on an instance: the listener and the admin port on every
 /// address.
-pub(crate) fn build(spec: &super::BalanceSpec, fleet: &[Instance]) -> proto::balancer_config::Config {
+pub(crate) fn build(
+    spec: &super::BalanceSpec,
+    fleet: &[Instance],
+) -> proto::balancer_config::Config {
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     config::build(
         spec,
@@ -287,7 +293,10 @@ pub(crate) async fn provision(
 
     let instance = match existing {
         Some(instance) => {
-            eprintln!("balancer instance {}: exists ({})", instance.id, instance.state);
+            eprintln!(
+                "balancer instance {}: exists ({})",
+                instance.id, instance.state
+            );
             instance
         }
         None => launch(ec2, options, &group.id, network.subnet_id.as_deref()).await?,

@@ -26,10 +26,10 @@ pub use ec2::Ec2Options;
 pub use report::render_status;
 
 use crate::agent_binary;
+use crate::cloud::ec2::Ec2;
 use crate::cloud::local::{LocalCloud, Record};
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
-use crate::cloud::ec2::Ec2;
 use crate::cloud::{Cloud, Instance};
 use crate::config::{Provider, Settings};
 use crate::http::{Connection, Endpoint};
@@ -215,19 +215,20 @@ pub async fn up_ec2(
     };
     let fleet = balanced_fleet(settings, spec).await?;
     let cloud = Ec2::new(sdk, region, settings);
-    let (site, binary) =
-        ec2::provision(&cloud, &settings.project, &settings.state, options, spec.port).await?;
+    let (site, binary) = ec2::provision(
+        &cloud,
+        &settings.project,
+        &settings.state,
+        options,
+        spec.port,
+    )
+    .await?;
     let new = ec2::build(spec, &fleet);
     let place = Place::Ec2(site.clone());
     let balancer = place.balancer(&new)?;
     if admin_status(balancer.admin).await.is_ok() {
         push(&place, &balancer, &new).await?;
-        eprintln!(
-            "balancer {} reconfigured: {} on {}",
-            balancer.id,
-            spec.algorithm.name(),
-            balancer.url()
-        );
+        announce(&balancer, spec, "reconfigured");
         return Ok(balancer);
     }
     let binary = match binary {
@@ -243,13 +244,7 @@ pub async fn up_ec2(
         )
     })
     .await?;
-    eprintln!(
-        "balancer {} started: {} on {}, admin {}",
-        balancer.id,
-        spec.algorithm.name(),
-        balancer.url(),
-        balancer.admin
-    );
+    announce(&balancer, spec, "started");
     Ok(balancer)
 }
 
@@ -278,12 +273,7 @@ pub async fn up(
                 new.listeners = old.listeners;
             }
             push(&place, &balancer, &new).await?;
-            eprintln!(
-                "balancer {} reconfigured: {} on {}",
-                balancer.id,
-                spec.algorithm.name(),
-                balancer.url()
-            );
+            announce(&balancer, spec, "reconfigured");
             Ok(balancer)
         }
         None => {
@@ -314,16 +304,21 @@ pub async fn up(
                 down(settings).await?;
                 return Err(e);
             }
-            eprintln!(
-                "balancer {} started: {} on {}, admin {}",
-                balancer.id,
-                spec.algorithm.name(),
-                balancer.url(),
-                balancer.admin
-            );
+            announce(&balancer, spec, "started");
             Ok(balancer)
         }
     }
+}
+
+/// Tells what `up` did (`started`, `reconfigured`) and where the balancer is.
+fn announce(balancer: &Balancer, spec: &BalanceSpec, what: &str) {
+    eprintln!(
+        "balancer {} {what}: {} on {}, admin {}",
+        balancer.id,
+        spec.algorithm.name(),
+        balancer.url(),
+        balancer.admin
+    );
 }
 
 /// Pushes the fleet's current membership to the running balancer, if there is one: every
@@ -365,9 +360,7 @@ pub async fn set_algorithm(
 
 /// The balancer's `/status`.
 pub async fn status(settings: &Settings) -> Result<BalancerStatus, Error> {
-    let balancer = find(settings)
-        .await?
-        .ok_or_else(|| no_balancer(settings))?;
+    let balancer = find(settings).await?.ok_or_else(|| no_balancer(settings))?;
     let flag = provider_flag(settings);
     admin_status(balancer.admin).await.map_err(|why| {
         Error::Usage(format!(

@@ -9,7 +9,7 @@ pub(crate) mod report;
 pub(crate) mod timeline;
 pub(crate) mod via;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use crate::state;
 use crate::stats::{self, Agent, Reading};
 use crate::Error;
 use loadgen::Load;
-use report::{ClusterResult, Results};
+use report::{ClusterResult, Results, TargetCounts};
 
 /// Per-agent timeout of the bench's own `/stats` requests.
 const STATS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -234,9 +234,9 @@ impl Plan {
 
 /// Requests the balancer at `admin` has sent to each target so far, by target id (summed over
 /// its groups), or why they cannot be read.
-async fn balancer_counts(admin: SocketAddr) -> Result<BTreeMap<String, u64>, String> {
+async fn balancer_counts(admin: SocketAddr) -> Result<TargetCounts, String> {
     let status = crate::balance::admin_status(admin).await?;
-    let mut counts = BTreeMap::new();
+    let mut counts = TargetCounts::new();
     for target in status.groups.iter().flat_map(|g| &g.targets) {
         *counts.entry(target.id.clone()).or_default() += target.requests;
     }

@@ -77,6 +77,9 @@ pub(crate) struct InstanceResult {
     pub(crate) stats_error: Option<String>,
 }
 
+/// Requests elb's balancer has sent to each target so far, by instance id.
+pub(crate) type TargetCounts = BTreeMap<String, u64>;
+
 /// One cluster's run.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ClusterResult {
@@ -308,7 +311,7 @@ impl ClusterResult {
     /// instance id) as the third count of each instance, or why they could not be read.
     pub(crate) fn with_balancer_counts(
         mut self,
-        counts: Result<(BTreeMap<String, u64>, BTreeMap<String, u64>), String>,
+        counts: Result<(TargetCounts, TargetCounts), String>,
     ) -> Self {
         let (before, after) = match counts {
             Ok(counts) => counts,
@@ -332,7 +335,12 @@ impl ClusterResult {
         for row in &mut self.instances {
             row.balancer_counted.get_or_insert(0);
         }
-        self.balancer_counted = Some(self.instances.iter().filter_map(|i| i.balancer_counted).sum());
+        self.balancer_counted = Some(
+            self.instances
+                .iter()
+                .filter_map(|i| i.balancer_counted)
+                .sum(),
+        );
         self
     }
 
@@ -360,21 +368,16 @@ impl ClusterResult {
         for (reason, n) in &self.error_reasons {
             out.push_str(&format!("  {n} x {reason}\n"));
         }
-        if let Some(counted) = self.agents_counted {
-            let verdict = if counted == self.requests {
-                "= requests sent"
-            } else {
-                "!= requests sent"
-            };
-            out.push_str(&format!("agents counted {counted} {verdict}\n"));
-        }
-        if let Some(counted) = self.balancer_counted {
-            let verdict = if counted == self.requests {
-                "= requests sent"
-            } else {
-                "!= requests sent"
-            };
-            out.push_str(&format!("balancer counted {counted} {verdict}\n"));
+        for (who, counted) in [
+            ("agents", self.agents_counted),
+            ("balancer", self.balancer_counted),
+        ] {
+            if let Some(counted) = counted {
+                let verdict = if counted == self.requests { "=" } else { "!=" };
+                out.push_str(&format!(
+                    "{who} counted {counted} {verdict} requests sent\n"
+                ));
+            }
         }
         if let Some(why) = &self.balancer_error {
             out.push_str(&format!("balancer counts unavailable: {why}\n"));
@@ -546,13 +549,18 @@ pub(crate) mod tests {
         assert_eq!(counted, [("i-1", Some(39)), ("i-2", Some(60))]);
         assert_eq!(c.balancer_counted, Some(99));
         let table = c.table();
-        assert!(table.contains("balancer counted 99 != requests sent"), "{table}");
+        assert!(
+            table.contains("balancer counted 99 != requests sent"),
+            "{table}"
+        );
         assert!(table.contains("┆ balancer counted ┆"), "{table}");
         assert!(!cluster().table().contains("balancer counted"));
 
         let failed = cluster().with_balancer_counts(Err("timed out".into()));
         assert_eq!(failed.balancer_counted, None);
-        assert!(failed.table().contains("balancer counts unavailable: timed out"));
+        assert!(failed
+            .table()
+            .contains("balancer counts unavailable: timed out"));
     }
 
     #[test]

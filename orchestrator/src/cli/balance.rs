@@ -8,9 +8,9 @@ use proto::balancer_config::Algorithm;
 
 use super::alb::RoutingArgs;
 use super::deploy::SshArgs;
+use super::launch::RunningWait;
 use crate::balance::{self, BalanceSpec, Ec2Options};
 use crate::cloud::firewall::Cidr;
-use crate::cloud::wait::Poll;
 use crate::config::{Provider, Settings};
 use crate::deploy::unit;
 use crate::Error;
@@ -27,7 +27,7 @@ pub struct BalanceArgs {
 #[derive(Debug, Subcommand)]
 pub enum BalanceCommand {
     /// Start the balancer in front of the fleet, or reconfigure the one that runs.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Push the fleet's current instances to the balancer (launch and kill do it too).
     Sync,
     /// Each group and target: state and why, in flight, latency estimate, requests, errors.
@@ -82,12 +82,9 @@ pub struct Ec2Args {
     /// How to log in to the instance (EC2).
     #[command(flatten)]
     pub ssh: SshArgs,
-    /// Seconds to wait for the instance to run (EC2).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
-    /// Milliseconds between two looks at the instance's state (EC2).
-    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub poll_interval_ms: u64,
+    /// How long to wait for the instance to run (EC2).
+    #[command(flatten)]
+    pub running: RunningWait,
 }
 
 /// Flags of `elb balance status`.
@@ -135,10 +132,7 @@ impl UpArgs {
             ssh: ec2.ssh.options(),
             install_dir: ec2.install_dir.clone(),
             binary: self.balancer.clone(),
-            wait: Poll {
-                interval: Duration::from_millis(ec2.poll_interval_ms),
-                timeout: Duration::from_secs(ec2.timeout),
-            },
+            wait: ec2.running.poll(),
         }
     }
 }
@@ -148,19 +142,18 @@ pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), E
     match &args.command {
         BalanceCommand::Up(up) => {
             let spec = up.spec()?;
-            let balancer = match &settings.provider {
-                Provider::Local if !up.ec2.ssh_cidr.is_empty() => {
-                    return Err(Error::Usage(
+            let balancer =
+                match &settings.provider {
+                    Provider::Local if !up.ec2.ssh_cidr.is_empty() => return Err(Error::Usage(
                         "--ssh-cidr is for a balancer on EC2: a local one needs no SSH. Drop it"
                             .into(),
-                    ))
-                }
-                Provider::Local => balance::up(settings, &spec, up.balancer.as_deref()).await?,
-                Provider::Ec2 { .. } => {
-                    let options = up.ec2_options();
-                    balance::up_ec2(settings, &spec, &options).await?
-                }
-            };
+                    )),
+                    Provider::Local => balance::up(settings, &spec, up.balancer.as_deref()).await?,
+                    Provider::Ec2 { .. } => {
+                        let options = up.ec2_options();
+                        balance::up_ec2(settings, &spec, &options).await?
+                    }
+                };
             if up.wait > 0 {
                 let status = balance::wait_healthy(&balancer, Duration::from_secs(up.wait)).await?;
                 println!("{}", balance::render_status(&status, settings.output));

@@ -31,16 +31,22 @@ fn world(n: usize) -> (Fixture, TestHosts) {
     (fx, hosts)
 }
 
+/// `balance up` with one path rule and cluster1 as the default: the tests' fleets have one
+/// cluster.
+const UP: [&str; 6] = [
+    "balance",
+    "up",
+    "--rule",
+    "/cluster1*=cluster1",
+    "--default",
+    "cluster1",
+];
+
 /// `elb balance up` on EC2 with the SSH flags of the test hosts, fast timers, plus `extra`.
 fn up(fx: &Fixture, install_dir: &str, extra: &[&str]) -> crate::harness::ElbOutput {
     let balancer = static_balancer().to_string_lossy().into_owned();
-    let mut args = vec![
-        "balance",
-        "up",
-        "--rule",
-        "/cluster1*=cluster1",
-        "--default",
-        "cluster1",
+    let mut args = UP.to_vec();
+    args.extend([
         "--port",
         "8080",
         "--health-interval-ms",
@@ -55,7 +61,7 @@ fn up(fx: &Fixture, install_dir: &str, extra: &[&str]) -> crate::harness::ElbOut
         "3",
         "--ssh-wait",
         "10",
-    ];
+    ]);
     if !extra.contains(&"--balancer") {
         args.extend(["--balancer", &balancer]);
     }
@@ -169,7 +175,10 @@ fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh()
     );
 
     // The real balancer on its host, in front of the two agents.
-    let address = fx.shim.address_of(&balancer.id).expect("a test host address");
+    let address = fx
+        .shim
+        .address_of(&balancer.id)
+        .expect("a test host address");
     let listen: SocketAddr = format!("{address}:8080").parse().unwrap();
     // Through it, the client, the balancer and the agents count the same requests (first: an
     // agent's snapshot is sampled once a second, so requests just before a bench would show in
@@ -201,7 +210,10 @@ fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh()
     assert_eq!(target_ids(&before).len(), 2, "{before}");
 
     // A re-run creates nothing and only pushes the config.
-    let (runs, groups_made) = (fx.shim.count("RunInstances"), fx.shim.count("CreateSecurityGroup"));
+    let (runs, groups_made) = (
+        fx.shim.count("RunInstances"),
+        fx.shim.count("CreateSecurityGroup"),
+    );
     up(&fx, &install_dir, &[]).expect_code(0);
     assert_eq!(fx.shim.count("RunInstances"), runs);
     assert_eq!(fx.shim.count("CreateSecurityGroup"), groups_made);
@@ -252,17 +264,10 @@ fn bad_input_is_refused_before_anything_is_created() {
     let dynamic = bin_path("elb-balancer").to_string_lossy().into_owned();
     up(&fx, install_dir, &["--balancer", &dynamic])
         .expect_failure_mentioning(&["crt-static", "-p balancer"]);
-    up(&fx, install_dir, &["--type", "t4g.small"]).expect_failure_mentioning(&["t4g.small", "x86_64"]);
+    up(&fx, install_dir, &["--type", "t4g.small"])
+        .expect_failure_mentioning(&["t4g.small", "x86_64"]);
     up(&fx, install_dir, &["--type", "t3.nonesuch"]).expect_failure_mentioning(&["t3.nonesuch"]);
-    let no_ssh = fx.elb.run(&[
-        "balance",
-        "up",
-        "--rule",
-        "/cluster1*=cluster1",
-        "--default",
-        "cluster1",
-    ]);
-    no_ssh.expect_failure_mentioning(&["--ssh-cidr"]);
+    fx.elb.run(&UP).expect_failure_mentioning(&["--ssh-cidr"]);
     assert_eq!(fx.shim.count("RunInstances"), 1, "only the launch's");
     assert_eq!(fx.shim.count("CreateSecurityGroup"), 1, "only the agents'");
     assert!(fx.api.security_groups(REGION, &balancer_name()).is_empty());
@@ -277,7 +282,9 @@ fn down_removes_the_instance_its_group_and_the_agents_rule() {
     fx.launch("cluster1", "t3.micro", 1, &[]).expect_code(0);
     let install_dir = hosts.install_dir.to_string_lossy().into_owned();
     up(&fx, &install_dir, &["--wait", "0"]).expect_code(0);
-    let group = fx.api.security_groups(REGION, &balancer_name())[0].id.clone();
+    let group = fx.api.security_groups(REGION, &balancer_name())[0]
+        .id
+        .clone();
     assert_eq!(mentions_in_agents_group(&fx, &group), 1);
 
     fx.elb.run(&["balance", "down"]).expect_code(0);

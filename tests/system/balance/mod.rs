@@ -174,7 +174,10 @@ fn the_balancer_fronts_the_fleet_and_follows_it() {
 /// the balancer's health checks (`/healthz`) are neither client requests nor counted on the
 /// loaded path, and without failures nothing is retried.
 pub fn assert_three_counts_agree(cluster: &serde_json::Value) {
-    assert_eq!(cluster["balancer_counted"], cluster["requests"], "{cluster}");
+    assert_eq!(
+        cluster["balancer_counted"], cluster["requests"],
+        "{cluster}"
+    );
     let instances = cluster["instances"].as_array().expect("instances");
     assert!(!instances.is_empty(), "{cluster}");
     for i in instances {

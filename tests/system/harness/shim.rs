@@ -508,7 +508,10 @@ fn map_instance_addresses(
                 }
             }
         }
-        while pieces.peek().is_some_and(|p| p.starts_with(&format!("{id}<"))) {
+        while pieces
+            .peek()
+            .is_some_and(|p| p.starts_with(&format!("{id}<")))
+        {
             pieces.next();
         }
     }
@@ -651,7 +654,10 @@ mod tests {
         let mapped = std::str::from_utf8(&mapped).unwrap();
         assert_eq!(mapped.matches(">127.9.0.10<").count(), 3, "{mapped}");
         assert_eq!(mapped.matches(">127.9.0.11<").count(), 1, "{mapped}");
-        assert!(!mapped.contains("10.0.0.") && !mapped.contains("3.3.3.3"), "{mapped}");
+        assert!(
+            !mapped.contains("10.0.0.") && !mapped.contains("3.3.3.3"),
+            "{mapped}"
+        );
         assert!(pool.is_empty());
         assert_eq!(given["i-2"], "127.9.0.11");
     }
