@@ -236,7 +236,14 @@ pub async fn up_ec2(
         None => ec2::load_binary(options.binary.as_deref())?,
     };
     eprintln!("installing the balancer on {} over SSH", balancer.id);
-    site.install(&binary, &config::render(&new)).await?;
+    if let Err(e) = site.install(&binary, &config::render(&new)).await {
+        eprintln!(
+            "the balancer's instance {} stays, tagged: `elb balance up` tries again, `elb \
+             balance down` removes it",
+            balancer.id
+        );
+        return Err(e);
+    }
     wait_answering(&balancer, || None, || {
         format!(
             "its log is {}/elb-balancer.log on the instance (or `journalctl -u elb-balancer`              with systemd); `elb balance down` removes it",
@@ -358,9 +365,14 @@ pub async fn set_algorithm(
     Ok(balancer)
 }
 
-/// The balancer's `/status`.
-pub async fn status(settings: &Settings) -> Result<BalancerStatus, Error> {
-    let balancer = find(settings).await?.ok_or_else(|| no_balancer(settings))?;
+/// The project's balancer, or the error that says how to start one.
+pub async fn require(settings: &Settings) -> Result<Balancer, Error> {
+    find(settings).await?.ok_or_else(|| no_balancer(settings))
+}
+
+/// The `/status` of `balancer` (found by [`require`]: on EC2 that reads its config over SSH,
+/// so a `--watch` finds it once and reads the status every tick).
+pub async fn status(settings: &Settings, balancer: &Balancer) -> Result<BalancerStatus, Error> {
     let flag = provider_flag(settings);
     admin_status(balancer.admin).await.map_err(|why| {
         Error::Usage(format!(

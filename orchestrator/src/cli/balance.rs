@@ -169,19 +169,22 @@ pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), E
                 balance::provider_flag(settings)
             ))),
         },
-        BalanceCommand::Status(status) => loop {
-            let now = balance::status(settings).await?;
-            if status.watch.is_some() {
-                print!("\x1b[2J\x1b[H");
-            }
-            println!("{}", balance::render_status(&now, settings.output));
-            match status.watch {
-                Some(secs) if secs > 0.0 => {
-                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        BalanceCommand::Status(status) => {
+            let balancer = balance::require(settings).await?;
+            loop {
+                let now = balance::status(settings, &balancer).await?;
+                if status.watch.is_some() {
+                    print!("\x1b[2J\x1b[H");
                 }
-                _ => return Ok(()),
+                println!("{}", balance::render_status(&now, settings.output));
+                match status.watch {
+                    Some(secs) if secs > 0.0 => {
+                        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                    }
+                    _ => return Ok(()),
+                }
             }
-        },
+        }
         BalanceCommand::Down => {
             if balance::down(settings).await? {
                 eprintln!("done: the balancer of project {} is gone", settings.project);

@@ -16,16 +16,21 @@ fn balancer_name() -> String {
     format!("{PROJECT}-balancer")
 }
 
-/// A fixture whose instances take the addresses of `n` test hosts, in launch order, and whose
-/// `elb` logs in to them as root with the project key.
+/// A fixture whose instances take the addresses of `n` plain test hosts, in launch order, and
+/// whose `elb` logs in to them as root with the project key.
 fn world(n: usize) -> (Fixture, TestHosts) {
+    world_of(&vec![HostSpec::default(); n])
+}
+
+/// [`world`] with hosts made as `specs` say.
+fn world_of(specs: &[HostSpec]) -> (Fixture, TestHosts) {
     let fx = Fixture::new();
     let key_dir = fx.elb.state_dir().join(PROJECT);
     std::fs::create_dir_all(&key_dir).expect("create the state dir");
     let key = key_dir.join("id_ed25519");
     ssh_keygen(&key);
     let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
-    let hosts = TestHosts::new(&vec![HostSpec::default(); n], &public);
+    let hosts = TestHosts::new(specs, &public);
     let pool: Vec<String> = hosts.hosts.iter().map(|h| h.address.clone()).collect();
     fx.shim.map_addresses(&pool);
     (fx, hosts)
@@ -107,14 +112,8 @@ fn mentions_in_agents_group(fx: &Fixture, needle: &str) -> usize {
     xml.matches(needle).count()
 }
 
-/// Up on EC2: the tagged instance, its group and the group-to-group rule, made once; the real
-/// balancer on its (test) host routes to the agents; a launch reloads it with the new target;
-/// the kill switch plans and removes it all.
-#[test]
-fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh() {
-    let (fx, hosts) = world(4);
-    fx.launch("cluster1", "t3.micro", 2, &[]).expect_code(0);
-    let install_dir = hosts.install_dir.to_string_lossy().into_owned();
+/// `elb deploy` of cluster1's agents onto their test hosts.
+fn deploy_agents(fx: &Fixture, install_dir: &str) {
     let agent = static_agent().to_string_lossy().into_owned();
     let deploy = [
         "deploy",
@@ -123,7 +122,7 @@ fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh()
         "--agent",
         &agent,
         "--install-dir",
-        &install_dir,
+        install_dir,
         "--ssh-user",
         "root",
         "--connect-timeout",
@@ -134,6 +133,17 @@ fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh()
         "10",
     ];
     fx.elb.run(&deploy).expect_code(0);
+}
+
+/// Up on EC2: the tagged instance, its group and the group-to-group rule, made once; the real
+/// balancer on its (test) host routes to the agents; a launch reloads it with the new target;
+/// the kill switch plans and removes it all.
+#[test]
+fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh() {
+    let (fx, hosts) = world(4);
+    fx.launch("cluster1", "t3.micro", 2, &[]).expect_code(0);
+    let install_dir = hosts.install_dir.to_string_lossy().into_owned();
+    deploy_agents(&fx, &install_dir);
 
     let first = up(&fx, &install_dir, &[]);
     first.expect_code(0);
@@ -306,4 +316,61 @@ fn down_removes_the_instance_its_group_and_the_agents_rule() {
     fx.elb
         .run(&["balance", "status"])
         .expect_failure_mentioning(&["no balancer", "elb balance up"]);
+}
+
+/// With systemd the balancer runs as `elb-balancer.service`, and a sync reloads it with
+/// `systemctl reload` (the unit's `ExecReload` sends SIGHUP). The host's stand-in `systemctl`
+/// logs its arguments, starts the unit's `ExecStart` on `restart` and sends SIGHUP on `reload`.
+#[test]
+fn under_systemd_the_balancer_is_a_unit_that_reloads_with_systemctl() {
+    let systemd = HostSpec {
+        systemd: true,
+        ..HostSpec::default()
+    };
+    let (fx, hosts) = world_of(&[HostSpec::default(), systemd]);
+    fx.launch("cluster1", "t3.micro", 1, &[]).expect_code(0);
+    let install_dir = hosts.install_dir.to_string_lossy().into_owned();
+    deploy_agents(&fx, &install_dir);
+    let host = &hosts.hosts[1];
+    let calls = host.dir.join("systemctl.calls");
+    let main_pid = host.dir.join("main.pid");
+    host.put_first_on_path(
+        "systemctl",
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> {calls}\ncase \"$1\" in\n  restart)\n    \
+             line=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/\"$2\")\n    \
+             (eval \"exec setsid $line\") > /dev/null 2>&1 < /dev/null &\n    \
+             echo $! > {main_pid} ;;\n  reload) kill -HUP \"$(cat {main_pid})\" ;;\nesac\n",
+            calls = calls.display(),
+            main_pid = main_pid.display(),
+        ),
+    );
+    up(&fx, &install_dir, &[]).expect_code(0);
+    let unit = host.sh("cat /etc/systemd/system/elb-balancer.service");
+    for line in [
+        format!("ExecStart={install_dir}/elb-balancer {install_dir}/elb-balancer.toml"),
+        "ExecReload=/bin/kill -HUP $MAINPID".to_owned(),
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE".to_owned(),
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line}\n---\n{unit}");
+    }
+    assert!(
+        !host.install_file("elb-balancer.pid").exists(),
+        "systemd owns it"
+    );
+    let listen: SocketAddr = format!("{}:8080", host.address).parse().unwrap();
+    assert_eq!(raw_http::get(listen, "/cluster1").status, 200);
+    let before = status(&fx);
+
+    fx.elb.run(&["balance", "sync"]).expect_code(0);
+    let after = status(&fx);
+    assert!(
+        after["config_generation"].as_u64() > before["config_generation"].as_u64(),
+        "{after}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "daemon-reload\nenable elb-balancer.service\nrestart elb-balancer.service\n\
+         reload elb-balancer.service\n"
+    );
 }
