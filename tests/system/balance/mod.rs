@@ -223,6 +223,11 @@ fn bench_via_direct_and_balancer_writes_one_comparison() {
             .map(|s| s[1].as_f64().unwrap())
             .sum();
         assert!((total - 1.0).abs() < 1e-6, "shares add up: {}", rows[i]);
+        assert_eq!(rows[i]["client_shares"], rows[i]["shares"], "{}", rows[i]);
+        match *via {
+            "balancer" => assert_eq!(rows[i]["balancer_shares"], rows[i]["shares"]),
+            _ => assert!(rows[i]["balancer_shares"].is_null(), "{}", rows[i]),
+        }
     }
     for via in ["direct", "balancer"] {
         let results: serde_json::Value =
