@@ -219,6 +219,17 @@ pub(crate) fn build(
     )
 }
 
+/// The balancer's instance as [`provision`] finds it before creating anything.
+enum Found {
+    /// It exists (pending or running).
+    Existing(Instance),
+    /// It is to be launched from this image, then get this binary.
+    New {
+        binary: AgentBinary,
+        image_id: String,
+    },
+}
+
 /// Creates (or finds) the balancer's group, rules and instance, without touching the balancer
 /// on it. Everything is checked first (the binary, the instance type, the SSH sources), so a
 /// refused `up` creates nothing; everything is tagged at creation.
@@ -239,12 +250,6 @@ pub(crate) async fn provision(
         ));
     }
     let existing = instances(ec2).await?.into_iter().next();
-    // The binary is needed (and checked, static or not) only for a new instance; a balancer
-    // that answers just gets its config.
-    let binary = match &existing {
-        Some(_) => None,
-        None => Some(load_binary(options.binary.as_deref())?),
-    };
     let architectures = ec2.architectures(&options.instance_type).await?;
     if Arch::of_instance_type(&architectures) != Some(Arch::X86_64) {
         return Err(Error::Usage(format!(
@@ -254,6 +259,15 @@ pub(crate) async fn provision(
             architectures.join(", ")
         )));
     }
+    // Only a new instance needs the binary (checked: static, x86_64) and an image; a balancer
+    // that answers just gets its config.
+    let found = match existing {
+        Some(instance) => Found::Existing(instance),
+        None => Found::New {
+            binary: load_binary(options.binary.as_deref())?,
+            image_id: ec2.amazon_linux_image(Arch::X86_64.ec2_name()).await?,
+        },
+    };
     let network = ec2.network(None).await?;
     let agents = ec2
         .group_id(&security_group_name(project), &network.vpc_id)
@@ -291,15 +305,19 @@ pub(crate) async fn provision(
     );
     ec2.allow_from_group(&agents, AGENT_PORT, &group.id).await?;
 
-    let instance = match existing {
-        Some(instance) => {
+    let (instance, binary) = match found {
+        Found::Existing(instance) => {
             eprintln!(
                 "balancer instance {}: exists ({})",
                 instance.id, instance.state
             );
-            instance
+            (instance, None)
         }
-        None => launch(ec2, options, &group.id, network.subnet_id.as_deref()).await?,
+        Found::New { binary, image_id } => {
+            let subnet = network.subnet_id.as_deref();
+            let instance = launch(ec2, options, &image_id, &group.id, subnet).await?;
+            (instance, Some(binary))
+        }
     };
     let instance = match instance.state.as_str() {
         "running" => instance,
@@ -326,10 +344,10 @@ pub(crate) fn load_binary(explicit: Option<&Path>) -> Result<AgentBinary, Error>
 async fn launch(
     ec2: &Ec2,
     options: &Ec2Options,
+    image_id: &str,
     group_id: &str,
     subnet_id: Option<&str>,
 ) -> Result<Instance, Error> {
-    let image_id = ec2.amazon_linux_image(Arch::X86_64.ec2_name()).await?;
     let client_token = format!("elb-{:032x}", rand::random::<u128>());
     let ids = ec2
         .run_instances(&RunSpec {
@@ -337,7 +355,7 @@ async fn launch(
             role: Some(BALANCER_ROLE),
             instance_type: &options.instance_type,
             count: 1,
-            image_id: &image_id,
+            image_id,
             security_group_id: group_id,
             subnet_id,
             user_data: None,
