@@ -118,13 +118,13 @@ impl Place {
     async fn config(&self) -> Result<proto::balancer_config::Config, Error> {
         let (name, flag) = (self.config_name(), self.flag());
         let text = match self {
-            Self::Local { record, .. } => {
-                std::fs::read_to_string(LocalCloud::config_path(record)).map_err(|e| {
+            Self::Local { record, .. } => std::fs::read_to_string(LocalCloud::config_path(record))
+                .map_err(|e| {
                     Error::Usage(format!(
-                        "cannot read {name}: {e}; `elb {flag}balance down` then `up` makes a                          new one"
+                        "cannot read {name}: {e}; `elb {flag}balance down` then `up` makes a \
+                         new one"
                     ))
-                })?
-            }
+                })?,
             Self::Ec2(site) => site.config().await?.ok_or_else(|| {
                 Error::Usage(format!(
                     "the balancer {} has no config yet: `elb balance up` installs it",
@@ -244,12 +244,17 @@ pub async fn up_ec2(
         );
         return Err(e);
     }
-    wait_answering(&balancer, || None, || {
-        format!(
-            "its log is {}/elb-balancer.log on the instance (or `journalctl -u elb-balancer`              with systemd); `elb balance down` removes it",
-            options.install_dir
-        )
-    })
+    wait_answering(
+        &balancer,
+        || None,
+        || {
+            format!(
+                "its log is {}/elb-balancer.log on the instance (or `journalctl -u elb-balancer` \
+             with systemd); `elb balance down` removes it",
+                options.install_dir
+            )
+        },
+    )
     .await?;
     announce(&balancer, spec, "started");
     Ok(balancer)
