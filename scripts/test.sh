@@ -42,12 +42,13 @@ echo "== installing the browser tests' npm packages (tests/browser/package-lock.
 export CARGO_INCREMENTAL=0
 echo "== building the workspace"
 cargo build --workspace --bins --locked
-echo "== building the static release agent"
+echo "== building the static release agent and balancer (one build)"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
-  --target x86_64-unknown-linux-gnu -p agent
+  --target x86_64-unknown-linux-gnu -p agent -p balancer
 
 export ELB_MOTO_SERVER="$venv/bin/moto_server"
 export ELB_STATIC_AGENT="$root/target/x86_64-unknown-linux-gnu/release/elb-agent"
+export ELB_STATIC_BALANCER="$root/target/x86_64-unknown-linux-gnu/release/elb-balancer"
 # The tests never talk to real AWS or instance metadata; make sure nothing inherited says otherwise.
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN || true

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// The command that builds the static agent, quoted in errors.
+/// The command that builds the static agent and balancer (one build, shared), quoted in errors.
 pub const BUILD_COMMAND: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
-                                 --target x86_64-unknown-linux-gnu -p agent";
+                                 --target x86_64-unknown-linux-gnu -p agent -p balancer";
 
 /// A CPU architecture elb can deploy to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +83,9 @@ pub enum AgentBinaryError {
     },
     /// No `elb-balancer` found where elb looks.
     #[error(
-        "no elb-balancer found (looked in: {looked}). Build it with `cargo build --release -p \
-         balancer` (it lands beside elb), or set ELB_BALANCER=<path>"
+        "no elb-balancer found (looked in: {looked}). Build it with `{BUILD_COMMAND}` (static, \
+         for hosts; `cargo build -p balancer` is enough locally), or pass --balancer <path> or \
+         set ELB_BALANCER=<path>"
     )]
     NoBalancer {
         /// The places tried, comma-separated.

@@ -108,6 +108,15 @@ pub fn retarget(mut config: Config, fleet: &[Instance]) -> Config {
     config
 }
 
+/// Where the balancer reaches an instance: its private address (inside the VPC, where the
+/// agents' group-to-group rule applies), else its public one.
+fn private_address(instance: &Instance) -> Option<&str> {
+    instance
+        .private_ip
+        .as_deref()
+        .or(instance.public_ip.as_deref())
+}
+
 /// The running instances of `cluster` (every one for [`ALL`]) as targets on the agent port,
 /// weighted by CPU capacity where the instance type is known (vCPUs x baseline %, so an
 /// m4.large weighs ten t3.micros; 1 otherwise), labelled with their type and cluster.
@@ -118,7 +127,7 @@ fn targets_of(cluster: &str, fleet: &[Instance]) -> Vec<Target> {
         .filter_map(|i| {
             Some(Target {
                 id: Some(i.id.clone()),
-                address: SocketAddr::new(i.address()?.parse().ok()?, AGENT_PORT).to_string(),
+                address: SocketAddr::new(private_address(i)?.parse().ok()?, AGENT_PORT).to_string(),
                 weight: weight_of(&i.instance_type),
                 instance_type: Some(i.instance_type.clone()),
                 cluster: Some(i.cluster.clone()),

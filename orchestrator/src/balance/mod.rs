@@ -5,10 +5,13 @@
 //!
 //! Locally the balancer is an `elb-balancer` process on a loopback address of its own, recorded
 //! like an instance (`Role=balancer`); its config file is written atomically and SIGHUP makes it
-//! reload, keeping every surviving target's state. New instances enter `initial` and get traffic
-//! once healthy; removed ones drain.
+//! reload, keeping every surviving target's state. On EC2 it is an instance of its own reached
+//! over SSH ([`ec2`]): the config goes over SFTP (atomically) and `systemctl reload` (or SIGHUP)
+//! loads it. Either way, new instances enter `initial` and get traffic once healthy; removed
+//! ones drain.
 
 pub mod config;
+pub mod ec2;
 mod report;
 
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +22,11 @@ use proto::{BalancerStatus, TargetState};
 use tokio::time::Instant;
 
 pub use config::{BalanceSpec, ALL};
+pub use ec2::Ec2Options;
 pub use report::render_status;
 
 use crate::agent_binary;
+use crate::cloud::ec2::Ec2;
 use crate::cloud::local::{LocalCloud, Record};
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
@@ -58,56 +63,201 @@ impl Balancer {
     }
 }
 
-/// The local provider; the balancer on EC2 is not built yet, and says so.
+/// The local provider, for the local-only parts (the demo's start of a local balancer).
 fn local(settings: &Settings) -> Result<LocalCloud, Error> {
     match &settings.provider {
         Provider::Local => Ok(LocalCloud::new(settings)),
         Provider::Ec2 { .. } => Err(Error::Usage(
-            "elb balance runs the balancer locally only so far (`elb --local balance up`); on \
-             EC2, compare with the managed ALB (`elb alb up`)"
-                .into(),
+            "this starts a local balancer; on EC2 use `elb balance up --ssh-cidr <ip>/32`".into(),
         )),
     }
 }
 
-/// Where a recorded balancer listens, from its config file.
-fn located(record: &Record) -> Result<(Balancer, proto::balancer_config::Config), Error> {
-    let path = LocalCloud::config_path(record);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::Usage(format!(
-            "cannot read the balancer's config {}: {e}; `elb --local balance down` then `up` \
-             makes a new one",
-            path.display()
-        ))
-    })?;
-    let config = config::parse(&text).map_err(|e| {
-        Error::Usage(format!(
-            "the balancer's config {} does not parse ({e}); `elb --local balance up` rewrites it",
-            path.display()
-        ))
-    })?;
-    let listen = config
-        .listeners
-        .first()
-        .map(|l| l.address)
-        .ok_or_else(|| Error::Usage(format!("{} has no listener", path.display())))?;
-    Ok((
-        Balancer {
-            id: record.id.clone(),
-            listen,
-            admin: config.admin.address,
-        },
-        config,
-    ))
+/// Where the project's balancer runs, and how its config is read and replaced.
+enum Place {
+    /// A local process, recorded in the project state.
+    Local { cloud: LocalCloud, record: Record },
+    /// An EC2 instance, reached over SSH.
+    Ec2(ec2::Site),
 }
 
-/// The project's balancer, if one is recorded.
+/// The project's balancer, if there is one.
+async fn place(settings: &Settings) -> Result<Option<Place>, Error> {
+    match &settings.provider {
+        Provider::Local => {
+            let cloud = LocalCloud::new(settings);
+            Ok(cloud
+                .balancer()?
+                .map(|record| Place::Local { cloud, record }))
+        }
+        Provider::Ec2 { region, sdk } => {
+            let ec2 = Ec2::new(sdk, region, settings);
+            Ok(ec2::find(&ec2, &settings.state).await?.map(Place::Ec2))
+        }
+    }
+}
+
+impl Place {
+    /// Where the config is, for messages.
+    fn config_name(&self) -> String {
+        match self {
+            Self::Local { record, .. } => LocalCloud::config_path(record).display().to_string(),
+            Self::Ec2(site) => format!("the config on {}", site.instance.id),
+        }
+    }
+
+    /// The flag of suggested commands.
+    fn flag(&self) -> &'static str {
+        match self {
+            Self::Local { .. } => "--local ",
+            Self::Ec2(_) => "",
+        }
+    }
+
+    /// The running config, parsed.
+    async fn config(&self) -> Result<proto::balancer_config::Config, Error> {
+        let (name, flag) = (self.config_name(), self.flag());
+        let text = match self {
+            Self::Local { record, .. } => std::fs::read_to_string(LocalCloud::config_path(record))
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "cannot read {name}: {e}; `elb {flag}balance down` then `up` makes a \
+                         new one"
+                    ))
+                })?,
+            Self::Ec2(site) => site.config().await?.ok_or_else(|| {
+                Error::Usage(format!(
+                    "the balancer {} has no config yet: `elb balance up` installs it",
+                    site.instance.id
+                ))
+            })?,
+        };
+        config::parse(&text).map_err(|e| {
+            Error::Usage(format!(
+                "{name} does not parse ({e}); `elb {flag}balance up` rewrites it"
+            ))
+        })
+    }
+
+    /// Where the balancer with `config` listens.
+    fn balancer(&self, config: &proto::balancer_config::Config) -> Result<Balancer, Error> {
+        let listen = config
+            .listeners
+            .first()
+            .map(|l| l.address)
+            .ok_or_else(|| Error::Usage(format!("{} has no listener", self.config_name())))?;
+        match self {
+            Self::Local { record, .. } => Ok(Balancer {
+                id: record.id.clone(),
+                listen,
+                admin: config.admin.address,
+            }),
+            Self::Ec2(site) => {
+                let ip = site.address()?;
+                Ok(Balancer {
+                    id: site.instance.id.clone(),
+                    listen: SocketAddr::new(ip, listen.port()),
+                    admin: SocketAddr::new(ip, config.admin.address.port()),
+                })
+            }
+        }
+    }
+
+    /// Replaces the running config and makes the balancer reload it.
+    async fn reload(&self, text: &str) -> Result<(), Error> {
+        match self {
+            Self::Local { cloud, record } => Ok(cloud.reload_balancer(record, text)?),
+            Self::Ec2(site) => site.reload(text).await,
+        }
+    }
+}
+
+/// The project's balancer, if there is one (on EC2 its config is read over SSH).
 pub async fn find(settings: &Settings) -> Result<Option<Balancer>, Error> {
-    let cloud = local(settings)?;
-    match cloud.balancer()? {
-        Some(record) => Ok(Some(located(&record)?.0)),
+    match place(settings).await? {
+        Some(place) => {
+            let config = place.config().await?;
+            Ok(Some(place.balancer(&config)?))
+        }
         None => Ok(None),
     }
+}
+
+/// The project's running agents, refusing an empty fleet or routing to a cluster it lacks.
+async fn balanced_fleet(settings: &Settings, spec: &BalanceSpec) -> Result<Vec<Instance>, Error> {
+    let fleet = crate::cloud::fleet(settings, None).await?;
+    if fleet.is_empty() {
+        let flag = match settings.provider {
+            Provider::Local => "--local ",
+            Provider::Ec2 { .. } => "",
+        };
+        return Err(Error::Usage(format!(
+            "the project has no running instances to balance: `elb {flag}launch` some first"
+        )));
+    }
+    let existing = fleet.iter().map(|i| i.cluster.clone()).collect();
+    spec.routing.check_clusters(&existing, &[ALL])?;
+    Ok(fleet)
+}
+
+/// Starts the balancer for `spec` on its own EC2 instance (creating the instance, its group
+/// and the agents' rule when missing, see [`ec2`]), or reconfigures the one that runs; returns
+/// it once it answers and serves the new config.
+pub async fn up_ec2(
+    settings: &Settings,
+    spec: &BalanceSpec,
+    options: &Ec2Options,
+) -> Result<Balancer, Error> {
+    let Provider::Ec2 { region, sdk } = &settings.provider else {
+        return Err(Error::Usage(
+            "EC2 options for a local balancer: drop --type, --ssh-cidr and --client-cidr".into(),
+        ));
+    };
+    let fleet = balanced_fleet(settings, spec).await?;
+    let cloud = Ec2::new(sdk, region, settings);
+    let (site, binary) = ec2::provision(
+        &cloud,
+        &settings.project,
+        &settings.state,
+        options,
+        spec.port,
+    )
+    .await?;
+    let new = ec2::build(spec, &fleet);
+    let place = Place::Ec2(site.clone());
+    let balancer = place.balancer(&new)?;
+    if admin_status(balancer.admin).await.is_ok() {
+        push(&place, &balancer, &new).await?;
+        announce(&balancer, spec, "reconfigured");
+        return Ok(balancer);
+    }
+    let binary = match binary {
+        Some(binary) => binary,
+        None => ec2::load_binary(options.binary.as_deref())?,
+    };
+    eprintln!("installing the balancer on {} over SSH", balancer.id);
+    if let Err(e) = site.install(&binary, &config::render(&new)).await {
+        eprintln!(
+            "the balancer's instance {} stays, tagged: `elb balance up` tries again, `elb \
+             balance down` removes it",
+            balancer.id
+        );
+        return Err(e);
+    }
+    wait_answering(
+        &balancer,
+        || None,
+        || {
+            format!(
+                "its log is {}/elb-balancer.log on the instance (or `journalctl -u elb-balancer` \
+             with systemd); `elb balance down` removes it",
+                options.install_dir
+            )
+        },
+    )
+    .await?;
+    announce(&balancer, spec, "started");
+    Ok(balancer)
 }
 
 /// Starts the balancer for `spec` over the fleet, or reconfigures the running one; returns it
@@ -118,18 +268,12 @@ pub async fn up(
     binary: Option<&Path>,
 ) -> Result<Balancer, Error> {
     let cloud = local(settings)?;
-    let fleet = crate::cloud::fleet(settings, None).await?;
-    if fleet.is_empty() {
-        return Err(Error::Usage(
-            "the project has no running instances to balance: `elb --local launch` some first"
-                .into(),
-        ));
-    }
-    let existing = fleet.iter().map(|i| i.cluster.clone()).collect();
-    spec.routing.check_clusters(&existing, &[ALL])?;
+    let fleet = balanced_fleet(settings, spec).await?;
     match cloud.balancer()? {
         Some(record) => {
-            let (balancer, old) = located(&record)?;
+            let place = Place::Local { cloud, record };
+            let old = place.config().await?;
+            let balancer = place.balancer(&old)?;
             let mut new = config::build(spec, &fleet, balancer.listen, balancer.admin);
             new.limits = old.limits;
             if balancer.listen.port() != spec.port {
@@ -140,13 +284,8 @@ pub async fn up(
                 );
                 new.listeners = old.listeners;
             }
-            push(&cloud, &record, &balancer, &new).await?;
-            eprintln!(
-                "balancer {} reconfigured: {} on {}",
-                balancer.id,
-                spec.algorithm.name(),
-                balancer.url()
-            );
+            push(&place, &balancer, &new).await?;
+            announce(&balancer, spec, "reconfigured");
             Ok(balancer)
         }
         None => {
@@ -157,40 +296,56 @@ pub async fn up(
                 let admin = SocketAddr::new(IpAddr::V4(ip), ADMIN_PORT);
                 config::render(&config::build(spec, &fleet, listen, admin))
             })?;
-            let (balancer, _) = located(&record)?;
-            if let Err(e) = wait_started(&balancer, &record).await {
+            let place = Place::Local {
+                cloud,
+                record: record.clone(),
+            };
+            let balancer = place.balancer(&place.config().await?)?;
+            let started = wait_answering(
+                &balancer,
+                || (!LocalCloud::runs(&record)).then(|| LocalCloud::log_tail(&record)),
+                || {
+                    format!(
+                        "its log is {}. `elb --local balance down` removes it",
+                        record.log.display()
+                    )
+                },
+            );
+            if let Err(e) = started.await {
                 // Nothing half-started stays behind: the record, the process, the files go.
                 down(settings).await?;
                 return Err(e);
             }
-            eprintln!(
-                "balancer {} started: {} on {}, admin {}",
-                balancer.id,
-                spec.algorithm.name(),
-                balancer.url(),
-                balancer.admin
-            );
+            announce(&balancer, spec, "started");
             Ok(balancer)
         }
     }
+}
+
+/// Tells what `up` did (`started`, `reconfigured`) and where the balancer is.
+fn announce(balancer: &Balancer, spec: &BalanceSpec, what: &str) {
+    eprintln!(
+        "balancer {} {what}: {} on {}, admin {}",
+        balancer.id,
+        spec.algorithm.name(),
+        balancer.url(),
+        balancer.admin
+    );
 }
 
 /// Pushes the fleet's current membership to the running balancer, if there is one: every
 /// group's targets become the running instances of its cluster, but those in `leaving` (about to
 /// be killed: they drain); everything else stays. Returns whether a balancer was there.
 pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<bool, Error> {
-    let Provider::Local = settings.provider else {
+    let Some(place) = place(settings).await? else {
         return Ok(false);
     };
-    let cloud = LocalCloud::new(settings);
-    let Some(record) = cloud.balancer()? else {
-        return Ok(false);
-    };
-    let (balancer, old) = located(&record)?;
+    let old = place.config().await?;
+    let balancer = place.balancer(&old)?;
     let mut fleet = crate::cloud::fleet(settings, None).await?;
     fleet.retain(|i| !leaving.contains(&i.id));
     let new = config::retarget(old, &fleet);
-    push(&cloud, &record, &balancer, &new).await?;
+    push(&place, &balancer, &new).await?;
     let targets: usize = new.target_groups.iter().map(|g| g.targets.len()).sum();
     eprintln!("balancer {}: {targets} target(s) after sync", balancer.id);
     Ok(true)
@@ -202,41 +357,68 @@ pub async fn set_algorithm(
     settings: &Settings,
     algorithm: proto::balancer_config::Algorithm,
 ) -> Result<Balancer, Error> {
-    let cloud = local(settings)?;
-    let record = cloud
-        .balancer()?
-        .ok_or_else(|| no_balancer(&settings.project))?;
-    let (balancer, mut config) = located(&record)?;
+    let place = place(settings)
+        .await?
+        .ok_or_else(|| no_balancer(settings))?;
+    let mut config = place.config().await?;
+    let balancer = place.balancer(&config)?;
     for group in &mut config.target_groups {
         group.algorithm = algorithm;
     }
     config.version = Some(format!("elb-{}", algorithm.name()));
-    push(&cloud, &record, &balancer, &config).await?;
+    push(&place, &balancer, &config).await?;
     Ok(balancer)
 }
 
-/// The balancer's `/status`.
-pub async fn status(settings: &Settings) -> Result<BalancerStatus, Error> {
-    let balancer = find(settings)
-        .await?
-        .ok_or_else(|| no_balancer(&settings.project))?;
+/// The project's balancer, or the error that says how to start one.
+pub async fn require(settings: &Settings) -> Result<Balancer, Error> {
+    find(settings).await?.ok_or_else(|| no_balancer(settings))
+}
+
+/// The `/status` of `balancer` (found by [`require`]: on EC2 that reads its config over SSH,
+/// so a `--watch` finds it once and reads the status every tick).
+pub async fn status(settings: &Settings, balancer: &Balancer) -> Result<BalancerStatus, Error> {
+    let flag = provider_flag(settings);
     admin_status(balancer.admin).await.map_err(|why| {
         Error::Usage(format!(
-            "the balancer {} does not answer on {} ({why}): `elb --local ls` shows whether it \
-             runs; `elb --local balance down` then `up` replaces it",
+            "the balancer {} does not answer on {} ({why}): `elb {flag}ls` shows whether it \
+             runs; `elb {flag}balance down` then `up` replaces it",
             balancer.id, balancer.admin
         ))
     })
 }
 
-fn no_balancer(project: &str) -> Error {
+/// The global flag of suggested commands for the settings' provider.
+pub fn provider_flag(settings: &Settings) -> &'static str {
+    match settings.provider {
+        Provider::Local => "--local ",
+        Provider::Ec2 { .. } => "",
+    }
+}
+
+fn no_balancer(settings: &Settings) -> Error {
     Error::Usage(format!(
-        "project {project} has no balancer: `elb --local balance up` starts one"
+        "project {} has no balancer: `elb {}balance up` starts one",
+        settings.project,
+        provider_flag(settings)
     ))
 }
 
-/// Stops the balancer (SIGTERM: in-flight requests finish) and removes its record and config.
+/// Stops the balancer (SIGTERM: in-flight requests finish) and removes its record and config;
+/// on EC2 terminates its instance and deletes its security group (see [`ec2::down`]).
 pub async fn down(settings: &Settings) -> Result<bool, Error> {
+    let wait = Poll {
+        interval: POLL,
+        timeout: Duration::from_secs(30),
+    };
+    if let Provider::Ec2 { region, sdk } = &settings.provider {
+        let cloud = Ec2::new(sdk, region, settings);
+        let wait = Poll {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(300),
+        };
+        return ec2::down(&cloud, &settings.project, wait).await;
+    }
     let cloud = local(settings)?;
     let Some(record) = cloud.balancer()? else {
         return Ok(false);
@@ -246,16 +428,13 @@ pub async fn down(settings: &Settings) -> Result<bool, Error> {
         .await?
         .into_iter()
         .find(|i| i.id == record.id)
-        .ok_or_else(|| no_balancer(&settings.project))?;
+        .ok_or_else(|| no_balancer(settings))?;
     let options = KillOptions {
         cluster: None,
         dry_run: false,
         keep_network: false,
         grace: Duration::from_secs(15),
-        wait: Poll {
-            interval: POLL,
-            timeout: Duration::from_secs(30),
-        },
+        wait,
     };
     cloud
         .kill(&KillPlan::new("local", vec![instance], false), &options)
@@ -282,37 +461,42 @@ pub async fn wait_healthy(balancer: &Balancer, timeout: Duration) -> Result<Bala
     }
 }
 
-async fn wait_started(balancer: &Balancer, record: &Record) -> Result<(), Error> {
+/// Waits until a fresh balancer answers `/status`, for at most [`START_TIMEOUT`]. `exited`
+/// tells, once the process is known to be gone, what its log ends with; `hint` says where its
+/// log is and how to remove it.
+async fn wait_answering(
+    balancer: &Balancer,
+    exited: impl Fn() -> Option<String>,
+    hint: impl Fn() -> String,
+) -> Result<(), Error> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        match admin_status(balancer.admin).await {
+        let why = match admin_status(balancer.admin).await {
             Ok(_) => return Ok(()),
-            Err(_) if !LocalCloud::runs(record) => {
-                return Err(Error::Usage(format!(
-                    "the balancer exited at start; its log ends with:\n{}",
-                    LocalCloud::log_tail(record)
-                )))
-            }
-            Err(why) if Instant::now() >= deadline => {
-                return Err(Error::Usage(format!(
-                    "the balancer {} did not answer on {} within {} s ({why}); its log is {}. \
-                     `elb --local balance down` removes it",
-                    balancer.id,
-                    balancer.admin,
-                    START_TIMEOUT.as_secs(),
-                    record.log.display()
-                )))
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
+            Err(why) => why,
+        };
+        if let Some(tail) = exited() {
+            return Err(Error::Usage(format!(
+                "the balancer exited at start; its log ends with:\n{tail}"
+            )));
         }
+        if Instant::now() >= deadline {
+            return Err(Error::Usage(format!(
+                "the balancer {} did not answer on {} within {} s ({why}); {}",
+                balancer.id,
+                balancer.admin,
+                START_TIMEOUT.as_secs(),
+                hint()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
 /// Replaces the running balancer's config with `config` (atomic write, SIGHUP) and waits until
 /// it serves a generation newer than the one before, or reports the reason it refused it.
 async fn push(
-    cloud: &LocalCloud,
-    record: &Record,
+    place: &Place,
     balancer: &Balancer,
     config: &proto::balancer_config::Config,
 ) -> Result<(), Error> {
@@ -320,7 +504,7 @@ async fn push(
         .await
         .ok()
         .map(|s| s.config_generation);
-    cloud.reload_balancer(record, &config::render(config))?;
+    place.reload(&config::render(config)).await?;
     let Some(before) = generation else {
         return Ok(());
     };

@@ -1,6 +1,7 @@
-//! `elb bench`, the experiment: per cluster, snapshot its agents, send the load
-//! (`loadgen.rs`) while polling them once a second, snapshot them again once they have sampled
-//! past the last request, and report (`report.rs`, `timeline.rs`, `plot.rs`).
+//! `elb bench`, the experiment: per cluster, snapshot its agents (and, through elb's balancer,
+//! the balancer's per-target counts), send the load (`loadgen.rs`) while polling them once a
+//! second, snapshot them again once they have sampled past the last request, and report
+//! (`report.rs`, `timeline.rs`, `plot.rs`).
 
 pub(crate) mod loadgen;
 pub(crate) mod plot;
@@ -9,6 +10,7 @@ pub(crate) mod timeline;
 pub(crate) mod via;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use crate::state;
 use crate::stats::{self, Agent, Reading};
 use crate::Error;
 use loadgen::Load;
-use report::{ClusterResult, Results};
+use report::{ClusterResult, Results, TargetCounts};
 
 /// Per-agent timeout of the bench's own `/stats` requests.
 const STATS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -46,6 +48,9 @@ pub(crate) struct Plan {
     pub(crate) clusters: Vec<ClusterPlan>,
     /// `--target` as given.
     pub(crate) target: Option<String>,
+    /// The admin address of elb's balancer when the load goes through it: its per-target
+    /// request counts, read before and after each cluster's run, are the third count.
+    pub(crate) balancer_admin: Option<SocketAddr>,
 }
 
 impl Plan {
@@ -105,6 +110,7 @@ impl Plan {
         Ok(Self {
             clusters,
             target: target.map(|(url, _)| url),
+            balancer_admin: None,
         })
     }
 
@@ -128,7 +134,14 @@ impl Plan {
                 agents: agents.to_vec(),
             }],
             target: Some(url),
+            balancer_admin: None,
         }
+    }
+
+    /// The same plan, the balancer at `admin` counting the requests too.
+    pub(crate) fn counted_by_balancer(mut self, admin: SocketAddr) -> Self {
+        self.balancer_admin = Some(admin);
+        self
     }
 
     /// Runs the clusters one after the other.
@@ -136,7 +149,7 @@ impl Plan {
         let started_at_unix_ms = stats::unix_ms();
         let mut clusters = Vec::with_capacity(self.clusters.len());
         for plan in &self.clusters {
-            clusters.push(run_cluster(plan).await);
+            clusters.push(run_cluster(plan, self.balancer_admin).await);
         }
         let template = self.clusters.first().map(|c| &c.load);
         Results {
@@ -203,6 +216,13 @@ impl Plan {
                     cluster.requests
                 );
             }
+            if let Some(counted) = cluster.balancer_counted.filter(|n| *n != cluster.requests) {
+                eprintln!(
+                    "warning: {}: the balancer counted {counted} requests to its targets, {} were \
+                     sent (retries count twice; see the table)",
+                    cluster.cluster, cluster.requests
+                );
+            }
         }
         Ok(Report {
             results,
@@ -212,8 +232,23 @@ impl Plan {
     }
 }
 
-async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
+/// Requests the balancer at `admin` has sent to each target so far, by target id (summed over
+/// its groups), or why they cannot be read.
+async fn balancer_counts(admin: SocketAddr) -> Result<TargetCounts, String> {
+    let status = crate::balance::admin_status(admin).await?;
+    let mut counts = TargetCounts::new();
+    for target in status.groups.iter().flat_map(|g| &g.targets) {
+        *counts.entry(target.id.clone()).or_default() += target.requests;
+    }
+    Ok(counts)
+}
+
+async fn run_cluster(plan: &ClusterPlan, balancer: Option<SocketAddr>) -> ClusterResult {
     let before = stats::poll(&plan.agents, STATS_TIMEOUT).await;
+    let balancer_before = match balancer {
+        Some(admin) => Some(balancer_counts(admin).await),
+        None => None,
+    };
     tracing::info!(cluster = %plan.cluster, requests = plan.load.requests, "sending");
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let series = tokio::spawn(poll_during_run(plan.agents.clone(), stopped));
@@ -240,8 +275,18 @@ async fn run_cluster(plan: &ClusterPlan) -> ClusterResult {
     let mut polls: Vec<&[Reading]> = vec![before.as_slice()];
     polls.extend(during.iter().map(Vec::as_slice));
     polls.push(&after);
-    ClusterResult::new(&plan.cluster, &plan.load.path, run, &before, &after)
-        .with_agent_series(started_at_unix_ms, &polls)
+    let result = ClusterResult::new(&plan.cluster, &plan.load.path, run, &before, &after)
+        .with_agent_series(started_at_unix_ms, &polls);
+    match (balancer, balancer_before) {
+        (Some(admin), Some(before)) => {
+            let counts = match (before, balancer_counts(admin).await) {
+                (Ok(before), Ok(after)) => Ok((before, after)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            result.with_balancer_counts(counts)
+        }
+        _ => result,
+    }
 }
 
 /// Polls `agents` every [`SERIES_POLL`] (all at once, each within [`STATS_TIMEOUT`]) until

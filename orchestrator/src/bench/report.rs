@@ -51,6 +51,9 @@ pub(crate) struct InstanceResult {
     pub(crate) served: u64,
     /// Requests to the cluster's path the agent counted between the two snapshots.
     pub(crate) agent_counted: Option<u64>,
+    /// Requests elb's balancer sent to this instance during the run (its `/status` before and
+    /// after), when the load went through it; retries count once per attempt.
+    pub(crate) balancer_counted: Option<u64>,
     /// CPU seconds the instance used between the snapshots that bracket the run (its cgroup's
     /// locally, the host's on EC2).
     pub(crate) cpu_secs: Option<f64>,
@@ -74,6 +77,9 @@ pub(crate) struct InstanceResult {
     pub(crate) stats_error: Option<String>,
 }
 
+/// Requests elb's balancer has sent to each target so far, by instance id.
+pub(crate) type TargetCounts = BTreeMap<String, u64>;
+
 /// One cluster's run.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ClusterResult {
@@ -95,6 +101,11 @@ pub(crate) struct ClusterResult {
     pub(crate) instances: Vec<InstanceResult>,
     /// Sum of `agent_counted`; equals `requests` when every request reached a fleet agent.
     pub(crate) agents_counted: Option<u64>,
+    /// Sum of `balancer_counted`; equals `requests` when the balancer sent each request once.
+    pub(crate) balancer_counted: Option<u64>,
+    /// Why the balancer's counts are missing, when the load went through it and they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) balancer_error: Option<String>,
     /// Second by second, per instance: the client's bins (their `requests` sum to
     /// `requests`) and the agents' intervals.
     pub(crate) timeline: Vec<InstanceSeries>,
@@ -163,6 +174,7 @@ fn agent_side(
         instance: String::new(),
         instance_type: after.or(before).map(|r| r.agent.instance_type.clone()),
         served: 0,
+        balancer_counted: None,
         agent_counted: match (b, a) {
             (Some(b), Some(a)) => Some(count(a).unwrap_or(0).saturating_sub(count(b).unwrap_or(0))),
             _ => None,
@@ -244,6 +256,8 @@ impl ClusterResult {
             latency_ms: latency(&run.samples),
             instances,
             agents_counted,
+            balancer_counted: None,
+            balancer_error: None,
             timeline,
             samples: run.samples,
             sample_instances: run.instances,
@@ -293,6 +307,43 @@ impl ClusterResult {
         )
     }
 
+    /// The same result with the balancer's per-target counts (`Ok((before, after))`, by
+    /// instance id) as the third count of each instance, or why they could not be read.
+    pub(crate) fn with_balancer_counts(
+        mut self,
+        counts: Result<(TargetCounts, TargetCounts), String>,
+    ) -> Self {
+        let (before, after) = match counts {
+            Ok(counts) => counts,
+            Err(why) => {
+                self.balancer_error = Some(why);
+                return self;
+            }
+        };
+        for (id, n) in &after {
+            let delta = n.saturating_sub(before.get(id).copied().unwrap_or(0));
+            match self.instances.iter_mut().find(|i| &i.instance == id) {
+                Some(row) => row.balancer_counted = Some(delta),
+                None if delta > 0 => self.instances.push(InstanceResult {
+                    instance: id.clone(),
+                    balancer_counted: Some(delta),
+                    ..agent_side(&self.path, None, None, self.elapsed_secs)
+                }),
+                None => {}
+            }
+        }
+        for row in &mut self.instances {
+            row.balancer_counted.get_or_insert(0);
+        }
+        self.balancer_counted = Some(
+            self.instances
+                .iter()
+                .filter_map(|i| i.balancer_counted)
+                .sum(),
+        );
+        self
+    }
+
     /// The terminal report: a summary line, then a table per instance.
     pub(crate) fn table(&self) -> String {
         let l = &self.latency_ms;
@@ -317,35 +368,52 @@ impl ClusterResult {
         for (reason, n) in &self.error_reasons {
             out.push_str(&format!("  {n} x {reason}\n"));
         }
-        if let Some(counted) = self.agents_counted {
-            let verdict = if counted == self.requests {
-                "= requests sent"
-            } else {
-                "!= requests sent"
-            };
-            out.push_str(&format!("agents counted {counted} {verdict}\n"));
+        for (who, counted) in [
+            ("agents", self.agents_counted),
+            ("balancer", self.balancer_counted),
+        ] {
+            if let Some(counted) = counted {
+                let verdict = if counted == self.requests { "=" } else { "!=" };
+                out.push_str(&format!(
+                    "{who} counted {counted} {verdict} requests sent\n"
+                ));
+            }
         }
+        if let Some(why) = &self.balancer_error {
+            out.push_str(&format!("balancer counts unavailable: {why}\n"));
+        }
+        let through_balancer = self.balancer_counted.is_some();
         let mut table = Table::new();
         table
             .load_preset(UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header([
-                "instance",
-                "served",
-                "agent counted",
-                "CPU s",
-                "CPU % (of capacity)",
-                "throttled %",
-                "capacity",
-            ]);
+            .set_header(
+                [
+                    "instance",
+                    "served (client)",
+                    "balancer counted",
+                    "agent counted",
+                    "CPU s",
+                    "CPU % (of capacity)",
+                    "throttled %",
+                    "capacity",
+                ]
+                .into_iter()
+                .filter(|h| through_balancer || *h != "balancer counted"),
+            );
         let num = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
         for i in &self.instances {
-            table.add_row([
+            let mut row = vec![
                 match &i.instance_type {
                     Some(t) => format!("{} ({t})", i.instance),
                     None => i.instance.clone(),
                 },
                 i.served.to_string(),
+            ];
+            if through_balancer {
+                row.push(i.balancer_counted.unwrap_or(0).to_string());
+            }
+            row.extend([
                 match (&i.agent_counted, &i.stats_error) {
                     (Some(n), _) => n.to_string(),
                     (None, Some(e)) => format!("- ({e})"),
@@ -359,6 +427,7 @@ impl ClusterResult {
                     _ => "-".into(),
                 },
             ]);
+            table.add_row(row);
         }
         out.push_str(&table.to_string());
         out
@@ -460,6 +529,38 @@ pub(crate) mod tests {
         let before = [reading("i-1", 10, 5.0), reading("i-2", 0, 6.0)];
         let after = [reading("i-1", 49, 50.0), reading("i-2", 60, 60.0)];
         ClusterResult::new("cluster1", "/cluster1", run, &before, &after)
+    }
+
+    #[test]
+    fn the_balancers_counts_are_deltas_per_instance_and_a_third_column() {
+        let before = [("i-1".to_owned(), 5), ("i-2".to_owned(), 0)].into();
+        let after = [
+            ("i-1".to_owned(), 44),
+            ("i-2".to_owned(), 60),
+            ("i-3".to_owned(), 0),
+        ]
+        .into();
+        let c = cluster().with_balancer_counts(Ok((before, after)));
+        let counted: Vec<(&str, Option<u64>)> = c
+            .instances
+            .iter()
+            .map(|i| (i.instance.as_str(), i.balancer_counted))
+            .collect();
+        assert_eq!(counted, [("i-1", Some(39)), ("i-2", Some(60))]);
+        assert_eq!(c.balancer_counted, Some(99));
+        let table = c.table();
+        assert!(
+            table.contains("balancer counted 99 != requests sent"),
+            "{table}"
+        );
+        assert!(table.contains("┆ balancer counted ┆"), "{table}");
+        assert!(!cluster().table().contains("balancer counted"));
+
+        let failed = cluster().with_balancer_counts(Err("timed out".into()));
+        assert_eq!(failed.balancer_counted, None);
+        assert!(failed
+            .table()
+            .contains("balancer counts unavailable: timed out"));
     }
 
     #[test]

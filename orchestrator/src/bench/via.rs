@@ -1,14 +1,15 @@
 //! `elb bench --via`: the same load straight at the instances, through the managed ALB or
 //! through elb's own balancer, and the side-by-side comparison of the runs. Which instance
 //! served a request is counted by the agents themselves, so the per-instance shares compare
-//! whatever the path.
+//! whatever the path; the client's answers and, through elb's balancer, the balancer's own
+//! counts give the same shares from the two other sides.
 
 use std::collections::BTreeMap;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
-use super::report::{Latency, Results};
+use super::report::{InstanceResult, Latency, Results};
 
 /// Where the load goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -45,8 +46,57 @@ pub(crate) struct ViaRow {
     pub(crate) latency_ms: Latency,
     /// Share (0-1) of the cluster's requests each instance's agent counted.
     pub(crate) shares: Vec<(String, f64)>,
+    /// The same shares as the client counted them (the answers that named each instance).
+    pub(crate) client_shares: Vec<(String, f64)>,
+    /// The same shares as elb's balancer counted them; `None` unless the run went through it.
+    pub(crate) balancer_shares: Option<Vec<(String, f64)>>,
     /// The same shares summed per instance type.
     pub(crate) type_shares: Vec<(String, f64)>,
+}
+
+/// Each instance's share (0-1) of what `count` says it served, over the sum of the counts.
+fn shares_by(
+    instances: &[InstanceResult],
+    count: impl Fn(&InstanceResult) -> Option<u64>,
+) -> Vec<(String, f64)> {
+    let total: u64 = instances.iter().filter_map(&count).sum();
+    instances
+        .iter()
+        .map(|i| {
+            let n = count(i).unwrap_or(0);
+            let share = if total == 0 {
+                0.0
+            } else {
+                n as f64 / total as f64
+            };
+            (i.instance.clone(), share)
+        })
+        .collect()
+}
+
+/// Whether the sources that counted a row give every instance the same share (to 0.1 %):
+/// `yes (3)` with the balancer's counts, `yes (2)` without, else which one differs.
+fn agreement(row: &ViaRow) -> String {
+    let same = |a: &[(String, f64)], b: &[(String, f64)]| {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() < 1e-3)
+    };
+    let mut differ = Vec::new();
+    if !same(&row.client_shares, &row.shares) {
+        differ.push("client");
+    }
+    if let Some(balancer) = &row.balancer_shares {
+        if !same(balancer, &row.shares) {
+            differ.push("balancer");
+        }
+    }
+    match (differ.is_empty(), row.balancer_shares.is_some()) {
+        (true, true) => "yes (3)".to_owned(),
+        (true, false) => "yes (2)".to_owned(),
+        (false, _) => format!("no: {} vs agents", differ.join(", ")),
+    }
 }
 
 /// The side-by-side report of several runs (`comparison.json`).
@@ -64,20 +114,7 @@ impl Comparison {
             .iter()
             .flat_map(|(label, results)| {
                 results.clusters.iter().map(move |c| {
-                    let counted: u64 = c.instances.iter().filter_map(|i| i.agent_counted).sum();
-                    let shares: Vec<(String, f64)> = c
-                        .instances
-                        .iter()
-                        .map(|i| {
-                            let n = i.agent_counted.unwrap_or(0);
-                            let share = if counted == 0 {
-                                0.0
-                            } else {
-                                n as f64 / counted as f64
-                            };
-                            (i.instance.clone(), share)
-                        })
-                        .collect();
+                    let shares = shares_by(&c.instances, |i| i.agent_counted);
                     let mut by_type: BTreeMap<String, f64> = BTreeMap::new();
                     for (instance, share) in &shares {
                         let t = types.get(instance).cloned().unwrap_or_else(|| "?".into());
@@ -90,6 +127,10 @@ impl Comparison {
                         errors: c.errors,
                         requests_per_sec: c.requests_per_sec,
                         latency_ms: c.latency_ms,
+                        client_shares: shares_by(&c.instances, |i| Some(i.served)),
+                        balancer_shares: c
+                            .balancer_counted
+                            .map(|_| shares_by(&c.instances, |i| i.balancer_counted)),
                         shares,
                         type_shares: by_type.into_iter().collect(),
                     }
@@ -123,6 +164,7 @@ impl Comparison {
                 "errors",
                 "share per type",
                 "share per instance (agents' counts)",
+                "client, balancer agree",
             ]);
         for r in &self.rows {
             let l = &r.latency_ms;
@@ -143,6 +185,7 @@ impl Comparison {
                 r.errors.to_string(),
                 percent(&r.type_shares),
                 percent(&r.shares),
+                agreement(r),
             ]);
         }
         table.to_string()
@@ -175,10 +218,29 @@ mod tests {
             let total: f64 = row.shares.iter().map(|(_, s)| s).sum();
             assert!(total == 0.0 || (total - 1.0).abs() < 1e-9, "{row:?}");
         }
+        // The fixture's client and agents agree; no balancer counted.
+        assert!(comparison.rows.iter().all(|r| r.balancer_shares.is_none()));
         let table = comparison.table();
+        assert!(table.contains("yes (2)"), "{table}");
         assert!(table.contains("direct") && table.contains("alb"), "{table}");
         assert!(table.contains("share per type"), "{table}");
         let json: serde_json::Value = serde_json::from_str(&comparison.json()).unwrap();
         assert_eq!(json["rows"][per_run]["via"], "alb");
+    }
+
+    #[test]
+    fn a_balancer_that_counted_otherwise_is_named() {
+        let counts = |n: u64| [("i-1".to_owned(), 0), ("i-2".to_owned(), n)].into();
+        let mut through = results();
+        through.clusters[0] = through.clusters[0]
+            .clone()
+            .with_balancer_counts(Ok((counts(0), counts(99))));
+        let comparison = Comparison::new(&[("balancer".to_owned(), through)], &BTreeMap::new());
+        let row = &comparison.rows[0];
+        assert_eq!(
+            row.balancer_shares.as_deref(),
+            Some(&[("i-1".to_owned(), 0.0), ("i-2".to_owned(), 1.0)][..])
+        );
+        assert_eq!(agreement(row), "no: balancer vs agents");
     }
 }

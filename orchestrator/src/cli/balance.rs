@@ -7,8 +7,12 @@ use clap::{Args, Subcommand};
 use proto::balancer_config::Algorithm;
 
 use super::alb::RoutingArgs;
-use crate::balance::{self, BalanceSpec};
-use crate::config::Settings;
+use super::deploy::SshArgs;
+use super::launch::RunningWait;
+use crate::balance::{self, BalanceSpec, Ec2Options};
+use crate::cloud::firewall::Cidr;
+use crate::config::{Provider, Settings};
+use crate::deploy::unit;
 use crate::Error;
 
 /// Flags of `elb balance`.
@@ -23,7 +27,7 @@ pub struct BalanceArgs {
 #[derive(Debug, Subcommand)]
 pub enum BalanceCommand {
     /// Start the balancer in front of the fleet, or reconfigure the one that runs.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Push the fleet's current instances to the balancer (launch and kill do it too).
     Sync,
     /// Each group and target: state and why, in flight, latency estimate, requests, errors.
@@ -47,12 +51,40 @@ pub struct UpArgs {
     /// Milliseconds between two health checks of a target (timeout: half of it, at most 1 s).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
     pub health_interval_ms: u64,
-    /// The elb-balancer executable (default: beside `elb`, or `$ELB_BALANCER`).
+    /// The elb-balancer executable (default: beside `elb`, or `$ELB_BALANCER`); on EC2 the
+    /// static build.
     #[arg(long)]
     pub balancer: Option<PathBuf>,
     /// Seconds to wait until every target is healthy (0: do not wait).
     #[arg(long, default_value_t = 30)]
     pub wait: u64,
+    /// The balancer's EC2 instance, its group and how it is reached.
+    #[command(flatten)]
+    pub ec2: Ec2Args,
+}
+
+/// The EC2 flags of `elb balance up` (refused with `--local`).
+#[derive(Debug, Args)]
+pub struct Ec2Args {
+    /// Instance type of the balancer (EC2; x86_64).
+    #[arg(long = "type", default_value = "t3.small")]
+    pub instance_type: String,
+    /// Who may reach the listener port (EC2: the balancer's security group).
+    #[arg(long, default_value = "0.0.0.0/0", value_parser = clap::value_parser!(Cidr))]
+    pub client_cidr: Cidr,
+    /// Who may reach SSH and the admin port (EC2; repeat for more sources), e.g. your own
+    /// address as /32: `elb` installs the balancer over SSH and reads its /status.
+    #[arg(long, value_parser = clap::value_parser!(Cidr))]
+    pub ssh_cidr: Vec<Cidr>,
+    /// Directory of the balancer and its config on the instance (EC2).
+    #[arg(long, default_value = unit::DEFAULT_INSTALL_DIR)]
+    pub install_dir: String,
+    /// How to log in to the instance (EC2).
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// How long to wait for the instance to run (EC2).
+    #[command(flatten)]
+    pub running: RunningWait,
 }
 
 /// Flags of `elb balance status`.
@@ -89,12 +121,39 @@ impl UpArgs {
     }
 }
 
+impl UpArgs {
+    /// The EC2 options these flags give.
+    fn ec2_options(&self) -> Ec2Options {
+        let ec2 = &self.ec2;
+        Ec2Options {
+            instance_type: ec2.instance_type.clone(),
+            client_cidr: ec2.client_cidr.clone(),
+            ssh_cidr: ec2.ssh_cidr.clone(),
+            ssh: ec2.ssh.options(),
+            install_dir: ec2.install_dir.clone(),
+            binary: self.balancer.clone(),
+            wait: ec2.running.poll(),
+        }
+    }
+}
+
 /// Runs `elb balance ...`.
 pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), Error> {
     match &args.command {
         BalanceCommand::Up(up) => {
             let spec = up.spec()?;
-            let balancer = balance::up(settings, &spec, up.balancer.as_deref()).await?;
+            let balancer =
+                match &settings.provider {
+                    Provider::Local if !up.ec2.ssh_cidr.is_empty() => return Err(Error::Usage(
+                        "--ssh-cidr is for a balancer on EC2: a local one needs no SSH. Drop it"
+                            .into(),
+                    )),
+                    Provider::Local => balance::up(settings, &spec, up.balancer.as_deref()).await?,
+                    Provider::Ec2 { .. } => {
+                        let options = up.ec2_options();
+                        balance::up_ec2(settings, &spec, &options).await?
+                    }
+                };
             if up.wait > 0 {
                 let status = balance::wait_healthy(&balancer, Duration::from_secs(up.wait)).await?;
                 println!("{}", balance::render_status(&status, settings.output));
@@ -105,23 +164,27 @@ pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), E
         BalanceCommand::Sync => match balance::sync(settings, &[]).await? {
             true => Ok(()),
             false => Err(Error::Usage(format!(
-                "project {} has no balancer to sync: `elb --local balance up` starts one",
-                settings.project
+                "project {} has no balancer to sync: `elb {}balance up` starts one",
+                settings.project,
+                balance::provider_flag(settings)
             ))),
         },
-        BalanceCommand::Status(status) => loop {
-            let now = balance::status(settings).await?;
-            if status.watch.is_some() {
-                print!("\x1b[2J\x1b[H");
-            }
-            println!("{}", balance::render_status(&now, settings.output));
-            match status.watch {
-                Some(secs) if secs > 0.0 => {
-                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        BalanceCommand::Status(status) => {
+            let balancer = balance::require(settings).await?;
+            loop {
+                let now = balance::status(settings, &balancer).await?;
+                if status.watch.is_some() {
+                    print!("\x1b[2J\x1b[H");
                 }
-                _ => return Ok(()),
+                println!("{}", balance::render_status(&now, settings.output));
+                match status.watch {
+                    Some(secs) if secs > 0.0 => {
+                        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                    }
+                    _ => return Ok(()),
+                }
             }
-        },
+        }
         BalanceCommand::Down => {
             if balance::down(settings).await? {
                 eprintln!("done: the balancer of project {} is gone", settings.project);

@@ -141,10 +141,13 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     // Every via's target is found before any load is sent.
     let mut plans = Vec::with_capacity(vias.len());
     for via in &vias {
-        let target = match via {
-            Via::Direct => None,
-            Via::Alb => Some(alb_url(&settings).await?),
-            Via::Balancer => Some(balancer_url(&settings).await?.0),
+        let (target, admin) = match via {
+            Via::Direct => (None, None),
+            Via::Alb => (Some(alb_url(&settings).await?), None),
+            Via::Balancer => {
+                let (url, balancer) = balancer_url(&settings).await?;
+                (Some(url), Some(balancer.admin))
+            }
         };
         let plan = match (target, &args.path) {
             (Some(url), Some(path)) => {
@@ -156,6 +159,10 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
                 Plan::new(&agents, &args.cluster, Some((url, endpoint)), &template)?
             }
             (None, _) => Plan::new(&agents, &args.cluster, None, &template)?,
+        };
+        let plan = match admin {
+            Some(admin) => plan.counted_by_balancer(admin),
+            None => plan,
         };
         plans.push((*via, plan));
     }
@@ -212,7 +219,8 @@ async fn compare_algorithms(
                 Some((url.clone(), endpoint.clone())),
                 template,
             )?,
-        };
+        }
+        .counted_by_balancer(balancer.admin);
         let results = run_one(&plan, &dir.join(algorithm.name()), settings.output).await?;
         runs.push((algorithm.name().to_owned(), results));
     }
@@ -264,8 +272,9 @@ async fn balancer_url(settings: &Settings) -> Result<(String, balance::Balancer)
         Some(balancer) => Ok((balancer.url(), balancer)),
         None => Err(Error::Usage(format!(
             "--via balancer / --algorithms: project {} has no balancer: start it with `elb \
-             --local balance up`",
-            settings.project
+             {}balance up`",
+            settings.project,
+            balance::provider_flag(settings)
         ))),
     }
 }

@@ -222,7 +222,8 @@ async fn through_the_balancer(
         clusters,
         Some((url.clone(), endpoint.clone())),
         template,
-    )?;
+    )?
+    .counted_by_balancer(balancer.admin);
     super::bench::run_one(&plan, &dir.join("balancer"), settings.output).await?;
     eprintln!(
         "report through the balancer: {}",
@@ -246,7 +247,8 @@ async fn through_the_balancer(
         balance::set_algorithm(settings, algorithm).await?;
         balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;
         eprintln!("algorithm {}", algorithm.name());
-        let plan = Plan::through(agents, "/", (url.clone(), endpoint.clone()), template);
+        let plan = Plan::through(agents, "/", (url.clone(), endpoint.clone()), template)
+            .counted_by_balancer(balancer.admin);
         let results = super::bench::run_one(
             &plan,
             &dir.join("algorithms").join(algorithm.name()),

@@ -91,12 +91,30 @@ pub struct LaunchArgs {
     /// probes of --deploy user-data).
     #[command(flatten)]
     pub ssh: SshArgs,
+    /// How long to wait for the instances to run.
+    #[command(flatten)]
+    pub wait: RunningWait,
+}
+
+/// How long to wait for new instances to run, and how often to look (`launch`, `balance up`).
+#[derive(Debug, Clone, Args)]
+pub struct RunningWait {
     /// Seconds to wait for every instance to be running.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Milliseconds between two polls of the instances' state.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_interval_ms: u64,
+}
+
+impl RunningWait {
+    /// The poll these flags give.
+    pub(crate) fn poll(&self) -> Poll {
+        Poll {
+            timeout: Duration::from_secs(self.timeout),
+            interval: Duration::from_millis(self.poll_interval_ms),
+        }
+    }
 }
 
 impl LaunchArgs {
@@ -137,10 +155,7 @@ impl LaunchArgs {
             },
             user_data,
             agent: AgentDelivery { mode, options },
-            wait: Poll {
-                timeout: Duration::from_secs(self.timeout),
-                interval: Duration::from_millis(self.poll_interval_ms),
-            },
+            wait: self.wait.poll(),
         })
     }
 

@@ -64,6 +64,14 @@ pub enum DeployError {
         /// Hosts in the deploy.
         total: usize,
     },
+    /// One host's step failed (the balancer's install or reload).
+    #[error("{host}: {message}")]
+    Host {
+        /// The host's address.
+        host: String,
+        /// What failed, and why.
+        message: String,
+    },
     /// An instance has no address to reach it at.
     #[error("instance {0} has no IP address (is it running?)")]
     NoAddress(String),

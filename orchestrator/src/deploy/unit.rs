@@ -1,4 +1,5 @@
-//! The systemd unit of elb-agent (`agent/elb-agent.service`), rendered for one instance.
+//! The systemd units of elb-agent (`agent/elb-agent.service`, rendered for one instance) and of
+//! elb-balancer (`balancer/elb-balancer.service`).
 
 use super::shell_word;
 use proto::AGENT_PORT;
@@ -6,8 +7,17 @@ use proto::AGENT_PORT;
 /// The unit template; its header comment documents the placeholders.
 const TEMPLATE: &str = include_str!("../../../agent/elb-agent.service");
 
-/// Where the unit is installed on a host.
+/// The balancer's unit template; its header comment documents the placeholder.
+const BALANCER_TEMPLATE: &str = include_str!("../../../balancer/elb-balancer.service");
+
+/// Where units are installed on a host.
+pub(crate) const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Where the agent's unit is installed on a host.
 pub(crate) const UNIT_PATH: &str = "/etc/systemd/system/elb-agent.service";
+
+/// The balancer's binary and unit name.
+pub(crate) const BALANCER: &str = "elb-balancer";
 
 /// The default `--install-dir`: the binary, and without systemd its pid and log files.
 pub(crate) const DEFAULT_INSTALL_DIR: &str = "/opt/elb";
@@ -62,6 +72,17 @@ pub(crate) fn render(id: &UnitIdentity<'_>, install_dir: &str, imds: bool) -> St
         .replace("@INSTANCE_TYPE@", &systemd_quoted(id.instance_type))
         .replace("@AZ@", &systemd_quoted(id.az))
         .replace("@IMDS@", if imds { " --imds" } else { "" })
+}
+
+/// The balancer's unit, with the binary and its config in `install_dir` (checked by
+/// [`check_install_dir`]).
+pub(crate) fn render_balancer(install_dir: &str) -> String {
+    BALANCER_TEMPLATE.replace("@INSTALL_DIR@", install_dir)
+}
+
+/// Where the balancer's config lives in `install_dir`.
+pub(crate) fn balancer_config_path(install_dir: &str) -> String {
+    format!("{install_dir}/{BALANCER}.toml")
 }
 
 /// Accepts an absolute path of `[A-Za-z0-9._/-]` without `..`: it goes unquoted into the unit's
@@ -150,6 +171,19 @@ mod tests {
             "--listen 0.0.0.0:8000 --cluster 'it'\\''s' --instance-id '' --instance-type \
              t3.micro --az ca-central-1a --imds"
         );
+    }
+
+    #[test]
+    fn the_balancer_unit_reloads_with_sighup_and_serves_its_config() {
+        let unit = render_balancer("/opt/elb");
+        assert!(!unit.contains('@'), "{unit}");
+        assert_eq!(
+            exec_start(&unit),
+            "/opt/elb/elb-balancer /opt/elb/elb-balancer.toml"
+        );
+        assert!(unit
+            .lines()
+            .any(|l| l == "ExecReload=/bin/kill -HUP $MAINPID"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The release agent is a fully static executable: no ELF interpreter (dynamic loader).
+//! The release agent and balancer are fully static executables: no ELF interpreter (dynamic
+//! loader).
 
-use crate::harness::static_agent;
+use std::path::Path;
+
+use crate::harness::{static_agent, static_balancer};
 
 const BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
-                     --target x86_64-unknown-linux-gnu -p agent";
+                     --target x86_64-unknown-linux-gnu -p agent -p balancer";
 /// Program header type of the interpreter request.
 const PT_INTERP: u32 = 3;
 
@@ -33,12 +36,11 @@ fn program_header_types(elf: &[u8]) -> Result<Vec<u32>, String> {
     (0..phnum).map(|i| u32_at(phoff + i * phentsize)).collect()
 }
 
-#[test]
-fn the_release_agent_has_no_elf_interpreter_and_fits_3_mib() {
-    let path = static_agent();
-    let elf = std::fs::read(&path).unwrap_or_else(|e| {
+/// Asserts that `path` is an ELF without an interpreter of at most `max_bytes`.
+fn assert_static(path: &Path, max_bytes: usize) {
+    let elf = std::fs::read(path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}. Build the static agent first: {BUILD} (scripts/test.sh does)",
+            "{}: {e}. Build the static binaries first: {BUILD} (scripts/test.sh does)",
             path.display()
         )
     });
@@ -50,11 +52,21 @@ fn the_release_agent_has_no_elf_interpreter_and_fits_3_mib() {
         path.display()
     );
     assert!(
-        elf.len() <= 3 << 20,
+        elf.len() <= max_bytes,
         "{} is {} bytes",
         path.display(),
         elf.len()
     );
+}
+
+#[test]
+fn the_release_agent_has_no_elf_interpreter_and_fits_3_mib() {
+    assert_static(&static_agent(), 3 << 20);
+}
+
+#[test]
+fn the_release_balancer_has_no_elf_interpreter_and_fits_4_mib() {
+    assert_static(&static_balancer(), 4 << 20);
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! `elb balance` with the local provider: a real `elb-balancer` process in front of real agents,
-//! its config written from the fleet and pushed on every change.
+//! its config written from the fleet and pushed on every change. `ec2.rs`: the same on EC2
+//! (moto), delivered over SSH to test hosts.
+
+mod ec2;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -160,8 +163,25 @@ fn the_balancer_fronts_the_fleet_and_follows_it() {
     );
 }
 
+/// Through the balancer, the client's answers, the balancer's per-target requests and the
+/// agents' counters give every instance the same count, and the sums are the requests sent:
+/// the balancer's health checks (`/healthz`) are neither client requests nor counted on the
+/// loaded path, and without failures nothing is retried.
+pub fn assert_three_counts_agree(cluster: &serde_json::Value) {
+    assert_eq!(
+        cluster["balancer_counted"], cluster["requests"],
+        "{cluster}"
+    );
+    let instances = cluster["instances"].as_array().expect("instances");
+    assert!(!instances.is_empty(), "{cluster}");
+    for i in instances {
+        assert_eq!(i["served"], i["balancer_counted"], "{i}");
+        assert_eq!(i["served"], i["agent_counted"], "{i}");
+    }
+}
+
 /// The same load direct and through the balancer, side by side; each run's agents counted
-/// every request.
+/// every request, and through the balancer the three counts agree.
 #[test]
 fn bench_via_direct_and_balancer_writes_one_comparison() {
     let project = LocalProject::new();
@@ -197,6 +217,11 @@ fn bench_via_direct_and_balancer_writes_one_comparison() {
             .map(|s| s[1].as_f64().unwrap())
             .sum();
         assert!((total - 1.0).abs() < 1e-6, "shares add up: {}", rows[i]);
+        assert_eq!(rows[i]["client_shares"], rows[i]["shares"], "{}", rows[i]);
+        match *via {
+            "balancer" => assert_eq!(rows[i]["balancer_shares"], rows[i]["shares"]),
+            _ => assert!(rows[i]["balancer_shares"].is_null(), "{}", rows[i]),
+        }
     }
     for via in ["direct", "balancer"] {
         let results: serde_json::Value =
@@ -207,6 +232,11 @@ fn bench_via_direct_and_balancer_writes_one_comparison() {
                 cluster["agents_counted"], cluster["requests"],
                 "{via}: {cluster}"
             );
+            if via == "direct" {
+                assert!(cluster["balancer_counted"].is_null(), "{cluster}");
+                continue;
+            }
+            assert_three_counts_agree(cluster);
         }
     }
     assert!(out.join("comparison.json").is_file());

@@ -21,13 +21,26 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
-/// The static release agent: `$ELB_STATIC_AGENT`, else the workspace's release target path.
-pub fn static_agent() -> PathBuf {
-    std::env::var_os("ELB_STATIC_AGENT").map_or_else(
+/// The static release build of `name`: `$<env>`, else the workspace's release target path
+/// (`scripts/test.sh` builds the agent and the balancer there in one cargo run).
+fn static_build(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env).map_or_else(
         || {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/x86_64-unknown-linux-gnu/release/elb-agent")
+                .join("../target/x86_64-unknown-linux-gnu/release")
+                .join(name)
         },
         PathBuf::from,
     )
+}
+
+/// The static release agent: `$ELB_STATIC_AGENT`, else the workspace's release target path.
+pub fn static_agent() -> PathBuf {
+    static_build("ELB_STATIC_AGENT", "elb-agent")
+}
+
+/// The static release balancer: `$ELB_STATIC_BALANCER`, else the workspace's release target
+/// path.
+pub fn static_balancer() -> PathBuf {
+    static_build("ELB_STATIC_BALANCER", "elb-balancer")
 }

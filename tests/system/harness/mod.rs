@@ -25,7 +25,7 @@ mod test_host;
 
 pub use agent::{now_unix_ms, Agent};
 pub use balancer::Balancer;
-pub use bins::{bin_path, static_agent};
+pub use bins::{bin_path, static_agent, static_balancer};
 pub use cpu_limit::CpuLimit;
 pub use ec2_api::{Ec2Api, Instance, Rule, SecurityGroup};
 pub use elb::{Elb, ElbOutput, Running, TempDir};

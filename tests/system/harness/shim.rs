@@ -5,7 +5,8 @@
 //! them on request, per test, and counts every fault it fires so that a test whose fault never
 //! fired fails instead of passing vacuously. It also stamps every request with the test's own
 //! `x-moto-account-id`, so parallel tests share one moto without seeing each other, and keeps a
-//! log of the EC2 actions it saw, so tests can count calls.
+//! log of the EC2 actions it saw, so tests can count calls. It can also give instances the
+//! addresses of test hosts ([`Shim::map_addresses`]), so `elb` reaches a moto instance over SSH.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -109,6 +110,9 @@ struct State {
     /// What DescribeTargetHealth answers show instead of moto's always-healthy targets.
     target_health: TargetHealthPlan,
     target_health_hits: usize,
+    /// Addresses still to give to instances not seen yet, and the ones given (id -> address).
+    address_pool: Vec<String>,
+    addresses: HashMap<String, String>,
 }
 
 /// moto reports every registered target `healthy` at once; real ALBs start them `initial` and
@@ -226,6 +230,18 @@ impl Shim {
     /// How many DescribeTargetHealth answers were rewritten.
     pub fn target_health_hits(&self) -> usize {
         self.lock().target_health_hits
+    }
+
+    /// Gives each instance that DescribeInstances answers show for the first time the next of
+    /// `pool` (in order of appearance) as its private and public address, from then on in every
+    /// answer. Instances seen when the pool is empty keep moto's made-up addresses.
+    pub fn map_addresses(&self, pool: &[String]) {
+        self.lock().address_pool = pool.iter().rev().cloned().collect();
+    }
+
+    /// The address [`map_addresses`](Self::map_addresses) gave instance `id`.
+    pub fn address_of(&self, id: &str) -> Option<String> {
+        self.lock().addresses.get(id).cloned()
     }
 
     /// How many RunInstances requests were answered from a known ClientToken, not run again.
@@ -373,6 +389,14 @@ impl Upstream {
                     state.target_health_hits += 1;
                 }
             }
+            if call.action == "DescribeInstances" {
+                let state = &mut *state;
+                if let Some(mapped) =
+                    map_instance_addresses(&body, &mut state.address_pool, &mut state.addresses)
+                {
+                    body = mapped;
+                }
+            }
             if call.action == "DescribeInstances" && state.pending_left > 0 {
                 if let Some(rewritten) = running_to_pending(&body) {
                     body = rewritten;
@@ -442,6 +466,63 @@ fn running_to_pending(body: &Bytes) -> Option<Bytes> {
     }
     out.push_str(rest);
     rewritten.then(|| Bytes::from(out))
+}
+
+/// The text of the first `<tag>` element in `xml`.
+fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find('<')?;
+    Some(&xml[start..end])
+}
+
+/// A DescribeInstances answer with the mapped instances' addresses (each instance's
+/// `privateIpAddress` and `ipAddress` values, wherever they occur) replaced by the test host's;
+/// instances seen for the first time take the next address of `pool` (its last element).
+/// `None` when nothing changed.
+fn map_instance_addresses(
+    body: &Bytes,
+    pool: &mut Vec<String>,
+    given: &mut HashMap<String, String>,
+) -> Option<Bytes> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut replacements: Vec<(String, String)> = Vec::new();
+    let mut pieces = text.split("<instanceId>").skip(1).peekable();
+    while let Some(piece) = pieces.next() {
+        let id = piece.split('<').next().unwrap_or_default().to_owned();
+        // The instance's own fields come before the next instance's id.
+        let address = match given.get(&id) {
+            Some(address) => address.clone(),
+            None => match pool.pop() {
+                Some(address) => {
+                    given.insert(id.clone(), address.clone());
+                    address
+                }
+                None => continue,
+            },
+        };
+        for tag in ["privateIpAddress", "ipAddress"] {
+            if let Some(ip) = element(piece, tag) {
+                if ip != address {
+                    replacements.push((format!(">{ip}<"), format!(">{address}<")));
+                }
+            }
+        }
+        while pieces
+            .peek()
+            .is_some_and(|p| p.starts_with(&format!("{id}<")))
+        {
+            pieces.next();
+        }
+    }
+    if replacements.is_empty() {
+        return None;
+    }
+    let mut out = text.to_owned();
+    for (from, to) in replacements {
+        out = out.replace(&from, &to);
+    }
+    Some(Bytes::from(out))
 }
 
 /// An error document as the call's service sends it: EC2's `<Response><Errors>`, or the
@@ -554,6 +635,31 @@ mod tests {
             "{later}"
         );
         assert!(rewrite_target_health(&moto, false, &[]).is_none());
+    }
+
+    #[test]
+    fn instances_take_pool_addresses_in_order_of_appearance_and_keep_them() {
+        let answer = |a: &str, b: &str| {
+            Bytes::from(format!(
+                "<item><instanceId>i-1</instanceId><privateIpAddress>{a}</privateIpAddress>\
+                 <ipAddress>3.3.3.3</ipAddress><networkInterfaceSet><privateIpAddress>{a}\
+                 </privateIpAddress></networkInterfaceSet></item><item><instanceId>i-2\
+                 </instanceId><privateIpAddress>{b}</privateIpAddress></item>"
+            ))
+        };
+        let mut pool = vec!["127.9.0.11".to_owned(), "127.9.0.10".to_owned()];
+        let mut given = HashMap::new();
+        let mapped = map_instance_addresses(&answer("10.0.0.1", "10.0.0.2"), &mut pool, &mut given)
+            .expect("rewritten");
+        let mapped = std::str::from_utf8(&mapped).unwrap();
+        assert_eq!(mapped.matches(">127.9.0.10<").count(), 3, "{mapped}");
+        assert_eq!(mapped.matches(">127.9.0.11<").count(), 1, "{mapped}");
+        assert!(
+            !mapped.contains("10.0.0.") && !mapped.contains("3.3.3.3"),
+            "{mapped}"
+        );
+        assert!(pool.is_empty());
+        assert_eq!(given["i-2"], "127.9.0.11");
     }
 
     #[test]

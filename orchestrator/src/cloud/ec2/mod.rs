@@ -38,6 +38,8 @@ const LIVE_STATES: &[&str] = &["pending", "running", "shutting-down", "stopping"
 pub struct RunSpec<'a> {
     /// The `Cluster` tag.
     pub cluster: &'a str,
+    /// The `Role` tag (`balancer`), none for agent instances.
+    pub role: Option<&'a str>,
     /// e.g. `t3.micro`.
     pub instance_type: &'a str,
     /// How many instances (MinCount = MaxCount).
@@ -125,13 +127,14 @@ impl Ec2 {
         &self.load_balancing
     }
 
-    fn tags(&self, name: &str, cluster: Option<&str>) -> Vec<Tag> {
+    fn tags(&self, name: &str, cluster: Option<&str>, role: Option<&str>) -> Vec<Tag> {
         let mut pairs = vec![
             ("Project", self.project.as_str()),
             ("ManagedBy", MANAGED_BY),
         ];
         pairs.push(("Name", name));
         pairs.extend(cluster.map(|c| ("Cluster", c)));
+        pairs.extend(role.map(|r| ("Role", r)));
         pairs
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -139,9 +142,19 @@ impl Ec2 {
     }
 
     fn tag_spec(&self, kind: ResourceType, name: &str, cluster: Option<&str>) -> TagSpecification {
+        self.role_tag_spec(kind, name, cluster, None)
+    }
+
+    fn role_tag_spec(
+        &self,
+        kind: ResourceType,
+        name: &str,
+        cluster: Option<&str>,
+        role: Option<&str>,
+    ) -> TagSpecification {
         TagSpecification::builder()
             .resource_type(kind)
-            .set_tags(Some(self.tags(name, cluster)))
+            .set_tags(Some(self.tags(name, cluster, role)))
             .build()
     }
 
@@ -233,8 +246,18 @@ impl Ec2 {
             .set_subnet_id(spec.subnet_id.map(str::to_owned))
             .metadata_options(metadata)
             .client_token(spec.client_token)
-            .tag_specifications(self.tag_spec(ResourceType::Instance, &name, Some(spec.cluster)))
-            .tag_specifications(self.tag_spec(ResourceType::Volume, &name, Some(spec.cluster)))
+            .tag_specifications(self.role_tag_spec(
+                ResourceType::Instance,
+                &name,
+                Some(spec.cluster),
+                spec.role,
+            ))
+            .tag_specifications(self.role_tag_spec(
+                ResourceType::Volume,
+                &name,
+                Some(spec.cluster),
+                spec.role,
+            ))
             .set_user_data(spec.user_data.map(aws_smithy_types::base64::encode))
             .send()
             .await

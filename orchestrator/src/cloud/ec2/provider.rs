@@ -61,6 +61,7 @@ impl Cloud for Ec2 {
         let client_token = format!("elb-{:032x}", rand::random::<u128>());
         let run = RunSpec {
             cluster: &spec.cluster,
+            role: None,
             instance_type: &spec.instance_type,
             count: spec.count,
             image_id: &image_id,

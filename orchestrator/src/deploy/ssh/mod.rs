@@ -2,9 +2,12 @@
 //! architecture and user, upload the agent over SFTP, run the install script, wait for
 //! `/healthz`.
 
+mod balancer;
 mod client;
 mod known_hosts;
 mod remote;
+
+pub(crate) use balancer::BalancerHost;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -164,7 +167,7 @@ impl SshJob {
             arch = binary.arch.as_str(),
             "uploading"
         );
-        let staging = probe.staging_path(&self.install_dir);
+        let staging = probe.staging_path(&self.install_dir, "elb-agent");
         progress.step(&format!(
             "uploading {:.1} MB",
             binary.bytes.len() as f64 / 1e6
@@ -175,16 +178,21 @@ impl SshJob {
             .map_err(|e| Failure::new(FailureKind::UploadFailed, e))?;
 
         progress.step("installing");
+        let identity = UnitIdentity {
+            cluster: &target.cluster,
+            instance_id: &target.instance_id,
+            instance_type: &target.instance_type,
+            az: &target.az,
+        };
         let install = remote::Install {
             install_dir: &self.install_dir,
-            staging: &staging,
+            files: vec![remote::Staged {
+                staging,
+                name: "elb-agent".into(),
+                mode: "755",
+            }],
             root: probe.root,
-            identity: UnitIdentity {
-                cluster: &target.cluster,
-                instance_id: &target.instance_id,
-                instance_type: &target.instance_type,
-                az: &target.az,
-            },
+            service: remote::Service::agent(&identity, &self.install_dir),
         };
         let out = session
             .exec(&install.command())
