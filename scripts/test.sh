@@ -40,8 +40,11 @@ echo "== installing the browser tests' npm packages (tests/browser/package-lock.
 # A cold build from a clean clone gains nothing from incremental caches, and spends time
 # writing them.
 export CARGO_INCREMENTAL=0
-echo "== building the workspace"
-cargo build --workspace --bins --locked
+echo "== building the workspace: binaries and tests in one build"
+# One invocation for the binaries the system tests run and for every test target, so features
+# unify once (the balancer's tests enable tokio's test-util): building the binaries alone and
+# then `cargo test` would compile tokio and everything above it, the AWS SDKs included, twice.
+cargo build --workspace --all-targets --locked
 echo "== building the static release agent and balancer (one build)"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
   --target x86_64-unknown-linux-gnu -p agent -p balancer

@@ -18,7 +18,7 @@ fn balancer_name() -> String {
 
 /// A fixture whose instances take the addresses of `n` plain test hosts, in launch order, and
 /// whose `elb` logs in to them as root with the project key.
-fn world(n: usize) -> (Fixture, TestHosts) {
+pub fn world(n: usize) -> (Fixture, TestHosts) {
     world_of(&vec![HostSpec::default(); n])
 }
 
@@ -48,7 +48,7 @@ const UP: [&str; 6] = [
 ];
 
 /// `elb balance up` on EC2 with the SSH flags of the test hosts, fast timers, plus `extra`.
-fn up(fx: &Fixture, install_dir: &str, extra: &[&str]) -> crate::harness::ElbOutput {
+pub fn up(fx: &Fixture, install_dir: &str, extra: &[&str]) -> crate::harness::ElbOutput {
     let balancer = static_balancer().to_string_lossy().into_owned();
     let mut args = UP.to_vec();
     args.extend([
@@ -113,7 +113,7 @@ fn mentions_in_agents_group(fx: &Fixture, needle: &str) -> usize {
 }
 
 /// `elb deploy` of cluster1's agents onto their test hosts.
-fn deploy_agents(fx: &Fixture, install_dir: &str) {
+pub fn deploy_agents(fx: &Fixture, install_dir: &str) {
     let agent = static_agent().to_string_lossy().into_owned();
     let deploy = [
         "deploy",

@@ -2,7 +2,7 @@
 //! its config written from the fleet and pushed on every change. `ec2.rs`: the same on EC2
 //! (moto), delivered over SSH to test hosts.
 
-mod ec2;
+pub mod ec2;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

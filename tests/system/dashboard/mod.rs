@@ -389,3 +389,51 @@ fn the_demo_serves_its_dashboard_throughout() {
         "the page stops with the demo"
     );
 }
+
+/// On EC2 (moto behind the shim, the instances on test hosts with real agents and the real
+/// static balancer): the dashboard finds the fleet and the balancer through the EC2 API and
+/// shows them live, as with the local provider.
+#[test]
+fn on_ec2_the_dashboard_shows_the_fleet_and_the_balancer() {
+    use crate::balance::ec2::{deploy_agents, up, world};
+    let (fx, hosts) = world(3);
+    fx.launch("cluster1", "t3.micro", 2, &[]).expect_code(0);
+    let install_dir = hosts.install_dir.to_string_lossy().into_owned();
+    deploy_agents(&fx, &install_dir);
+    up(&fx, &install_dir, &[]).expect_code(0);
+    let addr = free_port();
+    let dashboard = fx.elb.spawn(&["dashboard", "--listen", &addr.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let frame = loop {
+        let frame = raw_http::request(addr, "GET", "/api/snapshot")
+            .ok()
+            .filter(|a| a.status == 200)
+            .map(|a| a.json());
+        let ready = frame.as_ref().is_some_and(|f| {
+            let up = f["instances"]
+                .as_array()
+                .is_some_and(|i| i.len() == 2 && i.iter().all(|i| i["status"] == "up"));
+            let targets = f["balancer"]["groups"][0]["targets"]
+                .as_array()
+                .is_some_and(|t| t.len() == 2 && t.iter().all(|t| t["state"] == "healthy"));
+            up && targets
+        });
+        if ready {
+            break frame.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard never showed both agents up and healthy behind the balancer: {frame:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(frame["provider"], "ec2");
+    assert!(frame["fleet_error"].is_null() && frame["balancer_error"].is_null(), "{frame}");
+    for instance in frame["instances"].as_array().unwrap() {
+        assert_eq!(instance["cluster"], "cluster1");
+        assert_eq!(instance["instance_type"], "t3.micro");
+    }
+    assert_eq!(frame["balancer"]["status"], "up", "{frame}");
+    drop(dashboard);
+    fx.kill(&[]).expect_code(0);
+}
