@@ -428,7 +428,10 @@ fn on_ec2_the_dashboard_shows_the_fleet_and_the_balancer() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(frame["provider"], "ec2");
-    assert!(frame["fleet_error"].is_null() && frame["balancer_error"].is_null(), "{frame}");
+    assert!(
+        frame["fleet_error"].is_null() && frame["balancer_error"].is_null(),
+        "{frame}"
+    );
     for instance in frame["instances"].as_array().unwrap() {
         assert_eq!(instance["cluster"], "cluster1");
         assert_eq!(instance["instance_type"], "t3.micro");
