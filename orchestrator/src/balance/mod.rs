@@ -45,6 +45,22 @@ const POLL: Duration = Duration::from_millis(50);
 /// Per-request timeout of the admin calls.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Refuses `--cluster balancer` where it would reach the balancer's own instance, whose
+/// `Cluster` tag is [`ec2::CLUSTER`]: `launch` would put agents beside it, `kill --cluster` would
+/// terminate it without revoking its rule (that is `elb balance down`).
+pub fn refuse_balancer_cluster(command: &str, cluster: &str) -> Result<(), Error> {
+    if cluster != ec2::CLUSTER {
+        return Ok(());
+    }
+    let fix = match command {
+        "kill" => "to remove elb's balancer, run `elb balance down`",
+        _ => "pick another cluster name",
+    };
+    Err(Error::Usage(format!(
+        "`--cluster {cluster}` names elb's balancer instance, not a cluster of agents: {fix}"
+    )))
+}
+
 /// The project's running balancer: where clients and `elb` reach it.
 #[derive(Debug, Clone)]
 pub struct Balancer {

@@ -63,8 +63,10 @@ pub struct UpArgs {
     pub ec2: Ec2Args,
 }
 
-/// The EC2 flags of `elb balance up` (refused with `--local`).
+/// The EC2 flags of `elb balance up` (refused with `--local`). Deploy's `--parallel` has no
+/// use for one instance, so it is hidden and ignored.
 #[derive(Debug, Args)]
+#[command(mut_arg("parallel", |arg| arg.hide(true)))]
 pub struct Ec2Args {
     /// Instance type of the balancer (EC2; x86_64).
     #[arg(long = "type", default_value = "t3.small")]

@@ -48,6 +48,7 @@ impl KillArgs {
     pub fn validate(&self, provider: ProviderKind) -> Result<(), Error> {
         if let Some(cluster) = &self.cluster {
             crate::config::validate_name("--cluster", cluster)?;
+            crate::balance::refuse_balancer_cluster("kill", cluster)?;
             if self.keep_network {
                 return Err(Error::Usage(
                     "--cluster already keeps the network (security groups, key pair, load \

@@ -121,6 +121,7 @@ impl LaunchArgs {
     /// Checks everything that can be checked without the provider, and gives the launch spec.
     pub(crate) fn validate(self, provider: ProviderKind) -> Result<LaunchSpec, Error> {
         crate::config::validate_name("--cluster", &self.cluster)?;
+        crate::balance::refuse_balancer_cluster("launch", &self.cluster)?;
         let mode = match provider {
             ProviderKind::Ec2 => {
                 self.check_ssh()?;

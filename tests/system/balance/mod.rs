@@ -329,5 +329,15 @@ fn bad_balance_input_is_refused() {
         .run(&["bench", "--via", "balancer", "--requests", "10"])
         .expect_code(2)
         .expect_failure_mentioning(&["no balancer"]);
+    // The balancer's own cluster name is not a cluster of agents.
+    project
+        .run(&["launch", "--cluster", "balancer", "--type", "t3.micro", "--count", "1"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["balancer instance", "another cluster name"]);
+    project
+        .run(&["kill", "--yes", "--cluster", "balancer"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["elb balance down"]);
+    assert_eq!(project.ls().len(), 1, "nothing launched, nothing killed");
     assert!(!project.ls().iter().any(|i| i["role"] == "balancer"));
 }
