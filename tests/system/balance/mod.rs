@@ -331,7 +331,15 @@ fn bad_balance_input_is_refused() {
         .expect_failure_mentioning(&["no balancer"]);
     // The balancer's own cluster name is not a cluster of agents.
     project
-        .run(&["launch", "--cluster", "balancer", "--type", "t3.micro", "--count", "1"])
+        .run(&[
+            "launch",
+            "--cluster",
+            "balancer",
+            "--type",
+            "t3.micro",
+            "--count",
+            "1",
+        ])
         .expect_code(2)
         .expect_failure_mentioning(&["balancer instance", "another cluster name"]);
     project
