@@ -62,8 +62,9 @@ pub(crate) struct Cli {
     #[arg(long, env = "ELB_AGENT_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
 
-    /// Serve `GET /sleep?ms=N` (answers after N ms, at most 30000): a deliberately slow backend
-    /// for load-balancer and shutdown experiments. Off by default.
+    /// Serve `GET /sleep?ms=N` (answers after N ms, at most 30000) and `GET /work?us=N` (burns N
+    /// µs of CPU, at most 100000, then answers): a deliberately slow and a deliberately costly
+    /// backend for load-balancer and shutdown experiments. Off by default.
     #[arg(long, env = "ELB_AGENT_ENABLE_DEBUG_ENDPOINTS")]
     pub enable_debug_endpoints: bool,
 }

@@ -28,10 +28,13 @@ use crate::stats::counters::Route;
 pub(crate) const MAX_BODY_BYTES: u64 = 16 * 1024;
 /// Longest `/sleep`.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Most CPU one `/work` request may burn.
+const MAX_WORK: Duration = Duration::from_millis(100);
 
 const JSON: &str = "application/json";
 
-/// The agent's endpoints (`GET`, and `HEAD` through axum), `/sleep` only with debug endpoints.
+/// The agent's endpoints (`GET`, and `HEAD` through axum), `/sleep` and `/work` only with debug
+/// endpoints.
 ///
 /// Handlers capture the process-long `&'static` state rather than extract it, take the request
 /// itself (which axum hands over as it is) and answer without awaiting (but `/sleep`), so each
@@ -61,7 +64,12 @@ pub(crate) fn router(state: &'static AppState) -> Router {
             }),
         );
     let router = if state.debug_endpoints {
-        router.route("/sleep", get(move |request: Request| sleep(state, request)))
+        router
+            .route("/sleep", get(move |request: Request| sleep(state, request)))
+            .route(
+                "/work",
+                get(move |request: Request| ready(work(state, &request))),
+            )
     } else {
         router
     };
@@ -141,6 +149,50 @@ async fn sleep(state: &'static AppState, request: Request) -> Response {
     counted(state, Route::Sleep, response)
 }
 
+/// `/work?us=N`: burns N microseconds of this thread's CPU time (at most [`MAX_WORK`]), then
+/// answers like `/healthz`. A backend whose every request costs CPU, so that an instance's CPU
+/// quota bounds how many it can answer: the workload of the balancer's algorithm comparison
+/// (`elb demo`), where the plain endpoints cost a micro instance too little to ever reach its
+/// quota through the balancer.
+fn work(state: &AppState, request: &Request) -> Response {
+    if let Some(refused) = refused_body(state, request) {
+        return refused;
+    }
+    let response = match query_number(request.uri().query(), "us=") {
+        Some(us) if us <= MAX_WORK.as_micros() as u64 => {
+            burn_cpu(Duration::from_micros(us));
+            ok(state.health.clone(), JSON)
+        }
+        Some(_) => error(StatusCode::BAD_REQUEST, "us is above the 100000 limit"),
+        None => error(StatusCode::BAD_REQUEST, "expected /work?us=<microseconds>"),
+    };
+    counted(state, Route::Work, response)
+}
+
+/// Spins until this thread has run for `cpu` (its CPU clock, so time spent throttled or
+/// descheduled does not count).
+fn burn_cpu(cpu: Duration) {
+    let until = thread_cpu_time() + cpu;
+    let mut x = 0u64;
+    while thread_cpu_time() < until {
+        for _ in 0..64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+}
+
+/// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into memory we own; this clock always exists
+    // on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn not_found(state: &AppState) -> Ready<Response> {
     let response = error(StatusCode::NOT_FOUND, "not found");
     ready(counted(state, Route::NotFound, response))
@@ -171,14 +223,18 @@ fn announced_body_len(headers: &HeaderMap) -> u64 {
     })
 }
 
-/// `ms=N` from `/sleep`'s query, at most [`MAX_SLEEP`].
-fn sleep_duration(query: Option<&str>) -> Result<Duration, &'static str> {
-    let ms = query
+/// The number after `key` (`ms=`, `us=`) in a query string.
+fn query_number(query: Option<&str>, key: &str) -> Option<u64> {
+    query
         .unwrap_or_default()
         .split('&')
-        .find_map(|pair| pair.strip_prefix("ms="))
+        .find_map(|pair| pair.strip_prefix(key))
         .and_then(|v| v.parse::<u64>().ok())
-        .ok_or("expected /sleep?ms=<milliseconds>")?;
+}
+
+/// `ms=N` from `/sleep`'s query, at most [`MAX_SLEEP`].
+fn sleep_duration(query: Option<&str>) -> Result<Duration, &'static str> {
+    let ms = query_number(query, "ms=").ok_or("expected /sleep?ms=<milliseconds>")?;
     let duration = Duration::from_millis(ms);
     if duration > MAX_SLEEP {
         return Err("ms is above the 30000 limit");
@@ -310,7 +366,7 @@ mod tests {
     #[tokio::test]
     async fn errors_have_json_bodies_and_are_counted() {
         let s = state(false);
-        for path in ["/nope", "/cluster1/", "/sleep?ms=1"] {
+        for path in ["/nope", "/cluster1/", "/sleep?ms=1", "/work?us=1"] {
             let answer = call(s, Method::GET, path).await;
             assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
             assert_eq!(
@@ -326,7 +382,7 @@ mod tests {
             assert_eq!(answer.json()["error"], "method not allowed");
         }
         let counts = s.live.counters.per_route();
-        assert_eq!(counts["not_found"], 3, "debug endpoints are off by default");
+        assert_eq!(counts["not_found"], 4, "debug endpoints are off by default");
         assert_eq!(counts["method_not_allowed"], 4);
         assert_eq!(counts["/stats"], 0);
     }
@@ -369,6 +425,31 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(s.live.counters.per_route()["/sleep"], 3);
+    }
+
+    #[tokio::test]
+    async fn work_burns_the_cpu_it_is_asked_for_and_is_bounded() {
+        let s = state(true);
+        let before = thread_cpu_time();
+        assert_eq!(
+            call(s, Method::GET, "/work?us=20000").await.status,
+            StatusCode::OK
+        );
+        let used = thread_cpu_time() - before;
+        assert!(used >= Duration::from_millis(20), "burned {used:?}");
+        for bad in ["/work", "/work?us=x", "/work?us=100001"] {
+            assert_eq!(
+                call(s, Method::GET, bad).await.status,
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
+        }
+        assert_eq!(s.live.counters.per_route()["/work"], 4);
+        assert_eq!(
+            call(state(false), Method::GET, "/work?us=1").await.status,
+            StatusCode::NOT_FOUND,
+            "only with debug endpoints"
+        );
     }
 
     #[tokio::test]

@@ -13,13 +13,14 @@ pub(crate) enum Route {
     Metrics,
     Healthz,
     Sleep,
+    Work,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
 }
 
 impl Route {
-    const ALL: [Route; 10] = [
+    const ALL: [Route; 11] = [
         Route::Root,
         Route::Cluster1,
         Route::Cluster2,
@@ -27,6 +28,7 @@ impl Route {
         Route::Metrics,
         Route::Healthz,
         Route::Sleep,
+        Route::Work,
         Route::NotFound,
         Route::MethodNotAllowed,
         Route::PayloadTooLarge,
@@ -42,6 +44,7 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::Healthz => "/healthz",
             Route::Sleep => "/sleep",
+            Route::Work => "/work",
             Route::NotFound => "not_found",
             Route::MethodNotAllowed => "method_not_allowed",
             Route::PayloadTooLarge => "payload_too_large",

@@ -394,9 +394,21 @@ pub(crate) fn utc_stamp(unix_secs: u64) -> String {
     )
 }
 
+/// The key under which the agents count requests to `path`: the path without its query
+/// (`/work?us=200` is counted as `/work`).
+pub(crate) fn counted_endpoint(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(endpoint, _)| endpoint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_count_a_path_without_its_query() {
+        assert_eq!(counted_endpoint("/work?us=200"), "/work");
+        assert_eq!(counted_endpoint("/cluster1"), "/cluster1");
+    }
 
     #[test]
     fn the_default_directory_name_is_the_utc_time() {

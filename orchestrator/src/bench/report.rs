@@ -160,7 +160,8 @@ fn agent_side(
         before.and_then(Reading::snapshot),
         after.and_then(Reading::snapshot),
     );
-    let count = |s: &proto::StatsSnapshot| s.requests.per_endpoint.get(path).copied();
+    let endpoint = super::counted_endpoint(path);
+    let count = |s: &proto::StatsSnapshot| s.requests.per_endpoint.get(endpoint).copied();
     let stats_error = [before, after]
         .into_iter()
         .flatten()

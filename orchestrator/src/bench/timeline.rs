@@ -128,7 +128,8 @@ pub(crate) fn agent_intervals(
         .collect();
     snapshots.dedup_by_key(|s| (s.started_at_unix_ms, s.sampled_at_unix_ms));
     let secs = |unix_ms: u64| (unix_ms as f64 - run_started_unix_ms as f64) / 1000.0;
-    let count = |s: &proto::StatsSnapshot| s.requests.per_endpoint.get(path).copied();
+    let endpoint = super::counted_endpoint(path);
+    let count = |s: &proto::StatsSnapshot| s.requests.per_endpoint.get(endpoint).copied();
     snapshots
         .windows(2)
         .filter(|w| {

@@ -60,6 +60,11 @@ pub struct DemoArgs {
     /// The balancer's client port.
     #[arg(long, default_value_t = 80)]
     pub balancer_port: u16,
+    /// CPU each request of the algorithm comparison costs the agent that answers it, in
+    /// microseconds (`/work?us=N`): the plain endpoints cost so little that no micro instance
+    /// ever reaches its quota through the balancer. 0 loads `/` instead.
+    #[arg(long, value_name = "US", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub work_us: u64,
     /// Only the direct comparison of the two clusters: no balancer, no algorithms.
     #[arg(long)]
     pub no_balancer: bool,
@@ -242,12 +247,16 @@ async fn through_the_balancer(
         agents.len()
     );
     balance::up(settings, &mixed, args.balancer.as_deref()).await?;
+    let path = match args.work_us {
+        0 => "/".to_owned(),
+        us => format!("/work?us={us}"),
+    };
     let mut runs = Vec::with_capacity(ALGORITHMS.len());
     for algorithm in ALGORITHMS {
         balance::set_algorithm(settings, algorithm).await?;
         balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;
         eprintln!("algorithm {}", algorithm.name());
-        let plan = Plan::through(agents, "/", (url.clone(), endpoint.clone()), template)
+        let plan = Plan::through(agents, &path, (url.clone(), endpoint.clone()), template)
             .counted_by_balancer(balancer.admin);
         let results = super::bench::run_one(
             &plan,
@@ -265,7 +274,7 @@ async fn through_the_balancer(
     let algorithms = dir.join("algorithms");
     crate::bench::write_comparison(&comparison, &algorithms)?;
     if settings.output == OutputFormat::Table {
-        println!("algorithms on the mixed group (/ over 2 x m4.large + 3 x t3.micro)");
+        println!("algorithms on the mixed group ({path} over 2 x m4.large + 3 x t3.micro)");
         println!("{}", comparison.table());
         println!("{}", verdict(&comparison));
     }

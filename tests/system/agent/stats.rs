@@ -41,6 +41,7 @@ fn request_counters_move_by_exactly_the_requests_sent() {
         ("method_not_allowed", 1),
         ("payload_too_large", 0),
         ("/sleep", 0),
+        ("/work", 0),
     ] {
         assert_eq!(delta(key), expected, "{key}");
     }

@@ -96,7 +96,12 @@ fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
         let run = &out
             .join("algorithms")
             .join(row["via"].as_str().expect("label"));
-        assert!(run.join("results.json").is_file(), "{}", run.display());
+        // The costly endpoint, counted by the agents as `/work` whatever its query.
+        let results = bench_files(run, 2000);
+        let cluster = &results["clusters"][0];
+        assert_eq!(cluster["path"], "/work?us=200", "{cluster:#}");
+        assert_eq!(cluster["agents_counted"], 2000, "{cluster:#}");
+        assert_eq!(cluster["balancer_counted"], 2000, "{cluster:#}");
     }
     assert!(out.join("algorithms/comparison.png").is_file());
     nothing_left(&project);

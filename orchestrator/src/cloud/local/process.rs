@@ -22,8 +22,8 @@ use proto::AGENT_PORT;
 /// How often stop and start poll.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Starts the agent that `record` describes (its pid is ignored) from `agent`, and returns the
-/// new pid. The child joins `record.cgroup` before it executes the agent, so it never runs
+/// Starts the agent that `record` describes (its pid is ignored) from `agent`, with its debug
+/// endpoints (`/sleep`, `/work`), and returns the new pid. The child joins `record.cgroup` before it executes the agent, so it never runs
 /// outside its quota, and starts a session of its own, so it outlives `elb` and a Ctrl-C in
 /// `elb`'s terminal does not reach it.
 pub(crate) fn spawn(agent: &Path, record: &Record) -> Result<u32, LocalError> {
@@ -34,7 +34,10 @@ pub(crate) fn spawn(agent: &Path, record: &Record) -> Result<u32, LocalError> {
         .args(["--cluster", record.tag("Cluster")])
         .args(["--instance-id", &record.id])
         .args(["--instance-type", &record.instance_type])
-        .args(["--az", "local"]);
+        .args(["--az", "local"])
+        // `/work` (a costly backend) is the workload of the demo's algorithm comparison, and
+        // local agents listen on loopback only.
+        .arg("--enable-debug-endpoints");
     spawn_detached(command, record)
 }
 
