@@ -63,7 +63,7 @@ pub(crate) struct Cli {
     pub grace: Duration,
 
     /// Serve `GET /sleep?ms=N` (answers after N ms, at most 30000) and `GET /work?us=N` (burns N
-    /// µs of CPU, at most 100000, then answers): a deliberately slow and a deliberately costly
+    /// µs of CPU, at most 100000, then answers as `/`): a deliberately slow and a deliberately costly
     /// backend for load-balancer and shutdown experiments. Off by default.
     #[arg(long, env = "ELB_AGENT_ENABLE_DEBUG_ENDPOINTS")]
     pub enable_debug_endpoints: bool,

@@ -150,7 +150,7 @@ async fn sleep(state: &'static AppState, request: Request) -> Response {
 }
 
 /// `/work?us=N`: burns N microseconds of this thread's CPU time (at most [`MAX_WORK`]), then
-/// answers like `/healthz`. A backend whose every request costs CPU, so that an instance's CPU
+/// answers like `/` (so a client through a balancer sees which instance served it). A backend whose every request costs CPU, so that an instance's CPU
 /// quota bounds how many it can answer: the workload of the balancer's algorithm comparison
 /// (`elb demo`), where the plain endpoints cost a micro instance too little to ever reach its
 /// quota through the balancer.
@@ -161,7 +161,7 @@ fn work(state: &AppState, request: &Request) -> Response {
     let response = match query_number(request.uri().query(), "us=") {
         Some(us) if us <= MAX_WORK.as_micros() as u64 => {
             burn_cpu(Duration::from_micros(us));
-            ok(state.health.clone(), JSON)
+            ok(state.bodies().root.clone(), JSON)
         }
         Some(_) => error(StatusCode::BAD_REQUEST, "us is above the 100000 limit"),
         None => error(StatusCode::BAD_REQUEST, "expected /work?us=<microseconds>"),

@@ -102,6 +102,13 @@ fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
         assert_eq!(cluster["path"], "/work?us=200", "{cluster:#}");
         assert_eq!(cluster["agents_counted"], 2000, "{cluster:#}");
         assert_eq!(cluster["balancer_counted"], 2000, "{cluster:#}");
+        let served: u64 = cluster["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["served"].as_u64().unwrap())
+            .sum();
+        assert_eq!(served, 2000, "the client sees who served each: {cluster:#}");
     }
     assert!(out.join("algorithms/comparison.png").is_file());
     nothing_left(&project);
