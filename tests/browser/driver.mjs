@@ -80,3 +80,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   }
   if (command.op === "close") process.exit(0);
 }
+// Stdin closed without a close command (the test process died): leave no browser behind.
+await context.close();
+rmSync(profile, { recursive: true, force: true });
+process.exit(0);

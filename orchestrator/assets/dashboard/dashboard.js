@@ -14,7 +14,7 @@
   const COLORS = ["#1f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7ea4", "#953800"];
 
   // The series the charts draw: times (unix seconds) and, per instance, one array per metric.
-  const state = { t: [], maxPoints: 300, instances: new Map(), lastFrame: null };
+  const state = { t: [], maxPoints: 300, instances: new Map(), lastFrame: null, lastTick: null };
   const charts = { signature: "", plots: {} };
 
   const num = (v, digits) => (v == null ? "–" : v.toFixed(digits));
@@ -145,6 +145,7 @@
   function applyHistory(history) {
     state.t = [];
     state.instances = new Map();
+    state.lastTick = history ? history.last_tick : null;
     if (!history) return;
     state.maxPoints = history.max_points;
     state.t = history.t.slice();
@@ -177,6 +178,10 @@
     while (state.t.length > state.maxPoints) {
       state.t.shift();
       for (const series of state.instances.values()) for (const m of METRICS) series.values[m.key].shift();
+    }
+    // An instance gone for the whole window leaves the charts (as it leaves /api/history).
+    for (const [id, series] of state.instances) {
+      if (METRICS.every((m) => series.values[m.key].every((v) => v == null))) state.instances.delete(id);
     }
   }
 
@@ -225,13 +230,27 @@
     badge.className = fresh ? "badge" : "badge stale";
   }
 
-  const events = new EventSource("/api/events");
-  events.addEventListener("history", (e) => {
-    applyHistory(JSON.parse(e.data));
-    drawCharts();
-  });
-  events.addEventListener("frame", (e) => {
+  // One stream: the history, then a frame per tick. A frame that is not the successor of the
+  // last one (this page fell behind) means points were lost: reconnect for the history anew.
+  let events;
+  function connect() {
+    events = new EventSource("/api/events");
+    events.addEventListener("history", (e) => {
+      applyHistory(JSON.parse(e.data));
+      drawCharts();
+    });
+    events.addEventListener("frame", onFrame);
+    events.addEventListener("error", markConnection);
+  }
+
+  function onFrame(e) {
     const frame = JSON.parse(e.data);
+    if (state.lastTick != null && frame.tick !== state.lastTick + 1) {
+      events.close();
+      connect();
+      return;
+    }
+    state.lastTick = frame.tick;
     frame.receivedAt = Date.now();
     state.lastFrame = frame;
     renderHeader(frame);
@@ -240,8 +259,9 @@
     applyFrame(frame);
     drawCharts();
     markConnection();
-  });
-  events.addEventListener("error", markConnection);
+  }
+
+  connect();
   setInterval(markConnection, 1000);
   window.addEventListener("resize", () => {
     for (const [key, plot] of Object.entries(charts.plots)) {

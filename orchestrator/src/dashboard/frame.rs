@@ -224,6 +224,8 @@ pub(crate) struct Series {
     pub(crate) schema: u32,
     /// How many ticks the window holds (a page keeps no more).
     pub(crate) max_points: usize,
+    /// The tick of the latest frame in it: the next `frame` event is this one's successor.
+    pub(crate) last_tick: u64,
     pub(crate) t: Vec<f64>,
     pub(crate) instances: Vec<InstanceSeries>,
 }
@@ -294,6 +296,7 @@ impl History {
         Series {
             schema: SCHEMA,
             max_points: self.capacity,
+            last_tick: latest.tick,
             t: self
                 .ticks
                 .iter()
@@ -419,6 +422,7 @@ mod tests {
         let series = history.series(&latest);
         assert_eq!(series.t, vec![2.0, 3.0, 4.0], "the oldest tick dropped");
         assert_eq!(series.max_points, 3);
+        assert_eq!(series.last_tick, 4);
         let ids: Vec<&str> = series.instances.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(
             ids,

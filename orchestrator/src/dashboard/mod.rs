@@ -61,7 +61,8 @@ impl DashboardSpec {
     }
 }
 
-/// A running dashboard; dropping it stops the poller and the server.
+/// A running dashboard; dropping it stops the poller and the listener (open event streams then
+/// go quiet, and end with the process).
 #[derive(Debug)]
 pub struct Dashboard {
     addr: SocketAddr,

@@ -56,19 +56,18 @@ impl Shared {
         self.frames.borrow().clone()
     }
 
-    /// The history as JSON (the series of [`History::series`]), empty before the first tick.
-    pub(crate) fn history(&self) -> Bytes {
+    /// The history as JSON (the series of [`History::series`]); `None` before the first tick.
+    pub(crate) fn history(&self) -> Option<Bytes> {
         let state = self.state.lock().expect("dashboard state");
         series_json(&state)
     }
 
-    /// The history and a receiver of every frame published after it, taken together so that
-    /// no tick falls between the two.
-    pub(crate) fn subscribe(&self) -> (Bytes, watch::Receiver<Option<Bytes>>) {
+    /// The history (`None` before the first tick) and a receiver of the frames published after
+    /// it, taken together so that no tick falls between the two. The receiver holds the latest
+    /// frame only: a reader that falls a tick behind sees the gap in the frames' `tick`.
+    pub(crate) fn subscribe(&self) -> (Option<Bytes>, watch::Receiver<Option<Bytes>>) {
         let state = self.state.lock().expect("dashboard state");
-        let mut frames = self.frames.subscribe();
-        frames.mark_unchanged();
-        (series_json(&state), frames)
+        (series_json(&state), self.frames.subscribe())
     }
 
     fn publish(&self, frame: Frame) {
@@ -80,9 +79,11 @@ impl Shared {
     }
 }
 
-fn series_json(state: &Published) -> Bytes {
-    let series = state.latest.as_ref().map(|f| state.history.series(f));
-    Bytes::from(serde_json::to_vec(&series).expect("a history serializes"))
+fn series_json(state: &Published) -> Option<Bytes> {
+    let series = state.history.series(state.latest.as_ref()?);
+    Some(Bytes::from(
+        serde_json::to_vec(&series).expect("a history serializes"),
+    ))
 }
 
 /// What the poller knows of the fleet between two listings.

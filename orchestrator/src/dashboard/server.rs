@@ -86,19 +86,24 @@ fn answer(request: &Request<Incoming>, shared: &Shared, loopback: bool) -> Answe
     let path = request.uri().path();
     match path {
         "/" => asset("index.html"),
-        "/api/snapshot" => match shared.snapshot() {
-            Some(json) => full(StatusCode::OK, "application/json", json),
-            None => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no poll has finished yet; try again in a second",
-            ),
-        },
-        "/api/history" => full(StatusCode::OK, "application/json", shared.history()),
+        "/api/snapshot" => json_or_not_yet(shared.snapshot()),
+        "/api/history" => json_or_not_yet(shared.history()),
         "/api/events" => events(shared),
         _ => match path.strip_prefix("/assets/") {
             Some(name) => asset(name),
             None => error(StatusCode::NOT_FOUND, "no such page"),
         },
+    }
+}
+
+/// A JSON document, or 503 before the first poll has finished.
+fn json_or_not_yet(json: Option<Bytes>) -> Answer {
+    match json {
+        Some(json) => full(StatusCode::OK, "application/json", json),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no poll has finished yet; try again in a second",
+        ),
     }
 }
 
@@ -127,10 +132,13 @@ fn asset(name: &str) -> Answer {
     }
 }
 
-/// The event stream: the history, then each frame as it is published. A page that cannot keep
-/// up (its buffer full) is disconnected; its `EventSource` reconnects and gets the history anew.
+/// The event stream: the history (`null` before the first tick), then each frame as it is
+/// published. A page that cannot keep up (its buffer full) is disconnected; one that misses a
+/// tick sees it in the frames' `tick` and reconnects. Either way its `EventSource` gets the
+/// history anew.
 fn events(shared: &Shared) -> Answer {
     let (history, mut frames) = shared.subscribe();
+    let history = history.unwrap_or_else(|| Bytes::from_static(b"null"));
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     tokio::spawn(async move {
         if tx.try_send(event("history", &history)).is_err() {

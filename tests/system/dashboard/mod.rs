@@ -47,6 +47,26 @@ fn start_dashboard(project: &LocalProject) -> (crate::harness::Running, SocketAd
     }
 }
 
+/// The complete events of a raw (chunked) event stream: `(name, data as JSON)`. Each event is
+/// one chunk, so its lines are whole between the chunk-size lines.
+fn sse_events(stream: &str) -> Vec<(String, serde_json::Value)> {
+    let mut events = Vec::new();
+    let mut rest = stream;
+    while let Some(start) = rest.find("event: ") {
+        let after = &rest[start + "event: ".len()..];
+        let Some(end) = after.find("\n\n") else {
+            break;
+        };
+        let (name, data) = after[..end]
+            .split_once("\ndata: ")
+            .expect("an event has data");
+        let data = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        events.push((name.to_owned(), data));
+        rest = &after[end..];
+    }
+    events
+}
+
 /// The agent's count of `/stats` requests.
 fn stats_requests(agent: SocketAddr) -> u64 {
     raw_http::get(agent, "/stats").json()["requests"]["per_endpoint"]["/stats"]
@@ -105,6 +125,16 @@ fn one_poll_per_tick_feeds_every_page_and_script() {
             text.matches("event: frame").count() >= 3,
             "a frame per tick: {text}"
         );
+        // No tick lost or repeated between the history and the frames, nor between frames.
+        let events = sse_events(&text);
+        let (name, history) = &events[0];
+        assert_eq!(name, "history");
+        let mut expected = history["last_tick"].as_u64().expect("last_tick") + 1;
+        for (name, frame) in &events[1..] {
+            assert_eq!(name, "frame");
+            assert_eq!(frame["tick"].as_u64(), Some(expected), "{text}");
+            expected += 1;
+        }
     }
 
     let snapshot = raw_http::get(addr, "/api/snapshot").json();
@@ -157,6 +187,9 @@ fn one_poll_per_tick_feeds_every_page_and_script() {
     let missing = raw_http::get(addr, "/nope");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["status"], 404);
+    let head = raw_http::request(addr, "HEAD", "/").unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty() && head.header("content-length").is_some());
     let page = raw_http::get(addr, "/");
     assert!(page
         .header("content-security-policy")
