@@ -129,11 +129,10 @@ fn one_poll_per_tick_feeds_every_page_and_script() {
         let events = sse_events(&text);
         let (name, history) = &events[0];
         assert_eq!(name, "history");
-        let mut expected = history["last_tick"].as_u64().expect("last_tick") + 1;
-        for (name, frame) in &events[1..] {
+        let first = history["last_tick"].as_u64().expect("last_tick") + 1;
+        for (expected, (name, frame)) in (first..).zip(&events[1..]) {
             assert_eq!(name, "frame");
             assert_eq!(frame["tick"].as_u64(), Some(expected), "{text}");
-            expected += 1;
         }
     }
 
