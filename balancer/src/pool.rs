@@ -220,14 +220,18 @@ mod tests {
         (address, accepted)
     }
 
-    /// Sends one GET on `sender` and reads the whole answer.
-    async fn get(sender: &mut Sender, address: SocketAddr) -> String {
-        let request = Request::builder()
+    /// `GET /` for the backend at `address`.
+    fn request(address: SocketAddr) -> Request<RequestBody> {
+        Request::builder()
             .uri("/")
             .header("host", address.to_string())
             .body(RequestBody::empty())
-            .unwrap();
-        let response = sender.send_request(request).await.unwrap();
+            .unwrap()
+    }
+
+    /// Sends one GET on `sender` and reads the whole answer.
+    async fn get(sender: &mut Sender, address: SocketAddr) -> String {
+        let response = sender.send_request(request(address)).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8_lossy(&body).into_owned()
     }
@@ -293,13 +297,8 @@ mod tests {
         let pools = Pools::new(1);
         let mut sender = connect(address, CONNECT).await.unwrap();
         settle().await;
-        let request = Request::builder()
-            .uri("/")
-            .header("host", address.to_string())
-            .body(RequestBody::empty())
-            .unwrap();
         // The response head arrived, most of its body is not read: the connection is busy.
-        let response = sender.send_request(request).await.unwrap();
+        let response = sender.send_request(request(address)).await.unwrap();
         pools.put(0, sender, Instant::now());
         assert!(pools.take(0, Instant::now(), IDLE).is_none());
         assert_eq!(pools.idle(0), 1);

@@ -18,6 +18,28 @@ use tokio::net::TcpStream;
 use crate::Error;
 use proto::AGENT_PORT;
 
+/// `GET path` on `addr` within `timeout` (connect to last body byte), a 2xx answer's body
+/// parsed as JSON; else why not, in the words `elb stats` shows: `timed out after 1000 ms`,
+/// `connection refused`, `HTTP 500`, `bad JSON: ...`.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    addr: SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<T, String> {
+    let exchange = async {
+        let mut connection = Connection::open(&Endpoint::agent(addr)).await?;
+        connection.get(path).await
+    };
+    let (status, body) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("timed out after {} ms", timeout.as_millis()))?
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("bad JSON: {e}"))
+}
+
 /// Where requests go: a socket address and the `Host` header to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {

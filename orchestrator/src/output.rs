@@ -44,12 +44,19 @@ fn fields(i: &Instance) -> [&str; 8] {
 }
 
 /// A table of `instances`, in the given order.
-pub fn instance_table(instances: &[Instance]) -> String {
+/// A table as every command prints one: condensed UTF-8 borders, columns fitted to the
+/// terminal, `header` on top.
+pub(crate) fn table(header: impl Into<comfy_table::Row>) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(HEADERS);
+        .set_header(header);
+    table
+}
+
+pub fn instance_table(instances: &[Instance]) -> String {
+    let mut table = table(HEADERS);
     for i in instances {
         table.add_row(fields(i));
     }

@@ -10,6 +10,8 @@ import argparse
 import os
 import statistics
 
+from summary import seconds  # wrk's latency strings, parsed as for the agent benchmark
+
 GOAL_VS_HAPROXY = 1.0
 GOAL_IDLE_MIB = 16
 GOAL_BINARY_MIB = 4
@@ -19,13 +21,6 @@ GOAL_SCALE_RATIO = 0.9
 # registration), every target is healthy 2.1 s after a reload if each is checked once an interval.
 GOAL_ALL_HEALTHY_S = 2.5
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def seconds(wrk_latency: str) -> float:
-    for unit, scale in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
-        if wrk_latency.endswith(unit):
-            return float(wrk_latency[: -len(unit)]) * scale
-    raise ValueError(f"unknown latency unit in {wrk_latency!r}")
 
 
 def main() -> None:

@@ -1,7 +1,6 @@
 //! What `elb alb up` and `elb alb status` print: for people a table, for scripts JSON or CSV
 //! (one row per target).
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::cloud::ec2::elbv2::{LoadBalancer, TargetHealth, LISTENER_PORT};
@@ -172,11 +171,7 @@ fn target_rows(groups: &[GroupReport]) -> impl Iterator<Item = [&str; 6]> {
 }
 
 fn targets_table(groups: &[GroupReport]) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(TARGET_HEADERS);
+    let mut table = crate::output::table(TARGET_HEADERS);
     for row in target_rows(groups) {
         table.add_row(row);
     }

@@ -32,7 +32,6 @@ use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::{Cloud, Instance};
 use crate::config::{Provider, Settings};
-use crate::http::{Connection, Endpoint};
 use crate::plan::KillPlan;
 use crate::Error;
 
@@ -553,16 +552,5 @@ async fn push(
 
 /// `GET /status` on the admin listener at `admin`.
 pub async fn admin_status(admin: SocketAddr) -> Result<BalancerStatus, String> {
-    let exchange = async {
-        let mut connection = Connection::open(&Endpoint::agent(admin)).await?;
-        connection.get("/status").await
-    };
-    let (code, body) = tokio::time::timeout(ADMIN_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("timed out after {} ms", ADMIN_TIMEOUT.as_millis()))?
-        .map_err(|e| e.to_string())?;
-    if !code.is_success() {
-        return Err(format!("HTTP {}", code.as_u16()));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("bad JSON: {e}"))
+    crate::http::get_json(admin, "/status", ADMIN_TIMEOUT).await
 }

@@ -1,6 +1,5 @@
 //! `elb balance status`: every group and target as the balancer's `/status` reports it.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use proto::BalancerStatus;
 
 use crate::output::{csv_line, OutputFormat};
@@ -86,11 +85,7 @@ pub fn render_status(status: &BalancerStatus, format: OutputFormat) -> String {
                     g.retries
                 ));
             }
-            let mut table = Table::new();
-            table
-                .load_preset(UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic)
-                .set_header(HEADERS);
+            let mut table = crate::output::table(HEADERS);
             for row in rows(status) {
                 table.add_row(row);
             }

@@ -258,15 +258,24 @@ fn draw_comparison<DB: DrawingBackend>(area: Area<DB>, comparison: &Comparison) 
             .label(name)
             .legend(move |(x, y)| Circle::new((x + 10, y), 5, style));
     }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
+    area.present().map_err(|e| e.to_string())
+}
+
+/// The series' legend box, at `position`, in `font_size` text: the same on every plot.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> Drawn {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperLeft)
+        .label_font(("sans-serif", font_size))
+        .position(position)
         .draw()
-        .map_err(|e| e.to_string())?;
-    area.present().map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn color(i: usize) -> RGBColor {
@@ -308,14 +317,7 @@ fn draw_latency<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Drawn 
             ))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
     area.present().map_err(|e| e.to_string())
 }
 
@@ -417,13 +419,7 @@ fn bars<DB: DrawingBackend>(
             .label(legend)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    legend(&mut chart, SeriesLabelPosition::MiddleRight, 14)?;
     area.present().map_err(|e| e.to_string())
 }
 

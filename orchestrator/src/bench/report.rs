@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use super::loadgen::{Run, Sample, UNKNOWN};
@@ -384,24 +383,20 @@ impl ClusterResult {
             out.push_str(&format!("balancer counts unavailable: {why}\n"));
         }
         let through_balancer = self.balancer_counted.is_some();
-        let mut table = Table::new();
-        table
-            .load_preset(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(
-                [
-                    "instance",
-                    "served (client)",
-                    "balancer counted",
-                    "agent counted",
-                    "CPU s",
-                    "CPU % (of capacity)",
-                    "throttled %",
-                    "capacity",
-                ]
-                .into_iter()
-                .filter(|h| through_balancer || *h != "balancer counted"),
-            );
+        let mut table = crate::output::table(
+            [
+                "instance",
+                "served (client)",
+                "balancer counted",
+                "agent counted",
+                "CPU s",
+                "CPU % (of capacity)",
+                "throttled %",
+                "capacity",
+            ]
+            .into_iter()
+            .filter(|h| through_balancer || *h != "balancer counted"),
+        );
         let num = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
         for i in &self.instances {
             let mut row = vec![

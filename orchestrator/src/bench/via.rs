@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use super::report::{InstanceResult, Latency, Results};
@@ -150,22 +149,18 @@ impl Comparison {
 
     /// The table for people: a row per via and cluster.
     pub(crate) fn table(&self) -> String {
-        let mut table = Table::new();
-        table
-            .load_preset(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header([
-                "run",
-                "cluster",
-                "req/s",
-                "p50 ms",
-                "p99 ms",
-                "p99.9 ms",
-                "errors",
-                "share per type",
-                "share per instance (agents' counts)",
-                "client, balancer agree",
-            ]);
+        let mut table = crate::output::table([
+            "run",
+            "cluster",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "errors",
+            "share per type",
+            "share per instance (agents' counts)",
+            "client, balancer agree",
+        ]);
         for r in &self.rows {
             let l = &r.latency_ms;
             let percent = |shares: &[(String, f64)]| {

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{ContentArrangement, Table};
 
 use crate::balance::{self, BalanceSpec};
 use crate::bench::loadgen::Load;
@@ -326,21 +324,17 @@ async fn clean_up(cloud: &LocalCloud) -> Result<(), Error> {
 
 /// The side-by-side table and a sentence that says which cluster did better.
 fn comparison(clusters: &[ClusterResult]) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header([
-            "cluster",
-            "instances",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "errors",
-            "CPU % (mean)",
-            "throttled % (mean)",
-        ]);
+    let mut table = crate::output::table([
+        "cluster",
+        "instances",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "CPU % (mean)",
+        "throttled % (mean)",
+    ]);
     for (result, (_, instance_type, count)) in clusters.iter().zip(CLUSTERS) {
         let l = &result.latency_ms;
         // Each instance's CPU during the run, as a share of its own capacity.

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use serde::Serialize;
 
 use super::DeployError;
@@ -117,11 +116,7 @@ impl DeployReport {
     pub(crate) fn render(&self, format: OutputFormat) -> String {
         match format {
             OutputFormat::Table => {
-                let mut table = Table::new();
-                table
-                    .load_preset(UTF8_FULL_CONDENSED)
-                    .set_content_arrangement(ContentArrangement::Dynamic)
-                    .set_header(["host", "result", "time", "error"]);
+                let mut table = crate::output::table(["host", "result", "time", "error"]);
                 for row in self.rows() {
                     table.add_row([
                         row.host.to_owned(),

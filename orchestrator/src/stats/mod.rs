@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use proto::StatsSnapshot;
 
 use crate::cloud::Instance;
-use crate::http::{Connection, Endpoint};
 use proto::AGENT_PORT;
 
 /// An agent to ask: the instance it runs on and where it listens.
@@ -148,18 +147,7 @@ pub(crate) async fn poll(agents: &[Agent], timeout: Duration) -> Vec<Reading> {
 
 /// `GET /stats` on one agent, within `timeout` from connect to the last body byte.
 pub(crate) async fn fetch(addr: SocketAddr, timeout: Duration) -> Result<StatsSnapshot, String> {
-    let exchange = async {
-        let mut connection = Connection::open(&Endpoint::agent(addr)).await?;
-        connection.get("/stats").await
-    };
-    let (status, body) = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("timed out after {} ms", timeout.as_millis()))?
-        .map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("HTTP {}", status.as_u16()));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("bad JSON: {e}"))
+    crate::http::get_json(addr, "/stats", timeout).await
 }
 
 #[cfg(test)]

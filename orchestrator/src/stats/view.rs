@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
 use proto::StatsSnapshot;
 use serde::Serialize;
 
 use super::{CpuFigures, Reading};
-use crate::output::csv_line;
+use crate::output::{csv_line, table};
 
 /// Version of the `elb stats --output json` document.
 pub(crate) const SCHEMA: u32 = 1;
@@ -224,14 +223,6 @@ impl StatsView {
         }
         out
     }
-}
-
-fn table<const N: usize>(header: [&str; N]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header);
-    t
 }
 
 fn opt<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {

@@ -11,7 +11,7 @@ use crate::harness::local::ids;
 use crate::harness::{raw_http, LocalProject};
 
 /// Fast health checks, and the status printed once every target is healthy.
-const UP: [&str; 6] = [
+pub const UP: [&str; 6] = [
     "balance",
     "up",
     "--health-interval-ms",

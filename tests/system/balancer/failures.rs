@@ -2,11 +2,7 @@
 //! is 502, one that does not answer in time is 504, each with a JSON body naming the group and
 //! the reason, and each counted in `/metrics`.
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use proto::balancer_config::{Algorithm, Rule, TargetGroup, WhenNoneHealthy};
@@ -14,51 +10,8 @@ use proto::TargetState;
 
 use crate::harness::balancer::{agent, config, group, rule, target};
 use crate::harness::raw_http;
+use crate::harness::stub_target::{Misbehaviour, StubTarget};
 use crate::harness::{Agent, Balancer};
-
-/// A TCP server that reads each request and hangs up without answering.
-struct HangUp {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl HangUp {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("bound");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                        let mut head = [0u8; 4096];
-                        let _ = stream.read(&mut head);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for HangUp {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 /// An address where nothing listens: a port bound, then released.
 fn closed_port() -> SocketAddr {
@@ -77,7 +30,7 @@ fn by_host(priority: u32, host: &str) -> Rule {
 #[test]
 fn failures_are_502_503_504_with_a_json_body_naming_the_group_and_the_reason() {
     let slow_agent = agent("slow", "i-slow");
-    let hang_up = HangUp::start();
+    let hang_up = StubTarget::start(Misbehaviour::HangUp);
     let dead: Agent = agent("dead", "i-dead");
     let dead_addr = dead.addr;
     drop(dead);

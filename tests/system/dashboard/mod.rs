@@ -9,16 +9,6 @@ use crate::harness::browser::{artifacts_dir, Browser};
 use crate::harness::local::ids;
 use crate::harness::{raw_http, LocalProject};
 
-/// Balancer health checks every 100 ms, so targets are healthy within a second.
-const BALANCE_UP: [&str; 6] = [
-    "balance",
-    "up",
-    "--health-interval-ms",
-    "100",
-    "--wait",
-    "20",
-];
-
 /// A loopback port nobody listens on (the dashboard is told to take it).
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -210,7 +200,7 @@ fn the_page_shows_the_fleet_and_the_balancer_live() {
     let project = LocalProject::new();
     let big = ids(&project.launch("cluster1", "m4.large", 2));
     let small = ids(&project.launch("cluster2", "t3.micro", 1));
-    project.run(&BALANCE_UP).expect_code(0);
+    project.run(&crate::balance::UP).expect_code(0);
     let (dashboard, addr) = start_dashboard(&project);
     let mut page = Browser::open(&format!("http://{addr}/"));
     let rows_js = "[...document.querySelectorAll('#instances tr[data-instance]')]\

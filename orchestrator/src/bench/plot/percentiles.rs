@@ -5,7 +5,7 @@
 
 use plotters::prelude::*;
 
-use super::{cluster_label, color, sorted_latencies, Area, Drawn};
+use super::{cluster_label, color, legend, sorted_latencies, Area, Drawn};
 use crate::bench::report::{percentile, Results};
 
 /// p50, in nines.
@@ -74,14 +74,7 @@ pub(super) fn draw<DB: DrawingBackend>(area: Area<DB>, results: &Results) -> Dra
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, 14)?;
     area.present().map_err(|e| e.to_string())
 }
 

@@ -127,14 +127,7 @@ fn panel<DB: DrawingBackend>(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
     }
     if legend && !lines.is_empty() {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        super::legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
     }
     Ok(())
 }
