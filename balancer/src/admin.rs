@@ -2,6 +2,7 @@
 //! [`proto::BalancerStatus`]). Anything else gets a JSON 404.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -54,12 +55,15 @@ pub(crate) fn status(shared: &Shared) -> BalancerStatus {
         .iter()
         .map(|g| {
             let healthy = g.eligible().1.len();
-            let mut targets: Vec<TargetStatus> = g.members.iter().map(target_status).collect();
+            let base = Duration::from_millis(g.config.outlier_detection.base_ejection_ms);
+            let now = tokio::time::Instant::now();
+            let status = |m: &Member| target_status(m, base, now);
+            let mut targets: Vec<TargetStatus> = g.members.iter().map(status).collect();
             targets.extend(
                 draining
                     .iter()
                     .filter(|d| d.group == g.config.name)
-                    .map(|d| target_status(&d.member)),
+                    .map(|d| status(&d.member)),
             );
             GroupStatus {
                 name: g.config.name.clone(),
@@ -67,6 +71,9 @@ pub(crate) fn status(shared: &Shared) -> BalancerStatus {
                 healthy_targets: healthy as u32,
                 unhealthy_targets: (g.members.len() - healthy) as u32,
                 failing_open: g.failing_open(),
+                all_targets_failing: g.stats.all_failing.load(Relaxed),
+                queue_full: g.stats.queue_full.load(Relaxed),
+                queue_timeouts: g.stats.queue_timeouts.load(Relaxed),
                 requests: g.stats.requests.load(Relaxed),
                 retries: g.stats.retries.load(Relaxed),
                 retries_over_budget: g.stats.retries_over_budget.load(Relaxed),
@@ -94,7 +101,8 @@ pub(crate) fn status(shared: &Shared) -> BalancerStatus {
     }
 }
 
-fn target_status(member: &Member) -> TargetStatus {
+/// `base` is the group's `base_ejection_ms`, for the decay of `times_ejected`.
+fn target_status(member: &Member, base: Duration, now: tokio::time::Instant) -> TargetStatus {
     let target = &member.target;
     let health = target.health();
     TargetStatus {
@@ -103,8 +111,9 @@ fn target_status(member: &Member) -> TargetStatus {
         state: health.state(),
         reason: health.reason().code().into(),
         ejected: health.ejected(),
-        times_ejected: health.times_ejected(),
+        times_ejected: health.times_ejected(base, now),
         in_flight: target.in_flight(),
+        queued: target.queued(),
         latency_estimate_ms: target.latency().as_secs_f64() * 1000.0,
         requests: target.counters.requests(),
         errors: target.counters.errors(),

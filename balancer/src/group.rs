@@ -1,7 +1,7 @@
 //! A target group as one config snapshot sees it: its members and how one is chosen; and the
 //! group's counters, which outlive snapshots.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
@@ -34,6 +34,13 @@ pub(crate) struct GroupStats {
     pub elb_502: AtomicU64,
     pub elb_503: AtomicU64,
     pub elb_504: AtomicU64,
+    /// Requests refused because their target's queue was full (in `elb_503`).
+    pub queue_full: AtomicU64,
+    /// Requests that waited in a target's queue for the queue timeout (in `elb_503`).
+    pub queue_timeouts: AtomicU64,
+    /// Set when outlier detection held back because every target taking requests was failing
+    /// at once; cleared by the next success.
+    pub all_failing: AtomicBool,
     /// Time from sending a request to a target to its response head (ALB's
     /// `TargetResponseTime`).
     pub response_time: Histogram,
@@ -230,6 +237,7 @@ pub(crate) mod tests {
             g.members[i].target.update_health(|h| {
                 h.eject(
                     std::time::Duration::from_secs(30),
+                    std::time::Duration::from_secs(300),
                     tokio::time::Instant::now(),
                 );
                 ((), true)

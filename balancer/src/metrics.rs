@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::group::{Group, Member};
 use crate::health::State;
-use crate::shared::Shared;
+use crate::shared::{Shared, CLIENT_ERRORS};
 
 /// Upper bounds of the response-time buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -153,6 +153,27 @@ pub(crate) fn render(shared: &Shared) -> String {
         "1 when no target is healthy and the group routes to all.",
         &|g| u64::from(g.failing_open()),
     );
+    per_group(
+        &mut out,
+        "elb_all_targets_failing",
+        "gauge",
+        "1 while outlier detection holds back because every target taking requests fails.",
+        &|g| u64::from(g.stats.all_failing.load(Relaxed)),
+    );
+    per_group(
+        &mut out,
+        "elb_queue_full_count_total",
+        "counter",
+        "Requests refused with 503 because their target's queue was full.",
+        &|g| g.stats.queue_full.load(Relaxed),
+    );
+    per_group(
+        &mut out,
+        "elb_queue_timeout_count_total",
+        "counter",
+        "Requests answered 503 after waiting in a target's queue for the queue timeout.",
+        &|g| g.stats.queue_timeouts.load(Relaxed),
+    );
 
     header(
         &mut out,
@@ -256,6 +277,13 @@ pub(crate) fn render(shared: &Shared) -> String {
     );
     per_target(
         &mut out,
+        "elb_target_queued",
+        "gauge",
+        "Requests waiting for room under max_requests_per_target.",
+        &|m| m.target.queued().to_string(),
+    );
+    per_target(
+        &mut out,
         "elb_target_latency_estimate_seconds",
         "gauge",
         "Peak-EWMA latency estimate.",
@@ -285,6 +313,20 @@ pub(crate) fn render(shared: &Shared) -> String {
     }
 
     let c = &shared.counters;
+    header(
+        &mut out,
+        "elb_client_error_count_total",
+        "counter",
+        "Requests the client got wrong, answered by the balancer; none counts against a target.",
+    );
+    for (failure, counter) in CLIENT_ERRORS.iter().zip(&c.client_errors) {
+        let _ = writeln!(
+            out,
+            "elb_client_error_count_total{{reason=\"{}\"}} {}",
+            failure.code(),
+            counter.load(Relaxed)
+        );
+    }
     header(
         &mut out,
         "elb_active_connection_count",

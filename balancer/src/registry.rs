@@ -144,6 +144,7 @@ impl Registry {
             groups,
             listeners: loaded.config.listeners.iter().map(|l| l.address).collect(),
             admin: loaded.config.admin.address,
+            limits: loaded.config.limits.clone(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! SIGHUP: read the config again, validate it, swap it in whole.
 //!
-//! A config that fails to read or validate, or that changes a listener or the admin address
-//! (those sockets stay bound), is refused: the reason is logged and shown in `/status`, and
+//! A config that fails to read or validate, or that changes a listener, the admin address
+//! (those sockets stay bound) or a limit other than `max_body_bytes` (taken at start), is
+//! refused: the reason is logged and shown in `/status`, and
 //! the old config keeps serving.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,7 +18,7 @@ pub(crate) enum Refused {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(
-        "{file}: {field}: cannot change on reload (it is bound); restart the balancer to change it"
+        "{file}: {field}: cannot change on reload (taken at start); restart the balancer to change it"
     )]
     Rebind { file: String, field: &'static str },
 }
@@ -48,13 +49,14 @@ pub(crate) fn reload(shared: &Shared) {
             );
         }
         Err(e) => {
-            shared.counters.reloads_refused.fetch_add(1, Relaxed);
             tracing::warn!("reload refused, the old config keeps serving: {e}");
+            // The reason first: whoever sees the counter rise finds why.
             *shared
                 .counters
                 .last_reload_error
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+            shared.counters.reloads_refused.fetch_add(1, Relaxed);
         }
     }
 }
@@ -74,6 +76,17 @@ fn try_reload(shared: &Shared) -> Result<u64, Refused> {
         return Err(Refused::Rebind {
             file,
             field: "admin.address",
+        });
+    }
+    // Every limit but the body size is taken by the listeners and connections at start.
+    let started = config::Limits {
+        max_body_bytes: old.limits.max_body_bytes,
+        ..loaded.config.limits.clone()
+    };
+    if started != old.limits {
+        return Err(Refused::Rebind {
+            file,
+            field: "limits (all but max_body_bytes)",
         });
     }
     let generation = old.generation + 1;

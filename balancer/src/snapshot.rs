@@ -17,4 +17,6 @@ pub(crate) struct Snapshot {
     /// The listener and admin addresses, which a reload cannot change.
     pub listeners: Vec<std::net::SocketAddr>,
     pub admin: std::net::SocketAddr,
+    /// The limits on clients; those a connection takes at its start apply from the start.
+    pub limits: crate::config::Limits,
 }

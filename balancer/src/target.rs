@@ -5,12 +5,13 @@
 //! Everything a request touches is an atomic or a short mutex.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hyper::http::uri::Authority;
+use tokio::sync::Notify;
 
 use crate::health::{CheckSpec, Health};
 use crate::latency::PeakEwma;
@@ -75,6 +76,10 @@ pub(crate) struct Target {
     /// `address` as a URI authority, made once rather than on every request.
     pub authority: Authority,
     in_flight: AtomicU64,
+    /// Requests waiting for a place under the group's `max_requests_per_target`.
+    queued: AtomicU64,
+    /// Wakes one queued request each time a request in flight ends while some wait.
+    freed: Notify,
     latency: Mutex<PeakEwma>,
     health: Mutex<Health>,
     /// Failures of live requests in a row (passive outlier detection).
@@ -102,6 +107,8 @@ impl Target {
             authority: Authority::try_from(address.to_string())
                 .unwrap_or_else(|_| unreachable!("a socket address is an authority")),
             in_flight: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            freed: Notify::new(),
             latency: Mutex::new(PeakEwma::new(Instant::now())),
             health: Mutex::new(Health::default()),
             consecutive_failures: AtomicU32::new(0),
@@ -147,11 +154,46 @@ impl Target {
         lock(&self.latency).observe_probe(rtt, Instant::now());
     }
 
-    /// A request is being sent; the guard counts it in flight until dropped (with the response
-    /// body, so that a long download counts as outstanding).
+    /// A request is being sent, whatever the limit; see [`Target::try_start`].
+    #[cfg(test)]
     pub(crate) fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Relaxed);
+        self.in_flight.fetch_add(1, SeqCst);
         InFlight(Arc::clone(self))
+    }
+
+    /// A request is being sent if fewer than `limit` are in flight, and, unless `queued` (the
+    /// caller is a queued request), none is waiting before it: a newcomer does not overtake
+    /// the queue. The guard counts it in flight until dropped (with the response body, so
+    /// that a long download counts as outstanding).
+    pub(crate) fn try_start(self: &Arc<Self>, limit: u64, queued: bool) -> Option<InFlight> {
+        // SeqCst here and in `InFlight::drop` and `Queued`: a request that queues and then
+        // finds no room, and a request that ends and then finds nobody queued, cannot both
+        // happen (the waiter would sleep with room free).
+        if !queued && self.queued.load(SeqCst) > 0 {
+            return None;
+        }
+        self.in_flight
+            .fetch_update(SeqCst, SeqCst, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| InFlight(Arc::clone(self)))
+    }
+
+    /// Requests waiting in its queue now.
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued.load(Relaxed)
+    }
+
+    /// Joins its queue until the guard is dropped.
+    pub(crate) fn enqueue(&self) -> Queued<'_> {
+        self.queued.fetch_add(1, SeqCst);
+        Queued(self)
+    }
+
+    /// Resolves when a request in flight ends while some are queued (or has ended since the
+    /// last wake-up that nobody took). Enable it before trying for room, so that no wake-up
+    /// between the try and the wait is lost.
+    pub(crate) fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
     /// Records how a request ended after `elapsed`; returns the failures in a row so far
@@ -177,6 +219,11 @@ impl Target {
         }
     }
 
+    /// Whether its last request failed.
+    pub(crate) fn failing(&self) -> bool {
+        self.consecutive_failures.load(Relaxed) > 0
+    }
+
     /// Forgets the failures in a row (after an ejection, so the next ejection needs as many).
     pub(crate) fn reset_failures(&self) {
         self.consecutive_failures.store(0, Relaxed);
@@ -195,7 +242,20 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.in_flight.fetch_sub(1, SeqCst);
+        if self.0.queued.load(SeqCst) > 0 {
+            self.0.freed.notify_one();
+        }
+    }
+}
+
+/// A request in a target's queue (see [`Target::enqueue`]).
+#[derive(Debug)]
+pub(crate) struct Queued<'a>(&'a Target);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, SeqCst);
     }
 }
 
@@ -232,6 +292,52 @@ pub(crate) mod tests {
         drop(a);
         drop(b);
         assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn no_more_than_the_limit_start_and_a_newcomer_does_not_overtake_the_queue() {
+        let t = target(1);
+        let a = t.try_start(2, false).expect("room");
+        let _b = t.try_start(2, false).expect("room");
+        assert!(t.try_start(2, false).is_none(), "at the limit");
+        drop(a);
+        let waiting = t.enqueue();
+        assert!(t.try_start(2, false).is_none(), "one is queued before it");
+        let c = t.try_start(2, true).expect("the queued one takes the room");
+        drop(waiting);
+        assert_eq!((t.in_flight(), t.queued()), (2, 0));
+        drop(c);
+    }
+
+    #[tokio::test]
+    async fn an_ending_request_wakes_one_that_waits() {
+        let t = target(1);
+        let busy = t.try_start(1, false).unwrap();
+        let waiter = {
+            let t = Arc::clone(&t);
+            tokio::spawn(async move {
+                let _queued = t.enqueue();
+                loop {
+                    let freed = t.freed();
+                    tokio::pin!(freed);
+                    freed.as_mut().enable();
+                    if let Some(guard) = t.try_start(1, true) {
+                        return guard;
+                    }
+                    freed.await;
+                }
+            })
+        };
+        while t.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(busy);
+        let guard = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(t.in_flight(), 1);
+        drop(guard);
     }
 
     #[test]

@@ -44,6 +44,17 @@ pub struct GroupStatus {
     pub unhealthy_targets: u32,
     /// Whether the group routes to all its targets because none is healthy (ALB's fail-open).
     pub failing_open: bool,
+    /// Whether outlier detection last held back because every target taking requests was
+    /// failing at once (the balancer's own overload, a network cut): an outage of the group,
+    /// reported instead of emptying it. Cleared by the next success.
+    #[serde(default)]
+    pub all_targets_failing: bool,
+    /// Requests refused with 503 `queue_full` since start.
+    #[serde(default)]
+    pub queue_full: u64,
+    /// Requests answered 503 `queue_timeout` since start.
+    #[serde(default)]
+    pub queue_timeouts: u64,
     /// Requests forwarded to this group since start.
     pub requests: u64,
     /// Retries on another target since start.
@@ -94,10 +105,14 @@ pub struct TargetStatus {
     pub reason: String,
     /// Ejected by passive outlier detection (takes no new requests meanwhile).
     pub ejected: bool,
-    /// Times ejected since it was registered.
+    /// Ejections in a row: each ejection adds one, each `base_ejection_ms` back in rotation
+    /// takes one off (the next ejection lasts this plus one times the base).
     pub times_ejected: u32,
     /// Requests in flight to it now.
     pub in_flight: u64,
+    /// Requests waiting for room under the group's `max_requests_per_target`.
+    #[serde(default)]
+    pub queued: u64,
     /// Its peak-EWMA latency estimate.
     pub latency_estimate_ms: f64,
     /// Requests sent to it since it was registered (retries included).

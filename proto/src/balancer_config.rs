@@ -85,6 +85,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Milliseconds in-flight requests get to finish after SIGTERM/SIGINT. Default 10000.
     pub grace_ms: u64,
+    /// Largest request body, in bytes; a larger one gets 413 (at once when its
+    /// `Content-Length` says so, else when the limit is crossed) and never counts against the
+    /// target. 0: no limit, as ALB and HAProxy. Default 0.
+    pub max_body_bytes: u64,
 }
 
 impl Default for Limits {
@@ -94,6 +98,7 @@ impl Default for Limits {
             read_timeout_ms: 10_000,
             max_header_bytes: 16 * 1024,
             grace_ms: 10_000,
+            max_body_bytes: 0,
         }
     }
 }
@@ -157,6 +162,23 @@ pub struct TargetGroup {
     /// before it is dropped; it goes earlier once idle. Default 10000 (ALB: 300000).
     #[serde(default = "TargetGroup::default_deregistration_delay_ms")]
     pub deregistration_delay_ms: u64,
+    /// Most requests in flight to one target at once, across the balancer's workers (HAProxy's
+    /// per-server `maxconn`, Envoy's `max_requests` circuit breaker). An HTTP/1.1 request holds
+    /// one connection, so this also bounds the busy connections to the target, and how many the
+    /// balancer opens at once: a burst of clients cannot overflow the target's accept queue.
+    /// Requests past it wait in the target's queue. Default 256.
+    #[serde(default = "TargetGroup::default_max_requests_per_target")]
+    pub max_requests_per_target: u32,
+    /// Most requests waiting for one target at once; past it a request gets 503 `queue_full`.
+    /// Default 10000 (as `limits.max_connections`: each client connection has at most one
+    /// request waiting).
+    #[serde(default = "TargetGroup::default_max_queued_per_target")]
+    pub max_queued_per_target: u32,
+    /// Milliseconds a request may wait in a target's queue; past it the client gets 503
+    /// `queue_timeout` (HAProxy's `timeout queue`). Neither counts against the target.
+    /// Default 10000.
+    #[serde(default = "TargetGroup::default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
     /// Active health checks.
     #[serde(default)]
     pub health_check: HealthCheck,
@@ -183,6 +205,9 @@ impl TargetGroup {
             slow_start_ms: 0,
             idle_timeout_ms: Self::default_idle_timeout_ms(),
             deregistration_delay_ms: Self::default_deregistration_delay_ms(),
+            max_requests_per_target: Self::default_max_requests_per_target(),
+            max_queued_per_target: Self::default_max_queued_per_target(),
+            queue_timeout_ms: Self::default_queue_timeout_ms(),
             health_check: HealthCheck::default(),
             outlier_detection: OutlierDetection::default(),
             retry: Retry::default(),
@@ -202,6 +227,15 @@ impl TargetGroup {
     fn default_idle_timeout_ms() -> u64 {
         4000
     }
+    fn default_max_requests_per_target() -> u32 {
+        256
+    }
+    fn default_max_queued_per_target() -> u32 {
+        10_000
+    }
+    fn default_queue_timeout_ms() -> u64 {
+        10_000
+    }
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
@@ -213,6 +247,10 @@ impl TargetGroup {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
     }
 
     pub fn deregistration_delay(&self) -> Duration {
@@ -315,10 +353,15 @@ pub struct OutlierDetection {
     /// Consecutive failures (connect errors, resets, timeouts, 5xx answers) that eject a
     /// target; 0 disables ejection. Default 5 (Envoy: 5).
     pub consecutive_failures: u32,
-    /// Milliseconds of the first ejection; the n-th lasts n times this. Default 30000 (Envoy).
+    /// Milliseconds of the first ejection; the n-th in a row lasts n times this, and each
+    /// `base_ejection_ms` a target then spends back in rotation takes one off that multiplier
+    /// (Envoy). Default 30000 (Envoy).
     pub base_ejection_ms: u64,
-    /// Most targets of the group ejected at once, in percent; at least one may always be
-    /// ejected. Default 10 (Envoy: 10).
+    /// Longest ejection, in milliseconds, however often the target was ejected. Default
+    /// 300000 (Envoy's `max_ejection_time`).
+    pub max_ejection_ms: u64,
+    /// Most targets of the group ejected at once, in percent; one may be ejected whatever the
+    /// percent, but never the last target taking requests. Default 10 (Envoy: 10).
     pub max_ejected_percent: u32,
 }
 
@@ -327,6 +370,7 @@ impl Default for OutlierDetection {
         Self {
             consecutive_failures: 5,
             base_ejection_ms: 30_000,
+            max_ejection_ms: 300_000,
             max_ejected_percent: 10,
         }
     }

@@ -140,12 +140,17 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
             ("idle_timeout_ms", group.idle_timeout_ms),
             ("health_check.interval_ms", group.health_check.interval_ms),
             ("health_check.timeout_ms", group.health_check.timeout_ms),
+            ("queue_timeout_ms", group.queue_timeout_ms),
+            (
+                "max_requests_per_target",
+                u64::from(group.max_requests_per_target),
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(
                     at(field),
                     "is 0".into(),
-                    "set a positive number of milliseconds or remove the field for the default",
+                    "set a positive number or remove the field for the default",
                 ));
             }
         }
@@ -194,6 +199,16 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
                 at("outlier_detection.max_ejected_percent"),
                 format!("{} is over 100", outlier.max_ejected_percent),
                 "set a percent between 0 and 100",
+            ));
+        }
+        if outlier.max_ejection_ms < outlier.base_ejection_ms {
+            return Err(invalid(
+                at("outlier_detection.max_ejection_ms"),
+                format!(
+                    "{} ms is shorter than base_ejection_ms ({} ms)",
+                    outlier.max_ejection_ms, outlier.base_ejection_ms
+                ),
+                "make the longest ejection at least as long as the first",
             ));
         }
         if outlier.consecutive_failures > 0 && outlier.base_ejection_ms == 0 {

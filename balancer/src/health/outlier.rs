@@ -1,12 +1,22 @@
 //! Passive outlier detection, after Envoy's `consecutive_5xx` and `consecutive_gateway_failure`.
 //!
 //! A target whose live requests fail `consecutive_failures` times in a row (connect errors,
-//! resets, timeouts, 5xx answers) is ejected for `base_ejection_ms` x the number of times it
-//! has been ejected, unless `max_ejected_percent` of its group is ejected already (at least
-//! one target may always be ejected). Once the time is up, the next passing active check
-//! returns it. Parameters (Envoy's defaults): 5 failures, 30 s, 10 %.
+//! resets and malformed answers, timeouts, 5xx answers: only what the target did, never what
+//! a client did) is ejected for `base_ejection_ms` x its ejections in a row, at most
+//! `max_ejection_ms`; the multiplier falls by one per `base_ejection_ms` back in rotation.
+//! Once the time is up, the next passing active check returns it. Parameters (Envoy's
+//! defaults): 5 failures, 30 s, 300 s, 10 %.
+//!
+//! Ejection takes out an outlier, never the group: it is held back
+//! - when `max_ejected_percent` of the group is ejected already (one may always be);
+//! - when the target is the last one taking requests;
+//! - when every other target taking requests is failing too (its last request failed): the
+//!   group as a whole is failing (the balancer's own overload, a network cut), which
+//!   ejecting one target after another would only turn into an empty group. The group is
+//!   then reported as `all_targets_failing` until one of its requests succeeds.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -31,8 +41,33 @@ pub(crate) fn consider(group: &Group, index: usize, failures: u32) {
     if ejected >= max_ejected(group.members.len(), config.max_ejected_percent) {
         return;
     }
-    let base = std::time::Duration::from_millis(config.base_ejection_ms);
-    let time = target.update_health(|health| (health.eject(base, Instant::now()), true));
+    // The others taking requests: the healthy ones, or when none is (failing open) every
+    // member not ejected.
+    let eligible = group.eligible();
+    let fail_open = eligible.1.is_empty();
+    let mut others = group.members.iter().enumerate().filter(|&(i, m)| {
+        let health = m.target.health();
+        i != index && !health.ejected() && (fail_open || health.routable())
+    });
+    let mut any_other = false;
+    let all_failing = others.all(|(_, m)| {
+        any_other = true;
+        m.target.failing()
+    });
+    if !any_other || all_failing {
+        if !group.stats.all_failing.swap(true, Relaxed) {
+            tracing::warn!(
+                group = %group.config.name,
+                target = %target.address,
+                "not ejected after {failures} failures in a row: every target taking \
+                 requests is failing, the group is"
+            );
+        }
+        return;
+    }
+    let base = Duration::from_millis(config.base_ejection_ms);
+    let max = Duration::from_millis(config.max_ejection_ms);
+    let time = target.update_health(|health| (health.eject(base, max, Instant::now()), true));
     target.reset_failures();
     target.counters.ejections.fetch_add(1, Relaxed);
     tracing::warn!(
@@ -117,6 +152,47 @@ mod tests {
         fail(&g, 1, 5);
         assert!(g.members[0].target.health().ejected());
         assert!(!g.members[1].target.health().ejected(), "10 % of 10 is one");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_target_taking_requests_is_never_ejected() {
+        let g = group(1, WhenNoneHealthy::FailOpen);
+        make_healthy(&g, 0);
+        fail(&g, 0, 20);
+        assert!(!g.members[0].target.health().ejected());
+        assert!(
+            g.stats.all_failing.load(Relaxed),
+            "reported as the group failing"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_whose_targets_all_fail_at_once_is_reported_not_emptied() {
+        let g = group(4, WhenNoneHealthy::FailOpen);
+        (0..4).for_each(|i| make_healthy(&g, i));
+        // A network cut: every target fails, in turn.
+        for _ in 0..10 {
+            (0..4).for_each(|i| fail(&g, i, 1));
+        }
+        assert!((0..4).all(|i| !g.members[i].target.health().ejected()));
+        assert!(g.stats.all_failing.load(Relaxed));
+        assert_eq!(g.eligible().1.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outlier_among_succeeding_targets_is_ejected() {
+        let g = group(4, WhenNoneHealthy::FailOpen);
+        (0..4).for_each(|i| make_healthy(&g, i));
+        for _ in 0..5 {
+            for i in 1..4 {
+                g.members[i]
+                    .target
+                    .record(Outcome::Answered(200), Duration::from_millis(1));
+            }
+            fail(&g, 0, 1);
+        }
+        assert!(g.members[0].target.health().ejected());
+        assert!(!g.stats.all_failing.load(Relaxed));
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,7 +60,10 @@ pub(crate) struct Health {
     failures: u32,
     /// Set while ejected; the ejection ends at the first passing check at or after this time.
     ejected_until: Option<Instant>,
+    /// Ejections in a row, as of `back_since` (see [`Health::times_ejected`]).
     times_ejected: u32,
+    /// When the last ejection ended.
+    back_since: Option<Instant>,
     /// When `draining` ends at the latest.
     drain_deadline: Option<Instant>,
     /// When the target last became healthy (for slow start).
@@ -76,6 +79,7 @@ impl Default for Health {
             failures: 0,
             ejected_until: None,
             times_ejected: 0,
+            back_since: None,
             drain_deadline: None,
             healthy_since: None,
         }
@@ -105,8 +109,18 @@ impl Health {
         self.ejected_until.is_some()
     }
 
-    pub(crate) fn times_ejected(&self) -> u32 {
-        self.times_ejected
+    /// Ejections in a row at `now`: each ejection adds one, and each `base` the target then
+    /// spends back in rotation takes one off (Envoy's decay of the ejection multiplier), so a
+    /// target that failed once a week does not get a week-long ejection.
+    pub(crate) fn times_ejected(&self, base: Duration, now: Instant) -> u32 {
+        match self.back_since {
+            Some(since) if self.ejected_until.is_none() && !base.is_zero() => {
+                let periods = now.duration_since(since).as_nanos() / base.as_nanos();
+                self.times_ejected
+                    .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX))
+            }
+            _ => self.times_ejected,
+        }
     }
 
     /// Whether new requests may go to the target while the group has healthy targets.
@@ -141,6 +155,7 @@ impl Health {
                 }
                 if self.ejected_until.is_some_and(|until| now >= until) {
                     self.ejected_until = None;
+                    self.back_since = Some(now);
                 }
             }
             Check::Fail(reason) => {
@@ -157,10 +172,12 @@ impl Health {
         before != (self.state, self.ejected_until.is_some())
     }
 
-    /// Ejects the target for `base` x the number of times it has been ejected.
-    pub(crate) fn eject(&mut self, base: Duration, now: Instant) -> Duration {
-        self.times_ejected = self.times_ejected.saturating_add(1);
-        let time = base.saturating_mul(self.times_ejected);
+    /// Ejects the target for `base` x its ejections in a row (this one included), at most
+    /// `max`; returns for how long.
+    pub(crate) fn eject(&mut self, base: Duration, max: Duration, now: Instant) -> Duration {
+        self.times_ejected = self.times_ejected(base, now).saturating_add(1);
+        self.back_since = None;
+        let time = base.saturating_mul(self.times_ejected).min(max);
         self.ejected_until = Some(now + time);
         time
     }
@@ -271,14 +288,50 @@ mod tests {
         let t0 = Instant::now();
         run(&mut h, &[Check::Pass, Check::Pass]);
         let base = Duration::from_secs(30);
-        assert_eq!(h.eject(base, t0), base);
+        let max = Duration::from_secs(300);
+        assert_eq!(h.eject(base, max, t0), base);
         assert!(!h.routable());
         assert_eq!(h.reason(), Reason::OutlierEjected);
         h.observe(Check::Pass, 2, 2, t0 + Duration::from_secs(29));
         assert!(h.ejected());
-        assert!(h.observe(Check::Pass, 2, 2, t0 + Duration::from_secs(30)));
+        let back = t0 + Duration::from_secs(30);
+        assert!(h.observe(Check::Pass, 2, 2, back));
         assert!(h.routable());
-        assert_eq!(h.eject(base, t0), base * 2);
+        assert_eq!(h.eject(base, max, back), base * 2);
+    }
+
+    #[test]
+    fn ejections_in_a_row_decay_by_one_per_base_back_in_rotation_and_never_exceed_the_max() {
+        let mut h = Health::default();
+        run(&mut h, &[Check::Pass, Check::Pass]);
+        let base = Duration::from_secs(30);
+        let max = Duration::from_secs(100);
+        let mut now = Instant::now();
+        // Ejected three times in a row: 30, 60, 90 s.
+        for n in 1..=3 {
+            assert_eq!(h.eject(base, max, now), base * n);
+            now += base * n;
+            h.observe(Check::Pass, 2, 2, now);
+            assert!(!h.ejected());
+        }
+        assert_eq!(h.times_ejected(base, now), 3);
+        // 65 s back in rotation take two off: the next ejection is the second in a row.
+        now += Duration::from_secs(65);
+        assert_eq!(h.times_ejected(base, now), 1);
+        assert_eq!(h.eject(base, max, now), base * 2);
+        now += base * 2;
+        h.observe(Check::Pass, 2, 2, now);
+        // Ejected again at once, twice: the fourth would be 120 s, capped at 100.
+        assert_eq!(h.eject(base, max, now), base * 3);
+        now += base * 3;
+        h.observe(Check::Pass, 2, 2, now);
+        assert_eq!(h.eject(base, max, now), max);
+        // A long healthy spell forgets them all.
+        now += max;
+        h.observe(Check::Pass, 2, 2, now);
+        now += Duration::from_secs(3600);
+        assert_eq!(h.times_ejected(base, now), 0);
+        assert_eq!(h.eject(base, max, now), base);
     }
 
     #[test]

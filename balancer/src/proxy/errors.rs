@@ -4,7 +4,7 @@
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use super::ResponseBody;
+use super::{ClientFault, ResponseBody};
 
 /// Why the balancer answered itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,11 +13,20 @@ pub(crate) enum Failure {
     NoRule,
     /// 400: conflicting or duplicate framing headers (request smuggling).
     BadFraming,
+    /// 400: an HTTP/1.1 request without `Host`, or with more than one (RFC 9112 3.2).
+    MissingHost,
+    /// 400, 408 or 413: the client failed to send its body.
+    Client(ClientFault),
     /// 503: no target to send to.
     NoTarget,
+    /// 503: the chosen target's queue was full.
+    QueueFull,
+    /// 503: the request waited in the target's queue for the group's queue timeout.
+    QueueTimeout,
     /// 502: no connection to any tried target.
     ConnectFailed,
-    /// 502: the target closed or reset the connection before its response head.
+    /// 502: the target closed or reset the connection before its response head, or sent a
+    /// malformed one.
     TargetReset,
     /// 504: no response head within the group's response timeout.
     TargetTimeout,
@@ -27,19 +36,34 @@ impl Failure {
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Self::NoRule => StatusCode::NOT_FOUND,
-            Self::BadFraming => StatusCode::BAD_REQUEST,
-            Self::NoTarget => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadFraming
+            | Self::MissingHost
+            | Self::Client(ClientFault::BadBody | ClientFault::Incomplete) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Client(ClientFault::Timeout) => StatusCode::REQUEST_TIMEOUT,
+            Self::Client(ClientFault::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NoTarget | Self::QueueFull | Self::QueueTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::ConnectFailed | Self::TargetReset => StatusCode::BAD_GATEWAY,
             Self::TargetTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
-    /// The `reason` field of the body.
+    /// The `reason` field of the body, and the `reason` label of the client error metric.
     pub(crate) fn code(self) -> &'static str {
         match self {
             Self::NoRule => "no_rule",
             Self::BadFraming => "bad_framing",
+            Self::MissingHost => "missing_host",
+            Self::Client(ClientFault::BadBody) => "bad_body",
+            Self::Client(ClientFault::Incomplete) => "incomplete_body",
+            Self::Client(ClientFault::Timeout) => "client_timeout",
+            Self::Client(ClientFault::TooLarge) => "body_too_large",
             Self::NoTarget => "no_target",
+            Self::QueueFull => "queue_full",
+            Self::QueueTimeout => "queue_timeout",
             Self::ConnectFailed => "connect_failed",
             Self::TargetReset => "target_reset",
             Self::TargetTimeout => "target_timeout",
@@ -50,11 +74,24 @@ impl Failure {
         match self {
             Self::NoRule => "no rule matched the request",
             Self::BadFraming => "conflicting Content-Length or Transfer-Encoding headers",
+            Self::MissingHost => "an HTTP/1.1 request needs exactly one Host header",
+            Self::Client(ClientFault::BadBody) => "the request body is malformed",
+            Self::Client(ClientFault::Incomplete) => "the request body ended early",
+            Self::Client(ClientFault::Timeout) => "the request body was not sent in time",
+            Self::Client(ClientFault::TooLarge) => "the request body is over the limit",
             Self::NoTarget => "no healthy target",
+            Self::QueueFull => "every target is at its limit and its queue is full",
+            Self::QueueTimeout => "every target stayed at its limit for the queue timeout",
             Self::ConnectFailed => "could not connect to a target",
             Self::TargetReset => "the target closed the connection without an answer",
             Self::TargetTimeout => "the target did not answer in time",
         }
+    }
+
+    /// Whether the client sent something wrong (the 4xx the balancer makes), as against the
+    /// balancer or a target failing it.
+    pub(crate) fn is_clients(self) -> bool {
+        self.status().is_client_error() && self != Self::NoRule
     }
 
     /// The answer, for a request routed to `group` (if any).
@@ -71,8 +108,9 @@ impl Failure {
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if self == Self::BadFraming {
-            // The rest of the stream cannot be trusted: hyper closes after this answer.
+        if self.is_clients() {
+            // The rest of the stream cannot be trusted (or its body was left unread): hyper
+            // closes after this answer.
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
@@ -110,5 +148,30 @@ mod tests {
             Failure::BadFraming.answer(None).headers()[CONNECTION],
             "close"
         );
+    }
+
+    #[test]
+    fn client_faults_are_4xx_and_close_the_connection() {
+        let cases = [
+            (ClientFault::BadBody, 400, "bad_body"),
+            (ClientFault::Incomplete, 400, "incomplete_body"),
+            (ClientFault::Timeout, 408, "client_timeout"),
+            (ClientFault::TooLarge, 413, "body_too_large"),
+        ];
+        for (fault, status, code) in cases {
+            let failure = Failure::Client(fault);
+            assert_eq!((failure.status().as_u16(), failure.code()), (status, code));
+            assert!(failure.is_clients());
+            assert_eq!(failure.answer(None).headers()[CONNECTION], "close");
+        }
+        assert!(Failure::MissingHost.is_clients());
+        for theirs in [
+            Failure::NoRule,
+            Failure::QueueTimeout,
+            Failure::ConnectFailed,
+            Failure::TargetTimeout,
+        ] {
+            assert!(!theirs.is_clients(), "{theirs:?}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! is never retried. Each try goes to a target not tried before, and every retry takes a token
 //! from the group's [`RetryBudget`].
 
+mod admit;
 mod body;
 mod errors;
 mod framing;
@@ -17,17 +18,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST, TRANSFER_ENCODING};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use hyper::http::uri::PathAndQuery;
-use hyper::{Method, Request, Response, Uri};
+use hyper::{Method, Request, Response, Uri, Version};
 use tokio::time::Instant;
 
-pub(crate) use body::{RequestBody, ResponseBody};
+pub(crate) use body::{BodyLimits, ClientFault, RequestBody, ResponseBody};
 pub(crate) use errors::Failure;
 pub(crate) use framing::FramingWatch;
 pub(crate) use retry::RetryBudget;
 
-use crate::group::{Group, NoTarget};
+use crate::group::Group;
 use crate::health::outlier;
 use crate::pool::Lease;
 use crate::rules::Action;
@@ -67,8 +68,10 @@ pub(crate) async fn handle(
     // Only a request with Transfer-Encoding can be the one whose head had both; one pipelined
     // before it (read in the same buffer) must not clear the flag.
     if request.headers().contains_key(TRANSFER_ENCODING) && conflict.swap(false, Relaxed) {
-        shared.counters.elb_4xx.fetch_add(1, Relaxed);
-        return Failure::BadFraming.answer(None);
+        return shared.counters.client_error(Failure::BadFraming);
+    }
+    if !host_is_valid(&request) {
+        return shared.counters.client_error(Failure::MissingHost);
     }
     let snapshot = shared.snapshot();
     // An absolute-form URI names the host for rule matching (RFC 9112 3.2.2), never an address.
@@ -84,23 +87,60 @@ pub(crate) async fn handle(
             return Failure::NoRule.answer(None);
         }
     };
-    let response = forward(group, request, origin).await;
-    if let Err(failure) = &response {
-        let counter = match failure.status().as_u16() {
-            503 => &group.stats.elb_503,
-            504 => &group.stats.elb_504,
-            _ => &group.stats.elb_502,
-        };
-        counter.fetch_add(1, Relaxed);
+    let limits = BodyLimits {
+        max_bytes: snapshot.limits.max_body_bytes,
+        read_timeout: std::time::Duration::from_millis(snapshot.limits.read_timeout_ms),
+    };
+    if limits.max_bytes > 0 && declared_length(&request).is_some_and(|n| n > limits.max_bytes) {
+        return shared
+            .counters
+            .client_error(Failure::Client(ClientFault::TooLarge));
     }
-    response.unwrap_or_else(|failure| failure.answer(Some(&group.config.name)))
+    match forward(group, request, origin, limits).await {
+        Ok(response) => response,
+        Err(failure) if failure.is_clients() => shared.counters.client_error(failure),
+        Err(failure) => {
+            let counter = match failure.status().as_u16() {
+                503 => &group.stats.elb_503,
+                504 => &group.stats.elb_504,
+                _ => &group.stats.elb_502,
+            };
+            counter.fetch_add(1, Relaxed);
+            failure.answer(Some(&group.config.name))
+        }
+    }
+}
+
+/// RFC 9112 3.2: an HTTP/1.1 request carries exactly one `Host`; HTTP/1.0 may leave it out.
+fn host_is_valid(request: &Request<Incoming>) -> bool {
+    let mut hosts = request.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => false,
+        (None, _) => request.version() != Version::HTTP_11,
+        (Some(_), None) => true,
+    }
+}
+
+/// The body length the request's `Content-Length` declares (hyper has already refused a
+/// malformed or conflicting one).
+fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+    request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Forwards to a target of `group`, retrying on others where that is safe.
+///
+/// A try that failed while the client's body had failed (bad framing, cut short, stalled,
+/// over the limit), or that timed out before the client had sent its whole body, failed
+/// through the client: it is answered as the client's error and not recorded on the target.
 async fn forward(
     group: &Group,
     request: Request<Incoming>,
     origin: &Origin,
+    limits: BodyLimits,
 ) -> Result<Response<ResponseBody>, Failure> {
     let config = &group.config;
     group.stats.requests.fetch_add(1, Relaxed);
@@ -115,16 +155,12 @@ async fn forward(
         &origin.forwarded_port,
     );
     let uri = origin_form(&parts.uri);
-    let body = RequestBody::new(body);
+    let body = RequestBody::new(body, limits);
     let idempotent = is_idempotent(&parts.method);
     let mut tried = Vec::with_capacity(1);
     let mut last = Failure::NoTarget;
     loop {
-        let chosen = match group.choose(&tried) {
-            Ok(chosen) => chosen,
-            Err(NoTarget::NoneHealthy) => return Err(Failure::NoTarget),
-            Err(NoTarget::AllTried) => return Err(last),
-        };
+        let (chosen, in_flight) = admit::admit(group, &tried, last).await?;
         tried.push(chosen);
         let target = &group.members[chosen].target;
         let mut outgoing = Request::new(body.clone());
@@ -137,7 +173,6 @@ async fn forward(
                 outgoing.headers_mut().insert(HOST, host);
             }
         }
-        let in_flight = target.start();
         let started = Instant::now();
         let sent = tokio::time::timeout(
             config.response_timeout(),
@@ -167,6 +202,13 @@ async fn forward(
             Err(_) => (Outcome::TimedOut, Failure::TargetTimeout),
         };
         drop(in_flight);
+        if let Some(fault) = body.client_fault() {
+            return Err(Failure::Client(fault));
+        }
+        if outcome == Outcome::TimedOut && !body.complete() {
+            // The target may well have been waiting for the rest of the body.
+            return Err(Failure::Client(ClientFault::Timeout));
+        }
         note(group, chosen, outcome, started.elapsed());
         last = failure;
         let may_retry = match outcome {
@@ -204,6 +246,8 @@ fn note(group: &Group, member: usize, outcome: Outcome, elapsed: std::time::Dura
     let failures = target.record(outcome, elapsed);
     if failures > 0 {
         outlier::consider(group, member, failures);
+    } else if group.stats.all_failing.load(Relaxed) {
+        group.stats.all_failing.store(false, Relaxed);
     }
 }
 
@@ -274,9 +318,19 @@ mod tests {
     /// A balancer in front of `targets` (one group, checks too rare to matter: it fails open);
     /// returns its address and state.
     async fn balancer(targets: &[SocketAddr]) -> (SocketAddr, &'static Shared) {
-        let mut text = String::from(
-            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[default_action]\nforward = \"g\"\n\
-             [[target_groups]]\nname = \"g\"\n[target_groups.health_check]\n\
+        balancer_with(targets, "", "").await
+    }
+
+    /// [`balancer`], with `limits` lines in `[limits]` and `group` lines in the group.
+    async fn balancer_with(
+        targets: &[SocketAddr],
+        limits: &str,
+        group: &str,
+    ) -> (SocketAddr, &'static Shared) {
+        let mut text = format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[limits]\n{limits}\n\
+             [default_action]\nforward = \"g\"\n\
+             [[target_groups]]\nname = \"g\"\n{group}\n[target_groups.health_check]\n\
              interval_ms = 600000\n",
         );
         for t in targets {
@@ -305,6 +359,51 @@ mod tests {
             }
         });
         (address, shared)
+    }
+
+    /// Writes `request` on a new connection to `to` (then, with `hang_up`, closes its sending
+    /// side) and reads until the balancer closes: the status and the whole answer.
+    async fn raw(to: SocketAddr, request: &[u8], hang_up: bool) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(to).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        if hang_up {
+            stream.shutdown().await.unwrap();
+        }
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the balancer answers and closes");
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    }
+
+    /// Asserts that nothing was counted against the group's target `member`: no error, no
+    /// failure in a row, no ejection.
+    fn blameless(shared: &Shared, member: usize) {
+        let snapshot = shared.snapshot();
+        let target = &snapshot.groups[0].members[member].target;
+        assert_eq!(target.counters.errors(), 0, "errors counted on the target");
+        assert!(!target.failing(), "a failure in a row on the target");
+        assert!(!target.health().ejected());
+        assert_eq!(target.in_flight(), 0);
+    }
+
+    /// The client error counter for `reason`.
+    fn client_errors(shared: &Shared, reason: &str) -> u64 {
+        let i = crate::shared::CLIENT_ERRORS
+            .iter()
+            .position(|f| f.code() == reason)
+            .unwrap();
+        shared.counters.client_errors[i].load(Relaxed)
     }
 
     async fn send(to: SocketAddr, method: Method, body: &'static str) -> (u16, String) {
@@ -365,6 +464,238 @@ mod tests {
         for member in &snapshot.groups[0].members {
             assert_eq!(member.target.counters.connect_errors.load(Relaxed), 1);
         }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_chunked_body_is_the_clients_400_and_never_the_targets_failure() {
+        let (front, shared) = balancer(&[backend().await]).await;
+        let bad = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n";
+        for _ in 0..20 {
+            let (status, answer) = raw(front, bad, false).await;
+            assert_eq!(status, 400, "{answer}");
+            assert!(answer.contains("\"bad_body\""), "{answer}");
+        }
+        blameless(shared, 0);
+        assert_eq!(client_errors(shared, "bad_body"), 20);
+        // The target still serves.
+        assert_eq!(
+            send(front, Method::POST, "ok").await,
+            (200, "POST 2".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_by_the_client_counts_against_no_target() {
+        let (front, shared) = balancer(&[backend().await]).await;
+        let short = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nten bytes!";
+        for _ in 0..10 {
+            raw(front, short, true).await;
+        }
+        // The client is gone: its answer goes nowhere, but it is counted as its error.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        blameless(shared, 0);
+        assert_eq!(client_errors(shared, "incomplete_body"), 10);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_gets_408_after_the_read_timeout_and_counts_against_no_target() {
+        let (front, shared) = balancer_with(&[backend().await], "read_timeout_ms = 200", "").await;
+        let stalled = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nten bytes!";
+        for _ in 0..6 {
+            let (status, answer) = raw(front, stalled, false).await;
+            assert_eq!(status, 408, "{answer}");
+            assert!(answer.contains("\"client_timeout\""), "{answer}");
+        }
+        blameless(shared, 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_still_coming_when_the_response_timeout_passes_is_the_clients_408() {
+        // The client sends a byte every 100 ms: within the read timeout, but the whole body
+        // takes longer than the group's response timeout.
+        let (front, shared) = balancer_with(
+            &[backend().await],
+            "read_timeout_ms = 1000",
+            "response_timeout_ms = 300",
+        )
+        .await;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(front).await.unwrap();
+        stream
+            .write_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\n")
+            .await
+            .unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let _ = stream.write_all(b"x").await;
+        }
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        blameless(shared, 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_gets_413_declared_or_streamed() {
+        let (front, shared) = balancer_with(&[backend().await], "max_body_bytes = 16", "").await;
+        let declared = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n";
+        let (status, answer) = raw(front, declared, false).await;
+        assert_eq!(status, 413, "{answer}");
+        let streamed = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+                         a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n";
+        let (status, answer) = raw(front, streamed, false).await;
+        assert_eq!(status, 413, "{answer}");
+        assert!(answer.contains("\"body_too_large\""), "{answer}");
+        blameless(shared, 0);
+        assert_eq!(client_errors(shared, "body_too_large"), 2);
+        // At the limit is fine.
+        let (status, answer) = raw(
+            front,
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\nConnection: close\r\n\r\n0123456789abcdef",
+            false,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.ends_with("POST 16"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn an_http11_request_without_exactly_one_host_gets_400() {
+        let (front, shared) = balancer(&[backend().await]).await;
+        let (status, answer) = raw(front, b"GET /x HTTP/1.1\r\n\r\n", false).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains("\"missing_host\""), "{answer}");
+        let (status, _) = raw(
+            front,
+            b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(status, 400);
+        // HTTP/1.0 may leave it out.
+        let (status, answer) = raw(front, b"GET /x HTTP/1.0\r\n\r\n", false).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(client_errors(shared, "missing_host"), 2);
+        blameless(shared, 0);
+    }
+
+    /// A backend that answers after `delay`, recording the most requests (health checks
+    /// aside) it had at once.
+    async fn slow_backend(delay: std::time::Duration) -> (SocketAddr, std::sync::Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let now = std::sync::Arc::new(AtomicUsize::new(0));
+        let peak = std::sync::Arc::new(AtomicUsize::new(0));
+        let most = std::sync::Arc::clone(&peak);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (now, peak) = (std::sync::Arc::clone(&now), std::sync::Arc::clone(&peak));
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (now, peak) = (std::sync::Arc::clone(&now), std::sync::Arc::clone(&peak));
+                    let check = request.uri().path() == "/healthz";
+                    async move {
+                        if !check {
+                            peak.fetch_max(now.fetch_add(1, Relaxed) + 1, Relaxed);
+                        }
+                        tokio::time::sleep(delay).await;
+                        if !check {
+                            now.fetch_sub(1, Relaxed);
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        (address, most)
+    }
+
+    #[tokio::test]
+    async fn a_burst_past_the_per_target_limit_waits_its_turn_and_is_served() {
+        let (live, peak) = slow_backend(std::time::Duration::from_millis(20)).await;
+        let (front, shared) = balancer_with(&[live], "", "max_requests_per_target = 3").await;
+        let burst: Vec<_> = (0..40)
+            .map(|_| tokio::spawn(send(front, Method::GET, "")))
+            .collect();
+        for request in burst {
+            assert_eq!(request.await.unwrap(), (200, "ok".into()));
+        }
+        assert_eq!(peak.load(Relaxed), 3, "never more than the limit at once");
+        blameless(shared, 0);
+        assert_eq!(shared.snapshot().groups[0].members[0].target.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_target_sends_the_request_to_another_with_room() {
+        let (slow, _) = slow_backend(std::time::Duration::from_millis(300)).await;
+        let (fast, _) = slow_backend(std::time::Duration::ZERO).await;
+        let (front, shared) = balancer_with(&[slow, fast], "", "max_requests_per_target = 1").await;
+        // Two at once: one lands on each, and `slow` stays busy for 300 ms. Round robin then
+        // picks `slow` for every other request, which finds room on `fast` instead of waiting.
+        let first = [
+            tokio::spawn(send(front, Method::GET, "")),
+            tokio::spawn(send(front, Method::GET, "")),
+        ];
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        for _ in 0..4 {
+            assert_eq!(send(front, Method::GET, "").await.0, 200);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_millis(250));
+        for request in first {
+            assert_eq!(request.await.unwrap().0, 200);
+        }
+        let snapshot = shared.snapshot();
+        assert_eq!(snapshot.groups[0].members[0].target.counters.requests(), 1);
+        assert_eq!(snapshot.groups[0].members[1].target.counters.requests(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_queue_timeout_is_503_and_counts_against_no_target() {
+        let (live, _) = slow_backend(std::time::Duration::from_millis(600)).await;
+        let (front, shared) = balancer_with(
+            &[live],
+            "",
+            "max_requests_per_target = 1\nqueue_timeout_ms = 100",
+        )
+        .await;
+        let first = tokio::spawn(send(front, Method::GET, ""));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (status, body) = send(front, Method::GET, "").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("\"queue_timeout\""), "{body}");
+        assert_eq!(first.await.unwrap().0, 200);
+        blameless(shared, 0);
+        assert_eq!(
+            shared.snapshot().groups[0]
+                .stats
+                .queue_timeouts
+                .load(Relaxed),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_503_at_once() {
+        let (live, _) = slow_backend(std::time::Duration::from_millis(400)).await;
+        let (front, shared) = balancer_with(
+            &[live],
+            "",
+            "max_requests_per_target = 1\nmax_queued_per_target = 1",
+        )
+        .await;
+        let first = tokio::spawn(send(front, Method::GET, ""));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let queued = tokio::spawn(send(front, Method::GET, ""));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (status, body) = send(front, Method::GET, "").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("\"queue_full\""), "{body}");
+        assert_eq!(first.await.unwrap().0, 200);
+        assert_eq!(queued.await.unwrap().0, 200);
+        blameless(shared, 0);
     }
 
     #[tokio::test]

@@ -415,6 +415,7 @@ fn consecutive_5xx_eject_a_target_within_the_max_percent_and_a_passing_check_ret
         base_ejection_ms: 1500,
         // 25 % of 4 targets: one at a time, though both fail.
         max_ejected_percent: 25,
+        ..OutlierDetection::default()
     };
     let balancer = Balancer::start(&config(vec![group]));
     balancer.wait_all_healthy();

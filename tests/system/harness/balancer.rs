@@ -78,6 +78,7 @@ pub fn group(name: &str, algorithm: Algorithm, targets: Vec<Target>) -> TargetGr
         outlier_detection: Default::default(),
         retry: Default::default(),
         targets,
+        ..TargetGroup::named(name)
     }
 }
 
