@@ -17,6 +17,7 @@ mod config;
 mod group;
 mod health;
 mod latency;
+mod memory;
 mod metrics;
 mod pool;
 mod proxy;
@@ -193,6 +194,7 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
     }
 
     main.spawn(reload::on_sighup(shared, hangups));
+    main.spawn(memory::return_freed());
     main.spawn(async move {
         let mut tick = tokio::time::interval(REAP_INTERVAL);
         loop {

@@ -23,29 +23,42 @@ pub(super) enum TryError {
 
 /// Sends `request` to `target` on this worker's most recently used idle connection to it, or
 /// on a new one. A pooled connection found closed before the request was written is replaced
-/// by a new one within the same try (nothing was sent, and the target is the same). Returns the
-/// response head and the connection, to be returned to the pool with the body.
+/// by another within the same try (nothing was sent, and the target is the same). A new
+/// connection is opened only under the target's [`Target::connecting`] bound; when its turn
+/// comes, a connection that came back to the pool meanwhile is taken instead. Returns the response head and the
+/// connection, to be returned to the pool with the body.
 pub(super) async fn send(
     target: &Target,
     mut request: Request<RequestBody>,
     group: &TargetGroup,
 ) -> Result<(Response<Incoming>, Sender), TryError> {
-    let now = tokio::time::Instant::now();
-    if let Some(mut sender) = target
-        .pools
-        .take(crate::worker::index(), now, group.idle_timeout())
-    {
-        match sender.try_send_request(request).await {
-            Ok(response) => return Ok((response, sender)),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => request = unsent,
-                None => return Err(TryError::Reset(e.into_error())),
-            },
+    let worker = crate::worker::index();
+    let idle = || {
+        target
+            .pools
+            .take(worker, tokio::time::Instant::now(), group.idle_timeout())
+    };
+    let mut slot = None;
+    loop {
+        if let Some(mut sender) = idle() {
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(TryError::Reset(e.into_error())),
+                },
+            }
+            continue;
         }
+        if slot.is_some() {
+            break;
+        }
+        slot = Some(target.connecting.acquire().await);
     }
     let mut sender = pool::connect(target.address, group.connect_timeout())
         .await
         .map_err(|e| TryError::NotSent(e.to_string()))?;
+    drop(slot);
     match sender.try_send_request(request).await {
         Ok(response) => Ok((response, sender)),
         Err(mut e) => match e.take_message() {

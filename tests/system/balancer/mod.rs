@@ -4,6 +4,7 @@
 
 mod algorithms;
 mod bad_input;
+mod blame;
 mod failover;
 mod failures;
 mod headers;
