@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Benchmark of elb-balancer against HAProxy 2.6 (not a test): builds the static release
-# elb-agent and elb-balancer, starts static agents on loopback as the same backends for every
-# proxy, and loads, in interleaved rounds, each of: one agent directly (the ceiling), HAProxy
-# (Debian's 2.6: path rules, `balance roundrobin`, `http-reuse always`, keep-alive, one thread per
-# core), elb-balancer with `round_robin` and with `p2c_peak_ewma`; with wrk at -c1 (added
-# latency: p50 minus direct's), -c64 and -c256. Prints the medians of req/s, p50, p99, RSS idle
-# and loaded, CPU seconds per 100k requests (utime+stime from /proc/PID/stat), the ratios
-# against HAProxy, and then 1000 targets in one group: the reload time, the time until all are
-# healthy, RSS, and req/s against a 4-target config. Ends with a summary of the goals of
-# DESIGN.md, met or missed.
+# Benchmark of elb-balancer against HAProxy 2.6 and nginx 1.22 (not a test): builds the static
+# release elb-agent and elb-balancer, starts static agents on loopback as the same backends for
+# every proxy, and loads, in interleaved rounds, each of: one agent directly (the ceiling),
+# HAProxy (Debian's 2.6: path rules, `balance roundrobin`, `http-reuse always`, keep-alive, one
+# thread per core), nginx (Debian's 1.22: the same rules as `location`s, `upstream` keep-alive
+# 256, `proxy_http_version 1.1`, one worker per core), elb-balancer with `round_robin` and with
+# `p2c_peak_ewma`; with wrk at -c1 (added latency: p50 minus direct's), -c64, -c256 and -c1024.
+# Prints the medians of req/s, p50, p99, RSS idle and loaded, CPU seconds per 100k requests
+# (utime+stime of the process and its children from /proc), the ratios against each peer, then
+# the burst (10,000 clients that each open a connection and send one GET at once, through elb
+# and through nginx, to one bare hyper target and to four: answered, failed, RSS with the
+# connections open and after they close), then 1000 targets in one group: the reload time, the
+# time until all are healthy, RSS, and req/s against a 4-target config. Ends with a summary of
+# the goals, met or missed.
 #
 # The machine is small and shared, so figures are made to be compared, not admired: agents run
 # on cpu 0, wrk on cpu 1, the proxies (2 threads) on both; rounds interleave the servers; each
@@ -23,32 +27,39 @@
 # and HAProxy under callgrind (BENCH_CALLGRIND=0 skips it): unlike req/s, that count does not
 # move with the other load on the machine.
 #
-# Knobs (environment): BENCH_DURATION (5s a round), BENCH_ROUNDS (5), BENCH_SCALE_TARGETS (1000;
-# 0 skips that part), BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an
+# Knobs (environment): BENCH_DURATION (5s a round), BENCH_ROUNDS (5), BENCH_CONNECTIONS (wrk's
+# -c values, "1 64 256 1024"), BENCH_BURST (clients of the burst, 10000; 0 skips it),
+# BENCH_SCALE_TARGETS (1000; 0 skips that part), BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an
 # earlier commit: loaded with `round_robin` in the same rounds as `base-rr`, for an A/B
-# comparison on this noisy machine). Runs as root on Debian 12 (installs haproxy and wrk with apt-get when
-# missing). Loopback only. About 12 minutes after the build with the defaults.
+# comparison on this noisy machine). Runs as root on Debian 12 (installs haproxy, nginx and wrk
+# with apt-get when missing). Loopback only. About 25 minutes after the build with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 duration=${BENCH_DURATION:-5s}
 rounds=${BENCH_ROUNDS:-5}
 scale_targets=${BENCH_SCALE_TARGETS:-1000}
+connections=${BENCH_CONNECTIONS:-1 64 256 1024}
+burst_clients=${BENCH_BURST:-10000}
 # shellcheck source=scripts/bench/common.sh
 source "$root/scripts/bench/common.sh" "agents on cpu 0, wrk on cpu 1, proxies on both"
 cores=$(nproc)
 
-if ! command -v haproxy >/dev/null; then
-  echo "== installing haproxy"
+missing=()
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v nginx >/dev/null || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "== building the static release agent and balancer"
+echo "== building the static release agent and balancer, and the bare hyper target"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" \
-  -p agent -p balancer --bins
+  -p agent -p balancer --bins --example bare_hyper
 agent_bin="$target_dir/$triple/release/elb-agent"
 lb_bin="$target_dir/$triple/release/elb-balancer"
+bare_bin="$target_dir/$triple/release/examples/bare_hyper"
 
 # wait_line FILE PATTERN: prints the rest of FILE's first line starting with PATTERN, waiting
 # up to 10 s for it.
@@ -132,8 +143,18 @@ sys.exit(f"{admin}: not {want} healthy targets after 60 s")
 PY
 }
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A process and its children (nginx's master and workers), for RSS and CPU.
+tree() { echo "$1" "$(pgrep -P "$1" | tr '\n' ' ')"; }
+rss_kib() {
+  local kib=0 p
+  for p in $(tree "$1"); do kib=$((kib + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"))); done
+  echo "$kib"
+}
+cpu_ticks() {
+  local ticks=0 p
+  for p in $(tree "$1"); do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$ticks"
+}
 
 # load NAME PID URL CONNECTIONS: one wrk round; appends name, connections, req/s, p50, p99,
 # requests, CPU ticks of PID and the peak RSS seen to $work/results.
@@ -200,6 +221,56 @@ haproxy -c -q -f "$work/haproxy.cfg"
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.out" 2>&1 &
 haproxy_pid=$!; pids+=("$haproxy_pid")
 
+# nginx_config PORT ADDRS-FILE: nginx with the same rules (`location /cluster2` and a default
+# `location /`), every address of ADDRS-FILE in cluster1 and the spare agent in cluster2;
+# keep-alive to the backends, one worker per core, logs off.
+nginx_config() {
+  cat <<EOF
+user root;
+worker_processes $cores;
+worker_rlimit_nofile 20000;
+error_log $work/nginx-$1.log error;
+pid $work/nginx-$1.pid;
+daemon off;
+events { worker_connections 12000; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-body;
+  proxy_temp_path $work/nginx-proxy;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  proxy_set_header Host \$host;
+  proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+  upstream cluster1 {
+EOF
+  local a
+  while read -r a; do echo "    server $a;"; done <"$2"
+  cat <<EOF
+    keepalive 256;
+  }
+  upstream cluster2 { server $spare; keepalive 256; }
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    location /cluster2 { proxy_pass http://cluster2; }
+    location / { proxy_pass http://cluster1; }
+  }
+}
+EOF
+}
+
+# start_nginx PORT CONFIG: starts nginx; sets $pid (the master's).
+start_nginx() {
+  nginx -t -q -c "$2"
+  nginx -c "$2" >"$work/nginx-$1.out" 2>&1 &
+  pid=$!; pids+=("$pid")
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/cluster1" >/dev/null && return 0; sleep 0.1; done
+  echo "nginx on port $1 did not start:" >&2; cat "$work/nginx-$1.log" >&2; exit 1
+}
+
+nginx_port=$(free_port)
+nginx_config "$nginx_port" "$work/a.addrs" >"$work/nginx.conf"
+start_nginx "$nginx_port" "$work/nginx.conf"; nginx_pid=$pid
+
 elb_config round_robin "$work/a.addrs" >"$work/rr.toml"
 elb_config p2c_peak_ewma "$work/a.addrs" >"$work/p2c.toml"
 start_elb rr "$work/rr.toml"; rr_front=$front rr_admin=$admin rr_pid=$pid
@@ -217,17 +288,19 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$haproxy_port/cluster1" >/dev
 sleep 1
 {
   echo "direct=$(rss_kib "$direct_pid")"; echo "haproxy=$(rss_kib "$haproxy_pid")"
+  echo "nginx=$(rss_kib "$nginx_pid")"
   echo "elb-rr=$(rss_kib "$rr_pid")"; echo "elb-p2c=$(rss_kib "$p2c_pid")"
   if [ -n "$baseline" ]; then echo "base-rr=$(rss_kib "$base_pid")"; fi
 } >"$work/idle"
 
 echo "== wrk -d$duration --latency (-t1 at -c1, else -t2), GET /cluster1, $pinning, $cores cores"
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '   %s interleaved rounds of every server at -c1, -c64, -c256 ' "$rounds"
+printf '   %s interleaved rounds of every server at -c %s ' "$rounds" "$connections"
 for _ in $(seq "$rounds"); do
-  for c in 1 64 256; do
+  for c in $connections; do
     load direct "$direct_pid" "http://$direct/cluster1" "$c"
     load haproxy "$haproxy_pid" "http://127.0.0.1:$haproxy_port/cluster1" "$c"
+    load nginx "$nginx_pid" "http://127.0.0.1:$nginx_port/cluster1" "$c"
     load elb-rr "$rr_pid" "http://$rr_front/cluster1" "$c"
     load elb-p2c "$p2c_pid" "http://$p2c_front/cluster1" "$c"
     if [ -n "$baseline" ]; then load base-rr "$base_pid" "http://$base_front/cluster1" "$c"; fi
@@ -235,6 +308,57 @@ for _ in $(seq "$rounds"); do
 done
 echo
 echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+burst_args=()
+if [ "$burst_clients" -gt 0 ]; then
+  # burst NAME PID ADDRESS: $burst_clients clients at once (scripts/bench/burst.py, on the load
+  # cpu); appends `name answers-JSON idle-KiB open-KiB after-KiB after-seconds` to
+  # $work/burst. RSS is read while the clients hold their connections open, then every second
+  # after they close until it is under 32 MiB or 60 s have passed.
+  burst() {
+    local name=$1 pid=$2 address=$3 out="$work/burst-$1.txt" idle open after=0 waited=0
+    idle=$(rss_kib "$pid")
+    "${load_cpu[@]}" python3 "$root/scripts/bench/burst.py" "$address" /cluster1 "$burst_clients" 3 >"$out" &
+    local client=$!
+    until grep -q '^{' "$out"; do
+      kill -0 "$client" 2>/dev/null || { echo "the burst client failed" >&2; exit 1; }
+      sleep 0.1
+    done
+    sleep 2
+    open=$(rss_kib "$pid")
+    wait "$client"
+    while [ "$waited" -lt 60 ]; do
+      sleep 1; waited=$((waited + 1))
+      after=$(rss_kib "$pid")
+      [ "$after" -lt 32768 ] && break
+    done
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$(head -1 "$out")" "$idle" "$open" "$after" "$waited" >>"$work/burst"
+    printf '.'
+  }
+  echo "== the burst: $burst_clients clients at once, each one GET on its own kept-open connection,"
+  echo "   to 1 and to 4 bare hyper targets (tokio's default accept backlog), through elb and nginx"
+  for n in 1 4; do
+    for i in $(seq "$n"); do
+      "${server_cpu[@]}" "$bare_bin" 127.0.0.1:0 1024 >"$work/bare$n-$i.out" 2>&1 &
+      pids+=("$!")
+    done
+    for i in $(seq "$n"); do wait_line "$work/bare$n-$i.out" 'listening on ' >>"$work/bare$n.addrs"; done
+    # The bare targets in cluster1 (they answer the health checks too), the defaults else.
+    elb_config round_robin "$work/bare$n.addrs" |
+      sed 's/^max_connections = 9000$/max_connections = 12000/' >"$work/burst$n.toml"
+    printf '   %s target(s) ' "$n"
+    start_elb "burst$n" "$work/burst$n.toml"; healthy "$admin" "$n" >/dev/null
+    burst "elb-$n" "$pid" "$front"
+    kill "$pid"
+    port=$(free_port)
+    nginx_config "$port" "$work/bare$n.addrs" >"$work/nginx-burst$n.conf"
+    start_nginx "$port" "$work/nginx-burst$n.conf"
+    burst "nginx-$n" "$pid" "127.0.0.1:$port"
+    kill "$pid"
+    echo
+  done
+  burst_args=(--burst "$work/burst")
+fi
 scale_args=()
 
 if [ "$scale_targets" -gt 0 ]; then
@@ -316,5 +440,5 @@ if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
 fi
 
 python3 "$root/scripts/bench/balancer_summary.py" "$work/results" --idle "$work/idle" \
-  --binary "$lb_bin" --load "$(cut -d' ' -f1-3 /proc/loadavg)" "${scale_args[@]}" \
-  "${instructions_args[@]}"
+  --binary "$lb_bin" --load "$(cut -d' ' -f1-3 /proc/loadavg)" "${burst_args[@]}" \
+  "${scale_args[@]}" "${instructions_args[@]}"

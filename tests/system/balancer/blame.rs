@@ -12,6 +12,7 @@ use proto::BalancerStatus;
 
 use crate::harness::balancer::{agent, config, group, target};
 use crate::harness::raw_http;
+use crate::harness::stub_target::{Misbehaviour, StubTarget};
 use crate::harness::{Agent, Balancer};
 
 /// Two agents behind a balancer built from `config` after `edit`, both healthy.
@@ -43,7 +44,8 @@ fn exchange(balancer: &Balancer, request: &[u8], hang_up: bool) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// Asserts that every target of `status` is healthy, not ejected, and without errors.
+/// Asserts that every target of `status` is healthy, not ejected, and without errors (the
+/// 200 the whole body got aside, every request of the test failed through its client).
 fn all_blameless(status: &BalancerStatus) {
     for t in status.groups.iter().flat_map(|g| &g.targets) {
         assert!(
@@ -80,10 +82,24 @@ fn malformed_chunked_bodies_get_400_and_never_eject_a_healthy_target() {
 
 #[test]
 fn bodies_cut_short_stalled_or_too_large_and_heads_without_host_blame_no_target() {
-    let (_agents, balancer) = two_targets(|c| {
-        c.limits.read_timeout_ms = 300;
-        c.limits.max_body_bytes = 1000;
-    });
+    // Targets that answer only once they have the whole body, as most applications do: an
+    // agent answers a POST at once, before the client has failed.
+    let stubs = [
+        StubTarget::start(Misbehaviour::AwaitBody),
+        StubTarget::start(Misbehaviour::AwaitBody),
+    ];
+    let mut config = config(vec![group(
+        "web",
+        Algorithm::RoundRobin,
+        vec![target("i-a", stubs[0].addr), target("i-b", stubs[1].addr)],
+    )]);
+    config.limits.read_timeout_ms = 300;
+    config.limits.max_body_bytes = 1000;
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+    let whole = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\nten bytes!";
+    let answer = exchange(&balancer, whole, false);
+    assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("0010"), "{answer}");
     let short = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nten bytes!";
     for _ in 0..10 {
         // The client hangs up after part of its body.
@@ -132,7 +148,7 @@ fn a_burst_of_clients_at_once_is_queued_and_served_in_full() {
     balancer.wait_all_healthy();
     let front = balancer.addr();
     // Every client connects and sends its GET at once, and keeps its connection open.
-    let statuses: Vec<Result<u16, String>> = crate::harness::http::runtime().block_on(async move {
+    let statuses: Vec<Result<u16, String>> = crate::harness::runtime().block_on(async move {
         let clients: Vec<_> = (0..CLIENTS).map(|_| tokio::spawn(one_get(front))).collect();
         let mut statuses = Vec::with_capacity(CLIENTS);
         for client in clients {

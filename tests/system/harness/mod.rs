@@ -32,6 +32,7 @@ pub use elb::{Elb, ElbOutput, Running, TempDir};
 pub use elb_api::ElbApi;
 pub use fake_imds::{FakeImds, Mode as ImdsMode};
 pub use host_cpu::HostCpu;
+pub use http::runtime;
 pub use load::KeepAlive;
 pub use local::LocalProject;
 pub use moto::moto;

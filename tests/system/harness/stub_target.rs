@@ -1,9 +1,10 @@
 //! A target that is not an agent: it passes health checks (`GET /healthz` answers 200) and
 //! misbehaves on every other request, answering a 500 at once, hanging up without an answer, or
-//! echoing the request head it got (with hop-by-hop headers of its own). Stopped and joined on
+//! echoing the request head it got (with hop-by-hop headers of its own); or, as most
+//! applications do, answers only once it has read the whole request body. Stopped and joined on
 //! drop.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub enum Misbehaviour {
     /// 200 with the request head as the body, and the response headers `Connection:
     /// x-internal`, `X-Internal`, `Keep-Alive` and `Proxy-Authenticate`, which are hop-by-hop.
     Echo,
+    /// 200 with the body's length as the body, once the whole body (`Content-Length`) is read.
+    AwaitBody,
 }
 
 /// A misbehaving target on 127.0.0.1.
@@ -69,6 +72,7 @@ fn serve(stream: TcpStream, misbehaviour: Misbehaviour, stop: &AtomicBool) {
     let mut line = String::new();
     let mut path = None;
     let mut head = String::new();
+    let mut length = 0;
     while !stop.load(Relaxed) {
         line.clear();
         match reader.read_line(&mut line) {
@@ -82,6 +86,11 @@ fn serve(stream: TcpStream, misbehaviour: Misbehaviour, stop: &AtomicBool) {
             continue;
         }
         if line != "\r\n" {
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
             continue;
         }
         let echo;
@@ -100,12 +109,36 @@ fn serve(stream: TcpStream, misbehaviour: Misbehaviour, stop: &AtomicBool) {
                 );
                 &echo
             }
+            (_, Misbehaviour::AwaitBody) => {
+                let body = std::mem::take(&mut length);
+                if !read_body(&mut reader, body, stop) {
+                    return;
+                }
+                echo = format!("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{body:04}");
+                &echo
+            }
         };
+        length = 0;
         head.clear();
         if writer.write_all(answer.as_bytes()).is_err() {
             return;
         }
     }
+}
+
+/// Reads `length` body bytes, through read timeouts; false if the client closed first or
+/// `stop` was raised.
+fn read_body(reader: &mut impl Read, length: usize, stop: &AtomicBool) -> bool {
+    let mut left = length;
+    let mut buf = [0u8; 4096];
+    while left > 0 && !stop.load(Relaxed) {
+        match reader.read(&mut buf[..left.min(4096)]) {
+            Ok(0) => return false,
+            Ok(n) => left -= n,
+            Err(_) => continue,
+        }
+    }
+    left == 0
 }
 
 impl Drop for StubTarget {
