@@ -97,9 +97,13 @@ fn bodies_cut_short_stalled_or_too_large_and_heads_without_host_blame_no_target(
     config.limits.max_body_bytes = 1000;
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();
-    let whole = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\nten bytes!";
+    let whole =
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nConnection: close\r\n\r\nten bytes!";
     let answer = exchange(&balancer, whole, false);
-    assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("0010"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("0010"),
+        "{answer}"
+    );
     let short = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nten bytes!";
     for _ in 0..10 {
         // The client hangs up after part of its body.
