@@ -9,7 +9,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use proto::{BalancerStatus, GroupStatus, TargetStatus};
 
-use crate::group::Member;
+use crate::target::Member;
 use crate::metrics;
 use crate::proxy::ResponseBody;
 use crate::shared::Shared;

@@ -7,21 +7,10 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::config::{TargetGroup, WhenNoneHealthy};
-use crate::metrics::Histogram;
-use crate::proxy::RetryBudget;
+use crate::histogram::Histogram;
+use crate::retry_budget::RetryBudget;
 use crate::selection::{with_rng, Select};
-use crate::target::Target;
-
-/// A target as registered in one group.
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    pub target: Arc<Target>,
-    /// The config's `id`, else the address.
-    pub id: String,
-    pub weight: u32,
-    pub instance_type: Option<String>,
-    pub cluster: Option<String>,
-}
+use crate::target::{Member, Target};
 
 /// A group's counters, kept by name across reloads.
 #[derive(Debug, Default)]

@@ -17,6 +17,11 @@
 //! | `elb_retry_count_total` | (none) | group |
 //! | `elb_retry_over_budget_count_total` | (none) | group |
 //! | `elb_ejection_count_total` | (none) | group, target |
+//! | `elb_target_queued` | (none) | group, target |
+//! | `elb_all_targets_failing` | (none) | group |
+//! | `elb_queue_full_count_total` | (none) | group |
+//! | `elb_queue_timeout_count_total` | (none) | group |
+//! | `elb_client_error_count_total` | `HTTPCode_ELB_4XX_Count`, by cause | reason |
 //! | `elb_active_connection_count` | `ActiveConnectionCount` | |
 //! | `elb_new_connection_count_total` | `NewConnectionCount` | |
 //! | `elb_reload_count_total` | (none) | result (`ok`, `refused`) |
@@ -26,46 +31,11 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::group::{Group, Member};
+use crate::group::Group;
+use crate::target::Member;
 use crate::health::State;
-use crate::shared::{Shared, CLIENT_ERRORS};
-
-/// Upper bounds of the response-time buckets, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-/// A fixed-bucket histogram of durations, lock-free.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    /// Non-cumulative counts; the last one is above every bound.
-    counts: [AtomicU64; BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    pub(crate) fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(BUCKETS.len());
-        self.counts[bucket].fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Relaxed);
-            let le = BUCKETS.get(i).map_or("+Inf".to_string(), f64::to_string);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-        }
-        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
+use crate::proxy::CLIENT_ERRORS;
+use crate::shared::Shared;
 
 /// A label value, escaped as the text format requires.
 fn escape(value: &str) -> String {
@@ -378,29 +348,6 @@ pub(crate) fn render(shared: &Shared) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(300));
-        h.observe(Duration::from_millis(3));
-        h.observe(Duration::from_secs(60));
-        let mut out = String::new();
-        h.render(&mut out, "x", "group=\"a\"");
-        assert!(
-            out.contains("x_bucket{group=\"a\",le=\"0.0005\"} 1\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{group=\"a\",le=\"0.005\"} 2\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{group=\"a\",le=\"+Inf\"} 3\n"),
-            "{out}"
-        );
-        assert!(out.contains("x_count{group=\"a\"} 3\n"), "{out}");
-    }
 
     #[test]
     fn label_values_are_escaped() {

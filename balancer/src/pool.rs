@@ -11,7 +11,7 @@
 //!   one least likely to have been closed by the target) that is ready for a request and has
 //!   been idle less than the idle timeout. Closed and expired connections met on the way are
 //!   dropped; busy ones (a response still streaming) stay.
-//! - A [`Lease`] returns its connection to the list of the worker that took it when dropped,
+//! - A lease (`crate::proxy`'s) returns its connection to the list of the worker that took it when dropped,
 //!   which the request path does when the response body has been passed on (or abandoned).
 //! - [`Pools::sweep`] closes the connections idle for the idle timeout or more, so that an idle
 //!   connection is never kept much past it; a request never uses one idle longer.
@@ -25,8 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::proxy::RequestBody;
-use crate::target::InFlight;
+use crate::request_body::RequestBody;
 
 /// The request half of a pooled connection.
 pub(crate) type Sender = SendRequest<RequestBody>;
@@ -102,6 +101,44 @@ impl Pools {
 
     /// Connections in `worker`'s list.
     #[cfg(test)]
+    pub(crate) fn idle(&self, worker: usize) -> usize {
+        self.slot(worker).len()
+    }
+}
+
+/// Why no connection could be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connect timed out")]
+    TimedOut,
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+/// Opens a new connection to `address` within `timeout`, with TCP_NODELAY; its task runs on
+/// the current runtime (the calling worker's thread).
+pub(crate) async fn connect(
+    address: SocketAddr,
+    timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| ConnectError::TimedOut)??;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("connection to {address} ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
     pub(crate) fn idle(&self, worker: usize) -> usize {
         self.slot(worker).len()
     }

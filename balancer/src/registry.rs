@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use crate::config::Loaded;
-use crate::group::{Group, GroupStats, Member};
-use crate::health::{active, CheckSpec};
+use crate::group::{Group, GroupStats};
+use crate::target::Member;
+use crate::checker;
+use crate::health::CheckSpec;
 use crate::rules::Router;
 use crate::selection;
 use crate::snapshot::Snapshot;
@@ -38,7 +40,7 @@ struct Inner {
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
     routing_epoch: Arc<AtomicU64>,
-    check_client: active::CheckClient,
+    check_client: checker::CheckClient,
     /// Worker threads, each with its own idle connections to every target.
     workers: usize,
 }
@@ -48,7 +50,7 @@ impl Registry {
         Self {
             inner: Mutex::default(),
             routing_epoch: Arc::default(),
-            check_client: active::client(),
+            check_client: checker::client(),
             workers: workers.max(1),
         }
     }
@@ -87,7 +89,7 @@ impl Registry {
                         Arc::clone(&self.routing_epoch),
                         self.workers,
                     ));
-                    active::spawn(&target, self.check_client.clone());
+                    checker::spawn(&target, self.check_client.clone());
                     target
                 }));
                 shared.check.store(Arc::clone(&spec));

@@ -1,13 +1,11 @@
 //! What every connection, the admin endpoints and the reloader share.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use hyper::Response;
 
-use crate::proxy::{ClientFault, Failure, ResponseBody};
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
 
@@ -20,35 +18,16 @@ pub(crate) struct Counters {
     pub new_connections: AtomicU64,
     /// 4xx answers made by the balancer itself: no rule (404) and the client errors below.
     pub elb_4xx: AtomicU64,
-    /// Requests the client got wrong, by [`CLIENT_ERRORS`] entry; none counts against a
-    /// target.
-    pub client_errors: [AtomicU64; CLIENT_ERRORS.len()],
+    /// Requests the client got wrong, by `crate::proxy::CLIENT_ERRORS` entry; none counts
+    /// against a target.
+    pub client_errors: [AtomicU64; CLIENT_ERROR_KINDS],
     pub reloads_ok: AtomicU64,
     pub reloads_refused: AtomicU64,
     pub last_reload_error: Mutex<Option<String>>,
 }
 
-/// The client's errors the balancer answers itself, in the order of
-/// [`Counters::client_errors`].
-pub(crate) const CLIENT_ERRORS: [Failure; 6] = [
-    Failure::BadFraming,
-    Failure::MissingHost,
-    Failure::Client(ClientFault::BadBody),
-    Failure::Client(ClientFault::Incomplete),
-    Failure::Client(ClientFault::Timeout),
-    Failure::Client(ClientFault::TooLarge),
-];
-
-impl Counters {
-    /// Counts a client's error and makes its answer.
-    pub(crate) fn client_error(&self, failure: Failure) -> Response<ResponseBody> {
-        self.elb_4xx.fetch_add(1, Relaxed);
-        if let Some(i) = CLIENT_ERRORS.iter().position(|&f| f == failure) {
-            self.client_errors[i].fetch_add(1, Relaxed);
-        }
-        failure.answer(None)
-    }
-}
+/// The kinds of client error counted apart (`crate::proxy::CLIENT_ERRORS` names them).
+pub(crate) const CLIENT_ERROR_KINDS: usize = 6;
 
 #[derive(Debug)]
 pub(crate) struct Shared {

@@ -244,7 +244,18 @@ impl Target {
     }
 }
 
-/// A request in flight to a target (see [`Target::start`]).
+/// A target as registered in one group.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub target: Arc<Target>,
+    /// The config's `id`, else the address.
+    pub id: String,
+    pub weight: u32,
+    pub instance_type: Option<String>,
+    pub cluster: Option<String>,
+}
+
+/// A request in flight to a target (see [`Target::try_start`]).
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<Target>);
 

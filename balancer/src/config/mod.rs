@@ -4,12 +4,14 @@
 //! default, meaning. Durations are integers in milliseconds (`_ms`), so tests can make every
 //! timer fast. Unknown fields are refused, so a misspelt field is an error, not a silent default.
 
+mod matcher;
 mod validate;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 pub(crate) use proto::balancer_config::*;
+pub(crate) use matcher::Matcher;
 pub(crate) use validate::ConfigError;
 
 /// A config read from a file and validated, with what `/status` reports about it.

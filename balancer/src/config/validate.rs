@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::Config;
-use crate::health::Matcher;
-use crate::rules::{Pattern, MAX_PATTERN_LEN};
+use super::Matcher;
+use crate::pattern::{Pattern, MAX_PATTERN_LEN};
 
 /// Why a config was refused.
 #[derive(Debug, thiserror::Error)]

@@ -1,18 +1,15 @@
-//! Whether targets take traffic: active checks ([`active`]) flip ALB's states
-//! ([`state`]) after their thresholds; passive outlier detection ([`outlier`]) ejects a target
-//! that fails live requests.
+//! Whether targets take traffic: ALB's states ([`state`]), which the active checks
+//! (`crate::checker`) flip after their thresholds and passive outlier detection
+//! (`crate::proxy::outlier`) overlays with ejections; and how a target is checked
+//! ([`CheckSpec`]).
 
-pub(crate) mod active;
-mod matcher;
-pub(crate) mod outlier;
 mod state;
 
 use std::time::Duration;
 
-pub(crate) use matcher::Matcher;
 pub(crate) use state::{Check, Health, Reason, State};
 
-use crate::config::{Algorithm, HealthCheck, TargetGroup};
+use crate::config::{Algorithm, HealthCheck, Matcher, TargetGroup};
 
 /// How one target is checked, from its group's config; replaced on reload.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use super::{ClientFault, ResponseBody};
+use super::ResponseBody;
+use crate::request_body::ClientFault;
 
 /// Why the balancer answered itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,14 +4,14 @@
 //! anything was sent goes to another target whatever its method; an idempotent request whose
 //! connection failed before the response head does too; a timeout or an answer (even a 5xx)
 //! is never retried. Each try goes to a target not tried before, and every retry takes a token
-//! from the group's [`RetryBudget`].
+//! from the group's [`crate::retry_budget::RetryBudget`].
 
 mod admit;
 mod body;
 mod errors;
 mod framing;
 mod headers;
-mod retry;
+mod outlier;
 mod send;
 
 use std::net::SocketAddr;
@@ -23,16 +23,16 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, Uri, Version};
 use tokio::time::Instant;
 
-pub(crate) use body::{BodyLimits, ClientFault, RequestBody, ResponseBody};
+pub(crate) use body::ResponseBody;
+use body::Lease;
+pub(crate) use crate::request_body::ClientFault;
+use crate::request_body::{BodyLimits, RequestBody};
 pub(crate) use errors::Failure;
 pub(crate) use framing::FramingWatch;
-pub(crate) use retry::RetryBudget;
 
 use crate::group::Group;
-use crate::health::outlier;
-use crate::pool::Lease;
 use crate::rules::Action;
-use crate::shared::Shared;
+use crate::shared::{Counters, Shared, CLIENT_ERROR_KINDS};
 use crate::target::Outcome;
 use send::TryError;
 
@@ -58,6 +58,26 @@ impl Origin {
     }
 }
 
+/// The client's errors the balancer answers itself, in the order of
+/// [`crate::shared::Counters::client_errors`].
+pub(crate) const CLIENT_ERRORS: [Failure; CLIENT_ERROR_KINDS] = [
+    Failure::BadFraming,
+    Failure::MissingHost,
+    Failure::Client(ClientFault::BadBody),
+    Failure::Client(ClientFault::Incomplete),
+    Failure::Client(ClientFault::Timeout),
+    Failure::Client(ClientFault::TooLarge),
+];
+
+/// Counts a client's error and makes its answer.
+fn client_error(counters: &Counters, failure: Failure) -> Response<ResponseBody> {
+    counters.elb_4xx.fetch_add(1, Relaxed);
+    if let Some(i) = CLIENT_ERRORS.iter().position(|&f| f == failure) {
+        counters.client_errors[i].fetch_add(1, Relaxed);
+    }
+    failure.answer(None)
+}
+
 /// Answers one client request; `conflict` is the connection's [`FramingWatch`] flag.
 pub(crate) async fn handle(
     shared: &Shared,
@@ -68,10 +88,10 @@ pub(crate) async fn handle(
     // Only a request with Transfer-Encoding can be the one whose head had both; one pipelined
     // before it (read in the same buffer) must not clear the flag.
     if request.headers().contains_key(TRANSFER_ENCODING) && conflict.swap(false, Relaxed) {
-        return shared.counters.client_error(Failure::BadFraming);
+        return client_error(&shared.counters, Failure::BadFraming);
     }
     if !host_is_valid(&request) {
-        return shared.counters.client_error(Failure::MissingHost);
+        return client_error(&shared.counters, Failure::MissingHost);
     }
     let snapshot = shared.snapshot();
     // An absolute-form URI names the host for rule matching (RFC 9112 3.2.2), never an address.
@@ -92,13 +112,11 @@ pub(crate) async fn handle(
         read_timeout: std::time::Duration::from_millis(snapshot.limits.read_timeout_ms),
     };
     if limits.max_bytes > 0 && declared_length(&request).is_some_and(|n| n > limits.max_bytes) {
-        return shared
-            .counters
-            .client_error(Failure::Client(ClientFault::TooLarge));
+        return client_error(&shared.counters, Failure::Client(ClientFault::TooLarge));
     }
     match forward(group, request, origin, limits).await {
         Ok(response) => response,
-        Err(failure) if failure.is_clients() => shared.counters.client_error(failure),
+        Err(failure) if failure.is_clients() => client_error(&shared.counters, failure),
         Err(failure) => {
             let counter = match failure.status().as_u16() {
                 503 => &group.stats.elb_503,
@@ -399,7 +417,7 @@ mod tests {
 
     /// The client error counter for `reason`.
     fn client_errors(shared: &Shared, reason: &str) -> u64 {
-        let i = crate::shared::CLIENT_ERRORS
+        let i = CLIENT_ERRORS
             .iter()
             .position(|f| f.code() == reason)
             .unwrap();

@@ -4,9 +4,9 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
-use super::RequestBody;
 use crate::config::TargetGroup;
 use crate::pool::{self, Sender};
+use crate::request_body::RequestBody;
 use crate::target::Target;
 
 /// How a try failed.

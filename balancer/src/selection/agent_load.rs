@@ -9,7 +9,7 @@
 //! default 2 s). A target whose agent has not reported yet counts as [`UNKNOWN_SPARE`].
 
 use super::{weighted, Rng, Select};
-use crate::group::Member;
+use crate::target::Member;
 
 /// Spare share of a fully busy target.
 const MIN_SPARE: f64 = 0.02;

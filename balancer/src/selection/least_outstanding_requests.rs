@@ -7,7 +7,7 @@
 use std::sync::atomic::AtomicUsize;
 
 use super::{least, Rng, Select};
-use crate::group::Member;
+use crate::target::Member;
 
 #[derive(Debug, Default)]
 pub(crate) struct LeastOutstandingRequests {

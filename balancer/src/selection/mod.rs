@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 pub(crate) use random::{with_rng, Rng};
 
 use crate::config::Algorithm;
-use crate::group::Member;
+use crate::target::Member;
 
 /// A selection algorithm. Its state (a counter, nothing per target: that lives on the targets)
 /// is kept across reloads only if the algorithm stays the same.

@@ -10,7 +10,7 @@
 //! slow answers, so a target that fails fast never looks cheap (tower #871).
 
 use super::{Rng, Select};
-use crate::group::Member;
+use crate::target::Member;
 
 /// Candidate sets at most this large are scanned whole.
 const FULL_SCAN: usize = 3;

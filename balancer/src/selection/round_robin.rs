@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::{Rng, Select};
-use crate::group::Member;
+use crate::target::Member;
 
 #[derive(Debug, Default)]
 pub(crate) struct RoundRobin {

@@ -4,7 +4,7 @@
 //! follow the weights within sampling noise (a few percent over thousands of requests).
 
 use super::{weighted, Rng, Select};
-use crate::group::Member;
+use crate::target::Member;
 
 #[derive(Debug, Default)]
 pub(crate) struct WeightedRandom;

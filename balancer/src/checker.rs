@@ -17,7 +17,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use super::{Check, CheckSpec, Reason};
+use crate::health::{Check, CheckSpec, Reason};
 use crate::selection::with_rng;
 use crate::target::{AgentLoad, Target};
 
