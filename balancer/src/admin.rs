@@ -9,10 +9,10 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use proto::{BalancerStatus, GroupStatus, TargetStatus};
 
-use crate::target::Member;
 use crate::metrics;
 use crate::proxy::ResponseBody;
 use crate::shared::Shared;
+use crate::target::Member;
 
 /// Answers one admin request.
 pub(crate) fn handle(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody> {

@@ -10,7 +10,7 @@ use crate::config::{TargetGroup, WhenNoneHealthy};
 use crate::histogram::Histogram;
 use crate::retry_budget::RetryBudget;
 use crate::selection::{with_rng, Select};
-use crate::target::{Member, Target};
+use crate::target::Member;
 
 /// A group's counters, kept by name across reloads.
 #[derive(Debug, Default)]

@@ -13,9 +13,9 @@
 //! out with requests in flight; 2 when the config is invalid or a socket cannot be bound.
 
 mod admin;
+mod checker;
 mod config;
 mod group;
-mod checker;
 mod health;
 mod histogram;
 mod latency;
@@ -25,9 +25,9 @@ mod pattern;
 mod pool;
 mod proxy;
 mod registry;
+mod reload;
 mod request_body;
 mod retry_budget;
-mod reload;
 mod rules;
 mod selection;
 mod server;

@@ -28,14 +28,13 @@
 //! | `elb_config_generation` | (none) | |
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::group::Group;
-use crate::target::Member;
 use crate::health::State;
 use crate::proxy::CLIENT_ERRORS;
 use crate::shared::Shared;
+use crate::target::Member;
 
 /// A label value, escaped as the text format requires.
 fn escape(value: &str) -> String {

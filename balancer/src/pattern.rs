@@ -67,8 +67,6 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
-/// What a request gets.
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,14 +9,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 
+use crate::checker;
 use crate::config::Loaded;
 use crate::group::{Group, GroupStats};
-use crate::target::Member;
-use crate::checker;
 use crate::health::CheckSpec;
 use crate::rules::Router;
 use crate::selection;
 use crate::snapshot::Snapshot;
+use crate::target::Member;
 use crate::target::Target;
 
 /// A removed target, finishing its in-flight requests.

@@ -8,6 +8,7 @@
 use crate::config::{Config, DefaultAction};
 use crate::pattern::Pattern;
 
+/// What a request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     /// Forward to the target group at this index of the config's `target_groups`.

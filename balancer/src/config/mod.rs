@@ -10,8 +10,8 @@ mod validate;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub(crate) use proto::balancer_config::*;
 pub(crate) use matcher::Matcher;
+pub(crate) use proto::balancer_config::*;
 pub(crate) use validate::ConfigError;
 
 /// A config read from a file and validated, with what `/status` reports about it.

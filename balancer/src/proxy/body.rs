@@ -60,4 +60,32 @@ impl Body for ResponseBody {
     }
 }
 
+/// A connection lent to one request, counted in flight on its target; back in the idle list of
+/// the worker that took it when dropped.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    sender: Option<Sender>,
+    worker: usize,
+    in_flight: InFlight,
+}
 
+impl Lease {
+    pub(crate) fn new(sender: Sender, worker: usize, in_flight: InFlight) -> Self {
+        Self {
+            sender: Some(sender),
+            worker,
+            in_flight,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.in_flight
+                .target()
+                .pools
+                .put(self.worker, sender, Instant::now());
+        }
+    }
+}

@@ -23,10 +23,10 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, Uri, Version};
 use tokio::time::Instant;
 
-pub(crate) use body::ResponseBody;
-use body::Lease;
 pub(crate) use crate::request_body::ClientFault;
 use crate::request_body::{BodyLimits, RequestBody};
+use body::Lease;
+pub(crate) use body::ResponseBody;
 pub(crate) use errors::Failure;
 pub(crate) use framing::FramingWatch;
 
