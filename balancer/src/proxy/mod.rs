@@ -714,6 +714,10 @@ mod tests {
         assert_eq!(first.await.unwrap().0, 200);
         assert_eq!(queued.await.unwrap().0, 200);
         blameless(shared, 0);
+        assert_eq!(
+            shared.snapshot().groups[0].stats.queue_full.load(Relaxed),
+            1
+        );
     }
 
     #[tokio::test]
