@@ -721,6 +721,85 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_hanging_up_before_its_answer_counts_against_no_target() {
+        let (live, _) = slow_backend(std::time::Duration::from_millis(300)).await;
+        let (front, shared) = balancer(&[live]).await;
+        for _ in 0..6 {
+            use tokio::io::AsyncWriteExt;
+            let mut stream = tokio::net::TcpStream::connect(front).await.unwrap();
+            stream
+                .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            drop(stream);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        blameless(shared, 0);
+        let target = &shared.snapshot().groups[0].members[0].target;
+        assert_eq!(target.counters.requests(), 0, "no try was recorded");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_response_head_counts_against_the_target() {
+        // A target that answers every request with a head that is not HTTP.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 abc\r\nno headers here\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        let (front, shared) = balancer(&[address]).await;
+        let (status, body) = send(front, Method::POST, "x").await;
+        assert_eq!(status, 502);
+        assert!(body.contains("\"target_reset\""), "{body}");
+        let target = &shared.snapshot().groups[0].members[0].target;
+        assert_eq!(target.counters.resets.load(Relaxed), 1);
+        assert!(target.failing());
+    }
+
+    #[tokio::test]
+    async fn a_body_the_target_cuts_after_its_head_counts_as_the_answer_it_was() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes!")
+                        .await;
+                });
+            }
+        });
+        let (front, shared) = balancer(&[address]).await;
+        let (status, answer) = raw(
+            front,
+            b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            false,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(
+            answer.ends_with("ten bytes!"),
+            "the client gets the cut body: {answer}"
+        );
+        let target = &shared.snapshot().groups[0].members[0].target;
+        assert_eq!(target.counters.by_class[1].load(Relaxed), 1);
+        assert_eq!(target.counters.errors(), 0);
+    }
+
+    #[tokio::test]
     async fn a_group_without_targets_answers_503() {
         let (front, _) = balancer(&[]).await;
         let (status, body) = send(front, Method::GET, "").await;
