@@ -1,10 +1,8 @@
 //! Settings built once at the edge (flags, environment, AWS configuration) and passed down.
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 
-use crate::cloud::ec2;
 use crate::output::OutputFormat;
-use crate::regions::{self, DEFAULT_REGION};
 use crate::state::StateDir;
 use crate::Error;
 
@@ -38,7 +36,7 @@ pub enum Provider {
 pub struct Options {
     /// The `Project` tag value.
     pub project: String,
-    /// An explicit AWS region, else the AWS configuration's (else [`DEFAULT_REGION`]).
+    /// An explicit AWS region, else the AWS configuration's (else [`crate::regions::DEFAULT_REGION`]).
     pub region: Option<String>,
     /// An AWS profile from the shared config files.
     pub profile: Option<String>,
@@ -61,51 +59,6 @@ pub struct Settings {
     pub output: OutputFormat,
     /// The cloud and its configuration.
     pub provider: Provider,
-}
-
-impl Settings {
-    /// Validates the options and, for EC2, loads the AWS configuration and checks that
-    /// credentials can be found. An explicit region is checked before anything is loaded.
-    pub async fn load(global: &Options) -> Result<Self, Error> {
-        let state = local_state(global)?;
-        let provider = match global.provider {
-            ProviderKind::Ec2 => load_ec2(global).await?,
-            ProviderKind::Local => Provider::Local,
-        };
-        tracing::debug!(project = %global.project, ?provider, state = %state.path().display(), "settings");
-        Ok(Self {
-            project: global.project.clone(),
-            state,
-            output: global.output,
-            provider,
-        })
-    }
-}
-
-async fn load_ec2(global: &Options) -> Result<Provider, Error> {
-    if let Some(region) = &global.region {
-        regions::validate(region)?;
-    }
-    let sdk = ec2::load_sdk_config(
-        global.profile.as_deref(),
-        global.region.as_deref(),
-        global.endpoint_url.as_deref(),
-    )
-    .await;
-    let region = sdk
-        .region()
-        .map_or(DEFAULT_REGION, |r| r.as_ref())
-        .to_owned();
-    regions::validate(&region)?;
-    let sdk = sdk
-        .into_builder()
-        .region(Region::new(region.clone()))
-        .build();
-    ec2::check_credentials(&sdk).await?;
-    Ok(Provider::Ec2 {
-        region,
-        sdk: Box::new(sdk),
-    })
 }
 
 /// The project's state directory, without loading any AWS configuration: for commands that need

@@ -17,7 +17,6 @@ pub(crate) mod dashboard;
 pub(crate) mod deploy;
 pub(crate) mod http;
 pub(crate) mod output;
-pub(crate) mod plan;
 pub(crate) mod progress;
 pub(crate) mod regions;
 pub(crate) mod routing;

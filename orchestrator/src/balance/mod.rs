@@ -28,11 +28,11 @@ pub use report::render_status;
 use crate::agent_binary;
 use crate::cloud::ec2::Ec2;
 use crate::cloud::local::{LocalCloud, Record};
+use crate::cloud::plan::KillPlan;
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::{Cloud, Instance};
 use crate::config::{Provider, Settings};
-use crate::plan::KillPlan;
 use crate::Error;
 
 /// Port of the balancer's admin listener (`/status`, `/metrics`) on its address.

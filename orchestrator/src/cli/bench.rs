@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::settings;
 use crate::balance;
 use crate::bench::loadgen::Load;
 use crate::bench::report::Results;
@@ -110,7 +111,7 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
             )));
         }
     }
-    let settings = Settings::load(&global.options()).await?;
+    let settings = settings::load(&global.options()).await?;
     let instances = cloud::fleet(&settings, None).await?;
     let agents: Vec<Agent> = instances
         .iter()

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::instances;
+use super::settings;
 use crate::balance::{self, BalanceSpec};
 use crate::bench::loadgen::Load;
 use crate::bench::report::ClusterResult;
@@ -22,7 +24,7 @@ use crate::cloud::{self, Cloud, Created};
 use crate::config::{ProviderKind, Settings};
 use crate::dashboard::{Dashboard, DashboardSpec};
 use crate::http::Endpoint;
-use crate::output::{self, OutputFormat};
+use crate::output::OutputFormat;
 use crate::routing::Routing;
 use crate::stats::Agent;
 use crate::Error;
@@ -82,7 +84,7 @@ pub struct DemoArgs {
 
 /// Runs `elb demo`, always on the local provider.
 pub(crate) async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<(), Error> {
-    let settings = Settings::load(&global.options_for(ProviderKind::Local)).await?;
+    let settings = settings::load(&global.options_for(ProviderKind::Local)).await?;
     let cloud = LocalCloud::new(&settings);
     let existing = cloud.instances(None, false).await?;
     if !existing.is_empty() {
@@ -135,7 +137,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<(), Erro
 
 /// The live dashboard of the demo's project, its URL printed.
 async fn dashboard(global: &GlobalArgs, args: &DemoArgs) -> Result<Dashboard, Error> {
-    let settings = Settings::load(&global.options_for(ProviderKind::Local)).await?;
+    let settings = settings::load(&global.options_for(ProviderKind::Local)).await?;
     let spec = DashboardSpec::new(&settings, args.dashboard_listen, Duration::from_secs(1));
     let dashboard = Dashboard::start(Arc::new(settings), spec).await?;
     super::dashboard::announce(&dashboard);
@@ -152,7 +154,7 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     }
     let instances = cloud::fleet(settings, None).await?;
     if settings.output == OutputFormat::Table {
-        println!("{}\n", output::instance_tables_by_cluster(&instances));
+        println!("{}\n", instances::instance_tables_by_cluster(&instances));
     }
     let agents: Vec<Agent> = instances
         .iter()

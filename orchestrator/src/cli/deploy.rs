@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use super::settings;
 use crate::agent_binary::{self, AgentPaths};
 use crate::cli::GlobalArgs;
 use crate::cloud::local::LocalCloud;
@@ -124,7 +125,7 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs) -> Result<(), Error> {
             deploy::deploy_hosts(&state, &args.hosts, cluster, &opts).await?
         }
         cluster => {
-            let settings = Settings::load(&global.options()).await?;
+            let settings = settings::load(&global.options()).await?;
             let instances: Vec<_> = cloud::fleet(&settings, cluster)
                 .await?
                 .into_iter()

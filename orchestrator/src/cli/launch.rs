@@ -3,6 +3,7 @@
 //! agent from the start).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -10,6 +11,7 @@ use clap::{Args, ValueEnum};
 pub(crate) mod agent;
 
 use super::deploy::{AgentArgs, SshArgs};
+use super::instances;
 use crate::alb::{self, Apis};
 use crate::cloud::ec2::Ec2;
 use crate::cloud::firewall::Cidr;
@@ -17,9 +19,9 @@ use crate::cloud::spec::{AccessRules, LaunchSpec};
 use crate::cloud::wait::Poll;
 use crate::cloud::{sort_instances, Cloud, Created, Instance};
 use crate::config::{Provider, ProviderKind, Settings};
-use crate::deploy::delivery::{AgentDelivery, Delivery};
+use crate::deploy::delivery::{AgentDelivery, Delivery, LaunchUserData};
 use crate::deploy::user_data;
-use crate::output::{self, OutputFormat};
+use crate::output::OutputFormat;
 use crate::Error;
 
 /// How `launch` puts the agent on the new instances.
@@ -119,7 +121,7 @@ impl RunningWait {
 
 impl LaunchArgs {
     /// Checks everything that can be checked without the provider, and gives the launch spec.
-    pub(crate) fn validate(self, provider: ProviderKind) -> Result<LaunchSpec, Error> {
+    pub(crate) fn validate(self, provider: ProviderKind) -> Result<LaunchRequest, Error> {
         crate::config::validate_name("--cluster", &self.cluster)?;
         crate::balance::refuse_balancer_cluster("launch", &self.cluster)?;
         let mode = match provider {
@@ -144,7 +146,15 @@ impl LaunchArgs {
             }
         };
         let options = self.agent.deploy_options(&self.ssh)?;
-        Ok(LaunchSpec {
+        let agent = AgentDelivery { mode, options };
+        let spec = LaunchSpec {
+            user_data: Arc::new(LaunchUserData {
+                agent: agent.clone(),
+                cluster: self.cluster.clone(),
+                instance_type: self.instance_type.clone(),
+                given: user_data,
+            }),
+            agent_binary: agent.options.agents.x86_64.clone(),
             cluster: self.cluster,
             instance_type: self.instance_type,
             count: self.count,
@@ -154,10 +164,9 @@ impl LaunchArgs {
                 app: self.app_cidr,
                 ssh: self.ssh_cidr,
             },
-            user_data,
-            agent: AgentDelivery { mode, options },
             wait: self.wait.poll(),
-        })
+        };
+        Ok(LaunchRequest { spec, agent })
     }
 
     /// The local provider has no AMI, subnet, SSH, user data or remote install: refuse those
@@ -217,18 +226,26 @@ fn usage(err: user_data::UserDataError) -> Error {
     Error::Usage(err.to_string())
 }
 
+/// A checked `elb launch`: the cluster to launch, and how the agent then reaches it.
+#[derive(Debug, Clone)]
+pub(crate) struct LaunchRequest {
+    pub spec: LaunchSpec,
+    pub agent: AgentDelivery,
+}
+
 /// Runs `elb launch`; Ctrl-C stops it and says what to clean up.
 pub(crate) async fn run<C: Cloud>(
     cloud: &C,
     settings: &Settings,
-    spec: LaunchSpec,
+    request: LaunchRequest,
 ) -> Result<(), Error> {
+    let LaunchRequest { spec, agent } = request;
     let mut created = Created::default();
     let launch_and_deliver = async {
         let mut instances = cloud.launch(&spec, &mut created).await?;
         sort_instances(&mut instances);
         print(settings.output, &instances);
-        spec.agent.deliver(settings, &instances).await?;
+        agent.deliver(settings, &instances).await?;
         join_alb(settings, &spec.cluster, &instances).await?;
         crate::balance::sync(settings, &[]).await.map(drop)
     };
@@ -267,9 +284,9 @@ async fn join_alb(settings: &Settings, cluster: &str, instances: &[Instance]) ->
 
 fn print(format: OutputFormat, instances: &[Instance]) {
     match format {
-        OutputFormat::Table => println!("{}", output::instance_table(instances)),
-        OutputFormat::Json => println!("{}", output::instance_json(instances)),
-        OutputFormat::Csv => println!("{}", output::instance_csv(instances)),
+        OutputFormat::Table => println!("{}", instances::instance_table(instances)),
+        OutputFormat::Json => println!("{}", instances::instance_json(instances)),
+        OutputFormat::Csv => println!("{}", instances::instance_csv(instances)),
     }
 }
 
@@ -278,7 +295,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    pub(crate) fn parse(extra: &[&str]) -> Result<LaunchSpec, Error> {
+    pub(crate) fn parse(extra: &[&str]) -> Result<LaunchRequest, Error> {
         let mut argv = vec![
             "elb",
             "launch",

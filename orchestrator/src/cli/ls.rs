@@ -2,9 +2,10 @@
 
 use clap::Args;
 
+use super::instances;
 use crate::cloud::{sort_instances, Cloud};
 use crate::config::Settings;
-use crate::output::{self, OutputFormat};
+use crate::output::OutputFormat;
 use crate::Error;
 
 /// Flags of `elb ls`.
@@ -27,8 +28,8 @@ pub(crate) async fn run(
     let mut instances = cloud.instances(args.cluster.as_deref(), args.all).await?;
     sort_instances(&mut instances);
     match settings.output {
-        OutputFormat::Json => println!("{}", output::instance_json(&instances)),
-        OutputFormat::Csv => println!("{}", output::instance_csv(&instances)),
+        OutputFormat::Json => println!("{}", instances::instance_json(&instances)),
+        OutputFormat::Csv => println!("{}", instances::instance_csv(&instances)),
         OutputFormat::Table if instances.is_empty() => println!(
             "no {}instances for project {} {}{}",
             if args.all { "" } else { "live " },
@@ -40,7 +41,7 @@ pub(crate) async fn run(
                 " (--all shows terminated ones)"
             }
         ),
-        OutputFormat::Table => println!("{}", output::instance_tables_by_cluster(&instances)),
+        OutputFormat::Table => println!("{}", instances::instance_tables_by_cluster(&instances)),
     }
     Ok(())
 }

@@ -6,9 +6,11 @@ pub mod bench;
 pub mod dashboard;
 pub mod demo;
 pub mod deploy;
+mod instances;
 pub mod kill;
 pub mod launch;
 pub mod ls;
+mod settings;
 pub mod stats;
 mod values;
 
@@ -131,7 +133,7 @@ pub enum Command {
 
 /// A command whose input was checked before any settings were loaded.
 enum Checked {
-    Launch(Box<crate::cloud::spec::LaunchSpec>),
+    Launch(Box<launch::LaunchRequest>),
     Ls(ls::LsArgs),
     Kill(kill::KillArgs),
     Alb(alb::Checked),
@@ -152,23 +154,23 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         // These reach the instances through `cloud::fleet`, whatever the provider; a bench with
         // `--no-fleet` loads no settings at all.
         Command::Stats(args) => {
-            return stats::run(&Settings::load(&cli.global.options()).await?, &args).await
+            return stats::run(&settings::load(&cli.global.options()).await?, &args).await
         }
         Command::Bench(args) => return bench::run(&cli.global, &args).await,
         // `--hosts` needs no cloud; the project's instances come through `cloud::fleet`.
         Command::Deploy(args) => return deploy::run(&cli.global, &args).await,
         Command::Demo(args) => return demo::run(&cli.global, &args).await,
         Command::Dashboard(args) => {
-            return dashboard::run(Settings::load(&cli.global.options()).await?, &args).await
+            return dashboard::run(settings::load(&cli.global.options()).await?, &args).await
         }
         Command::Balance(args) => {
             if let balance::BalanceCommand::Up(up) = &args.command {
                 up.spec()?;
             }
-            return balance::run(&Settings::load(&cli.global.options()).await?, &args).await;
+            return balance::run(&settings::load(&cli.global.options()).await?, &args).await;
         }
     };
-    let settings = Settings::load(&cli.global.options()).await?;
+    let settings = settings::load(&cli.global.options()).await?;
     match &settings.provider {
         Provider::Ec2 { region, sdk } => {
             let cloud = Ec2::new(sdk, region, &settings);

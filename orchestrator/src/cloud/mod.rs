@@ -6,13 +6,14 @@ pub mod ec2;
 pub mod errors;
 pub mod firewall;
 pub mod local;
+pub mod plan;
 pub mod spec;
 pub mod wait;
 
 use serde::Serialize;
 
+use crate::cloud::plan::KillPlan;
 use crate::config::{Provider, Settings};
-use crate::plan::KillPlan;
 use crate::Error;
 use spec::{KillOptions, LaunchSpec};
 

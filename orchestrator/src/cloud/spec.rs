@@ -3,16 +3,35 @@
 //! code, without clap.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent_binary::{AgentPaths, Arch};
+use crate::agent_binary::Arch;
 use crate::cloud::firewall::Cidr;
 use crate::cloud::wait::Poll;
-use crate::deploy::delivery::AgentDelivery;
 use crate::Error;
 
-/// A cluster to launch: `count` instances of one type, tagged with the cluster's name, and how
-/// the agent gets onto them.
+/// What a launch's instances get as user data, for the architecture the provider finds their
+/// type to have: made by the caller (the agent's install script, the user's own script), so
+/// that a cloud needs to know nothing of how the agent is delivered.
+pub(crate) trait UserData: std::fmt::Debug + Send + Sync {
+    /// The user data of instances that run `arch`; an error (before anything is created) when
+    /// it cannot be made, e.g. no agent for `arch` where the install script needs one.
+    fn for_arch(&self, arch: Arch) -> Result<Option<Vec<u8>>, Error>;
+}
+
+/// No user data: the local provider's launches, whose instances run the agent from the start.
+#[derive(Debug)]
+pub(crate) struct NoUserData;
+
+impl UserData for NoUserData {
+    fn for_arch(&self, _arch: Arch) -> Result<Option<Vec<u8>>, Error> {
+        Ok(None)
+    }
+}
+
+/// A cluster to launch: `count` instances of one type, tagged with the cluster's name, and
+/// their user data.
 #[derive(Debug, Clone)]
 pub(crate) struct LaunchSpec {
     /// The `Cluster` tag of the new instances (checked by [`crate::config::validate_name`]).
@@ -27,10 +46,11 @@ pub(crate) struct LaunchSpec {
     pub subnet: Option<String>,
     /// Who may reach the agents and SSH (EC2's security group).
     pub rules: AccessRules,
-    /// User data given by the user, passed as is (EC2; not with a user-data agent delivery).
-    pub user_data: Option<Vec<u8>>,
-    /// How the agent reaches the instances, and the binaries it comes from.
-    pub agent: AgentDelivery,
+    /// The instances' user data, by architecture (EC2).
+    pub user_data: Arc<dyn UserData>,
+    /// The agent that local instances run: `None` for the build found beside `elb`, or
+    /// `$ELB_AGENT` (the local provider).
+    pub agent_binary: Option<PathBuf>,
     /// How long to wait for the instances to run, and how often to look.
     pub wait: Poll,
 }
@@ -56,28 +76,13 @@ impl LaunchSpec {
                 app: Cidr::WORLD,
                 ssh: Vec::new(),
             },
-            user_data: None,
-            agent: AgentDelivery::none(AgentPaths {
-                x86_64: agent,
-                arm64: None,
-            }),
+            user_data: Arc::new(NoUserData),
+            agent_binary: agent,
             wait: Poll {
                 interval: Duration::from_millis(200),
                 timeout: Duration::from_secs(60),
             },
         }
-    }
-
-    /// The user data to launch with on `arch`: the user-data delivery's install script, or the
-    /// user's own. Also checks, before anything is created, that the agent for `arch` is at hand
-    /// where the delivery needs it.
-    pub(crate) fn user_data_for(&self, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
-        self.agent.user_data(
-            arch,
-            &self.cluster,
-            &self.instance_type,
-            self.user_data.as_deref(),
-        )
     }
 }
 

@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
-use crate::agent_binary::{AgentPaths, Arch};
+use crate::agent_binary::Arch;
+use crate::cloud::spec::UserData;
 use crate::cloud::Instance;
 use crate::config::Settings;
-use crate::deploy::unit::{self, UnitIdentity};
+use crate::deploy::unit::UnitIdentity;
 use crate::deploy::user_data::{AgentUrl, Script, Sha256Hex};
-use crate::deploy::{self, DeployOptions, SshOptions};
+use crate::deploy::{self, DeployOptions};
 use crate::output::OutputFormat;
 use crate::Error;
 
@@ -42,21 +43,30 @@ pub(crate) struct AgentDelivery {
     pub options: DeployOptions,
 }
 
-impl AgentDelivery {
-    /// No delivery: instances that run `agents` by themselves (the local provider's).
-    pub(crate) fn none(agents: AgentPaths) -> Self {
-        Self {
-            mode: Delivery::None,
-            options: DeployOptions {
-                agents,
-                install_dir: unit::DEFAULT_INSTALL_DIR.to_owned(),
-                ssh: SshOptions::default(),
-                parallel: 1,
-                health_timeout: Duration::from_secs(30),
-            },
-        }
-    }
+/// A launch's user data, once the cloud knows the architecture of the instance type: the
+/// install script of a user-data delivery, else the user's own (see
+/// [`AgentDelivery::user_data`]).
+#[derive(Debug)]
+pub(crate) struct LaunchUserData {
+    pub agent: AgentDelivery,
+    pub cluster: String,
+    pub instance_type: String,
+    /// The user's `--user-data`.
+    pub given: Option<Vec<u8>>,
+}
 
+impl UserData for LaunchUserData {
+    fn for_arch(&self, arch: Arch) -> Result<Option<Vec<u8>>, Error> {
+        self.agent.user_data(
+            arch,
+            &self.cluster,
+            &self.instance_type,
+            self.given.as_deref(),
+        )
+    }
+}
+
+impl AgentDelivery {
     /// The user data to launch a `cluster` of `instance_type` (running `arch`) with: the install
     /// script of a user-data delivery, else `given`. Fails, before anything is created, when the
     /// agent for `arch` is not at hand and the delivery needs it.

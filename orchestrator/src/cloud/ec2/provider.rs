@@ -8,10 +8,10 @@ use super::{Ec2, Network, RunSpec};
 use crate::agent_binary::Arch;
 use crate::cloud::errors::CloudError;
 use crate::cloud::firewall::{self, Cidr};
+use crate::cloud::plan::{Group, KillPlan};
 use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::cloud::wait::{self, Target};
 use crate::cloud::{Cloud, Created, Instance};
-use crate::plan::{Group, KillPlan};
 use crate::progress::Progress;
 use crate::Error;
 
@@ -32,7 +32,7 @@ impl Cloud for Ec2 {
             network,
             arch,
         } = self.destination(spec).await?;
-        let user_data = spec.user_data_for(arch)?;
+        let user_data = spec.user_data.for_arch(arch)?;
 
         let key = self.state.ensure_key()?;
         let key_pair = self.ensure_key_pair(&key.public_openssh).await?;

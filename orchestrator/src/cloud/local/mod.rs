@@ -30,9 +30,9 @@ use self::state::Store;
 use self::types::Cpu;
 use super::{instance_name, Cloud, Created, Instance, MANAGED_BY};
 use crate::agent_binary;
+use crate::cloud::plan::KillPlan;
 use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::config::Settings;
-use crate::plan::KillPlan;
 use crate::progress::Progress;
 use crate::Error;
 
@@ -232,7 +232,7 @@ impl Cloud for LocalCloud {
         created: &mut Created,
     ) -> Result<Vec<Instance>, Error> {
         let cpu = types::cpu_of(&spec.instance_type)?;
-        let agent = agent_binary::locate(spec.agent.options.agents.x86_64.as_deref())?;
+        let agent = agent_binary::locate(spec.agent_binary.as_deref())?;
         let cgroups = match Backend::detect(Path::new(cgroup::SYS_ROOT)) {
             Ok(backend) => Some(backend),
             Err(why) => {
