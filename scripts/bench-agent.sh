@@ -2,7 +2,7 @@
 # Benchmark of elb-agent (not a test): builds the static release agent and a bare hyper server,
 # recreates the seed FastAPI app in a venv, loads each on loopback with wrk and prints req/s,
 # p50/p99 latency, RSS idle and under load, the binary size, and the ratios against the goals in
-# DESIGN.md (>= 40x seed, >= 0.9x bare hyper, RSS <= 8 MiB idle / 16 MiB loaded, <= 3 MiB).
+# docs/design.md (>= 40x seed, >= 0.9x bare hyper, RSS <= 8 MiB idle / 16 MiB loaded, <= 3 MiB).
 #
 # This machine is small and noisy, so the figures are made to be compared, not admired: every
 # server runs pinned to one core and wrk to another (on a machine with at least 2 cores), the

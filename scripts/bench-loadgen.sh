@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of the `elb bench` load generator (not a test): loads one release elb-agent on
 # loopback with wrk and with `elb bench --target`, and prints req/s and p50/p99 of both and the
-# ratio against the goal in DESIGN.md (elb bench >= 0.8x wrk's req/s against the same agent).
+# ratio against the goal in docs/design.md (elb bench >= 0.8x wrk's req/s against the same agent).
 #
 # Same method as scripts/bench-agent.sh: the agent runs pinned to one core and the load
 # generator (wrk or elb) to the other, the two generators run in interleaved rounds, and each

@@ -3,7 +3,7 @@
 # processes with the local provider (127.77.x.y:8000, no AWS), then runs `elb --local stats`
 # BENCH_ROUNDS times and prints the median and worst wall time of the whole command (process
 # start, fleet lookup, every /stats, rendering) and of the concurrent poll alone (elb's own debug
-# log), against the goal in DESIGN.md: 100 agents in < 300 ms.
+# log), against the goal in docs/design.md: 100 agents in < 300 ms.
 #
 # Knobs (environment): BENCH_AGENTS (100), BENCH_ROUNDS (10), BENCH_TYPE (m4.large: a full core
 # each, so no agent is throttled by its CPU quota). Runs as root (the local provider's cgroups).

@@ -2,7 +2,7 @@
 
 Input: a tab-separated file of rounds, `name  req/s  p50  p99  peak-RSS-KiB` (p50/p99 as wrk
 prints them, e.g. `812.00us`, `1.20ms`). Prints one row per server (the median round's req/s and
-latencies, the largest RSS seen) and the agent's ratios against the goals in DESIGN.md.
+latencies, the largest RSS seen) and the agent's ratios against the goals in docs/design.md.
 """
 import argparse
 import os
