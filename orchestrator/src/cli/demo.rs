@@ -282,7 +282,8 @@ async fn through_the_balancer(
     Ok(())
 }
 
-/// Which algorithm gave the lowest p99, and by what ratio to round robin's (the first row).
+/// Which algorithm gave the lowest p99, against round robin's (the first row), said as what it
+/// means to a user: how much less the slowest 1 % of requests waited.
 fn verdict(comparison: &Comparison) -> String {
     let (Some(reference), Some(best)) = (
         comparison.rows.first(),
@@ -293,14 +294,19 @@ fn verdict(comparison: &Comparison) -> String {
     ) else {
         return String::new();
     };
-    let ratio = if reference.latency_ms.p99 > 0.0 {
-        best.latency_ms.p99 / reference.latency_ms.p99
-    } else {
-        1.0
-    };
+    let (best_ms, reference_ms) = (best.latency_ms.p99, reference.latency_ms.p99);
+    if best_ms >= reference_ms || best_ms <= 0.0 {
+        return format!(
+            "lowest p99: round robin's own, {reference_ms:.2} ms: no algorithm shortened the \
+             slowest 1 % of requests here"
+        );
+    }
     format!(
-        "lowest p99: {} at {:.2} ms, {ratio:.2}x round robin's {:.2} ms (goal: <= 0.5x)",
-        best.via, best.latency_ms.p99, reference.latency_ms.p99
+        "lowest p99: {} at {best_ms:.2} ms against round robin's {reference_ms:.2} ms: the \
+         slowest 1 % of requests waited {:.1}x less ({:.2}x)",
+        best.via,
+        reference_ms / best_ms,
+        best_ms / reference_ms
     )
 }
 

@@ -2,7 +2,7 @@
 //! namespace, one network namespace per host joined to it by a veth pair, addresses in a
 //! 127.x.y.0/24 subnet of the network's own.
 //!
-//! Two settings make 127.x addresses routable across veth (see DESIGN.md): `route_localnet=1` on
+//! Two settings make 127.x addresses routable across veth (see docs/design.md): `route_localnet=1` on
 //! every device that carries them, and a route for the subnet in table `local`, which beats the
 //! catch-all `local 127.0.0.0/8 dev lo`.
 //!
