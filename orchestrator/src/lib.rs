@@ -15,6 +15,7 @@ pub(crate) mod cloud;
 pub(crate) mod config;
 pub(crate) mod dashboard;
 pub(crate) mod deploy;
+pub(crate) mod fleet;
 pub(crate) mod http;
 pub(crate) mod output;
 pub(crate) mod progress;

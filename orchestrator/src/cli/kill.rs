@@ -6,12 +6,11 @@ use clap::Args;
 
 use std::time::Duration;
 
-use crate::alb::{self, Apis};
-use crate::cloud::ec2::Ec2;
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::Cloud;
-use crate::config::{Provider, ProviderKind, Settings};
+use crate::config::{ProviderKind, Settings};
+use crate::fleet;
 use crate::output::OutputFormat;
 use crate::Error;
 
@@ -122,20 +121,10 @@ pub(crate) async fn run(
     if !args.yes && !confirm("delete all of the above?") {
         return Err(Error::Declined);
     }
-    if args.cluster.is_some() {
-        // The balancer stops sending to them first: their in-flight requests finish (drain).
-        let leaving: Vec<String> = plan.instances.iter().map(|i| i.id.clone()).collect();
-        crate::balance::sync(settings, &leaving).await?;
+    match &args.cluster {
+        Some(cluster) => fleet::shrink(cloud, settings, cluster, &plan, &options).await?,
+        None => cloud.kill(&plan, &options).await?,
     }
-    if let (Some(cluster), Provider::Ec2 { region, sdk }) = (&args.cluster, &settings.provider) {
-        let ec2 = Ec2::new(sdk, region, settings);
-        let apis = Apis {
-            ec2: &ec2,
-            project: &settings.project,
-        };
-        alb::leave(&apis, cluster, &plan.instances).await?;
-    }
-    cloud.kill(&plan, &options).await?;
     match &args.cluster {
         Some(cluster) => eprintln!(
             "done: cluster {cluster} of project {} has no instance left {}",

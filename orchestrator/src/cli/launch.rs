@@ -12,15 +12,14 @@ pub(crate) mod agent;
 
 use super::deploy::{AgentArgs, SshArgs};
 use super::instances;
-use crate::alb::{self, Apis};
-use crate::cloud::ec2::Ec2;
 use crate::cloud::firewall::Cidr;
 use crate::cloud::spec::{AccessRules, LaunchSpec};
 use crate::cloud::wait::Poll;
-use crate::cloud::{sort_instances, Cloud, Created, Instance};
-use crate::config::{Provider, ProviderKind, Settings};
+use crate::cloud::{Cloud, Created};
+use crate::config::{ProviderKind, Settings};
 use crate::deploy::delivery::{AgentDelivery, Delivery, LaunchUserData};
 use crate::deploy::user_data;
+use crate::fleet::{self, Event, Events, Growth};
 use crate::output::OutputFormat;
 use crate::Error;
 
@@ -121,7 +120,7 @@ impl RunningWait {
 
 impl LaunchArgs {
     /// Checks everything that can be checked without the provider, and gives the launch spec.
-    pub(crate) fn validate(self, provider: ProviderKind) -> Result<LaunchRequest, Error> {
+    pub(crate) fn validate(self, provider: ProviderKind) -> Result<Growth, Error> {
         crate::config::validate_name("--cluster", &self.cluster)?;
         crate::balance::refuse_balancer_cluster("launch", &self.cluster)?;
         let mode = match provider {
@@ -166,7 +165,7 @@ impl LaunchArgs {
             },
             wait: self.wait.poll(),
         };
-        Ok(LaunchRequest { spec, agent })
+        Ok(Growth { spec, agent })
     }
 
     /// The local provider has no AMI, subnet, SSH, user data or remote install: refuse those
@@ -226,67 +225,45 @@ fn usage(err: user_data::UserDataError) -> Error {
     Error::Usage(err.to_string())
 }
 
-/// A checked `elb launch`: the cluster to launch, and how the agent then reaches it.
-#[derive(Debug, Clone)]
-pub(crate) struct LaunchRequest {
-    pub spec: LaunchSpec,
-    pub agent: AgentDelivery,
-}
-
 /// Runs `elb launch`; Ctrl-C stops it and says what to clean up.
 pub(crate) async fn run<C: Cloud>(
     cloud: &C,
     settings: &Settings,
-    request: LaunchRequest,
+    growth: Growth,
 ) -> Result<(), Error> {
-    let LaunchRequest { spec, agent } = request;
     let mut created = Created::default();
-    let launch_and_deliver = async {
-        let mut instances = cloud.launch(&spec, &mut created).await?;
-        sort_instances(&mut instances);
-        print(settings.output, &instances);
-        agent.deliver(settings, &instances).await?;
-        join_alb(settings, &spec.cluster, &instances).await?;
-        crate::balance::sync(settings, &[]).await.map(drop)
-    };
+    let printer = Printer(settings.output);
+    let grow = fleet::grow(cloud, settings, &growth, &mut created, &printer);
     // Biased, Ctrl-C first: its handler is installed when first polled, which must come before
     // the launch starts anything (the local provider starts agents before its first await).
     let outcome = tokio::select! {
         biased;
         _ = tokio::signal::ctrl_c() => None,
-        result = launch_and_deliver => Some(result),
+        result = grow => Some(result),
     };
     match outcome {
-        Some(result) => result,
+        Some(result) => result.map(drop),
         None => Err(Error::Interrupted(created.summary::<C>(&settings.project))),
     }
 }
 
-/// When the project has an ALB with a target group for `cluster`, the new instances join it.
-async fn join_alb(settings: &Settings, cluster: &str, instances: &[Instance]) -> Result<(), Error> {
-    let Provider::Ec2 { region, sdk } = &settings.provider else {
-        return Ok(());
-    };
-    let ec2 = Ec2::new(sdk, region, settings);
-    let apis = Apis {
-        ec2: &ec2,
-        project: &settings.project,
-    };
-    let joined = alb::join(&apis, cluster, instances).await?;
-    if joined > 0 {
-        eprintln!(
-            "ALB: {joined} instance(s) registered in {}",
-            alb::target_group_name(&settings.project, cluster)
-        );
-    }
-    Ok(())
-}
+/// Renders a launch's events: the new instances on stdout in the chosen format, the rest as
+/// lines on stderr.
+struct Printer(OutputFormat);
 
-fn print(format: OutputFormat, instances: &[Instance]) {
-    match format {
-        OutputFormat::Table => println!("{}", instances::instance_table(instances)),
-        OutputFormat::Json => println!("{}", instances::instance_json(instances)),
-        OutputFormat::Csv => println!("{}", instances::instance_csv(instances)),
+impl Events for Printer {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Launched { instances, .. } => match self.0 {
+                OutputFormat::Table => println!("{}", instances::instance_table(&instances)),
+                OutputFormat::Json => println!("{}", instances::instance_json(&instances)),
+                OutputFormat::Csv => println!("{}", instances::instance_csv(&instances)),
+            },
+            Event::JoinedAlb {
+                target_group,
+                instances,
+            } => eprintln!("ALB: {instances} instance(s) registered in {target_group}"),
+        }
     }
 }
 
@@ -295,7 +272,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    pub(crate) fn parse(extra: &[&str]) -> Result<LaunchRequest, Error> {
+    pub(crate) fn parse(extra: &[&str]) -> Result<Growth, Error> {
         let mut argv = vec![
             "elb",
             "launch",

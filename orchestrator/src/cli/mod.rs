@@ -133,7 +133,7 @@ pub enum Command {
 
 /// A command whose input was checked before any settings were loaded.
 enum Checked {
-    Launch(Box<launch::LaunchRequest>),
+    Launch(Box<crate::fleet::Growth>),
     Ls(ls::LsArgs),
     Kill(kill::KillArgs),
     Alb(alb::Checked),

@@ -1,0 +1,101 @@
+//! The fleet's workflows, which the CLI, the demo and (to come) the autoscaler drive alike:
+//! flags never reach them and they never print; what happens is reported as [`Event`]s to
+//! whoever drives them.
+//!
+//! [`grow`] adds instances to a cluster: launch, deliver the agent, join the balancers in
+//! front of the cluster (the project's ALB target group, elb's own balancer). [`shrink`]
+//! removes instances: they leave those balancers (draining) before they are terminated.
+
+mod events;
+
+pub(crate) use events::{Event, Events};
+
+use crate::alb::{self, Apis};
+use crate::cloud::ec2::Ec2;
+use crate::cloud::plan::KillPlan;
+use crate::cloud::spec::{KillOptions, LaunchSpec};
+use crate::cloud::{sort_instances, Cloud, Created, Instance};
+use crate::config::{Provider, Settings};
+use crate::deploy::delivery::AgentDelivery;
+use crate::Error;
+
+/// Instances to add to a cluster: what to launch, and how the agent then reaches them.
+#[derive(Debug, Clone)]
+pub(crate) struct Growth {
+    pub spec: LaunchSpec,
+    pub agent: AgentDelivery,
+}
+
+/// Grows `growth.spec.cluster`: launches the instances (recording each resource in `created`
+/// as it is made, so that an interruption can say what to clean up), delivers the agent, joins
+/// the new instances to the project's ALB target group for the cluster when there is one
+/// (EC2), and pushes the new membership to elb's balancer when one runs. Returns the new
+/// instances, sorted.
+pub(crate) async fn grow<C: Cloud>(
+    cloud: &C,
+    settings: &Settings,
+    growth: &Growth,
+    created: &mut Created,
+    events: &dyn Events,
+) -> Result<Vec<Instance>, Error> {
+    let cluster = &growth.spec.cluster;
+    let mut instances = cloud.launch(&growth.spec, created).await?;
+    sort_instances(&mut instances);
+    events.event(Event::Launched {
+        cluster: cluster.clone(),
+        instances: instances.clone(),
+    });
+    growth.agent.deliver(settings, &instances).await?;
+    join_alb(settings, cluster, &instances, events).await?;
+    crate::balance::sync(settings, &[]).await?;
+    Ok(instances)
+}
+
+/// Removes the instances of `plan` (a plan for one `cluster`) from the fleet: elb's balancer
+/// stops sending them new requests and lets their in-flight ones finish (draining), the
+/// project's ALB deregisters them from the cluster's target group (which drains them for its
+/// deregistration delay), and then the plan is carried out.
+pub(crate) async fn shrink<C: Cloud>(
+    cloud: &C,
+    settings: &Settings,
+    cluster: &str,
+    plan: &KillPlan,
+    options: &KillOptions,
+) -> Result<(), Error> {
+    let leaving: Vec<String> = plan.instances.iter().map(|i| i.id.clone()).collect();
+    crate::balance::sync(settings, &leaving).await?;
+    if let Provider::Ec2 { region, sdk } = &settings.provider {
+        let ec2 = Ec2::new(sdk, region, settings);
+        let apis = Apis {
+            ec2: &ec2,
+            project: &settings.project,
+        };
+        alb::leave(&apis, cluster, &plan.instances).await?;
+    }
+    cloud.kill(plan, options).await
+}
+
+/// When the project has an ALB with a target group for `cluster`, `instances` join it.
+async fn join_alb(
+    settings: &Settings,
+    cluster: &str,
+    instances: &[Instance],
+    events: &dyn Events,
+) -> Result<(), Error> {
+    let Provider::Ec2 { region, sdk } = &settings.provider else {
+        return Ok(());
+    };
+    let ec2 = Ec2::new(sdk, region, settings);
+    let apis = Apis {
+        ec2: &ec2,
+        project: &settings.project,
+    };
+    let joined = alb::join(&apis, cluster, instances).await?;
+    if joined > 0 {
+        events.event(Event::JoinedAlb {
+            target_group: alb::target_group_name(&settings.project, cluster),
+            instances: joined,
+        });
+    }
+    Ok(())
+}
