@@ -179,6 +179,7 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
     );
 
     let limits = loaded.config.limits;
+    raise_file_limit(limits.max_connections);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (trigger, stopped) = shutdown::flag();
     let mut sockets = sockets.into_iter();
@@ -225,4 +226,40 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
         }
     }
     Ok(ending)
+}
+
+/// File descriptors beside the clients': listeners, health checks, target connections (bounded
+/// per target by `max_requests_per_target`).
+const FILES_SPARE: u64 = 1024;
+
+/// Raises the soft limit on open files to the hard limit, as HAProxy does for its `maxconn`:
+/// each client connection holds a descriptor, and a soft limit of 1024 (a common default) would
+/// refuse clients far below `limits.max_connections`. Warns when even the hard limit is too
+/// low.
+fn raise_file_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    let needed = max_connections as u64 + FILES_SPARE;
+    if !raised {
+        tracing::warn!(
+            "could not raise the open-file limit: {}",
+            std::io::Error::last_os_error()
+        );
+    } else if limit.rlim_cur < needed {
+        tracing::warn!(
+            "open-file limit {} is below the {needed} that limits.max_connections = \
+             {max_connections} may need: raise the hard limit (ulimit -Hn, LimitNOFILE=) or \
+             lower max_connections",
+            limit.rlim_cur
+        );
+    }
 }

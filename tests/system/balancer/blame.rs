@@ -151,6 +151,7 @@ fn a_burst_of_clients_at_once_is_queued_and_served_in_full() {
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();
     let front = balancer.addr();
+    raise_file_limit();
     // Every client connects and sends its GET at once, and keeps its connection open.
     let statuses: Vec<Result<u16, String>> = crate::harness::runtime().block_on(async move {
         let clients: Vec<_> = (0..CLIENTS).map(|_| tokio::spawn(one_get(front))).collect();
@@ -172,6 +173,22 @@ fn a_burst_of_clients_at_once_is_queued_and_served_in_full() {
     let group = &status.groups[0];
     assert_eq!((group.queue_full, group.queue_timeouts), (0, 0));
     assert_eq!(group.targets[0].requests, CLIENTS as u64);
+}
+
+/// Raises this process's soft limit on open files to the hard one: the clients of the burst
+/// hold a socket each, more than a default soft limit of 1024 allows.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// One keep-alive GET on a new connection; the status, or what went wrong.
