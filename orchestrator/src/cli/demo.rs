@@ -380,3 +380,59 @@ fn comparison(clusters: &[ClusterResult]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::report::Latency;
+    use crate::bench::via::ViaRow;
+
+    fn row(via: &str, p99: f64) -> ViaRow {
+        ViaRow {
+            via: via.into(),
+            cluster: "/work".into(),
+            requests: 100,
+            errors: 0,
+            requests_per_sec: 1000.0,
+            latency_ms: Latency {
+                p99,
+                ..Latency::default()
+            },
+            shares: Vec::new(),
+            client_shares: Vec::new(),
+            balancer_shares: None,
+            type_shares: Vec::new(),
+        }
+    }
+
+    fn comparison(rows: Vec<ViaRow>) -> Comparison {
+        Comparison {
+            schema: proto::SCHEMA,
+            rows,
+        }
+    }
+
+    #[test]
+    fn the_verdict_says_how_much_less_the_slowest_requests_waited() {
+        let text = verdict(&comparison(vec![
+            row("round_robin", 69.92),
+            row("p2c_peak_ewma", 57.65),
+            row("lowest_latency", 12.98),
+        ]));
+        assert_eq!(
+            text,
+            "lowest p99: lowest_latency at 12.98 ms against round robin's 69.92 ms: the \
+             slowest 1 % of requests waited 5.4x less (0.19x)"
+        );
+        assert!(!text.contains("goal"));
+    }
+
+    #[test]
+    fn when_round_robin_is_best_the_verdict_says_so() {
+        let text = verdict(&comparison(vec![
+            row("round_robin", 10.0),
+            row("lowest_latency", 12.0),
+        ]));
+        assert!(text.contains("round robin's own, 10.00 ms"), "{text}");
+    }
+}
