@@ -192,10 +192,9 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.as_ref().is_none_or(|slot| {
-            let slot = lock(slot);
-            slot.fault.is_some() || slot.body.is_end_stream()
-        })
+        self.0
+            .as_ref()
+            .is_none_or(|slot| lock(slot).body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {

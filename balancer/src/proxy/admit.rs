@@ -11,6 +11,7 @@
 //! the balancer's, not the target's: it is not in the target's latency estimate, and a queue
 //! timeout does not count against the target.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::Failure;
@@ -25,12 +26,11 @@ pub(super) async fn admit(
     last: Failure,
 ) -> Result<(usize, InFlight), Failure> {
     let limit = u64::from(group.config.max_requests_per_target);
-    let choose = |skip: &[usize]| match group.choose(skip) {
-        Ok(chosen) => Ok(chosen),
-        Err(NoTarget::NoneHealthy) => Err(Failure::NoTarget),
-        Err(NoTarget::AllTried) => Err(last),
+    let first = match group.choose(tried) {
+        Ok(chosen) => chosen,
+        Err(NoTarget::NoneHealthy) => return Err(Failure::NoTarget),
+        Err(NoTarget::AllTried) => return Err(last),
     };
-    let first = choose(tried)?;
     let mut candidate = first;
     // The tried targets and those found at their limit; allocated only when one is.
     let mut skip: Vec<usize> = Vec::new();
@@ -56,10 +56,7 @@ pub(super) async fn admit(
 async fn wait(target: &Arc<Target>, limit: u64, group: &Group) -> Result<InFlight, Failure> {
     let config = &group.config;
     if target.queued() >= u64::from(config.max_queued_per_target) {
-        group
-            .stats
-            .queue_full
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        group.stats.queue_full.fetch_add(1, Relaxed);
         return Err(Failure::QueueFull);
     }
     let _queued = target.enqueue();
@@ -72,10 +69,7 @@ async fn wait(target: &Arc<Target>, limit: u64, group: &Group) -> Result<InFligh
             return Ok(in_flight);
         }
         if tokio::time::timeout_at(deadline, freed).await.is_err() {
-            group
-                .stats
-                .queue_timeouts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            group.stats.queue_timeouts.fetch_add(1, Relaxed);
             return Err(Failure::QueueTimeout);
         }
     }

@@ -740,9 +740,9 @@ mod tests {
         assert_eq!(target.counters.requests(), 0, "no try was recorded");
     }
 
-    #[tokio::test]
-    async fn a_malformed_response_head_counts_against_the_target() {
-        // A target that answers every request with a head that is not HTTP.
+    /// A target that reads a request on each connection, writes `answer` whatever it was, and
+    /// closes.
+    async fn scripted_backend(answer: &'static [u8]) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -751,12 +751,16 @@ mod tests {
                 tokio::spawn(async move {
                     let mut buf = [0u8; 1024];
                     let _ = stream.read(&mut buf).await;
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 abc\r\nno headers here\r\n\r\n")
-                        .await;
+                    let _ = stream.write_all(answer).await;
                 });
             }
         });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_malformed_response_head_counts_against_the_target() {
+        let address = scripted_backend(b"HTTP/1.1 abc\r\nno headers here\r\n\r\n").await;
         let (front, shared) = balancer(&[address]).await;
         let (status, body) = send(front, Method::POST, "x").await;
         assert_eq!(status, 502);
@@ -768,20 +772,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_the_target_cuts_after_its_head_counts_as_the_answer_it_was() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    let _ = stream.read(&mut buf).await;
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes!")
-                        .await;
-                });
-            }
-        });
+        // The head promises 100 bytes; ten come, then the target closes.
+        let address =
+            scripted_backend(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes!").await;
         let (front, shared) = balancer(&[address]).await;
         let (status, answer) = raw(
             front,

@@ -25,8 +25,8 @@ pub(super) enum TryError {
 /// on a new one. A pooled connection found closed before the request was written is replaced
 /// by another within the same try (nothing was sent, and the target is the same). A new
 /// connection is opened only under the target's [`Target::connecting`] bound; when its turn
-/// comes, a connection that came back to the pool meanwhile is taken instead. Returns the response head and the
-/// connection, to be returned to the pool with the body.
+/// comes, a connection that came back to the pool meanwhile is taken instead. Returns the
+/// response head and the connection, to be returned to the pool with the body.
 pub(super) async fn send(
     target: &Target,
     mut request: Request<RequestBody>,

@@ -110,7 +110,7 @@ fn serve(stream: TcpStream, misbehaviour: Misbehaviour, stop: &AtomicBool) {
                 &echo
             }
             (_, Misbehaviour::AwaitBody) => {
-                let body = std::mem::take(&mut length);
+                let body = length;
                 if !read_body(&mut reader, body, stop) {
                     return;
                 }
