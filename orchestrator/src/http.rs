@@ -26,6 +26,17 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     path: &str,
     timeout: std::time::Duration,
 ) -> Result<T, String> {
+    let body = get_body(addr, path, timeout).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("bad JSON: {e}"))
+}
+
+/// `GET path` on `addr` within `timeout`, a 2xx answer's body; else why not, in the words of
+/// [`get_json`].
+pub(crate) async fn get_body(
+    addr: SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<Bytes, String> {
     let exchange = async {
         let mut connection = Connection::open(&Endpoint::agent(addr)).await?;
         connection.get(path).await
@@ -37,7 +48,7 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     if !status.is_success() {
         return Err(format!("HTTP {}", status.as_u16()));
     }
-    serde_json::from_slice(&body).map_err(|e| format!("bad JSON: {e}"))
+    Ok(body)
 }
 
 /// Where requests go: a socket address and the `Host` header to send.

@@ -8,6 +8,7 @@
 
 pub(crate) mod agent_binary;
 pub(crate) mod alb;
+pub(crate) mod autoscale;
 pub(crate) mod balance;
 pub(crate) mod bench;
 pub mod cli;

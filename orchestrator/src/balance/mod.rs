@@ -366,6 +366,41 @@ pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<bool, Error
     Ok(true)
 }
 
+/// Waits until the running balancer has forgotten every target in `leaving` (it keeps a
+/// removed target `draining` until its in-flight requests are done or its group's
+/// deregistration delay is over), for at most `limit`; past it, the removal goes on and a
+/// warning is logged. No balancer, or one that does not answer, has nothing to wait for.
+pub async fn wait_drained(
+    settings: &Settings,
+    leaving: &[String],
+    limit: Duration,
+) -> Result<(), Error> {
+    let Some(balancer) = find(settings).await? else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        let Ok(status) = admin_status(balancer.admin).await else {
+            return Ok(());
+        };
+        let still: Vec<&str> = status
+            .groups
+            .iter()
+            .flat_map(|g| &g.targets)
+            .filter(|t| leaving.contains(&t.id))
+            .map(|t| t.id.as_str())
+            .collect();
+        if still.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(targets = ?still, "still draining after {} s; removing them anyway", limit.as_secs());
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Switches every group of the running balancer to `algorithm` (everything else stays) and
 /// waits until it serves the new config.
 pub async fn set_algorithm(

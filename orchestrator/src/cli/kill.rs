@@ -6,6 +6,7 @@ use clap::Args;
 
 use std::time::Duration;
 
+use crate::autoscale::{self, Memories, Memory};
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::Cloud;
@@ -106,8 +107,22 @@ pub(crate) async fn run(
     args: &KillArgs,
 ) -> Result<(), Error> {
     let options = args.options();
-    let plan = cloud.kill_plan(&options).await?;
-    let text = plan.render_text(&settings.project, &cloud.location());
+    let mut plan = cloud.kill_plan(&options).await?;
+    let memories = Memories::new(&settings.state);
+    let loops: Vec<Memory> = memories
+        .all()
+        .map_err(|e| Error::Usage(e.to_string()))?
+        .into_iter()
+        .filter(|m| args.cluster.as_ref().is_none_or(|c| *c == m.cluster))
+        .filter(autoscale::loop_runs)
+        .collect();
+    let mut text = plan.render_text(&settings.project, &cloud.location());
+    for m in &loops {
+        text.push_str(&format!(
+            "\n  stop the autoscaling loop of cluster {} (pid {}) first",
+            m.cluster, m.pid
+        ));
+    }
     match settings.output {
         OutputFormat::Json => {
             println!("{}", plan.to_json());
@@ -115,14 +130,38 @@ pub(crate) async fn run(
         }
         OutputFormat::Table | OutputFormat::Csv => println!("{text}"),
     }
-    if plan.is_empty() || args.dry_run {
+    if (plan.is_empty() && loops.is_empty()) || args.dry_run {
         return Ok(());
     }
     if !args.yes && !confirm("delete all of the above?") {
         return Err(Error::Declined);
     }
+    let stop_wait = Duration::from_secs(args.timeout);
+    let stopped = autoscale::stop_loops(&memories, args.cluster.as_deref(), stop_wait)
+        .await
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    if !stopped.is_empty() {
+        for (cluster, pid) in &stopped {
+            eprintln!("stopped the autoscaling loop of cluster {cluster} (pid {pid})");
+        }
+        // A loop may have launched while it was being stopped.
+        plan = cloud.kill_plan(&options).await?;
+    }
     match &args.cluster {
-        Some(cluster) => fleet::shrink(cloud, settings, cluster, &plan, &options).await?,
+        Some(cluster) => {
+            let drain = Duration::from_secs(args.timeout);
+            let quiet = fleet::Quiet;
+            fleet::shrink(
+                cloud,
+                settings,
+                cluster,
+                plan.instances,
+                &options,
+                drain,
+                &quiet,
+            )
+            .await?
+        }
         None => cloud.kill(&plan, &options).await?,
     }
     match &args.cluster {

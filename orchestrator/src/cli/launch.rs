@@ -34,15 +34,8 @@ pub enum DeployMode {
     None,
 }
 
-/// Flags of `elb launch`. Fresh instances start sshd tens of seconds after they run, so
-/// `--deploy ssh` waits longer for it than `elb deploy` does by default, and user data installs
-/// the agent only after boot, so the health timeout counts from when the instances run.
+/// Flags of `elb launch`.
 #[derive(Debug, Args)]
-#[command(mut_arg("ssh_wait", |arg| arg.default_value("180")))]
-#[command(mut_arg("health_timeout", |arg| arg.default_value("300").help(
-    "Seconds each agent may take to answer /healthz (with --deploy user-data: counted from when \
-     the instances run, so boot and download included)"
-)))]
 pub struct LaunchArgs {
     /// Cluster name: the `Cluster` tag of the new instances.
     #[arg(long)]
@@ -54,6 +47,23 @@ pub struct LaunchArgs {
     /// Number of instances.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub count: u32,
+    /// How the instances are made and the agent reaches them.
+    #[command(flatten)]
+    pub how: LaunchHow,
+}
+
+/// How new instances are made and how the agent gets onto them: `elb launch`'s flags beside
+/// the cluster, type and count, which `elb autoscale` shares for the instances it launches.
+/// Fresh instances start sshd tens of seconds after they run, so `--deploy ssh` waits longer
+/// for it than `elb deploy` does by default, and user data installs the agent only after boot,
+/// so the health timeout counts from when the instances run.
+#[derive(Debug, Clone, Args)]
+#[command(mut_arg("ssh_wait", |arg| arg.default_value("180")))]
+#[command(mut_arg("health_timeout", |arg| arg.default_value("300").help(
+    "Seconds each agent may take to answer /healthz (with --deploy user-data: counted from when \
+     the instances run, so boot and download included)"
+)))]
+pub struct LaunchHow {
     /// AMI id (default: the newest Amazon Linux 2023 for the type's architecture).
     #[arg(long)]
     pub ami: Option<String>,
@@ -123,6 +133,21 @@ impl LaunchArgs {
     pub(crate) fn validate(self, provider: ProviderKind) -> Result<Growth, Error> {
         crate::config::validate_name("--cluster", &self.cluster)?;
         crate::balance::refuse_balancer_cluster("launch", &self.cluster)?;
+        self.how
+            .growth(self.cluster, self.instance_type, self.count, provider)
+    }
+}
+
+impl LaunchHow {
+    /// Checks these flags for `provider` and gives what a launch of `count` x `instance_type`
+    /// into `cluster` makes.
+    pub(crate) fn growth(
+        self,
+        cluster: String,
+        instance_type: String,
+        count: u32,
+        provider: ProviderKind,
+    ) -> Result<Growth, Error> {
         let mode = match provider {
             ProviderKind::Ec2 => {
                 self.check_ssh()?;
@@ -149,14 +174,14 @@ impl LaunchArgs {
         let spec = LaunchSpec {
             user_data: Arc::new(LaunchUserData {
                 agent: agent.clone(),
-                cluster: self.cluster.clone(),
-                instance_type: self.instance_type.clone(),
+                cluster: cluster.clone(),
+                instance_type: instance_type.clone(),
                 given: user_data,
             }),
             agent_binary: agent.options.agents.x86_64.clone(),
-            cluster: self.cluster,
-            instance_type: self.instance_type,
-            count: self.count,
+            cluster,
+            instance_type,
+            count,
             image: self.ami,
             subnet: self.subnet,
             rules: AccessRules {
@@ -263,6 +288,8 @@ impl Events for Printer {
                 target_group,
                 instances,
             } => eprintln!("ALB: {instances} instance(s) registered in {target_group}"),
+            // A launch removes nothing and runs no autoscaling loop.
+            Event::Removed { .. } | Event::Scaling(_) => {}
         }
     }
 }

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::instances;
+use crate::autoscale::Memories;
 use crate::cloud::{sort_instances, Cloud};
 use crate::config::Settings;
 use crate::output::OutputFormat;
@@ -42,6 +43,15 @@ pub(crate) async fn run(
             }
         ),
         OutputFormat::Table => println!("{}", instances::instance_tables_by_cluster(&instances)),
+    }
+    if settings.output == OutputFormat::Table {
+        let mut scaled = Memories::new(&settings.state)
+            .all()
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        scaled.retain(|m| args.cluster.as_ref().is_none_or(|c| *c == m.cluster));
+        if !scaled.is_empty() {
+            println!("{}", super::autoscale::summary(&scaled));
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: the flags every command shares, one module per subcommand.
 
 pub mod alb;
+pub mod autoscale;
 pub mod balance;
 pub mod bench;
 pub mod dashboard;
@@ -126,6 +127,9 @@ pub enum Command {
     Alb(alb::AlbArgs),
     /// elb's own load balancer in front of the fleet: up, sync, status, down (--local).
     Balance(balance::BalanceArgs),
+    /// Keep a cluster's size following its load: a control loop that adds instances when the
+    /// metric is above its target, removes them when below, and replaces dead ones.
+    Autoscale(Box<autoscale::AutoscaleArgs>),
     /// A live page of the fleet and the balancer in the browser: every instance's CPU, memory,
     /// requests and p99, every target's state, and charts of the last minutes.
     Dashboard(dashboard::DashboardArgs),
@@ -137,6 +141,7 @@ enum Checked {
     Ls(ls::LsArgs),
     Kill(kill::KillArgs),
     Alb(alb::Checked),
+    Autoscale(Box<autoscale::AutoscaleArgs>),
 }
 
 /// Runs the parsed command line: checks the input, loads the settings, then runs the command on
@@ -151,6 +156,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             Checked::Kill(args)
         }
         Command::Alb(args) => Checked::Alb(args.validate(&cli.global.project)?),
+        Command::Autoscale(args) => {
+            args.validate()?;
+            Checked::Autoscale(args)
+        }
         // These reach the instances through `cloud::fleet`, whatever the provider; a bench with
         // `--no-fleet` loads no settings at all.
         Command::Stats(args) => {
@@ -174,14 +183,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     match &settings.provider {
         Provider::Ec2 { region, sdk } => {
             let cloud = Ec2::new(sdk, region, &settings);
-            execute(&cloud, &settings, command).await
+            execute(&cloud, &settings, kind, command).await
         }
-        Provider::Local => execute(&LocalCloud::new(&settings), &settings, command).await,
+        Provider::Local => execute(&LocalCloud::new(&settings), &settings, kind, command).await,
     }
 }
 
-async fn execute(cloud: &impl Cloud, settings: &Settings, command: Checked) -> Result<(), Error> {
+async fn execute(
+    cloud: &impl Cloud,
+    settings: &Settings,
+    kind: ProviderKind,
+    command: Checked,
+) -> Result<(), Error> {
     match command {
+        Checked::Autoscale(args) => autoscale::run(cloud, settings, kind, &args).await,
         Checked::Launch(request) => launch::run(cloud, settings, *request).await,
         Checked::Ls(args) => ls::run(cloud, settings, &args).await,
         Checked::Kill(args) => kill::run(cloud, settings, &args).await,

@@ -114,6 +114,21 @@ pub(crate) trait Cloud {
 
     /// Carries out a plan made by [`Cloud::kill_plan`].
     async fn kill(&self, plan: &KillPlan, options: &KillOptions) -> Result<(), Error>;
+
+    /// Refuses an instance type this cloud cannot launch (unknown to the region, or of an
+    /// architecture elb does not run), before anything is launched.
+    async fn check_type(&self, instance_type: &str) -> Result<(), Error>;
+
+    /// Terminates exactly `instances` (by id) and waits until they are gone; nothing else of
+    /// the project is touched.
+    async fn terminate(
+        &self,
+        instances: Vec<Instance>,
+        options: &KillOptions,
+    ) -> Result<(), Error> {
+        let plan = KillPlan::new(&self.location(), instances, false);
+        self.kill(&plan, options).await
+    }
 }
 
 /// What a launch has set up so far, for the message after an interruption.

@@ -8,11 +8,12 @@
 
 mod events;
 
-pub(crate) use events::{Event, Events};
+pub(crate) use events::{Event, Events, Quiet, ScalingTick};
+
+use std::time::Duration;
 
 use crate::alb::{self, Apis};
 use crate::cloud::ec2::Ec2;
-use crate::cloud::plan::KillPlan;
 use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::cloud::{sort_instances, Cloud, Created, Instance};
 use crate::config::{Provider, Settings};
@@ -51,28 +52,38 @@ pub(crate) async fn grow<C: Cloud>(
     Ok(instances)
 }
 
-/// Removes the instances of `plan` (a plan for one `cluster`) from the fleet: elb's balancer
-/// stops sending them new requests and lets their in-flight ones finish (draining), the
-/// project's ALB deregisters them from the cluster's target group (which drains them for its
-/// deregistration delay), and then the plan is carried out.
+/// Removes `instances` (of one `cluster`) from the fleet: elb's balancer stops sending them
+/// new requests and lets their in-flight ones finish (draining: this waits until the balancer
+/// has forgotten them, which it does once they are idle or their deregistration delay is over,
+/// for at most `drain`), the project's ALB deregisters them from the cluster's target group
+/// (which drains them for its own deregistration delay), and then they are terminated by id.
 pub(crate) async fn shrink<C: Cloud>(
     cloud: &C,
     settings: &Settings,
     cluster: &str,
-    plan: &KillPlan,
+    instances: Vec<Instance>,
     options: &KillOptions,
+    drain: Duration,
+    events: &dyn Events,
 ) -> Result<(), Error> {
-    let leaving: Vec<String> = plan.instances.iter().map(|i| i.id.clone()).collect();
-    crate::balance::sync(settings, &leaving).await?;
+    let leaving: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    if crate::balance::sync(settings, &leaving).await? {
+        crate::balance::wait_drained(settings, &leaving, drain).await?;
+    }
     if let Provider::Ec2 { region, sdk } = &settings.provider {
         let ec2 = Ec2::new(sdk, region, settings);
         let apis = Apis {
             ec2: &ec2,
             project: &settings.project,
         };
-        alb::leave(&apis, cluster, &plan.instances).await?;
+        alb::leave(&apis, cluster, &instances).await?;
     }
-    cloud.kill(plan, options).await
+    cloud.terminate(instances, options).await?;
+    events.event(Event::Removed {
+        cluster: cluster.to_owned(),
+        instances: leaving,
+    });
+    Ok(())
 }
 
 /// When the project has an ALB with a target group for `cluster`, `instances` join it.

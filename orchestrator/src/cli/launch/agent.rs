@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use super::{usage, DeployMode, LaunchArgs};
+use super::{usage, DeployMode, LaunchHow};
 use crate::deploy::delivery::Delivery;
 use crate::deploy::user_data::{AgentUrl, Sha256Hex};
 use crate::Error;
 
-impl LaunchArgs {
+impl LaunchHow {
     /// The `--deploy` mode with its flags, each flag checked and refused where it has no effect.
     pub(super) fn delivery(&self) -> Result<Delivery, Error> {
         let user_data_flags = [

@@ -96,6 +96,17 @@ impl Cloud for Ec2 {
         Ok(self.project_instances(cluster, include_terminated).await?)
     }
 
+    async fn check_type(&self, instance_type: &str) -> Result<(), Error> {
+        let architectures = self.architectures(instance_type).await?;
+        match Arch::of_instance_type(&architectures) {
+            Some(_) => Ok(()),
+            None => Err(Error::UnsupportedArch {
+                instance_type: instance_type.to_owned(),
+                architectures: architectures.join(", "),
+            }),
+        }
+    }
+
     async fn kill_plan(&self, options: &KillOptions) -> Result<KillPlan, Error> {
         let instances = self
             .project_instances(options.cluster.as_deref(), false)

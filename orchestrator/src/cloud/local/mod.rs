@@ -224,6 +224,11 @@ impl Cloud for LocalCloud {
         "on this machine".to_owned()
     }
 
+    async fn check_type(&self, instance_type: &str) -> Result<(), Error> {
+        types::cpu_of(instance_type)?;
+        Ok(())
+    }
+
     /// Refuses an unknown type before anything starts, finds the agent, then starts and records
     /// one agent at a time and waits for all of them to answer `/healthz`.
     async fn launch(
