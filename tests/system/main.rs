@@ -7,6 +7,7 @@
 mod harness;
 
 mod agent;
+mod autoscale;
 mod balance;
 mod balancer;
 mod dashboard;

@@ -40,7 +40,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What the cluster's size follows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Target {
+pub(crate) enum Goal {
     /// Mean instance-true CPU of the ready instances, % of each instance's capacity.
     Cpu(f64),
     /// Requests per second elb's balancer sends each ready instance, on average.
@@ -49,7 +49,7 @@ pub(crate) enum Target {
     P99Ms(f64),
 }
 
-impl Target {
+impl Goal {
     /// The metric's name in ticks and JSON.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -82,7 +82,7 @@ pub(crate) struct Policy {
     /// The cluster.
     pub cluster: String,
     /// What its size follows.
-    pub target: Target,
+    pub target: Goal,
     /// Min, max, step and the scale-in stabilization window.
     pub bounds: Bounds,
     /// Time between two ticks.
@@ -550,12 +550,12 @@ fn looks_words(looks: Looks) -> &'static str {
 
 /// The metric's reading this tick, and where it came from. Instances that are gone count
 /// nowhere; silent or unhealthy ones are missing figures; warming ones are left out.
-fn reading(target: Target, view: &View, looks: &[(String, Looks)]) -> (Reading, String) {
+fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, String) {
     let figure = |v: &observe::InstanceView, look: Looks| -> Option<Figure> {
         let value = match target {
-            Target::Cpu(_) => v.cpu_percent,
-            Target::RequestsPerTarget(_) => v.requests_per_sec,
-            Target::P99Ms(_) => None,
+            Goal::Cpu(_) => v.cpu_percent,
+            Goal::RequestsPerTarget(_) => v.requests_per_sec,
+            Goal::P99Ms(_) => None,
         };
         Some(match look {
             Looks::Gone => return None,
@@ -580,15 +580,15 @@ fn reading(target: Target, view: &View, looks: &[(String, Looks)]) -> (Reading, 
         (None, None) => "no balancer serves this cluster (`elb balance up`)".to_owned(),
     };
     match target {
-        Target::Cpu(_) => (
+        Goal::Cpu(_) => (
             Reading::PerInstance(figures),
             format!("agents ({ready} ready)"),
         ),
-        Target::RequestsPerTarget(_) => (
+        Goal::RequestsPerTarget(_) => (
             Reading::PerInstance(figures),
             balancer(&format!("{ready} ready targets of")),
         ),
-        Target::P99Ms(_) => {
+        Goal::P99Ms(_) => {
             let alive = looks.iter().filter(|(_, l)| *l == Looks::Alive).count() as u32;
             let reading = match view.p99_ms {
                 Some(value) => Reading::Whole {

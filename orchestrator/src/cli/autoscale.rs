@@ -7,7 +7,7 @@ use clap::{ArgGroup, Args};
 
 use super::launch::LaunchHow;
 use super::values::parse_duration;
-use crate::autoscale::{self, Bounds, Memory, Policy, Target};
+use crate::autoscale::{self, Bounds, Goal, Memory, Policy};
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::{Cloud, Instance};
@@ -95,9 +95,9 @@ impl AutoscaleArgs {
                 "{flag} {value} cannot be reached: the target must be a number above 0 \
                  (e.g. {flag} {})",
                 match self.target() {
-                    Target::Cpu(_) => "50",
-                    Target::RequestsPerTarget(_) => "200",
-                    Target::P99Ms(_) => "100",
+                    Goal::Cpu(_) => "50",
+                    Goal::RequestsPerTarget(_) => "200",
+                    Goal::P99Ms(_) => "100",
                 }
             )));
         }
@@ -127,25 +127,25 @@ impl AutoscaleArgs {
         Ok(())
     }
 
-    fn target(&self) -> Target {
+    fn target(&self) -> Goal {
         match (
             self.target_cpu,
             self.target_requests_per_target,
             self.target_p99_ms,
         ) {
-            (Some(v), _, _) => Target::Cpu(v),
-            (_, Some(v), _) => Target::RequestsPerTarget(v),
-            (_, _, Some(v)) => Target::P99Ms(v),
+            (Some(v), _, _) => Goal::Cpu(v),
+            (_, Some(v), _) => Goal::RequestsPerTarget(v),
+            (_, _, Some(v)) => Goal::P99Ms(v),
             // clap's required group guarantees one.
-            (None, None, None) => Target::Cpu(50.0),
+            (None, None, None) => Goal::Cpu(50.0),
         }
     }
 
     fn target_flag(&self) -> (&'static str, f64) {
         match self.target() {
-            Target::Cpu(v) => ("--target-cpu", v),
-            Target::RequestsPerTarget(v) => ("--target-requests-per-target", v),
-            Target::P99Ms(v) => ("--target-p99-ms", v),
+            Goal::Cpu(v) => ("--target-cpu", v),
+            Goal::RequestsPerTarget(v) => ("--target-requests-per-target", v),
+            Goal::P99Ms(v) => ("--target-p99-ms", v),
         }
     }
 }
@@ -412,9 +412,9 @@ mod tests {
         assert_eq!(args.interval, Duration::from_secs(10));
         assert_eq!(args.warmup, Duration::from_secs(60));
         assert_eq!(args.scale_in_stabilization, Duration::from_secs(300));
-        assert_eq!(args.target(), Target::Cpu(50.0));
+        assert_eq!(args.target(), Goal::Cpu(50.0));
         let args = parse(&["--max", "4", "--target-requests-per-target", "200"]).unwrap();
-        assert_eq!(args.target(), Target::RequestsPerTarget(200.0));
+        assert_eq!(args.target(), Goal::RequestsPerTarget(200.0));
     }
 
     #[test]

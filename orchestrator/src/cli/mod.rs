@@ -27,7 +27,9 @@ use crate::Error;
 /// elb: launch, deploy, list and tear down the instances of an elb project, on EC2 or (--local)
 /// as processes on this machine; read their agents' stats, load them, compare clusters (demo).
 #[derive(Debug, Parser)]
-#[command(name = "elb", version, about)]
+// A flag given twice takes its last value (`--output json ... --output table`), as in a shell
+// alias that a user extends.
+#[command(name = "elb", version, about, args_override_self = true)]
 pub struct Cli {
     /// Flags shared by every subcommand.
     #[command(flatten)]

@@ -21,7 +21,7 @@ pub const UP: [&str; 6] = [
 ];
 
 /// The balancer's client address, from `ls`.
-fn balancer_addr(project: &LocalProject) -> SocketAddr {
+pub(crate) fn balancer_addr(project: &LocalProject) -> SocketAddr {
     let ls = project.ls();
     let row = ls
         .iter()
@@ -32,7 +32,7 @@ fn balancer_addr(project: &LocalProject) -> SocketAddr {
 }
 
 /// `balance status` as JSON: `(group, target id) -> state`.
-fn states(project: &LocalProject) -> Vec<(String, String, String)> {
+pub(crate) fn states(project: &LocalProject) -> Vec<(String, String, String)> {
     let status = project.run(&["balance", "status"]).json();
     status["groups"]
         .as_array()

@@ -24,9 +24,16 @@ pub struct Record {
     pub pid: u32,
     pub cgroup: Option<PathBuf>,
     pub log: PathBuf,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 impl Record {
+    /// Whether this is the project's balancer rather than an agent instance.
+    pub fn is_balancer(&self) -> bool {
+        self.tags.get("Role").is_some_and(|r| r == "balancer")
+    }
+
     /// The agent's `ip:8000`.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((self.address, 8000))
@@ -99,6 +106,13 @@ impl LocalProject {
             }
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The recorded agent instances (the balancer left out).
+    pub fn agents(&self) -> Vec<Record> {
+        let mut records = self.records();
+        records.retain(|r| !r.is_balancer());
+        records
     }
 
     /// Every live process that this project started, recorded or not: those whose stdout is a
