@@ -4,6 +4,10 @@
 //! the cluster's instances). Each task keeps its own samples; they are merged at the end, so the
 //! hot path shares nothing but two atomic counters.
 //!
+//! With a [`Schedule`] the load is open loop: request `n` is not sent before it is due, and its
+//! latency counts from when it was due (see `schedule.rs`); the connections are then only the
+//! pool the due requests go out on.
+//!
 //! Like `wrk -t`, the connections are dealt over one thread per core this process may run on,
 //! each with a single-threaded runtime: a connection's work never moves between threads, and
 //! the command's own runtime stays free for the progress bar.
@@ -11,12 +15,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::{oneshot, Barrier};
 
+use super::schedule::Schedule;
 use crate::http::{Connection, Endpoint};
 
 /// `served_by` of a request whose answer named no instance.
@@ -25,9 +30,10 @@ pub(crate) const UNKNOWN: u32 = u32::MAX;
 /// One request as measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sample {
-    /// When it was sent, from the start of the run.
+    /// When it was sent (open loop: when it was due), from the start of the run.
     pub(crate) start_us: u64,
-    /// From sending the request to the last byte of the answer.
+    /// From sending the request (open loop: from when it was due) to the last byte of the
+    /// answer.
     pub(crate) latency_us: u32,
     /// HTTP status; 0 when no answer came (see [`Run::errors`]).
     pub(crate) status: u16,
@@ -55,6 +61,9 @@ pub(crate) struct Load {
     pub(crate) concurrency: usize,
     /// Longest wait for one answer; a request that takes longer counts as an error.
     pub(crate) timeout: Duration,
+    /// Open loop: when each request is due (its length then sets `requests`); `None` sends
+    /// each connection's next request as soon as its last one is answered.
+    pub(crate) schedule: Option<Arc<Schedule>>,
 }
 
 /// The measured run.
@@ -118,7 +127,10 @@ pub(crate) async fn run(load: &Load, done: Arc<AtomicU64>) -> Run {
     let concurrency = load.concurrency.max(1);
     let ready = Arc::new(Barrier::new(concurrency + 1));
     let epoch = Instant::now();
+    let start = Arc::new(OnceLock::new());
     let workers = (0..concurrency).map(|slot| Worker {
+        schedule: load.schedule.clone(),
+        start: start.clone(),
         endpoint: load.endpoints[slot % load.endpoints.len()].clone(),
         path: load.path.clone(),
         requests: load.requests,
@@ -223,6 +235,10 @@ fn intern(names: &mut Vec<String>, name: &str) -> u32 {
 
 /// One connection's share of the load.
 struct Worker {
+    schedule: Option<Arc<Schedule>>,
+    /// The run's start, set by the first worker past the barrier: request `n` is due at
+    /// `start + schedule.due(n)`.
+    start: Arc<OnceLock<Instant>>,
     endpoint: Endpoint,
     path: String,
     requests: u64,
@@ -242,8 +258,20 @@ impl Worker {
             samples: Vec::with_capacity(share.min(1 << 20) as usize),
             ..Part::default()
         };
-        while self.next.fetch_add(1, Ordering::Relaxed) < self.requests {
-            let sent = Instant::now();
+        let start = *self.start.get_or_init(Instant::now);
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            if n >= self.requests {
+                break;
+            }
+            let sent = match &self.schedule {
+                Some(schedule) => {
+                    let due = start + schedule.due(n);
+                    tokio::time::sleep_until(due.into()).await;
+                    due
+                }
+                None => Instant::now(),
+            };
             let outcome = tokio::time::timeout(self.timeout, async {
                 if connection.is_none() {
                     connection = Some(Connection::open(&self.endpoint).await?);
@@ -323,6 +351,7 @@ mod tests {
             requests: 37,
             concurrency: 4,
             timeout: Duration::from_secs(5),
+            schedule: None,
         };
         let done = Arc::new(AtomicU64::new(0));
         let run = run(&load, done.clone()).await;
@@ -333,5 +362,95 @@ mod tests {
             .samples
             .iter()
             .all(|s| !s.ok() && s.served_by == UNKNOWN));
+    }
+
+    /// Serves `GET`s on loopback with keep-alive, answering at once except request number
+    /// `stall_at` (from 0), which waits `stall` first.
+    async fn stalling_server(stall_at: u64, stall: Duration) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicU64::new(0));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        if served.fetch_add(1, Ordering::Relaxed) == stall_at {
+                            tokio::time::sleep(stall).await;
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Requests whose measured latency is at least `ms`.
+    fn slow(run: &Run, ms: u32) -> usize {
+        run.samples
+            .iter()
+            .filter(|s| s.latency_us >= ms * 1000)
+            .count()
+    }
+
+    /// One 200 ms stall of the server: the closed-loop client waits it out on one request and
+    /// shows one slow answer; the open-loop client at 200 requests/s shows the ~40 requests that
+    /// were due during the stall as slow too, each by how long it waited for its turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stall_shows_in_open_loop_latencies_and_hides_in_closed_loop_ones() {
+        let stall = Duration::from_millis(200);
+        let load = |addr, schedule| Load {
+            endpoints: vec![Endpoint::agent(addr)],
+            path: "/".into(),
+            requests: 200,
+            concurrency: 1,
+            timeout: Duration::from_secs(5),
+            schedule,
+        };
+        let closed = run(
+            &load(stalling_server(50, stall).await, None),
+            Arc::new(AtomicU64::new(0)),
+        )
+        .await;
+        let schedule = Arc::new(Schedule::constant(200.0, 200));
+        let open = run(
+            &load(stalling_server(50, stall).await, Some(schedule)),
+            Arc::new(AtomicU64::new(0)),
+        )
+        .await;
+        assert_eq!(closed.samples.len(), 200);
+        assert_eq!(open.samples.len(), 200);
+        assert!(closed.samples.iter().chain(&open.samples).all(Sample::ok));
+        assert_eq!(
+            slow(&closed, 100),
+            1,
+            "closed loop: only the stalled request"
+        );
+        let open_slow = slow(&open, 100);
+        assert!(
+            (10..=45).contains(&open_slow),
+            "open loop: the requests due during the stall wait for it too ({open_slow})"
+        );
+        // Open loop keeps to the rate: 200 requests at 200/s take about a second.
+        assert!(
+            open.elapsed >= Duration::from_millis(950),
+            "{:?}",
+            open.elapsed
+        );
     }
 }

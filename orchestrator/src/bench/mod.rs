@@ -6,6 +6,7 @@
 pub(crate) mod loadgen;
 pub(crate) mod plot;
 pub(crate) mod report;
+pub(crate) mod schedule;
 pub(crate) mod timeline;
 pub(crate) mod via;
 
@@ -434,6 +435,7 @@ mod tests {
             requests: 10,
             concurrency: 2,
             timeout: Duration::from_secs(1),
+            schedule: None,
         }
     }
 

@@ -1,14 +1,17 @@
 //! `elb bench`: the load experiment, cluster by cluster.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::settings;
+use super::values::parse_duration;
 use crate::balance;
 use crate::bench::loadgen::Load;
 use crate::bench::report::Results;
+use crate::bench::schedule::Schedule;
 use crate::bench::via::{Comparison, Via};
 use crate::bench::Plan;
 use crate::cli::GlobalArgs;
@@ -70,6 +73,35 @@ pub struct BenchArgs {
     /// Longest wait for one answer; slower requests count as errors.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+    /// Open loop: send --requests at this fixed rate (requests per second, per cluster), each
+    /// request's latency counted from when it was due (wrk2's correction for coordinated
+    /// omission); --concurrency connections carry them. Without it the load is closed loop.
+    #[arg(long, value_name = "R", conflicts_with = "profile")]
+    pub rate: Option<f64>,
+    /// Open loop with the rate changing in steps: RATE:DURATION,... (e.g.
+    /// 200:30s,1500:60s,200:60s); the steps set the number of requests (not with --requests).
+    #[arg(long, value_name = "STEPS", conflicts_with = "requests")]
+    pub profile: Option<String>,
+}
+
+impl BenchArgs {
+    /// The open-loop schedule of `--rate` or `--profile`, if either is given.
+    fn schedule(&self) -> Result<Option<Schedule>, Error> {
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(Error::Usage(format!(
+                    "--rate {rate} sends nothing: give requests per second above 0 (e.g. --rate 200)"
+                )));
+            }
+            return Ok(Some(Schedule::constant(rate, self.requests)));
+        }
+        match &self.profile {
+            Some(text) => Schedule::parse(text, parse_duration)
+                .map(Some)
+                .map_err(|why| Error::Usage(format!("--profile {text}: {why}"))),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Runs `elb bench`.
@@ -90,12 +122,14 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
         Some(url) => Some((url.clone(), Endpoint::from_url(url).await?)),
         None => None,
     };
+    let schedule = args.schedule()?;
     let template = Load {
         endpoints: Vec::new(),
         path: String::new(),
-        requests: args.requests,
+        requests: schedule.as_ref().map_or(args.requests, Schedule::requests),
         concurrency: args.concurrency as usize,
         timeout: Duration::from_millis(args.timeout_ms),
+        schedule: schedule.map(Arc::new),
     };
     if args.no_fleet {
         let plan = Plan::new(&[], &args.cluster, target, &template)?;

@@ -167,6 +167,7 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
         requests: args.requests,
         concurrency: usize::try_from(args.concurrency).unwrap_or(usize::MAX),
         timeout: Duration::from_secs(10),
+        schedule: None,
     };
     let clusters: Vec<String> = CLUSTERS.iter().map(|(c, _, _)| (*c).to_owned()).collect();
     let dir = args.out.clone().unwrap_or_else(|| {

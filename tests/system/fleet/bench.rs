@@ -226,3 +226,58 @@ fn a_micro_runs_at_its_quota_and_is_throttled_where_a_large_one_is_not() {
             .starts_with("cgroup_"));
     }
 }
+
+/// Open loop: `--profile` sends each step's rate for its duration whatever the server does,
+/// the steps set the number of requests, and the timeline shows the rate change.
+#[test]
+fn an_open_loop_profile_sends_each_steps_rate() {
+    let agent = Agent::start(&["--cluster", "cluster1", "--instance-id", "i-0open"]);
+    let project = LocalProject::new();
+    let out = project.elb.state_dir().join("open-out");
+    let target = format!("http://{}", agent.addr);
+    let args = [
+        "bench",
+        "--target",
+        &target,
+        "--no-fleet",
+        "--cluster",
+        "cluster1",
+        "--concurrency",
+        "8",
+        "--profile",
+        "100:1s,300:1s",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
+    project.run(&args);
+    let json = bench_files(&out, 400);
+    let cluster = &json["clusters"][0];
+    assert_eq!(cluster["requests"], 400, "{cluster:#}");
+    assert_eq!(cluster["errors"], 0, "{cluster:#}");
+    let elapsed = cluster["elapsed_secs"].as_f64().expect("elapsed");
+    assert!(
+        (1.9..3.0).contains(&elapsed),
+        "two seconds of load: {elapsed}"
+    );
+    let per_second: Vec<u64> = cluster["timeline"][0]["client"]
+        .as_array()
+        .expect("client bins")
+        .iter()
+        .map(|b| b["requests"].as_u64().unwrap())
+        .collect();
+    assert!(
+        (70..=130).contains(&per_second[0]) && (250..=330).contains(&per_second[1]),
+        "100 then 300 requests a second: {per_second:?}"
+    );
+
+    project
+        .run(&[&args[..], &["--requests", "10"]].concat())
+        .expect_code(2)
+        .expect_failure_mentioning(&["--requests", "--profile"]);
+    let mut bad = args.to_vec();
+    bad[9] = "100";
+    project
+        .run(&bad)
+        .expect_code(2)
+        .expect_failure_mentioning(&["RATE:DURATION"]);
+}
