@@ -218,15 +218,18 @@ impl Stabilizer {
                 limit,
             };
         }
-        // The highest recommendation of the window, this one included.
+        // The highest recommendation of the window, this one included, within the bounds as
+        // they are now (a restarted loop may have a lower --max than the one that recorded it).
         let highest = self
             .history
             .iter()
             .map(|(_, n)| *n)
             .max()
             .unwrap_or(bounded);
-        let desired = highest.min(current).max(bounded);
-        let limit = if desired > bounded && bounded < current {
+        let desired = highest.min(current).max(bounded).min(max);
+        let limit = if current > max && desired == max {
+            Some(Limit::Max)
+        } else if desired > bounded && bounded < current {
             Some(Limit::Stabilization)
         } else if recommended < min && desired == min {
             Some(Limit::Min)
@@ -373,6 +376,14 @@ mod tests {
         assert_eq!((d.desired, d.limit), (4, Some(Limit::Max)));
         // No data records nothing: the window holds only real recommendations.
         assert_eq!(s.history().count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_max_applies_at_once_whatever_the_window_holds() {
+        let earlier = Instant::now();
+        let mut s = Stabilizer::new(bounds(1, 1, 10), vec![(earlier, 2)]);
+        let d = s.decide(Instant::now(), 2, Some(1));
+        assert_eq!((d.desired, d.limit), (1, Some(Limit::Max)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 pub mod fixture;
 
 mod alb;
+mod autoscale;
 mod errors;
 mod faults;
 mod interrupt;
