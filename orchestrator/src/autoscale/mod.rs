@@ -133,7 +133,7 @@ pub(crate) async fn run<C: Cloud>(
         policy,
         stabilizer: Stabilizer::new(policy.bounds, history),
         watch: Watch::new(policy.unhealthy_ticks, policy.max_replace_share),
-        observer: Observer::new(&policy.cluster, policy.interval.min(Duration::from_secs(2))),
+        observer: Observer::new(&policy.cluster, policy.interval.min(Duration::from_secs(5))),
         memory,
         backoff: None,
     };
@@ -524,12 +524,17 @@ impl Loop<'_> {
     }
 }
 
-/// How an instance looks to health replacement.
+/// How an instance looks to health replacement. One that elb's balancer kept sending requests
+/// to since the last tick is alive, whatever its agent or its health checks say: an instance
+/// that is saturated (its agent too busy to answer `/stats` in time, its health checks timing
+/// out while the group fails open) needs company, not replacing.
 fn look(view: &observe::InstanceView, warming: bool) -> Looks {
     if view.instance.state != "running" {
         Looks::Gone
     } else if warming {
         Looks::Warming
+    } else if view.serving() {
+        Looks::Alive
     } else if view.silent.is_some() {
         Looks::Silent
     } else if view.target_state == Some(proto::TargetState::Unhealthy) {
@@ -557,6 +562,11 @@ fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, St
             Goal::RequestsPerTarget(_) => v.requests_per_sec,
             Goal::P99Ms(_) => None,
         };
+        // An agent too busy to answer while the balancer keeps it serving: its CPU is full,
+        // whatever its health checks say.
+        if matches!(target, Goal::Cpu(_)) && v.saturated() && look == Looks::Alive {
+            return Some(Figure::Ready(100.0));
+        }
         Some(match look {
             Looks::Gone => return None,
             Looks::Warming => Figure::Warming,
@@ -580,10 +590,22 @@ fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, St
         (None, None) => "no balancer serves this cluster (`elb balance up`)".to_owned(),
     };
     match target {
-        Goal::Cpu(_) => (
-            Reading::PerInstance(figures),
-            format!("agents ({ready} ready)"),
-        ),
+        Goal::Cpu(_) => {
+            let saturated = view
+                .instances
+                .iter()
+                .zip(looks)
+                .filter(|(v, (_, l))| *l == Looks::Alive && v.saturated())
+                .count();
+            let source = match saturated {
+                0 => format!("agents ({ready} ready)"),
+                n => format!(
+                    "agents ({ready} ready; {n} too busy to answer, kept serving by the \
+                     balancer: counted at 100 %)"
+                ),
+            };
+            (Reading::PerInstance(figures), source)
+        }
         Goal::RequestsPerTarget(_) => (
             Reading::PerInstance(figures),
             balancer(&format!("{ready} ready targets of")),

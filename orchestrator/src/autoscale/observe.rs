@@ -32,6 +32,20 @@ pub(crate) struct InstanceView {
     pub target_state: Option<TargetState>,
 }
 
+impl InstanceView {
+    /// Whether elb's balancer sent it requests since the last tick and its agent did not answer
+    /// `/stats` in time: it is alive, but too busy to report (a saturated instance, which may
+    /// well fail its health checks too while the group fails open).
+    pub(crate) fn saturated(&self) -> bool {
+        self.silent.is_some() && self.serving()
+    }
+
+    /// Whether elb's balancer sent it requests since the last tick.
+    pub(crate) fn serving(&self) -> bool {
+        self.requests_per_sec.is_some_and(|r| r > 0.0)
+    }
+}
+
 /// One tick's view.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct View {

@@ -6,6 +6,7 @@
 pub(crate) mod loadgen;
 pub(crate) mod plot;
 pub(crate) mod report;
+pub(crate) mod scaling;
 pub(crate) mod schedule;
 pub(crate) mod timeline;
 pub(crate) mod via;

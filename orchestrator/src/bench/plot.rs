@@ -6,7 +6,10 @@
 //! Text is drawn with DejaVu Sans, compiled in (`assets/`), so no system font library is needed.
 
 mod percentiles;
+mod scaling;
 mod timeline;
+
+pub(crate) use scaling::Scaling;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -134,6 +137,27 @@ pub(crate) fn write_comparison(
 ) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     Ok(render(dir, comparison)?.to_vec())
+}
+
+/// Writes `scaling.svg` and `.png` into `dir` (a run under an autoscaler); returns the paths
+/// written.
+pub(crate) fn write_scaling(figure: &Scaling, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    register_font();
+    Ok(render(dir, figure)?.to_vec())
+}
+
+impl Figure for Scaling<'_> {
+    fn name(&self) -> &'static str {
+        "scaling"
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (SIZE.0, 2 * SIZE.1)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, area: Area<DB>) -> Drawn {
+        scaling::draw(area, self)
+    }
 }
 
 /// Something drawn into a file of its own, the same way on every backend.

@@ -80,7 +80,7 @@ pub(crate) struct InstanceResult {
 pub(crate) type TargetCounts = BTreeMap<String, u64>;
 
 /// One cluster's run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct ClusterResult {
     pub(crate) cluster: String,
     /// When the load began (milliseconds since the epoch, taken just before the connections

@@ -31,6 +31,11 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
+    /// The schedule of `steps`, in order.
+    pub(crate) fn new(steps: Vec<Step>) -> Self {
+        Self { steps }
+    }
+
     /// `requests` at a constant `rate` per second.
     pub(crate) fn constant(rate: f64, requests: u64) -> Self {
         Self {

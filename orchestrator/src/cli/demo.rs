@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+mod autoscaling;
+
 use super::instances;
 use super::settings;
 use crate::balance::{self, BalanceSpec};
@@ -18,11 +20,12 @@ use crate::bench::via::Comparison;
 use crate::bench::Plan;
 use crate::cli::GlobalArgs;
 use crate::cloud::local::LocalCloud;
-use crate::cloud::spec::{KillOptions, LaunchSpec};
+use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::{self, Cloud, Created};
 use crate::config::{ProviderKind, Settings};
 use crate::dashboard::{Dashboard, DashboardSpec};
+use crate::fleet::{self, Growth, Quiet};
 use crate::http::Endpoint;
 use crate::output::OutputFormat;
 use crate::routing::Routing;
@@ -68,6 +71,14 @@ pub struct DemoArgs {
     /// Only the direct comparison of the two clusters: no balancer, no algorithms.
     #[arg(long)]
     pub no_balancer: bool,
+    /// Leave out the autoscaling part (a micro cluster under a stepped load, scaled by
+    /// `elb autoscale`'s loop).
+    #[arg(long)]
+    pub no_autoscale: bool,
+    /// The autoscaling part's time unit, in seconds: the load is low for half of it, high for
+    /// two, low again for two; it is also the scale-in stabilization window.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(4..=3600))]
+    pub autoscale_step_secs: u64,
     /// Serve the live dashboard through the demo (its URL is printed first); it stops with
     /// the demo.
     #[arg(long)]
@@ -149,8 +160,8 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     let mut created = Created::default();
     for (cluster, instance_type, count) in CLUSTERS {
         eprintln!("launching {cluster}: {count} x {instance_type}");
-        let spec = LaunchSpec::local(cluster, instance_type, count, args.agent.clone());
-        cloud.launch(&spec, &mut created).await?;
+        let growth = Growth::local(cluster, instance_type, count, args.agent.clone());
+        fleet::grow(cloud, settings, &growth, &mut created, &Quiet).await?;
     }
     let instances = cloud::fleet(settings, None).await?;
     if settings.output == OutputFormat::Table {
@@ -190,7 +201,11 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     if args.no_balancer {
         return Ok(());
     }
-    through_the_balancer(settings, &agents, &clusters, &template, &dir, args).await
+    through_the_balancer(settings, &agents, &clusters, &template, &dir, args).await?;
+    if args.no_autoscale {
+        return Ok(());
+    }
+    autoscaling::run(cloud, settings, args, &dir).await
 }
 
 /// The algorithms the demo compares, round robin (the reference) first.

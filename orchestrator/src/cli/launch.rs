@@ -190,7 +190,10 @@ impl LaunchHow {
             },
             wait: self.wait.poll(),
         };
-        Ok(Growth { spec, agent })
+        Ok(Growth {
+            spec,
+            agent: Some(agent),
+        })
     }
 
     /// The local provider has no AMI, subnet, SSH, user data or remote install: refuse those
@@ -351,9 +354,15 @@ mod tests {
     #[test]
     fn fresh_instances_get_three_minutes_to_start_sshd() {
         let spec = parse(&["--ssh-cidr", "203.0.113.7/32"]).unwrap();
-        assert_eq!(spec.agent.options.ssh.wait, Duration::from_secs(180));
+        assert_eq!(
+            spec.agent.as_ref().unwrap().options.ssh.wait,
+            Duration::from_secs(180)
+        );
         let spec = parse(&["--ssh-cidr", "203.0.113.7/32", "--ssh-wait", "5"]).unwrap();
-        assert_eq!(spec.agent.options.ssh.wait, Duration::from_secs(5));
+        assert_eq!(
+            spec.agent.as_ref().unwrap().options.ssh.wait,
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

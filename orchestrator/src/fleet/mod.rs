@@ -20,11 +20,28 @@ use crate::config::{Provider, Settings};
 use crate::deploy::delivery::AgentDelivery;
 use crate::Error;
 
-/// Instances to add to a cluster: what to launch, and how the agent then reaches them.
+/// Instances to add to a cluster: what to launch, and how the agent then reaches them (`None`
+/// when the cloud runs it from the start, as the local provider does).
 #[derive(Debug, Clone)]
 pub(crate) struct Growth {
     pub spec: LaunchSpec,
-    pub agent: AgentDelivery,
+    pub agent: Option<AgentDelivery>,
+}
+
+impl Growth {
+    /// `count` x `instance_type` into `cluster` on the local provider, running `agent` (default:
+    /// the build beside `elb`, or `$ELB_AGENT`).
+    pub(crate) fn local(
+        cluster: &str,
+        instance_type: &str,
+        count: u32,
+        agent: Option<std::path::PathBuf>,
+    ) -> Self {
+        Self {
+            spec: LaunchSpec::local(cluster, instance_type, count, agent),
+            agent: None,
+        }
+    }
 }
 
 /// Grows `growth.spec.cluster`: launches the instances (recording each resource in `created`
@@ -46,7 +63,9 @@ pub(crate) async fn grow<C: Cloud>(
         cluster: cluster.clone(),
         instances: instances.clone(),
     });
-    growth.agent.deliver(settings, &instances).await?;
+    if let Some(agent) = &growth.agent {
+        agent.deliver(settings, &instances).await?;
+    }
     join_alb(settings, cluster, &instances, events).await?;
     crate::balance::sync(settings, &[]).await?;
     Ok(instances)

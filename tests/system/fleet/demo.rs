@@ -23,6 +23,8 @@ fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
         "2000",
         "--concurrency",
         "16",
+        "--autoscale-step-secs",
+        "8",
         "--out",
         out.to_str().expect("utf-8 path"),
     ]);
@@ -111,6 +113,27 @@ fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
         assert_eq!(served, 2000, "the client sees who served each: {cluster:#}");
     }
     assert!(out.join("algorithms/comparison.png").is_file());
+
+    // The autoscaling part: a micro cluster under 30 -> 250 -> 30 requests/s, scaled from 1.
+    let scaling: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("autoscaling/scaling.json")).expect("scaling.json"),
+    )
+    .expect("JSON");
+    let seconds = scaling["per_second"].as_array().expect("per second");
+    let failed: u64 = seconds.iter().map(|s| s["errors"].as_u64().unwrap()).sum();
+    assert_eq!(failed, 0, "no request failed while the cluster changed");
+    let most = seconds
+        .iter()
+        .filter_map(|s| s["instances"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let events = scaling["events"].as_array().expect("events");
+    assert!(
+        events.iter().any(|e| e["action"] == "scale_out"),
+        "it scaled out under the step: {events:?}"
+    );
+    assert!(most <= 4, "never above the maximum: {most}");
+    assert!(out.join("autoscaling/scaling.png").is_file());
     nothing_left(&project);
 }
 
@@ -122,6 +145,7 @@ fn the_demo_with_keep_leaves_both_clusters_running() {
         .run(&[
             "demo",
             "--keep",
+            "--no-autoscale",
             "--requests",
             "200",
             "--out",

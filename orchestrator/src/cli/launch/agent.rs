@@ -98,7 +98,7 @@ mod tests {
         );
         let request = parse(&["--no-ssh", "--deploy", "user-data", "--agent-url", URL]).unwrap();
         assert!(matches!(
-            request.agent.mode,
+            request.agent.as_ref().unwrap().mode,
             Delivery::UserData { sha256: None, wait: Some(w), .. } if w == Duration::from_secs(300)
         ));
     }
@@ -121,7 +121,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            request.agent.mode,
+            &request.agent.as_ref().unwrap().mode,
             Delivery::UserData { sha256: Some(sha), wait: None, .. } if sha.as_str() == "ab".repeat(32)
         ));
     }
