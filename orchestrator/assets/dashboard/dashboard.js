@@ -14,7 +14,7 @@
   const COLORS = ["#1f6feb", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7ea4", "#953800"];
 
   // The series the charts draw: times (unix seconds) and, per instance, one array per metric.
-  const state = { t: [], maxPoints: 300, instances: new Map(), lastFrame: null, lastTick: null };
+  const state = { t: [], maxPoints: 300, instances: new Map(), lastFrame: null, lastTick: null, events: new Map() };
   const charts = { signature: "", plots: {} };
 
   const num = (v, digits) => (v == null ? "–" : v.toFixed(digits));
@@ -74,6 +74,55 @@
       ),
     );
     $("clusters").tBodies[0].replaceChildren(...clusters);
+  }
+
+  // The autoscaled clusters, and their decisions kept as markers for the charts.
+  function renderAutoscaling(frame) {
+    const scaled = frame.autoscaling || [];
+    $("autoscaling-section").hidden = scaled.length === 0;
+    const rows = scaled.map((a) => {
+      const last = a.last;
+      if (last && last.action !== "hold") {
+        state.events.set(`${a.cluster}@${last.at_unix_ms}`, { t: last.at_unix_ms / 1000, label: `${a.cluster} ${last.action}` });
+      }
+      return row(
+        [
+          a.cluster,
+          `${a.min}–${a.max}`,
+          a.running ? "running" : "stopped",
+          last ? last.action : "–",
+          last ? `${last.current} → ${last.desired}` : "–",
+          { text: last ? last.reason : "", cls: "text" },
+        ],
+        { "data-cluster": a.cluster, class: a.running ? "up" : "down" },
+      );
+    });
+    $("autoscaling").tBodies[0].replaceChildren(...rows);
+  }
+
+  // A uPlot plugin that draws a dashed vertical line at every scaling decision.
+  function scalingMarkers() {
+    return {
+      hooks: {
+        draw: [
+          (u) => {
+            const ctx = u.ctx;
+            ctx.save();
+            ctx.strokeStyle = "#6e7781";
+            ctx.setLineDash([4, 4]);
+            for (const e of state.events.values()) {
+              const x = u.valToPos(e.t, "x", true);
+              if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+              ctx.beginPath();
+              ctx.moveTo(x, u.bbox.top);
+              ctx.lineTo(x, u.bbox.top + u.bbox.height);
+              ctx.stroke();
+            }
+            ctx.restore();
+          },
+        ],
+      },
+    };
   }
 
   function renderBalancer(frame) {
@@ -213,6 +262,7 @@
           ],
           axes: [{}, { size: 60 }],
           legend: { live: false },
+          plugins: [scalingMarkers()],
           scales: { y: { range: (_, min, max) => [0, Math.max(max, m.floor)] } },
         },
         data,
@@ -256,6 +306,7 @@
     renderHeader(frame);
     renderInstances(frame);
     renderBalancer(frame);
+    renderAutoscaling(frame);
     applyFrame(frame);
     drawCharts();
     markConnection();

@@ -32,7 +32,7 @@ pub(crate) struct PendingLaunch {
     pub existing: Vec<String>,
 }
 
-/// The last decision, for `elb ls`.
+/// The last decision, for `elb ls`, `elb stats` and the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LastDecision {
     /// When it was taken.

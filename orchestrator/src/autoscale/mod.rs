@@ -15,7 +15,7 @@ mod observe;
 mod replace;
 mod rule;
 
-pub(crate) use memory::{Memories, Memory, MemoryError};
+pub(crate) use memory::{LastDecision, Memories, Memory, MemoryError};
 pub(crate) use rule::Bounds;
 
 use std::collections::BTreeSet;
@@ -30,7 +30,7 @@ use crate::config::Settings;
 use crate::fleet::{self, Event, Events, Growth, ScalingTick};
 use crate::stats::unix_ms;
 use crate::Error;
-use memory::{instant_of, unix_ms_of, LastDecision, PendingLaunch};
+use memory::{instant_of, unix_ms_of, PendingLaunch};
 use observe::{Observer, View};
 use replace::{Looks, Watch};
 use rule::{Figure, Limit, Reading, Recommendation, Stabilizer, TOLERANCE};

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::autoscale::Memories;
 use crate::cloud;
 use crate::config::Settings;
 use crate::output::OutputFormat;
@@ -44,6 +45,9 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
         let readings = stats::poll(&agents, timeout).await;
         let view = StatsView::new(&readings, &previous, unix_ms());
         print_view(settings.output, &view, args.watch.is_some());
+        if settings.output == OutputFormat::Table {
+            print_autoscaling(settings, args.cluster.as_deref());
+        }
         let Some(secs) = args.watch else {
             return verdict(&view);
         };
@@ -52,6 +56,19 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
             () = tokio::time::sleep(Duration::from_secs(secs)) => {}
             _ = &mut ctrl_c => return verdict(&view),
         }
+    }
+}
+
+/// Under the tables: each autoscaled cluster's bounds and last decision (`elb autoscale`).
+fn print_autoscaling(settings: &Settings, cluster: Option<&str>) {
+    match Memories::new(&settings.state).all() {
+        Ok(mut scaled) => {
+            scaled.retain(|m| cluster.is_none_or(|c| c == m.cluster));
+            if !scaled.is_empty() {
+                println!("{}", super::autoscale::summary(&scaled));
+            }
+        }
+        Err(e) => tracing::warn!("cannot read the autoscaling state: {e}"),
     }
 }
 

@@ -34,6 +34,33 @@ pub(crate) struct Frame {
     pub(crate) clusters: Vec<ClusterRow>,
     /// The project's balancer, `None` when it has none.
     pub(crate) balancer: Option<BalancerView>,
+    /// Clusters that `elb autoscale` scales (or scaled): bounds, loop, last decision.
+    pub(crate) autoscaling: Vec<AutoscalingView>,
+}
+
+/// One autoscaled cluster, from its loop's state file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct AutoscalingView {
+    pub(crate) cluster: String,
+    pub(crate) min: u32,
+    pub(crate) max: u32,
+    /// Whether its loop runs now.
+    pub(crate) running: bool,
+    /// The last decision: when, what, from and to how many instances, why.
+    pub(crate) last: Option<crate::autoscale::LastDecision>,
+}
+
+impl AutoscalingView {
+    /// The view of one loop's state.
+    pub(crate) fn of(memory: &crate::autoscale::Memory) -> Self {
+        Self {
+            cluster: memory.cluster.clone(),
+            min: memory.min,
+            max: memory.max,
+            running: crate::autoscale::loop_runs(memory),
+            last: memory.last.clone(),
+        }
+    }
 }
 
 /// The balancer as the dashboard shows it.
@@ -412,6 +439,7 @@ mod tests {
                 .collect(),
             clusters: Vec::new(),
             balancer: None,
+            autoscaling: Vec::new(),
         }
     }
 

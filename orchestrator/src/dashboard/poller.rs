@@ -16,8 +16,9 @@ use proto::BalancerStatus;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::frame::{BalancerView, Frame, History};
+use super::frame::{AutoscalingView, BalancerView, Frame, History};
 use super::DashboardSpec;
+use crate::autoscale::Memories;
 use crate::balance::{self, Balancer};
 use crate::cloud;
 use crate::config::{Provider, Settings};
@@ -212,7 +213,20 @@ pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Ar
             instances: view.instances,
             clusters: view.clusters,
             balancer,
+            autoscaling: autoscaling(&settings),
         });
+    }
+}
+
+/// Every autoscaled cluster's view; none (and a warning in the log) when the state cannot be
+/// read.
+fn autoscaling(settings: &Settings) -> Vec<AutoscalingView> {
+    match Memories::new(&settings.state).all() {
+        Ok(memories) => memories.iter().map(AutoscalingView::of).collect(),
+        Err(e) => {
+            tracing::warn!("cannot read the autoscaling state: {e}");
+            Vec::new()
+        }
     }
 }
 

@@ -462,3 +462,46 @@ fn on_ec2_the_dashboard_shows_the_fleet_and_the_balancer() {
     drop(dashboard);
     fx.kill(&[]).expect_code(0);
 }
+
+/// A cluster under `elb autoscale` gets a row in the page's autoscaling table: its bounds,
+/// whether its loop runs, and its last decision with the reason; the snapshot carries the same.
+#[test]
+fn the_page_shows_each_autoscaled_cluster_and_its_last_decision() {
+    let project = LocalProject::new();
+    project.launch("c1", "m4.large", 1);
+    let looping = project.elb.spawn(&[
+        "autoscale",
+        "--cluster",
+        "c1",
+        "--min",
+        "2",
+        "--max",
+        "3",
+        "--target-cpu",
+        "50",
+        "--interval",
+        "1s",
+    ]);
+    let (dashboard, addr) = start_dashboard(&project);
+    let mut page = Browser::open(&format!("http://{addr}/"));
+    let row_js = "[...document.querySelectorAll('#autoscaling tr[data-cluster]')]\
+                  .map(r => [...r.cells].map(c => c.textContent))";
+    page.until(
+        "c1's loop listed, running, with a decision",
+        "(() => { const r = document.querySelector('#autoscaling tr[data-cluster=\"c1\"]'); \
+         return !!r && r.cells[2].textContent === 'running' && r.cells[3].textContent !== '–'; })()",
+        row_js,
+        Duration::from_secs(20),
+    );
+    let rows = page.eval(row_js);
+    assert_eq!(rows[0][1], "2–3", "{rows}");
+    let snapshot = raw_http::get(addr, "/api/snapshot").json();
+    let scaled = &snapshot["autoscaling"][0];
+    assert_eq!(scaled["cluster"], "c1", "{snapshot}");
+    assert_eq!(scaled["running"], true, "{snapshot}");
+    assert!(scaled["last"]["reason"].as_str().is_some(), "{snapshot}");
+    looping.interrupt();
+    looping.wait(Duration::from_secs(30));
+    dashboard.interrupt();
+    dashboard.wait(Duration::from_secs(10));
+}
