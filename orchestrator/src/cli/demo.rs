@@ -16,6 +16,7 @@ use super::settings;
 use crate::balance::{self, BalanceSpec};
 use crate::bench::loadgen::Load;
 use crate::bench::report::ClusterResult;
+use crate::bench::schedule::Schedule;
 use crate::bench::via::Comparison;
 use crate::bench::Plan;
 use crate::cli::GlobalArgs;
@@ -68,6 +69,10 @@ pub struct DemoArgs {
     /// ever reaches its quota through the balancer. 0 loads `/` instead.
     #[arg(long, value_name = "US", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub work_us: u64,
+    /// The open-loop rate (requests/s) every algorithm of the comparison gets (default: 80 % of
+    /// what least outstanding requests serves in a closed-loop probe).
+    #[arg(long, value_name = "R")]
+    pub algorithms_rate: Option<f64>,
     /// Only the direct comparison of the two clusters: no balancer, no algorithms.
     #[arg(long)]
     pub no_balancer: bool,
@@ -95,6 +100,14 @@ pub struct DemoArgs {
 
 /// Runs `elb demo`, always on the local provider.
 pub(crate) async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<(), Error> {
+    if let Some(rate) = args
+        .algorithms_rate
+        .filter(|r| !(r.is_finite() && *r > 0.0))
+    {
+        return Err(Error::Usage(format!(
+            "--algorithms-rate {rate} sends nothing: give requests per second above 0"
+        )));
+    }
     let settings = settings::load(&global.options_for(ProviderKind::Local)).await?;
     let cloud = LocalCloud::new(&settings);
     let existing = cloud.instances(None, false).await?;
@@ -208,6 +221,11 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
     autoscaling::run(cloud, settings, args, &dir).await
 }
 
+/// The share of least outstanding requests' closed-loop throughput that every algorithm is then
+/// offered, open loop: more than round robin can carry when it sends the micros their equal
+/// share, less than a load-aware algorithm can.
+const PROBE_SHARE: f64 = 0.8;
+
 /// The algorithms the demo compares, round robin (the reference) first.
 const ALGORITHMS: [Algorithm; 5] = [
     Algorithm::RoundRobin,
@@ -267,12 +285,39 @@ async fn through_the_balancer(
         0 => "/".to_owned(),
         us => format!("/work?us={us}"),
     };
+    // Every algorithm gets the same offered load, open loop: a rate that the best of them can
+    // carry, found by a closed-loop probe with least outstanding requests.
+    let rate = match args.algorithms_rate {
+        Some(rate) => rate,
+        None => {
+            balance::set_algorithm(settings, Algorithm::LeastOutstandingRequests).await?;
+            balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;
+            let probe = Load {
+                requests: (template.requests / 4).max(1000),
+                ..template.clone()
+            };
+            let plan = Plan::through(agents, &path, (url.clone(), endpoint.clone()), &probe);
+            let results = plan.run().await;
+            let served = results.clusters.first().map_or(0.0, |c| c.requests_per_sec);
+            let rate = (PROBE_SHARE * served).max(1.0);
+            eprintln!(
+                "probe: least outstanding requests served {served:.0} req/s closed loop; every \
+                 algorithm gets {rate:.0} req/s open loop ({:.0} % of it)",
+                PROBE_SHARE * 100.0
+            );
+            rate
+        }
+    };
+    let open = Load {
+        schedule: Some(Arc::new(Schedule::constant(rate, template.requests))),
+        ..template.clone()
+    };
     let mut runs = Vec::with_capacity(ALGORITHMS.len());
     for algorithm in ALGORITHMS {
         balance::set_algorithm(settings, algorithm).await?;
         balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;
         eprintln!("algorithm {}", algorithm.name());
-        let plan = Plan::through(agents, &path, (url.clone(), endpoint.clone()), template)
+        let plan = Plan::through(agents, &path, (url.clone(), endpoint.clone()), &open)
             .counted_by_balancer(balancer.admin);
         let results = super::bench::run_one(
             &plan,
@@ -290,7 +335,10 @@ async fn through_the_balancer(
     let algorithms = dir.join("algorithms");
     crate::bench::write_comparison(&comparison, &algorithms)?;
     if settings.output == OutputFormat::Table {
-        println!("algorithms on the mixed group ({path} over 2 x m4.large + 3 x t3.micro)");
+        println!(
+            "algorithms on the mixed group ({path} over 2 x m4.large + 3 x t3.micro, open loop \
+             at {rate:.0} req/s)"
+        );
         println!("{}", comparison.table());
         println!("{}", verdict(&comparison));
     }
@@ -317,14 +365,30 @@ fn verdict(comparison: &Comparison) -> String {
              slowest 1 % of requests here"
         );
     }
+    let idle = best
+        .shares
+        .iter()
+        .filter(|(_, share)| *share < IDLE_SHARE)
+        .count();
+    let serving = match idle {
+        0 => String::new(),
+        n => format!(
+            "; it left {n} of the {} instances nearly idle (under {:.0} % of the requests)",
+            best.shares.len(),
+            IDLE_SHARE * 100.0
+        ),
+    };
     format!(
         "lowest p99: {} at {best_ms:.2} ms against round robin's {reference_ms:.2} ms: the \
-         slowest 1 % of requests waited {:.1}x less ({:.2}x)",
+         slowest 1 % of requests waited {:.1}x less ({:.2}x){serving}",
         best.via,
         reference_ms / best_ms,
         best_ms / reference_ms
     )
 }
+
+/// Below this share of the requests an instance counts as left idle by an algorithm.
+const IDLE_SHARE: f64 = 0.02;
 
 /// Stops every agent of the project and removes its state and cgroups.
 async fn clean_up(cloud: &LocalCloud) -> Result<(), Error> {
@@ -441,6 +505,19 @@ mod tests {
              slowest 1 % of requests waited 5.4x less (0.19x)"
         );
         assert!(!text.contains("goal"));
+    }
+
+    #[test]
+    fn the_verdict_says_when_the_best_left_instances_idle() {
+        let mut best = row("lowest_latency", 13.0);
+        best.shares = vec![("a".into(), 0.97), ("b".into(), 0.01), ("c".into(), 0.02)];
+        let text = verdict(&comparison(vec![row("round_robin", 70.0), best]));
+        assert!(
+            text.ends_with(
+                "; it left 1 of the 3 instances nearly idle (under 2 % of the requests)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
