@@ -59,6 +59,15 @@ pub struct Settings {
     pub output: OutputFormat,
     /// The cloud and its configuration.
     pub provider: Provider,
+    /// Where domain modules' lines for people go (stderr, or the log).
+    pub(crate) notes: std::sync::Arc<dyn crate::notes::Notes>,
+}
+
+impl Settings {
+    /// Hands `line` to the settings' notes.
+    pub(crate) fn note(&self, line: impl AsRef<str>) {
+        self.notes.note(line.as_ref());
+    }
 }
 
 /// The project's state directory, without loading any AWS configuration: for commands that need

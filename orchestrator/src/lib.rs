@@ -18,6 +18,7 @@ pub(crate) mod dashboard;
 pub(crate) mod deploy;
 pub(crate) mod fleet;
 pub(crate) mod http;
+pub(crate) mod notes;
 pub(crate) mod output;
 pub(crate) mod progress;
 pub(crate) mod regions;

@@ -172,7 +172,8 @@ pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
     let name = load_balancer_name(apis.project);
     let lb = match apis.elb().find_load_balancer(&name).await? {
         Some(lb) => {
-            eprintln!("load balancer {name}: exists ({})", lb.state);
+            apis.ec2
+                .note(format!("load balancer {name}: exists ({})", lb.state));
             lb
         }
         None => {
@@ -181,14 +182,14 @@ pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
                 .elb()
                 .create_load_balancer(&name, &subnet_ids, &group.id)
                 .await?;
-            eprintln!(
+            apis.ec2.note(format!(
                 "load balancer {name}: created in {}",
                 subnets
                     .iter()
                     .map(|(_, az)| az.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ));
             lb
         }
     };
@@ -240,7 +241,8 @@ async fn ensure_target_group(
                 apis.elb()
                     .modify_health_check(&group.arn, &spec.health)
                     .await?;
-                eprintln!("target group {name}: health check updated");
+                apis.ec2
+                    .note(format!("target group {name}: health check updated"));
             }
             group.arn
         }
@@ -249,7 +251,7 @@ async fn ensure_target_group(
                 .elb()
                 .create_target_group(&name, cluster, vpc_id, AGENT_PORT, &spec.health)
                 .await?;
-            eprintln!("target group {name}: created");
+            apis.ec2.note(format!("target group {name}: created"));
             arn
         }
     };
@@ -289,11 +291,11 @@ async fn sync_targets(
     apis.elb().register(arn, &missing, AGENT_PORT).await?;
     apis.elb().deregister(arn, &gone, AGENT_PORT).await?;
     if !missing.is_empty() || !gone.is_empty() {
-        eprintln!(
+        apis.ec2.note(format!(
             "targets: {} registered, {} deregistered",
             missing.len(),
             gone.len()
-        );
+        ));
     }
     Ok((missing.len(), gone.len()))
 }
@@ -318,7 +320,10 @@ async fn ensure_listener(
         Some(l) => {
             if l.default_target_group_arn.as_deref() != Some(default_arn.as_str()) {
                 apis.elb().set_default_action(&l.arn, &default_arn).await?;
-                eprintln!("listener :{LISTENER_PORT}: default now {}", routing.default);
+                apis.ec2.note(format!(
+                    "listener :{LISTENER_PORT}: default now {}",
+                    routing.default
+                ));
             }
             l.arn
         }
@@ -327,10 +332,10 @@ async fn ensure_listener(
                 .elb()
                 .create_listener(lb_arn, &name, &default_arn)
                 .await?;
-            eprintln!(
+            apis.ec2.note(format!(
                 "listener :{LISTENER_PORT}: created, default {}",
                 routing.default
-            );
+            ));
             arn
         }
     };
@@ -338,7 +343,7 @@ async fn ensure_listener(
     for rule in &existing {
         if !routing.rules.iter().any(|r| r.priority == rule.priority) {
             apis.elb().delete_rule(&rule.arn).await?;
-            eprintln!("rule {}: removed", rule.priority);
+            apis.ec2.note(format!("rule {}: removed", rule.priority));
         }
     }
     for want in &routing.rules {
@@ -351,19 +356,19 @@ async fn ensure_listener(
                 apis.elb()
                     .modify_rule(&have.arn, &want.pattern, &target)
                     .await?;
-                eprintln!(
+                apis.ec2.note(format!(
                     "rule {}: now {} -> {}",
                     want.priority, want.pattern, want.cluster
-                );
+                ));
             }
             None => {
                 apis.elb()
                     .create_rule(&listener_arn, want.priority, &want.pattern, &target, &name)
                     .await?;
-                eprintln!(
+                apis.ec2.note(format!(
                     "rule {}: {} -> {}",
                     want.priority, want.pattern, want.cluster
-                );
+                ));
             }
         }
     }
@@ -462,10 +467,10 @@ pub async fn down(apis: &Apis<'_>, timeout: Duration, poll: Duration) -> Result<
                 .await?;
         }
         apis.ec2.delete_security_group(&alb_group, deadline).await?;
-        eprintln!(
+        apis.ec2.note(format!(
             "deleted security group {alb_group} ({})",
             security_group(apis.project)
-        );
+        ));
         groups = 1;
     }
     Ok(removed + groups)
@@ -498,7 +503,10 @@ pub async fn leave(apis: &Apis<'_>, cluster: &str, instances: &[Instance]) -> Re
     let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
     apis.elb().deregister(&group, &ids, AGENT_PORT).await?;
     if !ids.is_empty() {
-        eprintln!("ALB: {} target(s) of {cluster} deregistered", ids.len());
+        apis.ec2.note(format!(
+            "ALB: {} target(s) of {cluster} deregistered",
+            ids.len()
+        ));
     }
     Ok(ids.len())
 }

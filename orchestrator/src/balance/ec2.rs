@@ -298,19 +298,19 @@ pub(crate) async fn provision(
     let group = ec2
         .ensure_group(&name, "elb's balancer", &network.vpc_id, &rules)
         .await?;
-    eprintln!(
+    ec2.note(format!(
         "security group {name} ({}): {}",
         if group.created { "created" } else { "exists" },
         group.id
-    );
+    ));
     ec2.allow_from_group(&agents, AGENT_PORT, &group.id).await?;
 
     let (instance, binary) = match found {
         Found::Existing(instance) => {
-            eprintln!(
+            ec2.note(format!(
                 "balancer instance {}: exists ({})",
                 instance.id, instance.state
-            );
+            ));
             (instance, None)
         }
         Found::New { binary, image_id } => {
@@ -365,10 +365,10 @@ async fn launch(
     let id = ids.into_iter().next().ok_or_else(|| {
         Error::Usage("EC2 accepted the balancer's RunInstances but returned no instance".into())
     })?;
-    eprintln!(
+    ec2.note(format!(
         "balancer instance {id}: launched ({}, {image_id})",
         options.instance_type
-    );
+    ));
     wait_running(ec2, &id, options.wait).await
 }
 
@@ -392,7 +392,10 @@ pub(crate) async fn down(ec2: &Ec2, project: &str, poll: Poll) -> Result<bool, E
     let ids: Vec<String> = instances(ec2).await?.into_iter().map(|i| i.id).collect();
     if !ids.is_empty() {
         ec2.terminate(&ids).await?;
-        eprintln!("terminating the balancer instance {}", ids.join(", "));
+        ec2.note(format!(
+            "terminating the balancer instance {}",
+            ids.join(", ")
+        ));
         wait::wait_until(ec2, &ids, Target::Terminated, poll, |_, _| {}).await?;
     }
     let network = ec2.network(None).await?;
@@ -408,6 +411,6 @@ pub(crate) async fn down(ec2: &Ec2, project: &str, poll: Poll) -> Result<bool, E
     }
     let deadline = tokio::time::Instant::now() + poll.timeout;
     ec2.delete_security_group(&group, deadline).await?;
-    eprintln!("deleted security group {group} ({name})");
+    ec2.note(format!("deleted security group {group} ({name})"));
     Ok(true)
 }

@@ -243,20 +243,23 @@ pub async fn up_ec2(
     let balancer = place.balancer(&new)?;
     if admin_status(balancer.admin).await.is_ok() {
         push(&place, &balancer, &new).await?;
-        announce(&balancer, spec, "reconfigured");
+        announce(settings, &balancer, spec, "reconfigured");
         return Ok(balancer);
     }
     let binary = match binary {
         Some(binary) => binary,
         None => ec2::load_binary(options.binary.as_deref())?,
     };
-    eprintln!("installing the balancer on {} over SSH", balancer.id);
+    settings.note(format!(
+        "installing the balancer on {} over SSH",
+        balancer.id
+    ));
     if let Err(e) = site.install(&binary, &config::render(&new)).await {
-        eprintln!(
+        settings.note(format!(
             "the balancer's instance {} stays, tagged: `elb balance up` tries again, `elb \
              balance down` removes it",
             balancer.id
-        );
+        ));
         return Err(e);
     }
     wait_answering(
@@ -271,7 +274,7 @@ pub async fn up_ec2(
         },
     )
     .await?;
-    announce(&balancer, spec, "started");
+    announce(settings, &balancer, spec, "started");
     Ok(balancer)
 }
 
@@ -292,15 +295,15 @@ pub async fn up(
             let mut new = config::build(spec, &fleet, balancer.listen, balancer.admin);
             new.limits = old.limits;
             if balancer.listen.port() != spec.port {
-                eprintln!(
+                settings.note(format!(
                     "note: the balancer keeps listening on {} (a listener cannot change on \
                      reload; `elb --local balance down` then `up --port {}` moves it)",
                     balancer.listen, spec.port
-                );
+                ));
                 new.listeners = old.listeners;
             }
             push(&place, &balancer, &new).await?;
-            announce(&balancer, spec, "reconfigured");
+            announce(settings, &balancer, spec, "reconfigured");
             Ok(balancer)
         }
         None => {
@@ -331,21 +334,21 @@ pub async fn up(
                 down(settings).await?;
                 return Err(e);
             }
-            announce(&balancer, spec, "started");
+            announce(settings, &balancer, spec, "started");
             Ok(balancer)
         }
     }
 }
 
 /// Tells what `up` did (`started`, `reconfigured`) and where the balancer is.
-fn announce(balancer: &Balancer, spec: &BalanceSpec, what: &str) {
-    eprintln!(
+fn announce(settings: &Settings, balancer: &Balancer, spec: &BalanceSpec, what: &str) {
+    settings.note(format!(
         "balancer {} {what}: {} on {}, admin {}",
         balancer.id,
         spec.algorithm.name(),
         balancer.url(),
         balancer.admin
-    );
+    ));
 }
 
 /// Pushes the fleet's current membership to the running balancer, if there is one: every
@@ -362,7 +365,10 @@ pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<bool, Error
     let new = config::retarget(old, &fleet);
     push(&place, &balancer, &new).await?;
     let targets: usize = new.target_groups.iter().map(|g| g.targets.len()).sum();
-    eprintln!("balancer {}: {targets} target(s) after sync", balancer.id);
+    settings.note(format!(
+        "balancer {}: {targets} target(s) after sync",
+        balancer.id
+    ));
     Ok(true)
 }
 

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::http::Endpoint;
-use crate::output::OutputFormat;
 use crate::progress::Progress;
 use crate::state;
 use crate::stats::{self, Agent, Reading};
@@ -165,7 +164,7 @@ impl Plan {
     }
 }
 
-/// What [`Plan::run_and_report`] produced.
+/// What [`Plan::run_and_write`] produced.
 #[derive(Debug)]
 pub(crate) struct Report {
     /// The measurements.
@@ -177,14 +176,12 @@ pub(crate) struct Report {
 }
 
 impl Plan {
-    /// Runs the experiment, writes its files into `out` (default `./<prefix>-<UTC time>`) and
-    /// prints the per-cluster tables (or the JSON or CSV), warning when the agents' own counts
-    /// disagree with the requests sent.
-    pub(crate) async fn run_and_report(
+    /// Runs the plan and writes its files into `out` (default: `<prefix>-<UTC time>`);
+    /// returns what was measured and written, for the driver to show.
+    pub(crate) async fn run_and_write(
         &self,
         out: Option<PathBuf>,
         prefix: &str,
-        output: OutputFormat,
     ) -> Result<Report, Error> {
         let results = self.run().await;
         let dir = out.unwrap_or_else(|| {
@@ -194,38 +191,6 @@ impl Plan {
             ))
         });
         let files = write(&results, &dir)?;
-        match output {
-            OutputFormat::Table => {
-                for cluster in &results.clusters {
-                    println!("{}\n", cluster.table());
-                }
-            }
-            OutputFormat::Json => println!("{}", results.json()),
-            OutputFormat::Csv => print!("{}", results.csv()),
-        }
-        eprintln!("wrote {} files to {}", files.len(), dir.display());
-        for cluster in &results.clusters {
-            if cluster
-                .agents_counted
-                .is_some_and(|n| n != cluster.requests)
-            {
-                eprintln!(
-                    "warning: {}: the agents counted {} requests to {}, {} were sent (see the \
-                     table)",
-                    cluster.cluster,
-                    cluster.agents_counted.unwrap_or(0),
-                    cluster.path,
-                    cluster.requests
-                );
-            }
-            if let Some(counted) = cluster.balancer_counted.filter(|n| *n != cluster.requests) {
-                eprintln!(
-                    "warning: {}: the balancer counted {counted} requests to its targets, {} were \
-                     sent (retries count twice; see the table)",
-                    cluster.cluster, cluster.requests
-                );
-            }
-        }
         Ok(Report {
             results,
             dir,

@@ -13,7 +13,7 @@ use crate::bench::loadgen::Load;
 use crate::bench::report::Results;
 use crate::bench::schedule::Schedule;
 use crate::bench::via::{Comparison, Via};
-use crate::bench::Plan;
+use crate::bench::{Plan, Report};
 use crate::cli::GlobalArgs;
 use crate::cloud;
 use crate::config::Settings;
@@ -134,9 +134,9 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     if args.no_fleet {
         let plan = Plan::new(&[], &args.cluster, target, &template)?;
         return plan
-            .run_and_report(args.out.clone(), "elb-bench", global.output)
+            .run_and_write(args.out.clone(), "elb-bench")
             .await
-            .map(drop);
+            .map(|report| show(&report, global.output));
     }
     if let Some(path) = &args.path {
         if !path.starts_with('/') {
@@ -169,9 +169,9 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     if target.is_some() || vias == [Via::Direct] {
         let plan = Plan::new(&agents, &args.cluster, target, &template)?;
         return plan
-            .run_and_report(args.out.clone(), "elb-bench", settings.output)
+            .run_and_write(args.out.clone(), "elb-bench")
             .await
-            .map(drop);
+            .map(|report| show(&report, settings.output));
     }
     // Every via's target is found before any load is sent.
     let mut plans = Vec::with_capacity(vias.len());
@@ -204,9 +204,9 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
     if vias.len() == 1 {
         let (_, plan) = plans.remove(0);
         return plan
-            .run_and_report(args.out.clone(), "elb-bench", settings.output)
+            .run_and_write(args.out.clone(), "elb-bench")
             .await
-            .map(drop);
+            .map(|report| show(&report, settings.output));
     }
     let mut runs = Vec::with_capacity(plans.len());
     for (via, plan) in plans {
@@ -270,10 +270,11 @@ pub(crate) async fn run_one(
     output: OutputFormat,
 ) -> Result<Results, Error> {
     if output == OutputFormat::Table {
-        return Ok(plan
-            .run_and_report(Some(dir.to_owned()), "elb-bench", output)
-            .await?
-            .results);
+        let report = plan
+            .run_and_write(Some(dir.to_owned()), "elb-bench")
+            .await?;
+        show(&report, output);
+        return Ok(report.results);
     }
     let results = plan.run().await;
     crate::bench::write(&results, dir)?;
@@ -324,5 +325,48 @@ async fn alb_url(settings: &Settings) -> Result<String, Error> {
             "--via alb: project {} has no ALB ({name}): create it with `elb alb up`",
             settings.project
         ))),
+    }
+}
+
+/// Shows a run: the per-cluster tables (or the JSON or CSV) on stdout, where the files went
+/// and a warning where the agents' or the balancer's counts disagree with the requests sent on
+/// stderr.
+pub(crate) fn show(report: &Report, output: OutputFormat) {
+    let results = &report.results;
+    match output {
+        OutputFormat::Table => {
+            for cluster in &results.clusters {
+                println!("{}\n", cluster.table());
+            }
+        }
+        OutputFormat::Json => println!("{}", results.json()),
+        OutputFormat::Csv => print!("{}", results.csv()),
+    }
+    eprintln!(
+        "wrote {} files to {}",
+        report.files.len(),
+        report.dir.display()
+    );
+    for cluster in &results.clusters {
+        if cluster
+            .agents_counted
+            .is_some_and(|n| n != cluster.requests)
+        {
+            eprintln!(
+                "warning: {}: the agents counted {} requests to {}, {} were sent (see the \
+                 table)",
+                cluster.cluster,
+                cluster.agents_counted.unwrap_or(0),
+                cluster.path,
+                cluster.requests
+            );
+        }
+        if let Some(counted) = cluster.balancer_counted.filter(|n| *n != cluster.requests) {
+            eprintln!(
+                "warning: {}: the balancer counted {counted} requests to its targets, {} were \
+                 sent (retries count twice; see the table)",
+                cluster.cluster, cluster.requests
+            );
+        }
     }
 }

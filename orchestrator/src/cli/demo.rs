@@ -201,9 +201,8 @@ async fn experiment(cloud: &LocalCloud, settings: &Settings, args: &DemoArgs) ->
         ))
     });
     let plan = Plan::new(&agents, &clusters, None, &template)?;
-    let report = plan
-        .run_and_report(Some(dir.clone()), "elb-demo", settings.output)
-        .await?;
+    let report = plan.run_and_write(Some(dir.clone()), "elb-demo").await?;
+    super::bench::show(&report, settings.output);
     if settings.output == OutputFormat::Table {
         println!("{}", comparison(&report.results.clusters));
     }

@@ -181,7 +181,11 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             return balance::run(&settings::load(&cli.global.options()).await?, &args).await;
         }
     };
-    let settings = settings::load(&cli.global.options()).await?;
+    let mut settings = settings::load(&cli.global.options()).await?;
+    if matches!(command, Checked::Autoscale(_)) {
+        // A tick line says what the loop did; the steps under it (syncs, stops) go to the log.
+        settings.notes = std::sync::Arc::new(crate::notes::Log);
+    }
     match &settings.provider {
         Provider::Ec2 { region, sdk } => {
             let cloud = Ec2::new(sdk, region, &settings);

@@ -23,6 +23,7 @@ pub(crate) async fn load(global: &Options) -> Result<Settings, Error> {
         state,
         output: global.output,
         provider,
+        notes: std::sync::Arc::new(crate::notes::Stderr),
     })
 }
 

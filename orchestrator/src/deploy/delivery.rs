@@ -107,7 +107,7 @@ impl AgentDelivery {
             },
         }
         .render()?;
-        eprintln!(
+        tracing::info!(
             "user data: installs the agent from {} (SHA-256 {}), {} bytes",
             url.as_str(),
             sha256.as_str(),
@@ -126,21 +126,21 @@ impl AgentDelivery {
         let report = match &self.mode {
             Delivery::None | Delivery::UserData { wait: None, .. } => return Ok(()),
             Delivery::Ssh => {
-                eprintln!("deploying the agent over SSH");
+                settings.note(format!("deploying the agent over SSH"));
                 deploy::deploy_instances(settings, instances, &self.options).await?
             }
             Delivery::UserData {
                 wait: Some(timeout),
                 ..
             } => {
-                eprintln!(
+                settings.note(format!(
                     "waiting up to {}s for each agent's /healthz (cloud-init installs it at boot)",
                     timeout.as_secs()
-                );
+                ));
                 deploy::wait_healthy(instances, *timeout, self.options.parallel).await?
             }
         };
-        eprintln!("{}", report.render(OutputFormat::Table));
+        settings.note(format!("{}", report.render(OutputFormat::Table)));
         Ok(report.check()?)
     }
 }

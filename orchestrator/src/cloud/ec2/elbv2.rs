@@ -130,6 +130,7 @@ impl Inventory {
 pub struct LoadBalancing {
     client: Client,
     project: String,
+    notes: std::sync::Arc<dyn crate::notes::Notes>,
 }
 
 fn sdk_err<E, R>(
@@ -185,10 +186,15 @@ fn to_i32(value: u32) -> i32 {
 
 impl LoadBalancing {
     /// A client for the project's ELBv2 resources in the region `sdk` is configured for.
-    pub fn new(sdk: &SdkConfig, project: &str) -> Self {
+    pub fn new(
+        sdk: &SdkConfig,
+        project: &str,
+        notes: std::sync::Arc<dyn crate::notes::Notes>,
+    ) -> Self {
         Self {
             client: Client::new(sdk),
             project: project.to_owned(),
+            notes,
         }
     }
 
@@ -789,15 +795,15 @@ impl LoadBalancing {
     ) -> Result<usize, CloudError> {
         for arn in &inventory.listeners {
             self.delete_listener(arn).await?;
-            eprintln!("deleted listener {arn}");
+            self.notes.note(&format!("deleted listener {arn}"));
         }
         for (arn, name) in &inventory.load_balancers {
             self.delete_load_balancer(arn, poll, deadline).await?;
-            eprintln!("deleted load balancer {name}");
+            self.notes.note(&format!("deleted load balancer {name}"));
         }
         for (arn, name) in &inventory.target_groups {
             self.delete_target_group(arn, deadline).await?;
-            eprintln!("deleted target group {name}");
+            self.notes.note(&format!("deleted target group {name}"));
         }
         Ok(inventory.listeners.len()
             + inventory.load_balancers.len()

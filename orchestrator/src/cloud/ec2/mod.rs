@@ -66,6 +66,8 @@ pub struct Ec2 {
     region: String,
     /// Where the project's SSH key lives (launch imports its public half).
     state: StateDir,
+    /// Where the lines for people go.
+    notes: std::sync::Arc<dyn crate::notes::Notes>,
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {
@@ -115,11 +117,21 @@ impl Ec2 {
     pub fn new(sdk: &SdkConfig, region: &str, settings: &Settings) -> Self {
         Self {
             client: Client::new(sdk),
-            load_balancing: elbv2::LoadBalancing::new(sdk, &settings.project),
+            load_balancing: elbv2::LoadBalancing::new(
+                sdk,
+                &settings.project,
+                settings.notes.clone(),
+            ),
             project: settings.project.clone(),
             region: region.to_owned(),
             state: settings.state.clone(),
+            notes: settings.notes.clone(),
         }
+    }
+
+    /// Hands `line` to the notes of the settings this client was made with.
+    pub fn note(&self, line: impl AsRef<str>) {
+        self.notes.note(line.as_ref());
     }
 
     /// The project's ELBv2 side.

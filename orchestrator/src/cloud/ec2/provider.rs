@@ -39,9 +39,9 @@ impl Cloud for Ec2 {
         created.resources.push(format!("key pair {key_pair}"));
 
         if spec.rules.ssh.iter().any(Cidr::is_world) {
-            eprintln!(
+            self.note(format!(
                 "warning: SSH (port 22) will be open to the whole internet (--ssh-cidr 0.0.0.0/0)"
-            );
+            ));
         }
         let wanted = firewall::wanted_rules(&spec.rules.app, &spec.rules.ssh);
         let group = self.ensure_security_group(&network.vpc_id, &wanted).await?;
@@ -49,13 +49,16 @@ impl Cloud for Ec2 {
             .resources
             .push(format!("security group {}", group.id));
         let how = if group.created { "created" } else { "reusing" };
-        eprintln!("security group {} ({how}), key pair {}", group.id, key_pair);
+        self.note(format!(
+            "security group {} ({how}), key pair {}",
+            group.id, key_pair
+        ));
         for rule in &group.extra_rules {
-            eprintln!(
+            self.note(format!(
                 "note: security group {} also allows {rule}, which this launch did not ask for \
                  (elb never revokes rules; remove it by hand if it is stale)",
                 group.id
-            );
+            ));
         }
 
         let client_token = format!("elb-{:032x}", rand::random::<u128>());
@@ -70,10 +73,10 @@ impl Cloud for Ec2 {
             user_data: user_data.as_deref(),
             client_token: &client_token,
         };
-        eprintln!(
+        self.note(format!(
             "launching {} x {} ({image_id}) as cluster {}",
             spec.count, spec.instance_type, spec.cluster
-        );
+        ));
         created.instances_requested = true;
         created.instances = self.run_instances(&run).await?;
 
@@ -145,7 +148,7 @@ impl Cloud for Ec2 {
         if !plan.instances.is_empty() {
             let ids: Vec<String> = plan.instances.iter().map(|i| i.id.clone()).collect();
             self.terminate(&ids).await?;
-            eprintln!("terminating {} instance(s)", ids.len());
+            self.note(format!("terminating {} instance(s)", ids.len()));
             let mut progress = Progress::new("terminating", "terminated", ids.len());
             let waited = wait::wait_until(self, &ids, Target::Terminated, poll, |r, t| {
                 progress.update(r, t);
@@ -159,13 +162,13 @@ impl Cloud for Ec2 {
         let mut first_error: Option<CloudError> = None;
         for g in &plan.security_groups {
             match self.delete_security_group(&g.id, deadline).await {
-                Ok(()) => eprintln!("deleted security group {} ({})", g.id, g.name),
+                Ok(()) => self.note(format!("deleted security group {} ({})", g.id, g.name)),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
         for k in &plan.key_pairs {
             match self.delete_key_pair(k).await {
-                Ok(()) => eprintln!("deleted key pair {k}"),
+                Ok(()) => self.note(format!("deleted key pair {k}")),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }

@@ -44,6 +44,8 @@ const READY_POLL: Duration = Duration::from_millis(100);
 pub(crate) struct LocalCloud {
     project: String,
     store: Store,
+    /// Where the lines for people go.
+    notes: std::sync::Arc<dyn crate::notes::Notes>,
 }
 
 impl LocalCloud {
@@ -52,6 +54,7 @@ impl LocalCloud {
         Self {
             project: settings.project.clone(),
             store: Store::new(&settings.state),
+            notes: settings.notes.clone(),
         }
     }
 
@@ -241,11 +244,13 @@ impl Cloud for LocalCloud {
         let cgroups = match Backend::detect(Path::new(cgroup::SYS_ROOT)) {
             Ok(backend) => Some(backend),
             Err(why) => {
-                eprintln!("warning: cannot limit the agents' CPU ({why}): they run unlimited");
+                self.notes.note(&format!(
+                    "warning: cannot limit the agents' CPU ({why}): they run unlimited"
+                ));
                 None
             }
         };
-        eprintln!(
+        self.notes.note(&format!(
             "launching {} x {} ({} vCPU at {}%) as cluster {} on this machine, agent {}",
             spec.count,
             spec.instance_type,
@@ -253,7 +258,7 @@ impl Cloud for LocalCloud {
             cpu.baseline_percent,
             spec.cluster,
             agent.display()
-        );
+        ));
         created.instances_requested = true;
         let mut records = Vec::new();
         for _ in 0..spec.count {
@@ -323,13 +328,14 @@ impl Cloud for LocalCloud {
                 Ended::Terminated => "stopped",
                 Ended::Killed => "killed (SIGKILL after the grace period)",
             };
-            eprintln!("{} {how}", r.id);
+            self.notes.note(&format!("{} {how}", r.id));
             if let Some(group) = &r.cgroup {
                 if let Err(e) = cgroup::remove(group) {
                     first_error = first_error.or(Some(LocalError::io("removing", group, e)));
                     continue;
                 }
-                eprintln!("removed cgroup {}", group.display());
+                self.notes
+                    .note(&format!("removed cgroup {}", group.display()));
             }
             let _ = std::fs::remove_file(&r.log);
             let _ = std::fs::remove_file(Self::config_path(r));
@@ -378,6 +384,7 @@ mod tests {
         let cloud = LocalCloud {
             project: "p".into(),
             store: Store::new(&StateDir::for_path(root.join("p"))),
+            notes: std::sync::Arc::new(crate::notes::Log),
         };
         let agent = fake_agent(&{
             std::fs::create_dir_all(&root).unwrap();
