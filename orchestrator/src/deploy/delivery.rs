@@ -126,7 +126,7 @@ impl AgentDelivery {
         let report = match &self.mode {
             Delivery::None | Delivery::UserData { wait: None, .. } => return Ok(()),
             Delivery::Ssh => {
-                settings.note(format!("deploying the agent over SSH"));
+                settings.note("deploying the agent over SSH");
                 deploy::deploy_instances(settings, instances, &self.options).await?
             }
             Delivery::UserData {
@@ -140,7 +140,7 @@ impl AgentDelivery {
                 deploy::wait_healthy(instances, *timeout, self.options.parallel).await?
             }
         };
-        settings.note(format!("{}", report.render(OutputFormat::Table)));
+        settings.note(report.render(OutputFormat::Table));
         Ok(report.check()?)
     }
 }

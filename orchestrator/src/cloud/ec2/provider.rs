@@ -39,9 +39,9 @@ impl Cloud for Ec2 {
         created.resources.push(format!("key pair {key_pair}"));
 
         if spec.rules.ssh.iter().any(Cidr::is_world) {
-            self.note(format!(
-                "warning: SSH (port 22) will be open to the whole internet (--ssh-cidr 0.0.0.0/0)"
-            ));
+            self.note(
+                "warning: SSH (port 22) will be open to the whole internet (--ssh-cidr 0.0.0.0/0)",
+            );
         }
         let wanted = firewall::wanted_rules(&spec.rules.app, &spec.rules.ssh);
         let group = self.ensure_security_group(&network.vpc_id, &wanted).await?;
@@ -168,7 +168,7 @@ impl Cloud for Ec2 {
         }
         for k in &plan.key_pairs {
             match self.delete_key_pair(k).await {
-                Ok(()) => self.note(format!("deleted key pair {k}")),
+                Ok(()) => self.note("deleted key pair {k}"),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
