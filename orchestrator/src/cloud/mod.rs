@@ -186,6 +186,29 @@ pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Ins
     Ok(instances)
 }
 
+/// The EC2 client of the settings' project when its instances are on EC2 (for what only EC2
+/// has: the managed ALB, SSH deploys); `None` on the local provider.
+pub(crate) fn ec2_of(settings: &Settings) -> Option<ec2::Ec2> {
+    match &settings.provider {
+        Provider::Ec2 { region, sdk } => Some(ec2::Ec2::new(sdk, region, settings)),
+        Provider::Local => None,
+    }
+}
+
+/// The settings' provider as users name it: `ec2` or `local`.
+pub(crate) fn provider_name(settings: &Settings) -> &'static str {
+    match settings.provider {
+        Provider::Ec2 { .. } => "ec2",
+        Provider::Local => "local",
+    }
+}
+
+/// Whether listing the fleet is an API call with a rate limit (EC2), rather than reading a
+/// file (the local provider): pollers list it less often then.
+pub(crate) fn listing_is_costly(settings: &Settings) -> bool {
+    matches!(settings.provider, Provider::Ec2 { .. })
+}
+
 /// Sorts instances the way every listing shows them: by cluster, then id.
 pub fn sort_instances(instances: &mut [Instance]) {
     instances.sort_by(|a, b| (&a.cluster, &a.id).cmp(&(&b.cluster, &b.id)));

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{Provider, Settings};
+use crate::config::Settings;
 use crate::Error;
 
 /// Time between two polls: the page's refresh.
@@ -53,9 +53,10 @@ impl DashboardSpec {
             tick: TICK,
             agent_timeout,
             window: WINDOW,
-            fleet_every: match settings.provider {
-                Provider::Local => 1,
-                Provider::Ec2 { .. } => EC2_FLEET_EVERY,
+            fleet_every: if crate::cloud::listing_is_costly(settings) {
+                EC2_FLEET_EVERY
+            } else {
+                1
             },
         }
     }

@@ -21,7 +21,7 @@ use super::DashboardSpec;
 use crate::autoscale::Memories;
 use crate::balance::{self, Balancer};
 use crate::cloud;
-use crate::config::{Provider, Settings};
+use crate::config::Settings;
 use crate::stats::view::StatsView;
 use crate::stats::{self, unix_ms, Agent, Reading};
 
@@ -160,10 +160,7 @@ impl Baselines {
 
 /// Polls until the task is aborted, publishing one frame per tick into `shared`.
 pub(crate) async fn run(settings: Arc<Settings>, spec: DashboardSpec, shared: Arc<Shared>) {
-    let provider = match settings.provider {
-        Provider::Local => "local",
-        Provider::Ec2 { .. } => "ec2",
-    };
+    let provider = cloud::provider_name(&settings);
     let mut interval = tokio::time::interval(spec.tick);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut fleet = Fleet::default();

@@ -31,9 +31,8 @@ pub(crate) use report::DeployReport;
 pub(crate) use ssh::SshOptions;
 
 use crate::agent_binary::{AgentPaths, Arch};
-use crate::cloud::ec2::Ec2;
 use crate::cloud::Instance;
-use crate::config::{Provider, Settings};
+use crate::config::Settings;
 use crate::Error;
 use runner::Target;
 
@@ -98,14 +97,13 @@ pub(crate) async fn deploy_instances(
     instances: &[Instance],
     opts: &DeployOptions,
 ) -> Result<DeployReport, Error> {
-    let Provider::Ec2 { region, sdk } = &settings.provider else {
+    let Some(ec2) = crate::cloud::ec2_of(settings) else {
         return Err(Error::Usage(
             "deploy over SSH is for EC2 instances and --hosts; local instances are restarted \
              with the new agent by `elb --local deploy`"
                 .into(),
         ));
     };
-    let ec2 = Ec2::new(sdk, region, settings);
     let mut arch_of_type: Vec<(String, Option<Arch>)> = Vec::new();
     for instance in instances {
         if !arch_of_type

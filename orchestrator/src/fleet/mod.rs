@@ -13,10 +13,9 @@ pub(crate) use events::{Event, Events, Quiet, ScalingTick};
 use std::time::Duration;
 
 use crate::alb::{self, Apis};
-use crate::cloud::ec2::Ec2;
 use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::cloud::{sort_instances, Cloud, Created, Instance};
-use crate::config::{Provider, Settings};
+use crate::config::Settings;
 use crate::deploy::delivery::AgentDelivery;
 use crate::Error;
 
@@ -89,8 +88,7 @@ pub(crate) async fn shrink<C: Cloud>(
     if crate::balance::sync(settings, &leaving).await? {
         crate::balance::wait_drained(settings, &leaving, drain).await?;
     }
-    if let Provider::Ec2 { region, sdk } = &settings.provider {
-        let ec2 = Ec2::new(sdk, region, settings);
+    if let Some(ec2) = crate::cloud::ec2_of(settings) {
         let apis = Apis {
             ec2: &ec2,
             project: &settings.project,
@@ -112,10 +110,9 @@ async fn join_alb(
     instances: &[Instance],
     events: &dyn Events,
 ) -> Result<(), Error> {
-    let Provider::Ec2 { region, sdk } = &settings.provider else {
+    let Some(ec2) = crate::cloud::ec2_of(settings) else {
         return Ok(());
     };
-    let ec2 = Ec2::new(sdk, region, settings);
     let apis = Apis {
         ec2: &ec2,
         project: &settings.project,
