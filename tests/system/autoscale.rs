@@ -276,14 +276,36 @@ fn a_restarted_loop_resumes_without_a_double_launch() {
     std::thread::sleep(Duration::from_secs(3));
     second.interrupt();
     let out = second.wait(Duration::from_secs(30));
-    let ticks = ticks(&out);
-    assert!(!ticks.is_empty(), "{out}");
-    for tick in &ticks {
+    let resumed = ticks(&out);
+    assert!(!resumed.is_empty(), "{out}");
+    for tick in &resumed {
         assert_eq!(tick["current"], 2, "{tick}");
         assert_eq!(tick["warming"], 1, "the restarted loop still knows: {tick}");
         assert!(tick["launched"].as_array().unwrap().is_empty(), "{tick}");
     }
     assert_eq!(project.agents().len(), 2);
+
+    // Without its state file, the instance's LaunchedAt tag still tells when it was launched.
+    let state = project
+        .elb
+        .state_dir()
+        .join(project.elb.project())
+        .join("autoscale/c1.json");
+    std::fs::remove_file(&state).expect("the loop's state file");
+    let third = project.elb.spawn(&args);
+    std::thread::sleep(Duration::from_secs(3));
+    third.interrupt();
+    let out = third.wait(Duration::from_secs(30));
+    for tick in ticks(&out) {
+        assert_eq!(tick["warming"], 1, "known from its tag: {tick}");
+        assert!(tick["launched"].as_array().unwrap().is_empty(), "{tick}");
+    }
+    let tagged = project.ls();
+    let new = tagged
+        .iter()
+        .find(|i| i["id"] == launched[0].as_str())
+        .expect("the launched instance");
+    assert!(new["launched_at_unix_ms"].as_u64().is_some(), "{new}");
 
     // The kill switch stops a running loop before it removes the fleet.
     let third = project.elb.spawn(&args);

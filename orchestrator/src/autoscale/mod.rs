@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::cloud::spec::KillOptions;
-use crate::cloud::{sort_instances, Cloud, Created, Instance};
+use crate::cloud::{sort_instances, Cloud, Created, Instance, LAUNCHED_AT_TAG};
 use crate::config::Settings;
 use crate::fleet::{self, Event, Events, Growth, ScalingTick};
 use crate::stats::unix_ms;
@@ -34,6 +34,10 @@ use memory::{instant_of, unix_ms_of, PendingLaunch};
 use observe::{Observer, View};
 use replace::{Looks, Watch};
 use rule::{Figure, Limit, Reading, Recommendation, Stabilizer, TOLERANCE};
+
+/// Tag (and its value) on the instances the loop launches, beside `LaunchedAt`.
+const LAUNCHED_BY_TAG: &str = "LaunchedBy";
+const LAUNCHED_BY: &str = "elb-autoscale";
 
 /// The longest wait between two attempts at a launch that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -330,9 +334,15 @@ impl Loop<'_> {
         tick
     }
 
-    /// Instances that appeared since the last tick while a launch of ours was under way (the
-    /// loop stopped between the launch and its record) are ours, launched then.
+    /// Instances tagged with their launch time are known by it; instances that appeared since
+    /// the last tick while a launch of ours was under way (the loop stopped between the launch
+    /// and its record) are ours, launched then.
     fn adopt(&mut self, instances: &[Instance]) {
+        for i in instances {
+            if let Some(at) = i.launched_at_unix_ms {
+                self.memory.launched.entry(i.id.clone()).or_insert(at);
+            }
+        }
         if let Some(pending) = self.memory.pending_launch.take() {
             for i in instances
                 .iter()
@@ -433,6 +443,12 @@ impl Loop<'_> {
         let mut growth = policy.growth.clone();
         growth.spec.count = plan.launch;
         let now_ms = unix_ms();
+        // On the instances too, so that a loop without this state file (another machine, a
+        // lost directory) still knows when they were launched.
+        growth.spec.tags.extend([
+            (LAUNCHED_BY_TAG.to_owned(), LAUNCHED_BY.to_owned()),
+            (LAUNCHED_AT_TAG.to_owned(), now_ms.to_string()),
+        ]);
         self.memory.pending_launch = Some(PendingLaunch {
             at_unix_ms: now_ms,
             count: plan.launch,

@@ -171,6 +171,7 @@ mod tests {
             private_ip: Some(ip.into()),
             state: "running".into(),
             role: None,
+            launched_at_unix_ms: None,
         }
     }
 

@@ -360,6 +360,7 @@ async fn launch(
             subnet_id,
             user_data: None,
             client_token: &client_token,
+            tags: &[],
         })
         .await?;
     let id = ids.into_iter().next().ok_or_else(|| {

@@ -91,6 +91,7 @@ mod tests {
             private_ip: Some("10.0.0.5".into()),
             state: "running".into(),
             role: None,
+            launched_at_unix_ms: None,
         }
     }
 

@@ -189,6 +189,7 @@ impl LaunchHow {
                 ssh: self.ssh_cidr,
             },
             wait: self.wait.poll(),
+            tags: Vec::new(),
         };
         Ok(Growth {
             spec,

@@ -58,7 +58,14 @@ pub struct Instance {
     /// The `Role` tag: `balancer` for elb's balancer; `None` for an agent instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The `LaunchedAt` tag (ms since the epoch) of an instance `elb autoscale` launched, so a
+    /// loop that lost its state file still knows when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launched_at_unix_ms: Option<u64>,
 }
+
+/// Tag of the instances `elb autoscale` launches: when, in ms since the epoch.
+pub const LAUNCHED_AT_TAG: &str = "LaunchedAt";
 
 /// The `Role` tag of a balancer instance.
 pub const BALANCER_ROLE: &str = "balancer";

@@ -149,6 +149,7 @@ mod tests {
                 private_ip: None,
                 state: "running".into(),
                 role: None,
+                launched_at_unix_ms: None,
             }],
             security_groups: vec![Group {
                 id: "sg-1".into(),

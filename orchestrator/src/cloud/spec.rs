@@ -53,6 +53,9 @@ pub(crate) struct LaunchSpec {
     pub agent_binary: Option<PathBuf>,
     /// How long to wait for the instances to run, and how often to look.
     pub wait: Poll,
+    /// Tags beside the project's own (`Project`, `Cluster`, `Name`, `ManagedBy`), e.g. the
+    /// autoscaler's `LaunchedAt`.
+    pub tags: Vec<(String, String)>,
 }
 
 impl LaunchSpec {
@@ -82,6 +85,7 @@ impl LaunchSpec {
                 interval: Duration::from_millis(200),
                 timeout: Duration::from_secs(60),
             },
+            tags: Vec::new(),
         }
     }
 }

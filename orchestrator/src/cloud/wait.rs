@@ -133,6 +133,7 @@ mod tests {
             private_ip: None,
             state: state.into(),
             role: None,
+            launched_at_unix_ms: None,
         }
     }
 

@@ -263,6 +263,7 @@ mod tests {
             private_ip: Some("10.0.0.7".into()),
             state: "running".into(),
             role: None,
+            launched_at_unix_ms: None,
         };
         let a = Agent::of(&instance);
         assert_eq!(a.addr, Some("203.0.113.7:8000".parse().unwrap()));

@@ -144,10 +144,15 @@ fn autoscale_on_ec2_launches_joins_and_removes_exactly_the_chosen_instances() {
         .into_iter()
         .find(|i| i.id == new)
         .expect("the new instance");
+    let at: u64 = instance.tags["LaunchedAt"]
+        .parse()
+        .expect("LaunchedAt is ms since the epoch");
+    assert!(at > 1_700_000_000_000, "{instance:?}");
     for (key, value) in [
         ("Project", PROJECT),
         ("Cluster", "cluster1"),
         ("ManagedBy", "elb"),
+        ("LaunchedBy", "elb-autoscale"),
     ] {
         assert_eq!(
             instance.tags.get(key).map(String::as_str),

@@ -54,6 +54,8 @@ pub struct RunSpec<'a> {
     pub user_data: Option<&'a [u8]>,
     /// Idempotency token: SDK retries reuse it, so a retried call cannot launch twice.
     pub client_token: &'a str,
+    /// Tags beside the project's own.
+    pub tags: &'a [(String, String)],
 }
 
 /// The project's view of EC2 in one region: every call is scoped by the exact `Project` tag.
@@ -109,6 +111,8 @@ fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
         private_ip: i.private_ip_address().map(str::to_owned),
         state: owned(i.state().and_then(|s| s.name()).map(|n| n.as_str())),
         role: tag_value(tags, "Role").map(str::to_owned),
+        launched_at_unix_ms: tag_value(tags, crate::cloud::LAUNCHED_AT_TAG)
+            .and_then(|v| v.parse().ok()),
     }
 }
 
@@ -139,7 +143,14 @@ impl Ec2 {
         &self.load_balancing
     }
 
-    fn tags(&self, name: &str, cluster: Option<&str>, role: Option<&str>) -> Vec<Tag> {
+    /// The project's tags, then `extra`.
+    fn tags(
+        &self,
+        name: &str,
+        cluster: Option<&str>,
+        role: Option<&str>,
+        extra: &[(String, String)],
+    ) -> Vec<Tag> {
         let mut pairs = vec![
             ("Project", self.project.as_str()),
             ("ManagedBy", MANAGED_BY),
@@ -147,6 +158,7 @@ impl Ec2 {
         pairs.push(("Name", name));
         pairs.extend(cluster.map(|c| ("Cluster", c)));
         pairs.extend(role.map(|r| ("Role", r)));
+        pairs.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         pairs
             .into_iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
@@ -164,9 +176,21 @@ impl Ec2 {
         cluster: Option<&str>,
         role: Option<&str>,
     ) -> TagSpecification {
+        self.run_tag_spec(kind, name, cluster, role, &[])
+    }
+
+    /// The tags of a launch's instances or volumes: the project's, then `extra`.
+    fn run_tag_spec(
+        &self,
+        kind: ResourceType,
+        name: &str,
+        cluster: Option<&str>,
+        role: Option<&str>,
+        extra: &[(String, String)],
+    ) -> TagSpecification {
         TagSpecification::builder()
             .resource_type(kind)
-            .set_tags(Some(self.tags(name, cluster, role)))
+            .set_tags(Some(self.tags(name, cluster, role, extra)))
             .build()
     }
 
@@ -258,17 +282,19 @@ impl Ec2 {
             .set_subnet_id(spec.subnet_id.map(str::to_owned))
             .metadata_options(metadata)
             .client_token(spec.client_token)
-            .tag_specifications(self.role_tag_spec(
+            .tag_specifications(self.run_tag_spec(
                 ResourceType::Instance,
                 &name,
                 Some(spec.cluster),
                 spec.role,
+                spec.tags,
             ))
-            .tag_specifications(self.role_tag_spec(
+            .tag_specifications(self.run_tag_spec(
                 ResourceType::Volume,
                 &name,
                 Some(spec.cluster),
                 spec.role,
+                spec.tags,
             ))
             .set_user_data(spec.user_data.map(aws_smithy_types::base64::encode))
             .send()

@@ -72,6 +72,7 @@ impl Cloud for Ec2 {
             subnet_id: network.subnet_id.as_deref(),
             user_data: user_data.as_deref(),
             client_token: &client_token,
+            tags: &spec.tags,
         };
         self.note(format!(
             "launching {} x {} ({image_id}) as cluster {}",

@@ -90,7 +90,11 @@ impl LocalCloud {
         let mut record = Record {
             log: self.store.dir().join(format!("{id}.log")),
             id,
-            tags: tags.map(|(k, v)| (k.to_owned(), v)).into(),
+            tags: tags
+                .map(|(k, v)| (k.to_owned(), v))
+                .into_iter()
+                .chain(spec.tags.iter().cloned())
+                .collect(),
             instance_type: spec.instance_type.clone(),
             address,
             pid: 0,
@@ -217,6 +221,10 @@ fn to_instance(record: &Record) -> Instance {
         private_ip: Some(record.address.to_string()),
         state: if running { "running" } else { "stopped" }.to_owned(),
         role: record.tags.get("Role").cloned(),
+        launched_at_unix_ms: record
+            .tags
+            .get(crate::cloud::LAUNCHED_AT_TAG)
+            .and_then(|v| v.parse().ok()),
     }
 }
 
