@@ -342,3 +342,54 @@ fn bad_autoscale_input_is_refused() {
         .expect_failure_mentioning(&["t9.huge"]);
     assert_eq!(project.agents().len(), 1, "nothing launched");
 }
+
+/// A bench that runs while a loop scales the cluster carries, in results.json and a plot, the
+/// cluster's instance count second by second and the loop's decisions.
+#[test]
+fn a_bench_during_a_loop_carries_the_instance_count_and_the_decisions() {
+    let project = LocalProject::new();
+    project.launch("c1", "m4.large", 1);
+    let out = project.elb.state_dir().join("bench-out");
+    let bench = project.elb.spawn(&[
+        "bench",
+        "--cluster",
+        "c1",
+        "--rate",
+        "100",
+        "--requests",
+        "600",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let looping = project
+        .elb
+        .spawn(&quick(&["--min", "2", "--max", "2", "--target-cpu", "50"]));
+    let ran = bench.wait(Duration::from_secs(60));
+    assert_eq!(ran.code, Some(0), "{ran}");
+    looping.interrupt();
+    looping.wait(Duration::from_secs(30));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results.json"))
+            .expect("JSON");
+    let scaling = &results["clusters"][0]["scaling"];
+    let events = scaling["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{results:#}"));
+    let out_event = events
+        .iter()
+        .find(|e| e["action"] == "scale_out")
+        .unwrap_or_else(|| panic!("the scale-out during the run: {scaling:#}"));
+    assert_eq!(
+        (out_event["from"].as_u64(), out_event["to"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let counts: Vec<u64> = scaling["per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["instances"].as_u64())
+        .collect();
+    assert!(counts.contains(&2), "the count rose to 2: {counts:?}");
+    assert!(out.join("scaling.svg").is_file() && out.join("scaling.png").is_file());
+}

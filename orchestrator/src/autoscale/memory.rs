@@ -65,6 +65,23 @@ pub(crate) struct Memory {
     pub recommendations: Vec<(u64, u32)>,
     #[serde(default)]
     pub last: Option<LastDecision>,
+    /// The recent ticks, oldest first (at most [`TICKS_KEPT`]): what a bench run during the
+    /// loop puts beside its own timeline.
+    #[serde(default)]
+    pub ticks: Vec<LastDecision>,
+}
+
+/// Ticks a memory keeps: 6 hours of 10 s ticks.
+pub(crate) const TICKS_KEPT: usize = 2160;
+
+impl Memory {
+    /// Records one tick's decision as the last, and in the history.
+    pub(crate) fn record(&mut self, decision: LastDecision) {
+        self.ticks.push(decision.clone());
+        let excess = self.ticks.len().saturating_sub(TICKS_KEPT);
+        self.ticks.drain(..excess);
+        self.last = Some(decision);
+    }
 }
 
 impl Memory {
@@ -80,6 +97,7 @@ impl Memory {
             pending_launch: None,
             recommendations: Vec::new(),
             last: None,
+            ticks: Vec::new(),
         }
     }
 }

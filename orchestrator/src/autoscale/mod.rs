@@ -324,7 +324,7 @@ impl Loop<'_> {
             ));
         }
         tick.reason = plan.notes.join("; ");
-        self.memory.last = Some(LastDecision {
+        self.memory.record(LastDecision {
             at_unix_ms: now_ms,
             action: tick.action.clone(),
             current,

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::autoscale::Memories;
 use crate::http::Endpoint;
 use crate::progress::Progress;
 use crate::state;
@@ -25,6 +26,7 @@ use crate::stats::{self, Agent, Reading};
 use crate::Error;
 use loadgen::Load;
 use report::{ClusterResult, Results, TargetCounts};
+use scaling::{ScalingEvent, ScalingRun, Size};
 
 /// Per-agent timeout of the bench's own `/stats` requests.
 const STATS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -52,6 +54,9 @@ pub(crate) struct Plan {
     /// The admin address of elb's balancer when the load goes through it: its per-target
     /// request counts, read before and after each cluster's run, are the third count.
     pub(crate) balancer_admin: Option<SocketAddr>,
+    /// Where `elb autoscale` keeps its state, to put what it did to a cluster during the run
+    /// beside the run's timeline.
+    pub(crate) scaling: Option<Memories>,
 }
 
 impl Plan {
@@ -112,6 +117,7 @@ impl Plan {
             clusters,
             target: target.map(|(url, _)| url),
             balancer_admin: None,
+            scaling: None,
         })
     }
 
@@ -136,7 +142,15 @@ impl Plan {
             }],
             target: Some(url),
             balancer_admin: None,
+            scaling: None,
         }
+    }
+
+    /// The same plan, with what `elb autoscale` loops (their state in `memories`) did to each
+    /// cluster during its run.
+    pub(crate) fn watching_autoscaling(mut self, memories: Memories) -> Self {
+        self.scaling = Some(memories);
+        self
     }
 
     /// The same plan, the balancer at `admin` counting the requests too.
@@ -150,7 +164,11 @@ impl Plan {
         let started_at_unix_ms = stats::unix_ms();
         let mut clusters = Vec::with_capacity(self.clusters.len());
         for plan in &self.clusters {
-            clusters.push(run_cluster(plan, self.balancer_admin).await);
+            let mut result = run_cluster(plan, self.balancer_admin).await;
+            if let Some(memories) = &self.scaling {
+                result.scaling = scaling_during(memories, &result);
+            }
+            clusters.push(result);
         }
         let template = self.clusters.first().map(|c| &c.load);
         Results {
@@ -254,6 +272,29 @@ async fn run_cluster(plan: &ClusterPlan, balancer: Option<SocketAddr>) -> Cluste
         }
         _ => result,
     }
+}
+
+/// What the cluster's autoscaling loop did during `result`'s run, if one ran: its instance
+/// count second by second and its decisions, from the ticks its state keeps.
+fn scaling_during(memories: &Memories, result: &ClusterResult) -> Option<ScalingRun> {
+    let memory = memories.load(&result.cluster).ok()??;
+    let start = result.started_at_unix_ms;
+    let end = start + (result.elapsed_secs * 1000.0) as u64;
+    let during: Vec<_> = memory
+        .ticks
+        .iter()
+        .filter(|t| t.at_unix_ms + 60_000 >= start && t.at_unix_ms <= end)
+        .collect();
+    if !during.iter().any(|t| t.at_unix_ms >= start) {
+        return None;
+    }
+    let sizes: Vec<Size> = during.iter().map(|t| (t.at_unix_ms, t.current)).collect();
+    let events = during
+        .iter()
+        .filter(|t| t.at_unix_ms >= start && t.action != "hold")
+        .map(|t| (t.at_unix_ms, ScalingEvent::of(t)))
+        .collect();
+    Some(ScalingRun::new(result, &sizes, events))
 }
 
 /// Polls `agents` every [`SERIES_POLL`] (all at once, each within [`STATS_TIMEOUT`]) until

@@ -118,13 +118,22 @@ impl Plot {
     }
 }
 
-/// Writes `latency`, `percentiles`, `requests`, `cpu` and `timeline`, each as `.svg` and
-/// `.png`, into `dir`; returns the paths written.
+/// Writes `latency`, `percentiles`, `requests`, `cpu` and `timeline` (and `scaling` when an
+/// autoscaler changed a cluster during the run), each as `.svg` and `.png`, into `dir`;
+/// returns the paths written.
 pub(crate) fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     let mut written = Vec::new();
     for plot in Plot::ALL {
         written.extend(render(dir, &(plot, results))?);
+    }
+    // A cluster that an autoscaler scaled during the run (the first, when several were).
+    if let Some(run) = results.clusters.iter().find_map(|c| c.scaling.as_ref()) {
+        let figure = Scaling {
+            run,
+            objective_ms: None,
+        };
+        written.extend(render(dir, &figure)?);
     }
     Ok(written)
 }

@@ -108,6 +108,10 @@ pub(crate) struct ClusterResult {
     /// Second by second, per instance: the client's bins (their `requests` sum to
     /// `requests`) and the agents' intervals.
     pub(crate) timeline: Vec<InstanceSeries>,
+    /// When `elb autoscale` scaled the cluster during the run: second by second the offered and
+    /// served rates, the p99 and the instance count, and the scaling decisions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) scaling: Option<super::scaling::ScalingRun>,
     /// Per-request samples (in `results.csv`), with their instance names.
     #[serde(skip)]
     pub(crate) samples: Vec<Sample>,
@@ -259,6 +263,7 @@ impl ClusterResult {
             balancer_counted: None,
             balancer_error: None,
             timeline,
+            scaling: None,
             samples: run.samples,
             sample_instances: run.instances,
         }

@@ -39,6 +39,19 @@ pub(crate) struct ScalingEvent {
     pub(crate) reason: String,
 }
 
+impl ScalingEvent {
+    /// The event of an autoscaling tick that acted (its `second` is set by [`ScalingRun::new`]).
+    pub(crate) fn of(tick: &crate::autoscale::LastDecision) -> Self {
+        Self {
+            second: 0.0,
+            action: tick.action.clone(),
+            from: tick.current,
+            to: tick.desired,
+            reason: tick.reason.clone(),
+        }
+    }
+}
+
 /// The whole run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct ScalingRun {

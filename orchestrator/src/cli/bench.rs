@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::settings;
 use super::values::parse_duration;
+use crate::autoscale::Memories;
 use crate::balance;
 use crate::bench::loadgen::Load;
 use crate::bench::report::Results;
@@ -167,7 +168,8 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
         return report_comparison(&settings, &runs, &types, &dir);
     }
     if target.is_some() || vias == [Via::Direct] {
-        let plan = Plan::new(&agents, &args.cluster, target, &template)?;
+        let plan = Plan::new(&agents, &args.cluster, target, &template)?
+            .watching_autoscaling(Memories::new(&settings.state));
         return plan
             .run_and_write(args.out.clone(), "elb-bench")
             .await
@@ -195,6 +197,7 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
             }
             (None, _) => Plan::new(&agents, &args.cluster, None, &template)?,
         };
+        let plan = plan.watching_autoscaling(Memories::new(&settings.state));
         let plan = match admin {
             Some(admin) => plan.counted_by_balancer(admin),
             None => plan,

@@ -8,10 +8,10 @@ use plotters::prelude::*;
 use super::{color, legend, Area, Drawn};
 use crate::bench::scaling::ScalingRun;
 
-/// The figure: the run and the p99 objective it is judged against.
+/// The figure: the run and the p99 objective it is judged against, if any.
 pub(crate) struct Scaling<'a> {
     pub(crate) run: &'a ScalingRun,
-    pub(crate) objective_ms: f64,
+    pub(crate) objective_ms: Option<f64>,
 }
 
 type Points = Vec<(f64, f64)>;
@@ -49,7 +49,11 @@ pub(super) fn draw<DB: DrawingBackend>(area: Area<DB>, figure: &Scaling) -> Draw
         .map(|p| p.1)
         .fold(1.0, f64::max)
         * 1.15;
-    let p99_high = p99.iter().map(|p| p.1).fold(figure.objective_ms, f64::max) * 2.0;
+    let p99_high = p99
+        .iter()
+        .map(|p| p.1)
+        .fold(figure.objective_ms.unwrap_or(1.0), f64::max)
+        * 2.0;
     let most = instances.iter().map(|p| p.1).fold(1.0, f64::max) + 1.0;
 
     let mut rate = ChartBuilder::on(&panels[0])
@@ -100,15 +104,16 @@ pub(super) fn draw<DB: DrawingBackend>(area: Area<DB>, figure: &Scaling) -> Draw
         .map_err(|e| e.to_string())?
         .label("p99")
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
-    let objective = figure.objective_ms;
-    latency
-        .draw_series(LineSeries::new(
-            [(0.0, objective), (end, objective)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(|e| e.to_string())?
-        .label(format!("objective {objective} ms"))
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+    if let Some(objective) = figure.objective_ms {
+        latency
+            .draw_series(LineSeries::new(
+                [(0.0, objective), (end, objective)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(format!("objective {objective} ms"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+    }
     markers(&mut latency, &events, p99_high)?;
     legend(&mut latency, SeriesLabelPosition::UpperRight, 12)?;
 

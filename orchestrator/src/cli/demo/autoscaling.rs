@@ -220,13 +220,17 @@ pub(super) async fn run(
         .collect();
     let run = ScalingRun::new(cluster, &sizes, events);
     let out = dir.join("autoscaling");
+    let mut results = results.clone();
+    if let Some(first) = results.clusters.first_mut() {
+        first.scaling = Some(run.clone());
+    }
     let mut files = crate::bench::write(&results, &out)?;
     let json = out.join("scaling.json");
     crate::state::write_atomic(&json, run.json().as_bytes(), 0o644)?;
     files.push(json);
     let figure = Scaling {
         run: &run,
-        objective_ms: OBJECTIVE_MS,
+        objective_ms: Some(OBJECTIVE_MS),
     };
     files.extend(plot::write_scaling(&figure, &out)?);
 
