@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use crate::balance::{balancer_addr, states};
-use crate::harness::load::{failures, Load};
+use crate::harness::load::{failures, Load, Outcome};
 use crate::harness::local::{ids, is_alive};
-use crate::harness::{ElbOutput, LocalProject};
+use crate::harness::{ElbOutput, LocalProject, Running};
 
 /// `balance up` for one cluster `c1` behind `/*`, with fast health checks.
 fn balance_up(project: &LocalProject) {
@@ -45,12 +45,41 @@ fn quick(extra: &[&'static str]) -> Vec<&'static str> {
 }
 
 /// The ticks a loop printed (`--output json`: one object per line).
-fn ticks(out: &ElbOutput) -> Vec<serde_json::Value> {
+pub(crate) fn ticks(out: &ElbOutput) -> Vec<serde_json::Value> {
     out.stdout
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
+}
+
+/// A project whose cluster `c1` (`count` x `instance_type`) is behind elb's balancer and
+/// scaled by a quick loop with `flags`, under `clients` keep-alive clients sending `GET path`;
+/// returns it with the cluster's first ids, the loop and the load.
+fn scaled_under_load(
+    (instance_type, count): (&str, u32),
+    flags: &[&'static str],
+    (path, clients): (&str, usize),
+) -> (LocalProject, Vec<String>, Running, Load) {
+    let project = LocalProject::new();
+    let first = ids(&project.launch("c1", instance_type, count));
+    balance_up(&project);
+    let addr = balancer_addr(&project);
+    let looping = project.elb.spawn(&quick(flags));
+    let load = Load::start(addr, path, clients);
+    (project, first, looping, load)
+}
+
+/// Fails with examples unless every request of `outcomes` was answered with a 2xx.
+fn assert_all_answered(outcomes: &[Outcome]) {
+    let bad = failures(outcomes);
+    assert!(
+        bad.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        bad.len(),
+        outcomes.len(),
+        &bad[..bad.len().min(5)]
+    );
 }
 
 /// Waits until the project records `check`-satisfying instances, or fails saying `what`.
@@ -72,11 +101,8 @@ fn until_records(project: &LocalProject, what: &str, check: impl Fn(usize) -> bo
 /// request fails on the way, and the kill switch leaves nothing.
 #[test]
 fn a_cluster_scales_out_under_load_and_back_in_without_a_failed_request() {
-    let project = LocalProject::new();
-    let first = ids(&project.launch("c1", "t3.micro", 1));
-    balance_up(&project);
-    let addr = balancer_addr(&project);
-    let args = quick(&[
+    // 3 ms of CPU per request at 0.2 of a core: about 66 requests/s fill one instance.
+    let flags = [
         "--max",
         "3",
         "--max-step",
@@ -85,10 +111,9 @@ fn a_cluster_scales_out_under_load_and_back_in_without_a_failed_request() {
         "50",
         "--scale-in-stabilization",
         "4s",
-    ]);
-    let looping = project.elb.spawn(&args);
-    // 3 ms of CPU per request at 0.2 of a core: about 66 requests/s fill one instance.
-    let load = Load::start(addr, "/work?us=3000", 6);
+    ];
+    let (project, first, looping, load) =
+        scaled_under_load(("t3.micro", 1), &flags, ("/work?us=3000", 6));
     until_records(&project, "scaled out to 3", |n| n == 3);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -105,14 +130,7 @@ fn a_cluster_scales_out_under_load_and_back_in_without_a_failed_request() {
     let out = looping.wait(Duration::from_secs(30));
     assert_eq!(out.code, Some(0), "{out}");
 
-    let bad = failures(&outcomes);
-    assert!(
-        bad.is_empty(),
-        "{} of {} requests failed, e.g. {:?}",
-        bad.len(),
-        outcomes.len(),
-        &bad[..bad.len().min(5)]
-    );
+    assert_all_answered(&outcomes);
     let ticks = ticks(&out);
     assert!(ticks
         .iter()
@@ -167,11 +185,7 @@ fn a_cluster_scales_out_under_load_and_back_in_without_a_failed_request() {
 /// balancer's retries keep every request answered meanwhile.
 #[test]
 fn a_killed_instance_is_replaced_without_a_failed_request() {
-    let project = LocalProject::new();
-    project.launch("c1", "m4.large", 2);
-    balance_up(&project);
-    let addr = balancer_addr(&project);
-    let args = quick(&[
+    let flags = [
         "--min",
         "2",
         "--max",
@@ -180,9 +194,9 @@ fn a_killed_instance_is_replaced_without_a_failed_request() {
         "50",
         "--unhealthy-ticks",
         "2",
-    ]);
-    let looping = project.elb.spawn(&args);
-    let load = Load::start(addr, "/work?us=200", 4);
+    ];
+    let (project, _, looping, load) =
+        scaled_under_load(("m4.large", 2), &flags, ("/work?us=200", 4));
     load.wait_for_more(50, Duration::from_secs(10));
     let victim = project.agents()[0].clone();
     // SAFETY: kill(2) on an agent this test's project started.
@@ -207,14 +221,7 @@ fn a_killed_instance_is_replaced_without_a_failed_request() {
     let outcomes = load.stop();
     looping.interrupt();
     let out = looping.wait(Duration::from_secs(30));
-    let bad = failures(&outcomes);
-    assert!(
-        bad.is_empty(),
-        "{} of {} requests failed, e.g. {:?}",
-        bad.len(),
-        outcomes.len(),
-        &bad[..bad.len().min(5)]
-    );
+    assert_all_answered(&outcomes);
     let ticks = ticks(&out);
     let replace = ticks
         .iter()
@@ -392,4 +399,50 @@ fn a_bench_during_a_loop_carries_the_instance_count_and_the_decisions() {
         .collect();
     assert!(counts.contains(&2), "the count rose to 2: {counts:?}");
     assert!(out.join("scaling.svg").is_file() && out.join("scaling.png").is_file());
+}
+
+/// Instances removed while the load goes on leave the balancer first and drain: every request
+/// of an open-loop load through the balancer is answered while the loop takes the cluster from
+/// three instances to one.
+#[test]
+fn a_scale_in_under_load_drains_without_a_failed_request() {
+    let project = LocalProject::new();
+    project.launch("c1", "t3.micro", 3);
+    balance_up(&project);
+    let out = project.elb.state_dir().join("bench-out");
+    let bench = project.elb.spawn(&[
+        "bench",
+        "--via",
+        "balancer",
+        "--cluster",
+        "c1",
+        "--path",
+        "/work?us=2000",
+        "--rate",
+        "30",
+        "--requests",
+        "450",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    let looping = project
+        .elb
+        .spawn(&quick(&["--max", "1", "--target-cpu", "50"]));
+    until_records(&project, "scaled in to 1", |n| n == 1);
+    let ran = bench.wait(Duration::from_secs(60));
+    looping.interrupt();
+    let out_loop = looping.wait(Duration::from_secs(30));
+    assert_eq!(ran.code, Some(0), "{ran}");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results.json"))
+            .expect("JSON");
+    let cluster = &results["clusters"][0];
+    assert_eq!(cluster["requests"], 450, "{cluster:#}");
+    assert_eq!(cluster["errors"], 0, "{cluster:#}");
+    let removed: usize = ticks(&out_loop)
+        .iter()
+        .map(|t| t["removed"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(removed, 2, "{out_loop}");
 }

@@ -47,7 +47,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub(crate) enum Goal {
     /// Mean instance-true CPU of the ready instances, % of each instance's capacity.
     Cpu(f64),
-    /// Requests per second elb's balancer sends each ready instance, on average.
+    /// Requests per second that elb's balancer receives for the cluster's group, per ready
+    /// instance (ALB's `RequestCountPerTarget`).
     RequestsPerTarget(f64),
     /// The p99 of the balancer's responses from the cluster's group, in ms.
     P99Ms(f64),
@@ -575,8 +576,7 @@ fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, St
     let figure = |v: &observe::InstanceView, look: Looks| -> Option<Figure> {
         let value = match target {
             Goal::Cpu(_) => v.cpu_percent,
-            Goal::RequestsPerTarget(_) => v.requests_per_sec,
-            Goal::P99Ms(_) => None,
+            Goal::RequestsPerTarget(_) | Goal::P99Ms(_) => None,
         };
         // An agent too busy to answer while the balancer keeps it serving: its CPU is full,
         // whatever its health checks say.
@@ -622,10 +622,25 @@ fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, St
             };
             (Reading::PerInstance(figures), source)
         }
-        Goal::RequestsPerTarget(_) => (
-            Reading::PerInstance(figures),
-            balancer(&format!("{ready} ready targets of")),
-        ),
+        // ALB's RequestCountPerTarget: the group's arrivals over its ready targets, so a
+        // queue at the balancer counts (an instance's own completions stop at its capacity).
+        Goal::RequestsPerTarget(_) => {
+            let alive = looks.iter().filter(|(_, l)| *l == Looks::Alive).count() as u32;
+            let reading = match view.group_requests_per_sec {
+                Some(rate) if alive > 0 => Reading::Whole {
+                    value: rate / f64::from(alive),
+                    ready: alive,
+                },
+                _ => Reading::Whole {
+                    value: 0.0,
+                    ready: 0,
+                },
+            };
+            (
+                reading,
+                balancer(&format!("arrivals over {alive} ready targets of")),
+            )
+        }
         Goal::P99Ms(_) => {
             let alive = looks.iter().filter(|(_, l)| *l == Looks::Alive).count() as u32;
             let reading = match view.p99_ms {

@@ -54,6 +54,9 @@ pub(crate) struct View {
     pub p99_ms: Option<f64>,
     /// The balancer's group the p99 and request rates come from.
     pub group: Option<String>,
+    /// Requests per second that group received over the tick (arrivals, queued ones
+    /// included: what ALB's `RequestCount` counts).
+    pub group_requests_per_sec: Option<f64>,
     /// Why the balancer gave nothing this tick, when one was expected.
     pub balancer_silent: Option<String>,
 }
@@ -61,6 +64,7 @@ pub(crate) struct View {
 /// Counters of the previous tick, for the differences.
 struct Previous {
     at: Instant,
+    group_requests: Option<u64>,
     snapshots: HashMap<String, StatsSnapshot>,
     requests: HashMap<String, u64>,
     histogram: Option<Histogram>,
@@ -99,10 +103,19 @@ impl Observer {
         let group = balancer
             .as_ref()
             .and_then(|(status, _)| group_of(status, &self.cluster));
-        let targets: HashMap<&str, &proto::TargetStatus> = group
-            .and_then(|name| balancer.as_ref()?.0.groups.iter().find(|g| g.name == name))
+        let group_status =
+            group.and_then(|name| balancer.as_ref()?.0.groups.iter().find(|g| g.name == name));
+        let targets: HashMap<&str, &proto::TargetStatus> = group_status
             .map(|g| g.targets.iter().map(|t| (t.id.as_str(), t)).collect())
             .unwrap_or_default();
+        let group_requests = group_status.map(|g| g.requests);
+        let group_requests_per_sec = match (group_requests, previous.as_ref()) {
+            (Some(now), Some(p)) => p
+                .group_requests
+                .zip(elapsed)
+                .map(|(before, secs)| now.saturating_sub(before) as f64 / secs),
+            _ => None,
+        };
         let mut views = Vec::with_capacity(instances.len());
         let mut snapshots = HashMap::new();
         for (instance, reading) in instances.iter().zip(readings) {
@@ -143,6 +156,7 @@ impl Observer {
         };
         self.previous = Some(Previous {
             at: now,
+            group_requests,
             snapshots,
             requests: targets
                 .values()
@@ -154,6 +168,7 @@ impl Observer {
             instances: views,
             p99_ms,
             group: group.map(str::to_owned),
+            group_requests_per_sec,
             balancer_silent,
         }
     }

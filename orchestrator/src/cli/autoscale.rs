@@ -36,7 +36,8 @@ pub struct AutoscaleArgs {
     /// Keep the mean instance-true CPU of the ready instances at this % of their capacity.
     #[arg(long, value_name = "PCT")]
     pub target_cpu: Option<f64>,
-    /// Keep the requests per second elb's balancer sends each ready instance at this rate.
+    /// Keep the requests per second that elb's balancer receives for the cluster, per ready
+    /// instance, at this rate (ALB's RequestCountPerTarget, per second).
     #[arg(long, value_name = "R")]
     pub target_requests_per_target: Option<f64>,
     /// Keep the p99 of elb's balancer's responses from the cluster at this many ms.

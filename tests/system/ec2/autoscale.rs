@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::fixture::{Fixture, FAST, PROJECT, REGION, SSH_CIDR};
+use crate::autoscale::ticks;
 use crate::balance::ec2::{deploy_agents, up, world};
-use crate::harness::{static_agent, ElbApi, ElbOutput, Fault};
+use crate::harness::{static_agent, ElbApi, Fault};
 
 /// cluster1's live instances (the balancer's left out).
 fn cluster1(fx: &Fixture) -> BTreeSet<String> {
@@ -29,15 +30,6 @@ fn registered(fx: &Fixture) -> BTreeSet<String> {
         .find(|g| g.name == format!("{PROJECT}-cluster1"))
         .expect("cluster1's target group");
     api.targets(REGION, &group.arn).into_iter().collect()
-}
-
-/// The ticks a loop printed.
-fn ticks(out: &ElbOutput) -> Vec<serde_json::Value> {
-    out.stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The demo's autoscaling part: a cluster of micro instances behind elb's balancer, scaled by
-//! `elb autoscale`'s loop (in this process) on the instances' CPU, under an open-loop load that
+//! `elb autoscale`'s loop (in this process) on the requests per target that the balancer
+//! receives (ALB's `RequestCountPerTarget`, whose target tracking is the usual way to scale
+//! behind a load balancer), under an open-loop load that
 //! steps from well under one instance's capacity to several times it and back. It reports how
 //! many instances the loop reached, how long the p99 stayed above an objective after the step,
 //! when the cluster was back at its minimum, and whether any request failed while instances
@@ -48,10 +50,13 @@ const LOW: f64 = 0.3;
 const HIGH: f64 = 2.5;
 /// The p99 the run is judged against.
 const OBJECTIVE_MS: f64 = 100.0;
-/// The loop's settings: CPU target, bounds, tick and warm-up.
-const TARGET_CPU: f64 = 50.0;
+/// The loop's settings: requests per target (half of one instance's capacity), bounds, tick and
+/// warm-up. Requests, not CPU: CPU stops at 100 % of an instance, so against a 50 % target one
+/// tick can at most double the count, and HPA's rule then waits out the warm-up before the
+/// next step; the balancer's arrivals show the whole load at once.
+const TARGET_RPS: f64 = CAPACITY / 2.0;
 const MAX: u32 = 4;
-const MAX_STEP: u32 = 2;
+const MAX_STEP: u32 = 4;
 const INTERVAL: Duration = Duration::from_secs(5);
 const WARMUP: Duration = Duration::from_secs(10);
 
@@ -108,8 +113,8 @@ pub(super) async fn run(
     let (low, high) = (LOW * CAPACITY, HIGH * CAPACITY);
     eprintln!(
         "autoscaling: cluster {CLUSTER} from 1 x {TYPE} (about {CAPACITY:.0} requests/s each at \
-         {} ms of CPU per request), target CPU {TARGET_CPU} %, at most {MAX}; load {low:.0} -> \
-         {high:.0} -> {low:.0} requests/s",
+         {} ms of CPU per request), target {TARGET_RPS:.0} requests/s per instance, at most \
+         {MAX}; load {low:.0} -> {high:.0} -> {low:.0} requests/s",
         WORK_US / 1000
     );
     let growth = Growth::local(CLUSTER, TYPE, 1, args.agent.clone());
@@ -128,7 +133,7 @@ pub(super) async fn run(
 
     let policy = Policy {
         cluster: CLUSTER.to_owned(),
-        target: Goal::Cpu(TARGET_CPU),
+        target: Goal::RequestsPerTarget(TARGET_RPS),
         bounds: Bounds {
             min: 1,
             max: MAX,
