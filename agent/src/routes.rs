@@ -83,7 +83,8 @@ pub(crate) fn router(state: &'static AppState) -> Router {
 }
 
 /// Answers one request through `router`, keeping it in the in-flight gauge meanwhile and
-/// recording its latency, from request parsed to answer ready (routing included). Also returns
+/// recording its latency (not a monitoring request's), from request parsed to answer ready
+/// (routing included). Also returns
 /// when the answer was ready, the instant the latency ends at (the connection's read timeout
 /// restarts there).
 pub(crate) async fn handle<B>(
@@ -93,16 +94,20 @@ pub(crate) async fn handle<B>(
 ) -> (Response, Instant) {
     let started = Instant::now();
     let _in_flight = state.live.counters.start();
+    let monitoring = Route::monitoring_of(request.uri().path()).is_some();
     // No endpoint reads a body: the router gets an empty one, which needs no allocation where
     // the connection's would be boxed. hyper then drains or closes for a body that was sent,
     // as for any body left unread.
     let request = request.map(|_| Body::empty());
     let Ok(response) = router.oneshot(request).await;
     let ready = Instant::now();
-    state
-        .live
-        .latency
-        .record(ready.saturating_duration_since(started));
+    // Monitoring answers stay out of the load's latency, as out of its count.
+    if !monitoring {
+        state
+            .live
+            .latency
+            .record(ready.saturating_duration_since(started));
+    }
     (response, ready)
 }
 

@@ -216,13 +216,18 @@ pub struct ProcessStats {
 /// Requests served by the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestStats {
-    /// Requests answered since start, all endpoints and errors included.
+    /// Requests answered since start, every endpoint and error included but the monitoring
+    /// ones (`/stats`, `/metrics`, `/healthz`), which `monitoring` counts: a watched, idle
+    /// instance reads 0 new requests.
     pub total: u64,
+    /// Monitoring requests answered since start (0 from an agent that counts them in `total`).
+    #[serde(default)]
+    pub monitoring: u64,
     /// Requests being answered at sample time.
     pub in_flight: u64,
     /// Requests answered per endpoint (`/`, `/stats`, ...) and per error (`not_found`, ...).
     pub per_endpoint: BTreeMap<String, u64>,
-    /// Time spent answering, over a recent window.
+    /// Time spent answering the requests `total` counts, over a recent window.
     pub latency: LatencySummary,
 }
 
@@ -286,7 +291,8 @@ pub(crate) mod tests {
                 cpu_secs_total: 0.25,
             },
             requests: RequestStats {
-                total: 3,
+                total: 2,
+                monitoring: 1,
                 in_flight: 1,
                 per_endpoint: [("/".to_string(), 2), ("/stats".to_string(), 1)].into(),
                 latency: LatencySummary {

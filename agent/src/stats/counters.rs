@@ -34,6 +34,19 @@ impl Route {
         Route::PayloadTooLarge,
     ];
 
+    /// Whether the route serves monitoring (`/stats`, `/metrics`, `/healthz`), counted apart
+    /// from the load so that an idle, watched instance reads 0 requests.
+    pub(crate) fn is_monitoring(self) -> bool {
+        matches!(self, Route::Stats | Route::Metrics | Route::Healthz)
+    }
+
+    /// The route a request for `path` goes to, when it is a monitoring one.
+    pub(crate) fn monitoring_of(path: &str) -> Option<Route> {
+        [Route::Stats, Route::Metrics, Route::Healthz]
+            .into_iter()
+            .find(|r| r.label() == path)
+    }
+
     /// The name under which the route is counted: its path, or the error for failed requests.
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -88,6 +101,19 @@ impl RequestCounters {
             .collect()
     }
 
+    /// Requests answered on load routes (every route but the monitoring ones) and on
+    /// monitoring routes.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        Route::ALL.iter().fold((0, 0), |(load, monitoring), &r| {
+            let n = self.per_route[r as usize].load(Relaxed);
+            if r.is_monitoring() {
+                (load, monitoring + n)
+            } else {
+                (load + n, monitoring)
+            }
+        })
+    }
+
     /// Requests being answered right now.
     pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Relaxed)
@@ -119,6 +145,19 @@ mod tests {
         assert_eq!(per["/cluster1"], 1);
         assert_eq!(per.values().sum::<u64>(), 1);
         assert_eq!(per.len(), Route::ALL.len());
+    }
+
+    #[test]
+    fn monitoring_is_counted_apart_from_the_load() {
+        let c = RequestCounters::default();
+        c.count(Route::Work);
+        c.count(Route::NotFound);
+        c.count(Route::Stats);
+        c.count(Route::Healthz);
+        c.count(Route::Metrics);
+        assert_eq!(c.totals(), (2, 3));
+        assert_eq!(Route::monitoring_of("/stats"), Some(Route::Stats));
+        assert_eq!(Route::monitoring_of("/work"), None);
     }
 
     #[test]

@@ -136,8 +136,10 @@ impl Sampler {
             },
             requests: {
                 let per_endpoint = live.counters.per_route();
+                let (total, monitoring) = live.counters.totals();
                 RequestStats {
-                    total: per_endpoint.values().sum(),
+                    total,
+                    monitoring,
                     in_flight: live.counters.in_flight(),
                     per_endpoint,
                     latency: self.latency.summary(),
@@ -176,6 +178,7 @@ mod tests {
 
         drop(live.counters.start());
         live.counters.count(Route::Root);
+        live.counters.count(Route::Stats);
         live.latency.record(Duration::from_micros(50));
         std::thread::sleep(Duration::from_millis(20));
         let second = sampler.sample(&live).snapshot;
@@ -185,7 +188,8 @@ mod tests {
         assert_eq!(second.requests.in_flight, 0);
         assert!(second.memory.total_bytes > 0);
         assert!(second.process.rss_bytes > 0);
-        assert_eq!(second.requests.total, 1);
+        assert_eq!(second.requests.total, 1, "the /stats request is monitoring");
+        assert_eq!(second.requests.monitoring, 1);
         assert_eq!(second.requests.per_endpoint["/"], 1);
         assert_eq!(second.requests.latency.count, 1);
         assert!(second.uptime_secs > 0.0);

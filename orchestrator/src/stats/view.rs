@@ -39,7 +39,8 @@ pub(crate) struct InstanceRow {
     pub(crate) memory_used_bytes: Option<u64>,
     /// The instance's memory limit (its cgroup's, else the host's total).
     pub(crate) memory_total_bytes: Option<u64>,
-    /// Requests served since the agent started (every endpoint).
+    /// Requests served since the agent started (every endpoint but `/stats`, `/metrics` and
+    /// `/healthz`, which are monitoring).
     pub(crate) requests: Option<u64>,
     /// See [`request_rate`].
     pub(crate) requests_per_sec: Option<f64>,

@@ -73,3 +73,19 @@ fn stats_shows_a_killed_agent_as_down_and_keeps_the_rest() {
     assert_eq!(cluster1["cluster"], "cluster1");
     assert_eq!(cluster1["up"], 1, "{cluster1:#}");
 }
+
+/// Watching is not load: an instance polled by `elb stats` (and the launch's `/healthz`
+/// checks) but sent no request reads 0 requests and 0 req/s; the polls are counted apart.
+#[test]
+fn an_idle_watched_instance_reads_no_requests() {
+    let project = LocalProject::new();
+    project.launch("cluster1", "m4.large", 1);
+    for _ in 0..3 {
+        project.run(&["stats"]).expect_code(0);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let view = project.run(&["stats"]).json();
+    let row = &view["instances"][0];
+    assert_eq!(row["requests"], 0, "{view:#}");
+    assert_eq!(row["requests_per_sec"], 0.0, "{view:#}");
+}
