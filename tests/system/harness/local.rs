@@ -12,6 +12,8 @@ use super::{Elb, ElbOutput};
 
 /// Where cgroup v1's cpu controller is mounted on these machines.
 const CGROUP_V1_CPU: &str = "/sys/fs/cgroup/cpu";
+/// Where cgroup v1's memory controller is mounted on these machines.
+const CGROUP_V1_MEMORY: &str = "/sys/fs/cgroup/memory";
 /// The cgroup v2 root.
 const CGROUP_V2: &str = "/sys/fs/cgroup";
 
@@ -151,19 +153,29 @@ impl Drop for LocalProject {
             std::thread::sleep(Duration::from_millis(20));
         }
         // A zombie main thread can outlive its last threads' exit by a moment: until then the
-        // kernel refuses to remove their group, so retry until the deadline.
-        let project_dir = self.cgroup_dir();
-        while project_dir.exists() {
-            if let Ok(groups) = std::fs::read_dir(&project_dir) {
-                for group in groups.flatten().filter(|g| g.path().is_dir()) {
-                    let _ = std::fs::remove_dir(group.path());
-                }
-            }
-            if std::fs::remove_dir(&project_dir).is_ok() || Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // kernel refuses to remove their group, so retry until the deadline. On cgroup v1 the
+        // memory limits live in a twin tree under the memory hierarchy.
+        let memory_twin = Path::new(CGROUP_V1_MEMORY)
+            .join("elb")
+            .join(self.elb.project());
+        for project_dir in [self.cgroup_dir(), memory_twin] {
+            remove_groups(&project_dir, deadline);
         }
+    }
+}
+
+/// Removes the instance groups under `project_dir`, then it, retrying until `deadline`.
+fn remove_groups(project_dir: &Path, deadline: Instant) {
+    while project_dir.exists() {
+        if let Ok(groups) = std::fs::read_dir(project_dir) {
+            for group in groups.flatten().filter(|g| g.path().is_dir()) {
+                let _ = std::fs::remove_dir(group.path());
+            }
+        }
+        if std::fs::remove_dir(project_dir).is_ok() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -120,3 +120,28 @@ fn a_micro_agent_is_throttled_where_a_large_one_is_not() {
         "micro throttled in {micro_throttled} periods, large in {large_throttled}"
     );
 }
+
+/// A local instance has its type's memory as the limit of its group (a t3.micro 1 GiB, an
+/// m4.large 8 GiB), so its agent reports instance-true memory, as it does CPU; kill removes the
+/// group with the rest.
+#[test]
+fn the_type_memory_is_the_agents_limit() {
+    let project = LocalProject::new();
+    project.launch("micro", "t3.micro", 1);
+    project.launch("large", "m4.large", 1);
+    let view = project.run(&["stats"]).json();
+    let total = |cluster: &str| {
+        view["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .find(|i| i["cluster"] == cluster)
+            .and_then(|i| i["memory_total_bytes"].as_u64())
+            .unwrap_or_else(|| panic!("{cluster}'s memory in {view:#}"))
+    };
+    assert_eq!(total("micro"), 1 << 30, "{view:#}");
+    assert_eq!(total("large"), 8 << 30, "{view:#}");
+    let memory_root = std::path::Path::new("/sys/fs/cgroup/memory/elb").join(project.elb.project());
+    project.run(&["kill", "--yes"]).expect_code(0);
+    assert!(!memory_root.exists(), "{} is left", memory_root.display());
+}

@@ -1,7 +1,9 @@
-//! CPU quotas through the kernel's control groups: one group per instance at
+//! CPU quotas and memory limits through the kernel's control groups: one group per instance at
 //! `<controller root>/elb/<project>/<id>`, with cgroup v1's `cpu` controller
-//! (`cpu.cfs_period_us`, `cpu.cfs_quota_us`) or cgroup v2's `cpu.max`. The agent joins its group
-//! before it runs (see `process.rs`), and the group is removed once the agent is gone.
+//! (`cpu.cfs_period_us`, `cpu.cfs_quota_us`) or cgroup v2's `cpu.max`; the memory limit in the
+//! same v2 group (`memory.max`), or in v1 in the group of the same path under the `memory`
+//! hierarchy (`memory.limit_in_bytes`), where the system has one. The agent joins its groups
+//! before it runs (see `process.rs`), and they are removed once the agent is gone.
 
 use std::fs;
 use std::io;
@@ -72,9 +74,10 @@ impl Backend {
         root.join(ELB_DIR).join(project).join(id)
     }
 
-    /// Creates the group of `id` with `cpu`'s quota and returns its path. Processes join it
-    /// by writing to its `cgroup.procs`.
-    pub fn create(&self, project: &str, id: &str, cpu: Cpu) -> io::Result<PathBuf> {
+    /// Creates the group of `id` with `cpu`'s quota and a limit of `memory` bytes (where the
+    /// memory controller is there to take it) and returns its path. Processes join it (and its
+    /// v1 memory twin, see [`v1_memory_group`]) by writing to their `cgroup.procs`.
+    pub fn create(&self, project: &str, id: &str, cpu: Cpu, memory: u64) -> io::Result<PathBuf> {
         let group = self.group(project, id);
         fs::create_dir_all(&group)?;
         let quota = cpu.quota_us();
@@ -82,31 +85,66 @@ impl Backend {
             Self::V1(_) => {
                 fs::write(group.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
                 fs::write(group.join("cpu.cfs_quota_us"), quota.to_string())?;
+                if let Some(twin) = v1_memory_group(&group) {
+                    fs::create_dir_all(&twin)?;
+                    fs::write(twin.join("memory.limit_in_bytes"), memory.to_string())?;
+                }
             }
             Self::V2(root) => {
-                // Every ancestor below the root must hand the cpu controller down.
+                let memory_too = fs::read_to_string(root.join("cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .any(|c| c == "memory");
+                // Every ancestor below the root must hand the controllers down.
                 let mut dir = root.clone();
                 for part in [ELB_DIR, project] {
-                    enable_cpu(&dir)?;
+                    enable(&dir, "cpu")?;
+                    if memory_too {
+                        enable(&dir, "memory")?;
+                    }
                     dir.push(part);
                 }
-                enable_cpu(&dir)?;
+                enable(&dir, "cpu")?;
                 fs::write(group.join("cpu.max"), format!("{quota} {PERIOD_US}"))?;
+                if memory_too {
+                    enable(&dir, "memory")?;
+                    fs::write(group.join("memory.max"), memory.to_string())?;
+                }
             }
         }
-        tracing::info!(group = %group.display(), quota, period = PERIOD_US, "cpu quota");
+        tracing::info!(group = %group.display(), quota, period = PERIOD_US, memory, "cgroup limits");
         Ok(group)
     }
 }
 
-/// Writes `+cpu` to `dir`'s `cgroup.subtree_control` unless it is there already.
-fn enable_cpu(dir: &Path) -> io::Result<()> {
+/// The group under cgroup v1's `memory` hierarchy that goes with the v1 cpu group `group`
+/// (`<sys>/cpu/elb/p/id` -> `<sys>/memory/elb/p/id`), when the system has that hierarchy;
+/// `None` for a v2 group or without it.
+pub(crate) fn v1_memory_group(group: &Path) -> Option<PathBuf> {
+    // <root>/elb/<project>/<id>: the root is three levels up.
+    let root = group.ancestors().nth(3)?;
+    let name = root.file_name()?.to_str()?;
+    if name != "cpu" && name != "cpu,cpuacct" {
+        return None;
+    }
+    let memory = root.parent()?.join("memory");
+    if !memory.join("memory.limit_in_bytes").is_file() {
+        return None;
+    }
+    Some(memory.join(group.strip_prefix(root).ok()?))
+}
+
+/// Writes `+<controller>` to `dir`'s `cgroup.subtree_control` unless it is there already.
+fn enable(dir: &Path, controller: &str) -> io::Result<()> {
     let control = dir.join("cgroup.subtree_control");
     let enabled = fs::read_to_string(&control).unwrap_or_default();
-    if enabled.split_whitespace().any(|c| c == "cpu") {
+    if enabled
+        .split_whitespace()
+        .any(|c| c.trim_start_matches('+') == controller)
+    {
         return Ok(());
     }
-    fs::write(control, "+cpu")
+    fs::write(control, format!("+{controller}"))
 }
 
 /// Removes an instance's group, then its project's group if that is now empty. A group already
@@ -115,6 +153,14 @@ fn enable_cpu(dir: &Path) -> io::Result<()> {
 /// have threads finishing their exit, so `EBUSY` is retried for up to [`EMPTY_WAIT`] (blocking:
 /// the kernel needs only moments).
 pub(crate) fn remove(group: &Path) -> io::Result<()> {
+    if let Some(twin) = v1_memory_group(group) {
+        remove_one(&twin)?;
+    }
+    remove_one(group)
+}
+
+/// Removes one group (see [`remove`]), then its project's group if that is now empty.
+fn remove_one(group: &Path) -> io::Result<()> {
     let deadline = Instant::now() + EMPTY_WAIT;
     loop {
         match fs::remove_dir(group) {
@@ -175,12 +221,13 @@ mod tests {
         let backend = Backend::detect(&sys.0).unwrap();
         assert_eq!(backend, Backend::V1(sys.0.join("cpu")));
         let group = backend
-            .create("p", "local-1", cpu_of("t3.micro").unwrap())
+            .create("p", "local-1", cpu_of("t3.micro").unwrap(), 1 << 30)
             .unwrap();
         assert_eq!(group, sys.0.join("cpu/elb/p/local-1"));
         let read = |f: &str| fs::read_to_string(group.join(f)).unwrap();
         assert_eq!(read("cpu.cfs_period_us"), "100000");
         assert_eq!(read("cpu.cfs_quota_us"), "20000");
+        assert_eq!(v1_memory_group(&group), None, "no memory hierarchy here");
     }
 
     #[test]
@@ -190,16 +237,48 @@ mod tests {
         let backend = Backend::detect(&sys.0).unwrap();
         assert_eq!(backend, Backend::V2(sys.0.clone()));
         let group = backend
-            .create("p", "local-2", cpu_of("m4.large").unwrap())
+            .create("p", "local-2", cpu_of("m4.large").unwrap(), 8 << 30)
             .unwrap();
         assert_eq!(
             fs::read_to_string(group.join("cpu.max")).unwrap(),
             "200000 100000"
         );
+        assert_eq!(
+            fs::read_to_string(group.join("memory.max")).unwrap(),
+            (8u64 << 30).to_string()
+        );
         for dir in [sys.0.clone(), sys.0.join("elb"), sys.0.join("elb/p")] {
             let control = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap();
-            assert_eq!(control, "+cpu", "{}", dir.display());
+            // The fake file keeps the last write: memory, handed down after cpu.
+            assert_eq!(control, "+memory", "{}", dir.display());
         }
+    }
+
+    #[test]
+    fn v1_puts_the_memory_limit_in_the_memory_hierarchys_twin_group() {
+        let sys = FakeSys::new();
+        fs::create_dir_all(sys.0.join("cpu")).unwrap();
+        fs::write(sys.0.join("cpu/cpu.cfs_quota_us"), "-1").unwrap();
+        fs::create_dir_all(sys.0.join("memory")).unwrap();
+        fs::write(
+            sys.0.join("memory/memory.limit_in_bytes"),
+            "9223372036854771712",
+        )
+        .unwrap();
+        let backend = Backend::detect(&sys.0).unwrap();
+        let group = backend
+            .create("p", "local-3", cpu_of("t3.micro").unwrap(), 1 << 30)
+            .unwrap();
+        let twin = v1_memory_group(&group).expect("a memory twin");
+        assert_eq!(twin, sys.0.join("memory/elb/p/local-3"));
+        assert_eq!(
+            fs::read_to_string(twin.join("memory.limit_in_bytes")).unwrap(),
+            (1u64 << 30).to_string()
+        );
+        clear_files(&group);
+        clear_files(&twin);
+        remove(&group).unwrap();
+        assert!(!group.exists() && !twin.exists());
     }
 
     #[test]
@@ -222,8 +301,8 @@ mod tests {
         fs::write(sys.0.join("cpu/cpu.cfs_quota_us"), "-1").unwrap();
         let backend = Backend::detect(&sys.0).unwrap();
         let micro = cpu_of("t3.micro").unwrap();
-        let one = backend.create("p", "local-1", micro).unwrap();
-        let two = backend.create("p", "local-2", micro).unwrap();
+        let one = backend.create("p", "local-1", micro, 1 << 30).unwrap();
+        let two = backend.create("p", "local-2", micro, 1 << 30).unwrap();
         clear_files(&one);
         clear_files(&two);
         remove(&one).unwrap();

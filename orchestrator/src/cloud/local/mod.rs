@@ -71,10 +71,11 @@ impl LocalCloud {
         let taken: Vec<Ipv4Addr> = locked.records.iter().map(|r| r.address).collect();
         let address = process::free_address(&taken, &[proto::AGENT_PORT])?;
         let id = format!("local-{:08x}", rand::random::<u32>());
+        let memory = types::memory_of(&spec.instance_type)?;
         let cgroup = cgroups
             .map(|backend| {
                 backend
-                    .create(&self.project, &id, cpu)
+                    .create(&self.project, &id, cpu, memory)
                     .map_err(|source| LocalError::Cgroup {
                         path: backend.group(&self.project, &id),
                         source,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::cgroup;
 use super::state::Record;
 use super::LocalError;
 use crate::http;
@@ -66,11 +67,17 @@ fn spawn_detached(mut command: Command, record: &Record) -> Result<u32, LocalErr
     let log_err = log
         .try_clone()
         .map_err(|e| LocalError::io("opening", &record.log, e))?;
-    let procs = record
+    // The cpu group, and on cgroup v1 its twin in the memory hierarchy.
+    let groups: Vec<PathBuf> = record
         .cgroup
-        .as_ref()
+        .iter()
+        .flat_map(|group| [Some(group.clone()), cgroup::v1_memory_group(group)])
+        .flatten()
+        .collect();
+    let procs = groups
+        .iter()
         .map(|group| CString::new(group.join("cgroup.procs").as_os_str().as_bytes()))
-        .transpose()
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| LocalError::io("joining the cgroup of", &record.log, e.into()))?;
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: between fork and exec the closure only makes async-signal-safe system calls
@@ -80,7 +87,7 @@ fn spawn_detached(mut command: Command, record: &Record) -> Result<u32, LocalErr
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if let Some(procs) = &procs {
+            for procs in &procs {
                 join_own_cgroup(procs)?;
             }
             Ok(())

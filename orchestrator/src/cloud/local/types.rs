@@ -1,6 +1,7 @@
-//! What an instance type means on this machine: a CPU quota. Each type gets its vCPU count times
-//! its baseline share of a CPU, enforced per scheduling period by the kernel (cgroup CFS quota).
-//! T2/T3 burst credits are not modelled: a local t3 instance runs at its baseline all the time.
+//! What an instance type means on this machine: a CPU quota and a memory limit. Each type gets
+//! its vCPU count times its baseline share of a CPU, enforced per scheduling period by the kernel
+//! (cgroup CFS quota), and its memory as the group's limit. T2/T3 burst credits are not
+//! modelled: a local t3 instance runs at its baseline all the time.
 
 use super::LocalError;
 
@@ -23,26 +24,27 @@ impl Cpu {
     }
 }
 
-/// The known types: AWS's published vCPU counts and baseline performance per vCPU.
-const TABLE: &[(&str, Cpu)] = &[
-    ("t2.nano", cpu(1, 5)),
-    ("t2.micro", cpu(1, 10)),
-    ("t2.small", cpu(1, 20)),
-    ("t2.medium", cpu(2, 20)),
-    ("t2.large", cpu(2, 30)),
-    ("t3.nano", cpu(2, 5)),
-    ("t3.micro", cpu(2, 10)),
-    ("t3.small", cpu(2, 20)),
-    ("t3.medium", cpu(2, 20)),
-    ("t3.large", cpu(2, 30)),
-    ("t3.xlarge", cpu(4, 40)),
-    ("t3.2xlarge", cpu(8, 40)),
-    ("m4.large", cpu(2, 100)),
-    ("m4.xlarge", cpu(4, 100)),
-    ("m5.large", cpu(2, 100)),
-    ("m5.xlarge", cpu(4, 100)),
-    ("c5.large", cpu(2, 100)),
-    ("c5.xlarge", cpu(4, 100)),
+/// The known types: AWS's published vCPU counts, baseline performance per vCPU and memory
+/// (MiB).
+const TABLE: &[(&str, Cpu, u64)] = &[
+    ("t2.nano", cpu(1, 5), 512),
+    ("t2.micro", cpu(1, 10), 1024),
+    ("t2.small", cpu(1, 20), 2048),
+    ("t2.medium", cpu(2, 20), 4096),
+    ("t2.large", cpu(2, 30), 8192),
+    ("t3.nano", cpu(2, 5), 512),
+    ("t3.micro", cpu(2, 10), 1024),
+    ("t3.small", cpu(2, 20), 2048),
+    ("t3.medium", cpu(2, 20), 4096),
+    ("t3.large", cpu(2, 30), 8192),
+    ("t3.xlarge", cpu(4, 40), 16384),
+    ("t3.2xlarge", cpu(8, 40), 32768),
+    ("m4.large", cpu(2, 100), 8192),
+    ("m4.xlarge", cpu(4, 100), 16384),
+    ("m5.large", cpu(2, 100), 8192),
+    ("m5.xlarge", cpu(4, 100), 16384),
+    ("c5.large", cpu(2, 100), 4096),
+    ("c5.xlarge", cpu(4, 100), 8192),
 ];
 
 const fn cpu(vcpus: u64, baseline_percent: u64) -> Cpu {
@@ -54,15 +56,23 @@ const fn cpu(vcpus: u64, baseline_percent: u64) -> Cpu {
 
 /// The CPU of `instance_type`, or an error that lists the known types.
 pub(crate) fn cpu_of(instance_type: &str) -> Result<Cpu, LocalError> {
+    row(instance_type).map(|(_, cpu, _)| *cpu)
+}
+
+/// The memory of `instance_type` in bytes, or an error that lists the known types.
+pub(crate) fn memory_of(instance_type: &str) -> Result<u64, LocalError> {
+    row(instance_type).map(|(_, _, mib)| mib << 20)
+}
+
+fn row(instance_type: &str) -> Result<&'static (&'static str, Cpu, u64), LocalError> {
     TABLE
         .iter()
-        .find(|(name, _)| *name == instance_type)
-        .map(|(_, cpu)| *cpu)
+        .find(|(name, _, _)| *name == instance_type)
         .ok_or_else(|| LocalError::UnknownType {
             instance_type: instance_type.to_owned(),
             known: TABLE
                 .iter()
-                .map(|(name, _)| *name)
+                .map(|(name, _, _)| *name)
                 .collect::<Vec<_>>()
                 .join(", "),
         })
@@ -79,6 +89,13 @@ mod tests {
         assert_eq!(cpu_of("t2.micro").unwrap().quota_us(), 10_000);
         assert_eq!(cpu_of("m4.large").unwrap().quota_us(), 200_000);
         assert_eq!(cpu_of("t3.2xlarge").unwrap().quota_us(), 320_000);
+    }
+
+    #[test]
+    fn memory_is_the_types_published_size() {
+        assert_eq!(memory_of("t3.micro").unwrap(), 1 << 30);
+        assert_eq!(memory_of("m4.large").unwrap(), 8 << 30);
+        assert!(memory_of("x9.huge").is_err());
     }
 
     #[test]
