@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of elb-agent (not a test): builds the static release agent and a bare hyper server,
+# Benchmark of elb-agent (not a test): builds the static agent (dist profile) and a bare hyper server,
 # recreates the seed FastAPI app in a venv, loads each on loopback with wrk and prints req/s,
 # p50/p99 latency, RSS idle and under load, the binary size, and the ratios against the goals in
 # docs/design.md (>= 40x seed, >= 0.9x bare hyper, RSS <= 8 MiB idle / 16 MiB loaded, <= 3 MiB).
@@ -29,11 +29,11 @@ if [ ! -x "$venv/bin/uvicorn" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check fastapi uvicorn
 fi
 
-echo "== building the static release agent and the bare hyper reference (same flags)"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" \
+echo "== building the static agent (dist profile) and the bare hyper reference (same flags)"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --target "$triple" \
   -p agent --bins --example bare_hyper
-agent_bin="$target_dir/$triple/release/elb-agent"
-bare_bin="$target_dir/$triple/release/examples/bare_hyper"
+agent_bin="$target_dir/$triple/dist/elb-agent"
+bare_bin="$target_dir/$triple/dist/examples/bare_hyper"
 
 # start NAME COMMAND...: runs a server printing `listening on <addr>`, sets $addr and $pid.
 start() {

@@ -54,12 +54,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "== building the static release agent and balancer, and the bare hyper target"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" \
+echo "== building the static agent (dist profile) and balancer, and the bare hyper target"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --target "$triple" \
   -p agent -p balancer --bins --example bare_hyper
-agent_bin="$target_dir/$triple/release/elb-agent"
-lb_bin="$target_dir/$triple/release/elb-balancer"
-bare_bin="$target_dir/$triple/release/examples/bare_hyper"
+agent_bin="$target_dir/$triple/dist/elb-agent"
+lb_bin="$target_dir/$triple/dist/elb-balancer"
+bare_bin="$target_dir/$triple/dist/examples/bare_hyper"
 
 # wait_line FILE PATTERN: prints the rest of FILE's first line starting with PATTERN, waiting
 # up to 10 s for it.

@@ -11,9 +11,9 @@ root=$(pwd)
 
 cargo build --workspace --bins --locked
 if [ -z "${ELB_STATIC_AGENT:-}" ]; then
-  RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
+  RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --locked \
     --target x86_64-unknown-linux-gnu -p agent
-  export ELB_STATIC_AGENT="$root/target/x86_64-unknown-linux-gnu/release/elb-agent"
+  export ELB_STATIC_AGENT="$root/target/x86_64-unknown-linux-gnu/dist/elb-agent"
 fi
 export AWS_EC2_METADATA_DISABLED=true
 cargo test --locked -p tests --test system -- --ignored --nocapture --test-threads 1 \

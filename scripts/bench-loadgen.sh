@@ -22,10 +22,10 @@ connections=${BENCH_CONNECTIONS:-50}
 # shellcheck source=scripts/bench/common.sh
 source "$root/scripts/bench/common.sh" "agent on cpu 0, load generator on cpu 1"
 
-echo "== building the static release agent and the release elb"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" -p agent --bins
+echo "== building the static agent (dist profile) and the release elb"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --target "$triple" -p agent --bins
 cargo build --release -p orchestrator --bin elb
-agent_bin="$target_dir/$triple/release/elb-agent"
+agent_bin="$target_dir/$triple/dist/elb-agent"
 elb_bin="$target_dir/release/elb"
 
 "${server_cpu[@]}" "$agent_bin" --listen 127.0.0.1:0 --cluster cluster1 \

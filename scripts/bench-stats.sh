@@ -20,10 +20,10 @@ work=$(mktemp -d)
 export ELB_STATE_DIR="$work/state"
 project="bench-stats-$$"
 
-echo "== building the static release agent and the release elb"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target "$triple" -p agent --bins
+echo "== building the static agent (dist profile) and the release elb"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --target "$triple" -p agent --bins
 cargo build --release -p orchestrator --bin elb
-export ELB_AGENT="$target_dir/$triple/release/elb-agent"
+export ELB_AGENT="$target_dir/$triple/dist/elb-agent"
 elb=("$target_dir/release/elb" --local --project "$project")
 
 cleanup() {

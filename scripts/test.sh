@@ -45,13 +45,13 @@ echo "== building the workspace: binaries and tests in one build"
 # unify once (the balancer's tests enable tokio's test-util): building the binaries alone and
 # then `cargo test` would compile tokio and everything above it, the AWS SDKs included, twice.
 cargo build --workspace --all-targets --locked
-echo "== building the static release agent and balancer (one build)"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
+echo "== building the static agent and balancer, the dist profile (one build)"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --locked \
   --target x86_64-unknown-linux-gnu -p agent -p balancer
 
 export ELB_MOTO_SERVER="$venv/bin/moto_server"
-export ELB_STATIC_AGENT="$root/target/x86_64-unknown-linux-gnu/release/elb-agent"
-export ELB_STATIC_BALANCER="$root/target/x86_64-unknown-linux-gnu/release/elb-balancer"
+export ELB_STATIC_AGENT="$root/target/x86_64-unknown-linux-gnu/dist/elb-agent"
+export ELB_STATIC_BALANCER="$root/target/x86_64-unknown-linux-gnu/dist/elb-balancer"
 # The tests never talk to real AWS or instance metadata; make sure nothing inherited says otherwise.
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN || true

@@ -3,7 +3,7 @@
 //!
 //! Lookup order for each architecture: the explicit flag (`--agent`, `--agent-arm64`), then the
 //! `ELB_AGENT` environment variable (x86_64 only), then the static build next to the running
-//! `elb`: `<target>/x86_64-unknown-linux-gnu/release/elb-agent` when `elb` runs from
+//! `elb`: `<target>/x86_64-unknown-linux-gnu/dist/elb-agent` when `elb` runs from
 //! `<target>/{debug,release}/`, then `elb-agent` in the same directory as `elb` (installed side
 //! by side, or built by the same `cargo build`). The README's build steps produce these, so `elb`
 //! finds the agent without flags; a dynamically linked one serves the local provider, and deploy
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// The command that builds the static agent and balancer (one build, shared), quoted in errors.
-pub const BUILD_COMMAND: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
+pub const BUILD_COMMAND: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist \
                                  --target x86_64-unknown-linux-gnu -p agent -p balancer";
 
 /// A CPU architecture elb can deploy to.
@@ -195,7 +195,7 @@ fn candidates_near(exe_dir: &Path, name: &str) -> Vec<PathBuf> {
         .file_name()
         .is_some_and(|name| name == "debug" || name == "release");
     if let (true, Some(target)) = (in_target, exe_dir.parent()) {
-        out.push(target.join("x86_64-unknown-linux-gnu/release").join(name));
+        out.push(target.join("x86_64-unknown-linux-gnu/dist").join(name));
     }
     // Installed side by side, or built by the same `cargo build` as elb (dynamically linked
     // then: fine for the local provider, refused with the static build command for hosts).
@@ -334,7 +334,7 @@ mod tests {
         assert_eq!(
             candidates_near(Path::new("/w/target/release"), "elb-agent"),
             [
-                PathBuf::from("/w/target/x86_64-unknown-linux-gnu/release/elb-agent"),
+                PathBuf::from("/w/target/x86_64-unknown-linux-gnu/dist/elb-agent"),
                 PathBuf::from("/w/target/release/elb-agent")
             ]
         );

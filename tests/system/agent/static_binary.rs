@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::harness::{static_agent, static_balancer};
 
-const BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
+const BUILD: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist \
                      --target x86_64-unknown-linux-gnu -p agent -p balancer";
 /// Program header type of the interpreter request.
 const PT_INTERP: u32 = 3;

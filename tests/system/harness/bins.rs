@@ -21,20 +21,20 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
-/// The static release build of `name`: `$<env>`, else the workspace's release target path
+/// The static (dist profile) build of `name`: `$<env>`, else the workspace's dist target path
 /// (`scripts/test.sh` builds the agent and the balancer there in one cargo run).
 fn static_build(env: &str, name: &str) -> PathBuf {
     std::env::var_os(env).map_or_else(
         || {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/x86_64-unknown-linux-gnu/release")
+                .join("../target/x86_64-unknown-linux-gnu/dist")
                 .join(name)
         },
         PathBuf::from,
     )
 }
 
-/// The static release agent: `$ELB_STATIC_AGENT`, else the workspace's release target path.
+/// The static release agent: `$ELB_STATIC_AGENT`, else the workspace's dist target path.
 pub fn static_agent() -> PathBuf {
     static_build("ELB_STATIC_AGENT", "elb-agent")
 }
