@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// The command that builds the static agent and balancer (one build, shared), quoted in errors.
-pub const BUILD_COMMAND: &str = "RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist \
+pub const BUILD_COMMAND: &str =
+    "RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist \
                                  --target x86_64-unknown-linux-gnu -p agent -p balancer";
 
 /// A CPU architecture elb can deploy to.

@@ -1,21 +1,11 @@
 //! Lines for people that domain modules produce along the way (`deleted key pair p-key`,
 //! `balancer b-1: 4 target(s) after sync`), handed to whoever drives them instead of printed.
-//! The CLI writes them to stderr; a driver whose own output says it all (the autoscaler's ticks)
+//! The CLI writes them to stderr (`cli/settings.rs`); a driver whose own output says it all (the autoscaler's ticks)
 //! sends them to the log, where `-v` shows them.
 
 /// Receives the lines, one at a time, in the order they happen.
 pub(crate) trait Notes: Send + Sync + std::fmt::Debug {
     fn note(&self, line: &str);
-}
-
-/// Each line on stderr (stdout holds results only).
-#[derive(Debug)]
-pub(crate) struct Stderr;
-
-impl Notes for Stderr {
-    fn note(&self, line: &str) {
-        eprintln!("{line}");
-    }
 }
 
 /// Each line in the log, at info level.

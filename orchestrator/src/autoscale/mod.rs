@@ -136,6 +136,7 @@ pub(crate) async fn run<C: Cloud>(
         .collect();
     let mut state = Loop {
         policy,
+        memories,
         stabilizer: Stabilizer::new(policy.bounds, history),
         watch: Watch::new(policy.unhealthy_ticks, policy.max_replace_share),
         observer: Observer::new(&policy.cluster, policy.interval.min(Duration::from_secs(5))),
@@ -147,7 +148,7 @@ pub(crate) async fn run<C: Cloud>(
     loop {
         let tick = state.tick(cloud, settings, events).await;
         events.event(Event::Scaling(Box::new(tick)));
-        if let Err(e) = memories.save(&state.memory) {
+        if let Err(e) = state.memories.save(&state.memory) {
             tracing::warn!("cannot save the autoscaling state: {e}");
         }
         next += policy.interval;
@@ -174,6 +175,8 @@ struct Backoff {
 /// The loop's state between ticks.
 struct Loop<'a> {
     policy: &'a Policy,
+    /// Where the memory is saved.
+    memories: Memories,
     stabilizer: Stabilizer,
     watch: Watch,
     observer: Observer,
@@ -236,7 +239,7 @@ impl Loop<'_> {
         let view = self.observer.observe(settings, &instances).await;
         let warming: BTreeSet<&str> = instances
             .iter()
-            .filter(|i| self.is_warming(&i.id, now, now_ms))
+            .filter(|i| self.is_warming(&i.id, now_ms))
             .map(|i| i.id.as_str())
             .collect();
         let looks: Vec<(String, Looks)> = view
@@ -360,11 +363,10 @@ impl Loop<'_> {
             .retain(|id, _| instances.iter().any(|i| &i.id == id));
     }
 
-    fn is_warming(&self, id: &str, now: Instant, now_ms: u64) -> bool {
-        self.memory
-            .launched
-            .get(id)
-            .is_some_and(|at| now.duration_since(instant_of(*at, now, now_ms)) < self.policy.warmup)
+    fn is_warming(&self, id: &str, now_ms: u64) -> bool {
+        self.memory.launched.get(id).is_some_and(|at| {
+            Duration::from_millis(now_ms.saturating_sub(*at)) < self.policy.warmup
+        })
     }
 
     /// Adds what the decision asks for to `plan`: a scale-in first cancels replacements, then
@@ -456,7 +458,9 @@ impl Loop<'_> {
             existing: ids(instances),
         });
         // Saved before the launch: a loop stopped in the middle still knows these are its own.
-        let _ = Memories::new(&settings.state).save(&self.memory);
+        if let Err(e) = self.memories.save(&self.memory) {
+            tracing::warn!("cannot save the autoscaling state: {e}");
+        }
         let mut created = Created::default();
         match fleet::grow(cloud, settings, &growth, &mut created, events).await {
             Ok(launched) => {
@@ -573,33 +577,19 @@ fn looks_words(looks: Looks) -> &'static str {
 /// The metric's reading this tick, and where it came from. Instances that are gone count
 /// nowhere; silent or unhealthy ones are missing figures; warming ones are left out.
 fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, String) {
-    let figure = |v: &observe::InstanceView, look: Looks| -> Option<Figure> {
-        let value = match target {
-            Goal::Cpu(_) => v.cpu_percent,
-            Goal::RequestsPerTarget(_) | Goal::P99Ms(_) => None,
-        };
-        // An agent too busy to answer while the balancer keeps it serving: its CPU is full,
-        // whatever its health checks say.
-        if matches!(target, Goal::Cpu(_)) && v.saturated() && look == Looks::Alive {
-            return Some(Figure::Ready(100.0));
-        }
-        Some(match look {
-            Looks::Gone => return None,
-            Looks::Warming => Figure::Warming,
-            Looks::Silent | Looks::Unhealthy => Figure::Missing,
-            Looks::Alive => value.map_or(Figure::Missing, Figure::Ready),
-        })
+    let alive = looks.iter().filter(|(_, l)| *l == Looks::Alive).count() as u32;
+    // A figure for the whole cluster over its alive instances; none (no ready instance) when
+    // the balancer gave no figure.
+    let whole = |value: Option<f64>| match value {
+        Some(value) => Reading::Whole {
+            value,
+            ready: alive,
+        },
+        None => Reading::Whole {
+            value: 0.0,
+            ready: 0,
+        },
     };
-    let figures: Vec<Figure> = view
-        .instances
-        .iter()
-        .zip(looks)
-        .filter_map(|(v, (_, look))| figure(v, *look))
-        .collect();
-    let ready = figures
-        .iter()
-        .filter(|f| matches!(f, Figure::Ready(_)))
-        .count();
     let balancer = |what: &str| match (&view.group, &view.balancer_silent) {
         (Some(group), _) => format!("{what} balancer group {group}"),
         (None, Some(why)) => format!("balancer silent: {why}"),
@@ -607,6 +597,16 @@ fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, St
     };
     match target {
         Goal::Cpu(_) => {
+            let figures: Vec<Figure> = view
+                .instances
+                .iter()
+                .zip(looks)
+                .filter_map(|(v, (_, look))| cpu_figure(v, *look))
+                .collect();
+            let ready = figures
+                .iter()
+                .filter(|f| matches!(f, Figure::Ready(_)))
+                .count();
             let saturated = view
                 .instances
                 .iter()
@@ -624,37 +624,28 @@ fn reading(target: Goal, view: &View, looks: &[(String, Looks)]) -> (Reading, St
         }
         // ALB's RequestCountPerTarget: the group's arrivals over its ready targets, so a
         // queue at the balancer counts (an instance's own completions stop at its capacity).
-        Goal::RequestsPerTarget(_) => {
-            let alive = looks.iter().filter(|(_, l)| *l == Looks::Alive).count() as u32;
-            let reading = match view.group_requests_per_sec {
-                Some(rate) if alive > 0 => Reading::Whole {
-                    value: rate / f64::from(alive),
-                    ready: alive,
-                },
-                _ => Reading::Whole {
-                    value: 0.0,
-                    ready: 0,
-                },
-            };
-            (
-                reading,
-                balancer(&format!("arrivals over {alive} ready targets of")),
-            )
-        }
-        Goal::P99Ms(_) => {
-            let alive = looks.iter().filter(|(_, l)| *l == Looks::Alive).count() as u32;
-            let reading = match view.p99_ms {
-                Some(value) => Reading::Whole {
-                    value,
-                    ready: alive,
-                },
-                None => Reading::Whole {
-                    value: 0.0,
-                    ready: 0,
-                },
-            };
-            (reading, balancer("p99 over the tick of"))
-        }
+        Goal::RequestsPerTarget(_) => (
+            whole(
+                view.group_requests_per_sec
+                    .filter(|_| alive > 0)
+                    .map(|rate| rate / f64::from(alive)),
+            ),
+            balancer(&format!("arrivals over {alive} ready targets of")),
+        ),
+        Goal::P99Ms(_) => (whole(view.p99_ms), balancer("p99 over the tick of")),
+    }
+}
+
+/// One instance's CPU figure for the rule, by how it looks (`None`: it counts nowhere).
+fn cpu_figure(view: &observe::InstanceView, look: Looks) -> Option<Figure> {
+    match look {
+        Looks::Gone => None,
+        Looks::Warming => Some(Figure::Warming),
+        Looks::Silent | Looks::Unhealthy => Some(Figure::Missing),
+        // An agent too busy to answer while the balancer keeps it serving: its CPU is full,
+        // whatever its health checks say.
+        Looks::Alive if view.saturated() => Some(Figure::Ready(100.0)),
+        Looks::Alive => Some(view.cpu_percent.map_or(Figure::Missing, Figure::Ready)),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use proto::{BalancerStatus, StatsSnapshot, TargetState};
+use proto::{BalancerStatus, GroupStatus, StatsSnapshot, TargetState};
 use tokio::time::Instant;
 
 use crate::balance::{self, Balancer};
@@ -100,11 +100,10 @@ impl Observer {
             .as_ref()
             .map(|p| now.duration_since(p.at).as_secs_f64())
             .filter(|secs| *secs > 0.0);
-        let group = balancer
+        let group_status = balancer
             .as_ref()
             .and_then(|(status, _)| group_of(status, &self.cluster));
-        let group_status =
-            group.and_then(|name| balancer.as_ref()?.0.groups.iter().find(|g| g.name == name));
+        let group = group_status.map(|g| g.name.as_str());
         let targets: HashMap<&str, &proto::TargetStatus> = group_status
             .map(|g| g.targets.iter().map(|t| (t.id.as_str(), t)).collect())
             .unwrap_or_default();
@@ -211,17 +210,15 @@ async fn read_balancer(
 
 /// The balancer's group for `cluster`: the one named after it, else the first whose targets
 /// include one of the cluster's instances.
-fn group_of<'a>(status: &'a BalancerStatus, cluster: &str) -> Option<&'a str> {
+fn group_of<'a>(status: &'a BalancerStatus, cluster: &str) -> Option<&'a GroupStatus> {
     let named = status.groups.iter().find(|g| g.name == cluster);
-    named
-        .or_else(|| {
-            status.groups.iter().find(|g| {
-                g.targets
-                    .iter()
-                    .any(|t| t.cluster.as_deref() == Some(cluster))
-            })
+    named.or_else(|| {
+        status.groups.iter().find(|g| {
+            g.targets
+                .iter()
+                .any(|t| t.cluster.as_deref() == Some(cluster))
         })
-        .map(|g| g.name.as_str())
+    })
 }
 
 /// A group's cumulative response-time histogram as `/metrics` shows it: (upper bound in

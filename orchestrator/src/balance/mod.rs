@@ -353,10 +353,10 @@ fn announce(settings: &Settings, balancer: &Balancer, spec: &BalanceSpec, what: 
 
 /// Pushes the fleet's current membership to the running balancer, if there is one: every
 /// group's targets become the running instances of its cluster, but those in `leaving` (about to
-/// be killed: they drain); everything else stays. Returns whether a balancer was there.
-pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<bool, Error> {
+/// be killed: they drain); everything else stays. Returns the balancer, if one was there.
+pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<Option<Balancer>, Error> {
     let Some(place) = place(settings).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     let old = place.config().await?;
     let balancer = place.balancer(&old)?;
@@ -369,25 +369,18 @@ pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<bool, Error
         "balancer {}: {targets} target(s) after sync",
         balancer.id
     ));
-    Ok(true)
+    Ok(Some(balancer))
 }
 
-/// Waits until the running balancer has forgotten every target in `leaving` (it keeps a
-/// removed target `draining` until its in-flight requests are done or its group's
-/// deregistration delay is over), for at most `limit`; past it, the removal goes on and a
-/// warning is logged. No balancer, or one that does not answer, has nothing to wait for.
-pub async fn wait_drained(
-    settings: &Settings,
-    leaving: &[String],
-    limit: Duration,
-) -> Result<(), Error> {
-    let Some(balancer) = find(settings).await? else {
-        return Ok(());
-    };
+/// Waits until `balancer` has forgotten every target in `leaving` (it keeps a removed target
+/// `draining` until its in-flight requests are done or its group's deregistration delay is
+/// over), for at most `limit`; past it, the removal goes on and a warning is logged. A balancer
+/// that does not answer has nothing to wait for.
+pub async fn wait_drained(balancer: &Balancer, leaving: &[String], limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let Ok(status) = admin_status(balancer.admin).await else {
-            return Ok(());
+            return;
         };
         let still: Vec<&str> = status
             .groups
@@ -397,11 +390,11 @@ pub async fn wait_drained(
             .map(|t| t.id.as_str())
             .collect();
         if still.is_empty() {
-            return Ok(());
+            return;
         }
         if Instant::now() >= deadline {
             tracing::warn!(targets = ?still, "still draining after {} s; removing them anyway", limit.as_secs());
-            return Ok(());
+            return;
         }
         tokio::time::sleep(POLL).await;
     }

@@ -7,7 +7,7 @@ use clap::{ArgGroup, Args};
 
 use super::launch::LaunchHow;
 use super::values::parse_duration;
-use crate::autoscale::{self, Bounds, Goal, Memory, Policy};
+use crate::autoscale::{self, Bounds, Goal, Memories, Memory, MemoryError, Policy};
 use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::{Cloud, Instance};
@@ -108,15 +108,10 @@ impl AutoscaleArgs {
                  capacity; pass a share such as 50"
             )));
         }
-        for (flag, d) in [
-            ("--interval", self.interval),
-            ("--scale-in-stabilization", self.scale_in_stabilization),
-        ] {
-            if d.is_zero() && flag == "--interval" {
-                return Err(Error::Usage(format!(
-                    "{flag} must be longer than 0 (e.g. {flag} 10s)"
-                )));
-            }
+        if self.interval.is_zero() {
+            return Err(Error::Usage(
+                "--interval must be longer than 0 (e.g. --interval 10s)".into(),
+            ));
         }
         if let Some(t) = &self.instance_type {
             if t.trim().is_empty() {
@@ -339,9 +334,19 @@ fn tick_line(tick: &ScalingTick) -> String {
     line
 }
 
-/// The autoscaling lines `elb ls` and `elb stats` print under their tables: per cluster,
-/// min/max, the last decision and its reason, and whether a loop runs.
-pub(crate) fn summary(memories: &[Memory]) -> String {
+/// The autoscaling lines `elb ls` and `elb stats` print under their tables for the project's
+/// autoscaled clusters (or only `cluster`); `None` when there is none.
+pub(crate) fn project_summary(
+    settings: &Settings,
+    cluster: Option<&str>,
+) -> Result<Option<String>, MemoryError> {
+    let mut scaled = Memories::new(&settings.state).all()?;
+    scaled.retain(|m| cluster.is_none_or(|c| c == m.cluster));
+    Ok((!scaled.is_empty()).then(|| summary(&scaled)))
+}
+
+/// Per cluster: min/max, the last decision and its reason, and whether a loop runs.
+fn summary(memories: &[Memory]) -> String {
     memories
         .iter()
         .map(|m| {

@@ -164,8 +164,8 @@ pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), E
             Ok(())
         }
         BalanceCommand::Sync => match balance::sync(settings, &[]).await? {
-            true => Ok(()),
-            false => Err(Error::Usage(format!(
+            Some(_) => Ok(()),
+            None => Err(Error::Usage(format!(
                 "project {} has no balancer to sync: `elb {}balance up` starts one",
                 settings.project,
                 balance::provider_flag(settings)

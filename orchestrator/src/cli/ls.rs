@@ -3,7 +3,6 @@
 use clap::Args;
 
 use super::instances;
-use crate::autoscale::Memories;
 use crate::cloud::{sort_instances, Cloud};
 use crate::config::Settings;
 use crate::output::OutputFormat;
@@ -45,12 +44,10 @@ pub(crate) async fn run(
         OutputFormat::Table => println!("{}", instances::instance_tables_by_cluster(&instances)),
     }
     if settings.output == OutputFormat::Table {
-        let mut scaled = Memories::new(&settings.state)
-            .all()
+        let summary = super::autoscale::project_summary(settings, args.cluster.as_deref())
             .map_err(|e| Error::Usage(e.to_string()))?;
-        scaled.retain(|m| args.cluster.as_ref().is_none_or(|c| *c == m.cluster));
-        if !scaled.is_empty() {
-            println!("{}", super::autoscale::summary(&scaled));
+        if let Some(summary) = summary {
+            println!("{summary}");
         }
     }
     Ok(())

@@ -23,7 +23,7 @@ pub(crate) async fn load(global: &Options) -> Result<Settings, Error> {
         state,
         output: global.output,
         provider,
-        notes: std::sync::Arc::new(crate::notes::Stderr),
+        notes: std::sync::Arc::new(Stderr),
     })
 }
 
@@ -51,4 +51,14 @@ async fn load_ec2(global: &Options) -> Result<Provider, Error> {
         region,
         sdk: Box::new(sdk),
     })
+}
+
+/// The CLI's notes: each line on stderr (stdout holds results only).
+#[derive(Debug)]
+struct Stderr;
+
+impl crate::notes::Notes for Stderr {
+    fn note(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }

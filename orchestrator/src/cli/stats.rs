@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::autoscale::Memories;
 use crate::cloud;
 use crate::config::Settings;
 use crate::output::OutputFormat;
@@ -61,13 +60,9 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
 
 /// Under the tables: each autoscaled cluster's bounds and last decision (`elb autoscale`).
 fn print_autoscaling(settings: &Settings, cluster: Option<&str>) {
-    match Memories::new(&settings.state).all() {
-        Ok(mut scaled) => {
-            scaled.retain(|m| cluster.is_none_or(|c| c == m.cluster));
-            if !scaled.is_empty() {
-                println!("{}", super::autoscale::summary(&scaled));
-            }
-        }
+    match super::autoscale::project_summary(settings, cluster) {
+        Ok(Some(summary)) => println!("{summary}"),
+        Ok(None) => {}
         Err(e) => tracing::warn!("cannot read the autoscaling state: {e}"),
     }
 }

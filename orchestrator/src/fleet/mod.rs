@@ -85,8 +85,8 @@ pub(crate) async fn shrink<C: Cloud>(
     events: &dyn Events,
 ) -> Result<(), Error> {
     let leaving: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
-    if crate::balance::sync(settings, &leaving).await? {
-        crate::balance::wait_drained(settings, &leaving, drain).await?;
+    if let Some(balancer) = crate::balance::sync(settings, &leaving).await? {
+        crate::balance::wait_drained(&balancer, &leaving, drain).await;
     }
     if let Some(ec2) = crate::cloud::ec2_of(settings) {
         let apis = Apis {
