@@ -5,22 +5,23 @@
 //! handler, the body-size check of every endpoint (413) or one of the router's fallbacks (404
 //! for an unknown path, 405 for a known path with another method than `GET` or `HEAD`).
 
-use std::future::{ready, Ready};
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, get_service, MethodRouter};
 use axum::Router;
-use bytes::Bytes;
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH};
 use proto::{ErrorBody, SCHEMA};
-use tower::ServiceExt;
+use tower::{service_fn, Service};
 
-use crate::metrics;
-use crate::state::{AppState, Bodies};
+use crate::state::{AppState, Bodies, Rendered};
 use crate::stats::counters::Route;
 
 /// Largest request body announced by `Content-Length` that is not refused with 413. No endpoint
@@ -31,45 +32,37 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// Most CPU one `/work` request may burn.
 const MAX_WORK: Duration = Duration::from_millis(100);
 
-const JSON: &str = "application/json";
-
 /// The agent's endpoints (`GET`, and `HEAD` through axum), `/sleep` and `/work` only with debug
 /// endpoints.
 ///
-/// Handlers capture the process-long `&'static` state rather than extract it, take the request
-/// itself (which axum hands over as it is) and answer without awaiting (but `/sleep`), so each
-/// costs axum the least per request: no extractor work and a small future.
+/// Endpoints that answer at once are tower services returning a ready future ([`answer_now`]),
+/// not axum handlers, whose future axum boxes once more per request; they capture the
+/// process-long `&'static` state rather than extract it and take the request as it is, so no
+/// extractor runs either.
 pub(crate) fn router(state: &'static AppState) -> Router {
     let router = Router::new()
-        .route("/", rendered(state, Route::Root, |b| &b.root, JSON))
+        .route("/", rendered(state, Route::Root, |b| &b.root))
         .route(
             "/cluster1",
-            rendered(state, Route::Cluster1, |b| &b.cluster1, JSON),
+            rendered(state, Route::Cluster1, |b| &b.cluster1),
         )
         .route(
             "/cluster2",
-            rendered(state, Route::Cluster2, |b| &b.cluster2, JSON),
+            rendered(state, Route::Cluster2, |b| &b.cluster2),
         )
-        .route("/stats", rendered(state, Route::Stats, |b| &b.stats, JSON))
-        .route(
-            "/metrics",
-            rendered(state, Route::Metrics, |b| &b.metrics, metrics::CONTENT_TYPE),
-        )
+        .route("/stats", rendered(state, Route::Stats, |b| &b.stats))
+        .route("/metrics", rendered(state, Route::Metrics, |b| &b.metrics))
         .route(
             "/healthz",
-            get(move |request: Request| {
-                ready(refused_body(state, &request).unwrap_or_else(|| {
-                    counted(state, Route::Healthz, ok(state.health.clone(), JSON))
-                }))
+            answer_now(move |request| {
+                refused_body(state, &request)
+                    .unwrap_or_else(|| counted(state, Route::Healthz, ok(&state.health)))
             }),
         );
     let router = if state.debug_endpoints {
         router
             .route("/sleep", get(move |request: Request| sleep(state, request)))
-            .route(
-                "/work",
-                get(move |request: Request| ready(work(state, &request))),
-            )
+            .route("/work", answer_now(move |request| work(state, &request)))
     } else {
         router
     };
@@ -82,47 +75,73 @@ pub(crate) fn router(state: &'static AppState) -> Router {
         .with_state(())
 }
 
+/// `GET` (and `HEAD`) of an endpoint that answers without waiting, as a tower service.
+fn answer_now<F>(answer: F) -> MethodRouter
+where
+    F: Fn(Request) -> Response + Clone + Send + Sync + 'static,
+{
+    get_service(service_fn(move |request| {
+        ready(Ok::<_, Infallible>(answer(request)))
+    }))
+}
+
 /// Answers one request through `router`, keeping it in the in-flight gauge meanwhile and
 /// recording its latency (not a monitoring request's), from request parsed to answer ready
-/// (routing included). Also returns
-/// when the answer was ready, the instant the latency ends at (the connection's read timeout
-/// restarts there).
-pub(crate) async fn handle<B>(
+/// (routing included). The answer comes with the instant it was ready, where the latency ends
+/// (and the connection's read timeout restarts).
+///
+/// The router is polled once here, before the returned future is: every endpoint but `/sleep`
+/// answers on that first poll, so the request (whose head shares hyper's read buffer) is gone
+/// before hyper reads ahead on the connection, and hyper reuses its buffer instead of
+/// allocating another for every request.
+pub(crate) fn handle<B>(
     state: &AppState,
-    router: Router,
+    mut router: Router,
     request: Request<B>,
-) -> (Response, Instant) {
+) -> impl Future<Output = (Response, Instant)> + use<'_, B> {
     let started = Instant::now();
-    let _in_flight = state.live.counters.start();
+    let in_flight = state.live.counters.start();
     let monitoring = Route::monitoring_of(request.uri().path()).is_some();
     // No endpoint reads a body: the router gets an empty one, which needs no allocation where
     // the connection's would be boxed. hyper then drains or closes for a body that was sent,
     // as for any body left unread.
-    let request = request.map(|_| Body::empty());
-    let Ok(response) = router.oneshot(request).await;
-    let ready = Instant::now();
-    // Monitoring answers stay out of the load's latency, as out of its count.
-    if !monitoring {
-        state
-            .live
-            .latency
-            .record(ready.saturating_duration_since(started));
+    let mut answer = router.call(request.map(|_| Body::empty()));
+    // A no-op waker is enough: a pending answer is polled again, with the task's waker, below.
+    // Only a pending one is kept (boxed: `/sleep` only), so the future hyper moves is small.
+    let answer = match Pin::new(&mut answer).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(response)) => Ok(response),
+        Poll::Pending => Err(Box::new(answer)),
+    };
+    async move {
+        let _in_flight = in_flight;
+        let response = match answer {
+            Ok(response) => response,
+            Err(pending) => {
+                let Ok(response) = pending.await;
+                response
+            }
+        };
+        let ready = Instant::now();
+        // Monitoring answers stay out of the load's latency, as out of its count.
+        if !monitoring {
+            state
+                .live
+                .latency
+                .record(ready.saturating_duration_since(started));
+        }
+        (response, ready)
     }
-    (response, ready)
 }
 
 /// `GET` of one of the bodies the sampler renders.
 fn rendered(
     state: &'static AppState,
     route: Route,
-    body: fn(&Bodies) -> &Bytes,
-    content_type: &'static str,
+    body: fn(&Bodies) -> &Rendered,
 ) -> MethodRouter {
-    get(move |request: Request| {
-        ready(refused_body(state, &request).unwrap_or_else(|| {
-            let body = body(&state.bodies()).clone();
-            counted(state, route, ok(body, content_type))
-        }))
+    answer_now(move |request| {
+        refused_body(state, &request)
+            .unwrap_or_else(|| counted(state, route, ok(body(&state.bodies()))))
     })
 }
 
@@ -147,7 +166,7 @@ async fn sleep(state: &'static AppState, request: Request) -> Response {
     let response = match sleep_duration(request.uri().query()) {
         Ok(duration) => {
             tokio::time::sleep(duration).await;
-            ok(state.health.clone(), JSON)
+            ok(&state.health)
         }
         Err(reason) => error(StatusCode::BAD_REQUEST, reason),
     };
@@ -166,7 +185,7 @@ fn work(state: &AppState, request: &Request) -> Response {
     let response = match query_number(request.uri().query(), "us=") {
         Some(us) if us <= MAX_WORK.as_micros() as u64 => {
             burn_cpu(Duration::from_micros(us));
-            ok(state.bodies().root.clone(), JSON)
+            ok(&state.bodies().root)
         }
         Some(_) => error(StatusCode::BAD_REQUEST, "us is above the 100000 limit"),
         None => error(StatusCode::BAD_REQUEST, "expected /work?us=<microseconds>"),
@@ -247,11 +266,10 @@ fn sleep_duration(query: Option<&str>) -> Result<Duration, &'static str> {
     Ok(duration)
 }
 
-fn ok(body: Bytes, content_type: &'static str) -> Response {
-    let mut response = Response::new(Body::from(body));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+fn ok(rendered: &Rendered) -> Response {
+    let mut response = Response::new(Body::from(rendered.body.clone()));
+    // With `Content-Length` set, axum does not format it again (which costs an allocation).
+    *response.headers_mut() = rendered.headers.clone();
     response
 }
 
@@ -262,7 +280,8 @@ fn error(status: StatusCode, reason: &str) -> Response {
         error: reason.to_string(),
     };
     // Serialising a struct of plain fields cannot fail.
-    let mut response = ok(serde_json::to_vec(&body).unwrap_or_default().into(), JSON);
+    let body = Rendered::json(serde_json::to_vec(&body).unwrap_or_default());
+    let mut response = ok(&body);
     *response.status_mut() = status;
     response
 }
@@ -271,9 +290,13 @@ fn error(status: StatusCode, reason: &str) -> Response {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use crate::metrics;
+    use crate::state::JSON;
     use crate::stats::sampler::Sampler;
     use axum::http::Method;
+    use bytes::Bytes;
     use http_body_util::BodyExt;
+    use hyper::header::CONTENT_TYPE;
 
     /// A state with one published sample, leaked as the agent's is.
     fn state(debug_endpoints: bool) -> &'static AppState {
@@ -335,6 +358,12 @@ mod tests {
             let answer = call(s, Method::GET, path).await;
             assert_eq!(answer.status, StatusCode::OK);
             assert_eq!(answer.headers[CONTENT_TYPE], JSON);
+            // The pre-rendered length is the body's; a HEAD answer announces the same.
+            let length = answer.body.len().to_string();
+            assert_eq!(answer.headers[CONTENT_LENGTH], length.as_str());
+            let head = call(s, Method::HEAD, path).await;
+            assert_eq!(head.headers[CONTENT_LENGTH], length.as_str());
+            assert!(head.body.is_empty());
             let body = answer.json();
             assert_eq!(body["message"], message);
             assert_eq!(body["instance_id"], "host-a");

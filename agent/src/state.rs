@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use proto::{Health, InstanceAnswer, SCHEMA};
 
 use crate::identity::Identity;
@@ -21,14 +22,51 @@ pub(crate) const ROOT_MESSAGE: &str = "Instance is responding";
 pub(crate) const CLUSTER1_MESSAGE: &str = "Cluster 1 (Large) responding";
 pub(crate) const CLUSTER2_MESSAGE: &str = "Cluster 2 (Micro) responding";
 
+pub(crate) const JSON: &str = "application/json";
+
+/// An answer rendered ahead of the requests: its body and its headers (`Content-Type`,
+/// `Content-Length`). Answering with it clones them, which costs no hashing and no formatting.
+#[derive(Clone)]
+pub(crate) struct Rendered {
+    pub body: Bytes,
+    pub headers: HeaderMap,
+}
+
+impl Rendered {
+    pub(crate) fn new(body: impl Into<Bytes>, content_type: &'static str) -> Self {
+        let body = body.into();
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        Self { body, headers }
+    }
+
+    /// JSON, the type of every answer but `/metrics`.
+    pub(crate) fn json(body: impl Into<Bytes>) -> Self {
+        Self::new(body, JSON)
+    }
+}
+
 /// Response bodies rendered from one sample.
-#[derive(Default)]
 pub(crate) struct Bodies {
-    pub root: Bytes,
-    pub cluster1: Bytes,
-    pub cluster2: Bytes,
-    pub stats: Bytes,
-    pub metrics: Bytes,
+    pub root: Rendered,
+    pub cluster1: Rendered,
+    pub cluster2: Rendered,
+    pub stats: Rendered,
+    pub metrics: Rendered,
+}
+
+impl Default for Bodies {
+    fn default() -> Self {
+        let empty = Rendered::json(Bytes::new());
+        Self {
+            root: empty.clone(),
+            cluster1: empty.clone(),
+            cluster2: empty.clone(),
+            stats: empty.clone(),
+            metrics: empty,
+        }
+    }
 }
 
 /// State shared by the server and the sampler.
@@ -36,7 +74,7 @@ pub(crate) struct AppState {
     pub identity: Identity,
     pub live: Live,
     /// Body of `/healthz` (and of `/sleep`), rendered once.
-    pub health: Bytes,
+    pub health: Rendered,
     /// Whether `/sleep` is served.
     pub debug_endpoints: bool,
     bodies: ArcSwap<Bodies>,
@@ -50,7 +88,7 @@ impl AppState {
         Self {
             identity,
             live: Live::default(),
-            health: serde_json::to_vec(&health).unwrap_or_default().into(),
+            health: Rendered::json(serde_json::to_vec(&health).unwrap_or_default()),
             debug_endpoints,
             bodies: ArcSwap::default(),
         }
@@ -63,7 +101,7 @@ impl AppState {
 
     /// Renders `sample` and makes it what requests see.
     pub(crate) fn publish(&self, sample: &Sample) -> Result<(), serde_json::Error> {
-        let answer = |message: &str| -> Result<Bytes, serde_json::Error> {
+        let answer = |message: &str| -> Result<Rendered, serde_json::Error> {
             let answer = InstanceAnswer {
                 schema: SCHEMA,
                 message: message.to_string(),
@@ -75,14 +113,17 @@ impl AppState {
                 availability_zone: self.identity.availability_zone.clone(),
                 stats: sample.snapshot.clone(),
             };
-            serde_json::to_vec(&answer).map(Bytes::from)
+            serde_json::to_vec(&answer).map(Rendered::json)
         };
         let bodies = Bodies {
             root: answer(ROOT_MESSAGE)?,
             cluster1: answer(CLUSTER1_MESSAGE)?,
             cluster2: answer(CLUSTER2_MESSAGE)?,
-            stats: serde_json::to_vec(&sample.snapshot)?.into(),
-            metrics: metrics::render(&self.identity, sample).into(),
+            stats: Rendered::json(serde_json::to_vec(&sample.snapshot)?),
+            metrics: Rendered::new(
+                metrics::render(&self.identity, sample),
+                metrics::CONTENT_TYPE,
+            ),
         };
         self.bodies.store(Arc::new(bodies));
         Ok(())
