@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (README "Run the tests"). On a fresh Debian 12 machine, as root, it installs
-# what the tests need (Debian packages, a Python venv with moto_server), builds the workspace once
+# what the tests need (Debian packages, a Python venv with moto_server and websockets), builds the workspace once
 # (debug binaries plus the static release agent) and runs the whole suite against real processes
 # on loopback. Nothing here or in the tests reaches anything but loopback and the package registries.
 set -euo pipefail
@@ -19,6 +19,11 @@ command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
 # The dashboard's browser tests: Debian's Chromium, driven by playwright-core on Node.js.
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+# The balancer's HTTPS and HTTP/2 tests: certificates made and checked by openssl, clients curl
+# (with HTTP/2) and h2load.
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v h2load >/dev/null || need_pkgs+=(nghttp2-client)
 command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_pkgs[*]}"
@@ -28,10 +33,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 venv="$root/.venv"
-if [ ! -x "$venv/bin/moto_server" ]; then
-  echo "== creating $venv with moto_server"
+# moto_server for the EC2 and ELBv2 API; websockets, the client and echo target of the
+# balancer's WebSocket tests.
+if ! [ -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
+  echo "== creating $venv with moto_server and websockets"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'moto==5.2.5' flask flask-cors
+  "$venv/bin/pip" install -q --disable-pip-version-check 'moto==5.2.5' flask flask-cors \
+    'websockets==15.0.1'
 fi
 
 echo "== installing the browser tests' npm packages (tests/browser/package-lock.json)"

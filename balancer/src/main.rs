@@ -19,6 +19,7 @@ mod group;
 mod health;
 mod histogram;
 mod latency;
+mod listener;
 mod memory;
 mod metrics;
 mod pattern;
@@ -35,6 +36,7 @@ mod shared;
 mod shutdown;
 mod snapshot;
 mod target;
+mod tls;
 mod worker;
 
 use std::io::{IsTerminal, Write};
@@ -46,8 +48,9 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::Semaphore;
 
+use crate::listener::Role;
 use crate::registry::Registry;
-use crate::server::{Ending, Role};
+use crate::server::Ending;
 use crate::shared::{unix_ms, Shared};
 
 /// How often removed targets are checked for idleness or the end of their delay.
@@ -147,14 +150,14 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
         |address| server::bind(address).map_err(|source| StartError::Bind { address, source });
     let mut sockets: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     let mut announcements = Vec::new();
-    for listener in &loaded.config.listeners {
+    for (index, listener) in loaded.config.listeners.iter().enumerate() {
         let first = bind(listener.address)?;
         // Port 0: the other workers bind the port the first socket got.
         let bound = first.local_addr().map_err(StartError::Announce)?;
         announcements.push(format!("listening on {bound}"));
-        sockets[0].push((first, Role::Proxy));
+        sockets[0].push((first, Role::Proxy(index)));
         for worker in sockets.iter_mut().skip(1) {
-            worker.push((bind(bound)?, Role::Proxy));
+            worker.push((bind(bound)?, Role::Proxy(index)));
         }
     }
     let admin = bind(loaded.config.admin.address)?;

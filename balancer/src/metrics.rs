@@ -320,6 +320,28 @@ pub(crate) fn render(shared: &Shared) -> String {
     );
     header(
         &mut out,
+        "elb_client_tls_negotiation_error_count_total",
+        "counter",
+        "TLS handshakes with clients that failed or timed out.",
+    );
+    let _ = writeln!(
+        out,
+        "elb_client_tls_negotiation_error_count_total {}",
+        c.tls_handshake_failures.load(Relaxed)
+    );
+    header(
+        &mut out,
+        "elb_websocket_connections_open",
+        "gauge",
+        "WebSocket connections open (upgraded by a target's 101).",
+    );
+    let _ = writeln!(
+        out,
+        "elb_websocket_connections_open {}",
+        c.websockets_open.load(Relaxed)
+    );
+    header(
+        &mut out,
         "elb_reload_count_total",
         "counter",
         "Config reloads by result.",

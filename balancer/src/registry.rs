@@ -147,6 +147,8 @@ impl Registry {
             listeners: loaded.config.listeners.iter().map(|l| l.address).collect(),
             admin: loaded.config.admin.address,
             limits: loaded.config.limits.clone(),
+            transports: loaded.transports.clone(),
+            http2: loaded.config.http2.clone(),
         }
     }
 

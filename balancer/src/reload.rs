@@ -66,10 +66,18 @@ fn try_reload(shared: &Shared) -> Result<u64, Refused> {
     let old = shared.snapshot();
     let file = shared.config_path.display().to_string();
     let listeners: Vec<_> = loaded.config.listeners.iter().map(|l| l.address).collect();
-    if listeners != old.listeners {
+    let secure: Vec<bool> = loaded.transports.iter().map(|t| t.tls.is_some()).collect();
+    if listeners != old.listeners
+        || secure
+            != old
+                .transports
+                .iter()
+                .map(|t| t.tls.is_some())
+                .collect::<Vec<_>>()
+    {
         return Err(Refused::Rebind {
             file,
-            field: "listeners",
+            field: "listeners (address or protocol)",
         });
     }
     if loaded.config.admin.address != old.admin {

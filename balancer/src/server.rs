@@ -1,32 +1,26 @@
-//! Listeners and client connections: HTTP/1.1 keep-alive, TCP_NODELAY, a bounded head (431
-//! past it), a read timeout (idle keep-alive time included), a connection limit, and a
-//! graceful drain on shutdown.
+//! Listening sockets and the accept loops: the connection limit, and a graceful drain on
+//! shutdown. Each accepted connection is served by `crate::listener`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config;
-use crate::proxy::{self, FramingWatch, Origin};
+use crate::config::{self, Limits};
+use crate::listener::{self, Accepted, Role};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
-use crate::{admin, config::Limits};
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: i32 = 4096;
+/// How often a draining server looks whether the WebSockets have closed.
+const WEBSOCKET_POLL: Duration = Duration::from_millis(50);
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// hyper's smallest read buffer.
-const MIN_BUF_BYTES: usize = 8192;
 /// How often each worker closes its pooled connections that are past their idle timeout.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -55,15 +49,6 @@ pub(crate) enum Ending {
     Drained,
     /// The grace period ran out with connections still open.
     GraceExpired,
-}
-
-/// What a listener serves.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Role {
-    /// Client traffic, under the connection limit.
-    Proxy,
-    /// `/metrics` and `/status`.
-    Admin,
 }
 
 /// Serves a worker's listeners until `shutdown` is raised; then stops accepting, lets each
@@ -97,9 +82,17 @@ pub(crate) async fn run(
         let _ = task.await;
     }
     drop(open_tx);
+    let drained = async {
+        open_rx.recv().await;
+        // An open WebSocket is in no connection task (hyper handed its socket over to the
+        // splice): wait for those too.
+        while shared.counters.websockets_open.load(Relaxed) > 0 {
+            tokio::time::sleep(WEBSOCKET_POLL).await;
+        }
+    };
     Ok(
-        match tokio::time::timeout(Duration::from_millis(limits.grace_ms), open_rx.recv()).await {
-            Ok(_) => Ending::Drained,
+        match tokio::time::timeout(Duration::from_millis(limits.grace_ms), drained).await {
+            Ok(()) => Ending::Drained,
             Err(_) => Ending::GraceExpired,
         },
     )
@@ -149,7 +142,7 @@ async fn accept(
         // before accepting would instead sit idle in one worker while connections wait in
         // another worker's SO_REUSEPORT queue.
         let permit = match role {
-            Role::Proxy => tokio::select! {
+            Role::Proxy(_) => tokio::select! {
                 permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
                 () = shutdown.raised() => return,
             },
@@ -160,65 +153,24 @@ async fn accept(
         let limits = limits.clone();
         tokio::spawn(async move {
             let counters = &shared.counters;
-            if matches!(role, Role::Proxy) {
+            if matches!(role, Role::Proxy(_)) {
                 counters.new_connections.fetch_add(1, Relaxed);
                 counters.active_connections.fetch_add(1, Relaxed);
             }
-            let origin = Origin::new(client, port);
-            serve(stream, role, shared, &origin, &limits, shutdown).await;
-            if matches!(role, Role::Proxy) {
+            let accepted = Accepted {
+                stream,
+                client,
+                port,
+                role,
+                shared,
+                limits: &limits,
+            };
+            listener::serve(accepted, shutdown).await;
+            if matches!(role, Role::Proxy(_)) {
                 counters.active_connections.fetch_sub(1, Relaxed);
             }
             drop(permit);
             drop(open);
         });
-    }
-}
-
-/// Serves one connection until the client closes it, its read timeout passes, or the
-/// shutdown ends it after the request in progress.
-async fn serve(
-    stream: TcpStream,
-    role: Role,
-    shared: &'static Shared,
-    origin: &Origin,
-    limits: &Limits,
-    mut shutdown: Shutdown,
-) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!("TCP_NODELAY: {e}");
-    }
-    // Raised by the watch when a head carried both Content-Length and Transfer-Encoding.
-    let conflict = Arc::new(AtomicBool::new(false));
-    let stream = FramingWatch::new(stream, Arc::clone(&conflict));
-    let conflict = &*conflict;
-    let service = service_fn(move |request| async move {
-        Ok::<_, Infallible>(match role {
-            // Boxed: hyper keeps a box the size of this future for the connection's whole
-            // life, and the request path's future is kilobytes (a measured 2.7 KiB), which
-            // 10,000 idle keep-alive connections would hold for nothing. Allocated per request
-            // instead, it is held only while a request is in progress.
-            Role::Proxy => Box::pin(proxy::handle(shared, request, origin, conflict)).await,
-            Role::Admin => admin::handle(shared, &request),
-        })
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // hyper's timer runs while it waits for a head, idle keep-alive time included.
-        .header_read_timeout(Duration::from_millis(limits.read_timeout_ms))
-        .max_buf_size((2 * limits.max_header_bytes).max(MIN_BUF_BYTES))
-        .max_header_size(limits.max_header_bytes);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.raised() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!("connection from {} ended: {e}", origin.client);
     }
 }

@@ -16,6 +16,11 @@ pub(crate) struct Counters {
     pub active_connections: AtomicU64,
     /// Client connections accepted since start (ALB `NewConnectionCount`).
     pub new_connections: AtomicU64,
+    /// TLS handshakes with clients that failed or timed out (ALB
+    /// `ClientTLSNegotiationErrorCount`).
+    pub tls_handshake_failures: AtomicU64,
+    /// WebSocket connections open now (through a 101 answer).
+    pub websockets_open: AtomicU64,
     /// 4xx answers made by the balancer itself: no rule (404) and the client errors below.
     pub elb_4xx: AtomicU64,
     /// Requests the client got wrong, by `crate::proxy::CLIENT_ERRORS` entry; none counts

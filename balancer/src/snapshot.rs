@@ -19,4 +19,9 @@ pub(crate) struct Snapshot {
     pub admin: std::net::SocketAddr,
     /// The limits on clients; those a connection takes at its start apply from the start.
     pub limits: crate::config::Limits,
+    /// How each listener's new connections are served (certificates included), in listener
+    /// order; open connections keep what they started with.
+    pub transports: Vec<crate::config::Transport>,
+    /// Bounds on HTTP/2 connections, taken by each at its start.
+    pub http2: crate::config::Http2,
 }

@@ -28,6 +28,9 @@ pub struct Config {
     /// Limits on client connections.
     #[serde(default)]
     pub limits: Limits,
+    /// Bounds on HTTP/2 client connections (listeners with `http2`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub http2: Http2,
     /// Rules, evaluated in ascending `priority`; the first match wins.
     #[serde(default)]
     pub rules: Vec<Rule>,
@@ -45,6 +48,96 @@ pub struct Listener {
     /// Address and port to listen on, e.g. `0.0.0.0:80`; port 0 takes a free port (printed on
     /// stdout). Cannot change on reload.
     pub address: SocketAddr,
+    /// `http` (default) or `https`: TLS terminated here, as on ALB's HTTPS listener. Cannot
+    /// change on reload.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub protocol: Protocol,
+    /// HTTPS: the certificates, PEM files. The first is the default certificate, served to a
+    /// client that names no server (SNI) or one no certificate covers; the others are chosen
+    /// by the name the client sends, as ALB's listener certificates: an exact name in a
+    /// certificate's subject alternative names before a wildcard one, then the first listed.
+    /// Re-read on every reload (SIGHUP); open connections keep theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
+    /// HTTPS: the TLS versions and cipher suites offered, by ALB's policy name (see
+    /// [`TlsPolicy`]). Default `ELBSecurityPolicy-TLS13-1-2-2021-06`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub tls_policy: TlsPolicy,
+    /// Whether clients may speak HTTP/2 (forwarded to the targets as HTTP/1.1). On HTTPS it is
+    /// negotiated by ALPN and on by default, as on ALB; on HTTP only by prior knowledge (the
+    /// client starts with HTTP/2's preface, e.g. `curl --http2-prior-knowledge`), off by
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
+}
+
+impl Listener {
+    /// A plain HTTP listener on `address`.
+    pub fn http(address: SocketAddr) -> Self {
+        Self {
+            address,
+            protocol: Protocol::Http,
+            certificates: Vec::new(),
+            tls_policy: TlsPolicy::default(),
+            http2: None,
+        }
+    }
+
+    /// Whether clients may speak HTTP/2 on this listener ([`Listener::http2`] with its default).
+    pub fn http2_enabled(&self) -> bool {
+        self.http2.unwrap_or(self.protocol == Protocol::Https)
+    }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// What a listener speaks to its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Https,
+}
+
+/// One certificate of an HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// PEM file of the certificate chain: the server's certificate first, then its
+    /// intermediates.
+    pub cert: String,
+    /// PEM file of the private key (PKCS#8, PKCS#1 or SEC1), readable by no one but its owner
+    /// and group: a key readable by others is refused.
+    pub key: String,
+}
+
+/// A TLS security policy, named as ALB names it. rustls offers no CBC or RSA-key-exchange
+/// suites, so the TLS 1.2 suites are ALB's ECDHE AES-GCM ones plus ChaCha20-Poly1305.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TlsPolicy {
+    /// TLS 1.3 and 1.2 (ALB's default policy for HTTPS listeners).
+    #[default]
+    #[serde(rename = "ELBSecurityPolicy-TLS13-1-2-2021-06")]
+    Tls13And12,
+    /// TLS 1.3 only.
+    #[serde(rename = "ELBSecurityPolicy-TLS13-1-3-2021-06")]
+    Tls13Only,
+}
+
+impl TlsPolicy {
+    /// Every policy, in the order the docs list them.
+    pub const ALL: [TlsPolicy; 2] = [TlsPolicy::Tls13And12, TlsPolicy::Tls13Only];
+
+    /// ALB's name of the policy.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsPolicy::Tls13And12 => "ELBSecurityPolicy-TLS13-1-2-2021-06",
+            TlsPolicy::Tls13Only => "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        }
+    }
 }
 
 /// The admin listener.
@@ -89,6 +182,9 @@ pub struct Limits {
     /// `Content-Length` says so, else when the limit is crossed) and never counts against the
     /// target. 0: no limit, as ALB and HAProxy. Default 0.
     pub max_body_bytes: u64,
+    /// Milliseconds a WebSocket may pass no byte either way before the balancer closes both
+    /// its connections (ALB's idle timeout). Default 60000.
+    pub websocket_idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -99,6 +195,47 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             grace_ms: 10_000,
             max_body_bytes: 0,
+            websocket_idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Bounds on HTTP/2 client connections. Each bounds what one client can make the balancer
+/// hold or do: the streams it may have open, the memory a client that never reads can pin, and
+/// the two stream-reset floods (CVE-2023-44487's rapid reset, and streams the balancer must
+/// reset for a client's errors). The header block of a request (CONTINUATION frames included)
+/// is bounded by `limits.max_header_bytes`, as HTTP/1.1 heads are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2 {
+    /// Streams (requests) one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    /// Default 128, as ALB.
+    pub max_concurrent_streams: u32,
+    /// Flow-control window of each stream, in bytes: what a client may send before the
+    /// balancer has passed it on. Default 1048576.
+    pub stream_window_bytes: u32,
+    /// Flow-control window of the whole connection, in bytes. Default 2097152.
+    pub connection_window_bytes: u32,
+    /// Bytes of answer buffered per stream for a client that does not read them; past it the
+    /// balancer stops reading the target. Default 409600.
+    pub max_send_buffer_bytes: usize,
+    /// Streams a client may open and reset before the balancer has answered them (rapid
+    /// reset); past it the connection is closed with `ENHANCE_YOUR_CALM`. Default 20.
+    pub max_pending_reset_streams: usize,
+    /// Streams the balancer may reset for a client's protocol errors before it closes the
+    /// connection. Default 1024.
+    pub max_error_resets: usize,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 128,
+            stream_window_bytes: 1024 * 1024,
+            connection_window_bytes: 2 * 1024 * 1024,
+            max_send_buffer_bytes: 400 * 1024,
+            max_pending_reset_streams: 20,
+            max_error_resets: 1024,
         }
     }
 }

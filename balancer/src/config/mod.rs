@@ -9,10 +9,13 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 pub(crate) use matcher::Matcher;
 pub(crate) use proto::balancer_config::*;
 pub(crate) use validate::ConfigError;
+
+use crate::tls;
 
 /// A config read from a file and validated, with what `/status` reports about it.
 #[derive(Debug, Clone)]
@@ -20,8 +23,65 @@ pub(crate) struct Loaded {
     pub config: Config,
     /// The targets' addresses, parsed, in the order of `config.target_groups[g].targets`.
     pub addresses: Vec<Vec<SocketAddr>>,
+    /// How each listener's connections are served, in the order of `config.listeners`.
+    pub transports: Vec<Transport>,
     /// `version` from the file, else a hash of its bytes.
     pub version: String,
+}
+
+/// How one listener's connections are served: over TLS (HTTPS, its certificates read when the
+/// config was) or not, and whether clients may speak HTTP/2.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub http2: bool,
+}
+
+impl Transport {
+    /// The `X-Forwarded-Proto` its requests carry.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Builds each listener's transport; an HTTPS listener's certificates are read and checked
+/// here, so `--check` and a reload refuse bad ones before anything serves them.
+fn transports(file: &str, config: &Config) -> Result<Vec<Transport>, ConfigError> {
+    config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, listener)| {
+            let tls = match listener.protocol {
+                Protocol::Http => None,
+                Protocol::Https => Some(
+                    tls::server_config(
+                        &listener.certificates,
+                        listener.tls_policy,
+                        listener.http2_enabled(),
+                    )
+                    .map_err(|(c, e)| ConfigError::Invalid {
+                        file: file.to_string(),
+                        field: match e {
+                            tls::TlsError::NoCertificates => format!("listeners[{i}].certificates"),
+                            tls::TlsError::Policy(_) => format!("listeners[{i}].tls_policy"),
+                            _ => format!("listeners[{i}].certificates[{c}]"),
+                        },
+                        problem: e.to_string(),
+                        fix: e.fix().to_string(),
+                    })?,
+                ),
+            };
+            Ok(Transport {
+                tls,
+                http2: listener.http2_enabled(),
+            })
+        })
+        .collect()
 }
 
 /// Reads, parses and validates the config at `path`.
@@ -41,6 +101,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         message: e.to_string(),
     })?;
     let addresses = validate::validate(&file, &config)?;
+    let transports = transports(&file, &config)?;
     let version = config
         .version
         .clone()
@@ -48,6 +109,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     Ok(Loaded {
         config,
         addresses,
+        transports,
         version,
     })
 }

@@ -51,12 +51,23 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
                 "remove the duplicate listener",
             ));
         }
+        if listener.protocol == super::Protocol::Http && !listener.certificates.is_empty() {
+            return Err(invalid(
+                format!("listeners[{i}].certificates"),
+                "an http listener has no use for certificates".into(),
+                "set protocol = \"https\" to terminate TLS, or remove the certificates",
+            ));
+        }
     }
     let limits = &config.limits;
     for (field, value) in [
         ("max_connections", limits.max_connections as u64),
         ("read_timeout_ms", limits.read_timeout_ms),
         ("grace_ms", limits.grace_ms),
+        (
+            "websocket_idle_timeout_ms",
+            limits.websocket_idle_timeout_ms,
+        ),
     ] {
         if value == 0 {
             return Err(invalid(

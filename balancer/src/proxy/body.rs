@@ -77,6 +77,16 @@ impl Lease {
             in_flight,
         }
     }
+
+    /// The lease of a connection that goes back to no pool (a WebSocket handshake's): it only
+    /// keeps the request in flight until the body has been passed on.
+    pub(crate) fn alone(worker: usize, in_flight: InFlight) -> Self {
+        Self {
+            sender: None,
+            worker,
+            in_flight,
+        }
+    }
 }
 
 impl Drop for Lease {

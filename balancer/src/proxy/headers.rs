@@ -1,6 +1,9 @@
 //! Header rewriting: hop-by-hop headers removed both ways, `X-Forwarded-*` added.
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::Uri;
+
+use super::Origin;
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`):
 /// they describe one connection and must not be forwarded.
@@ -42,22 +45,43 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
-/// Prepares a client's request headers for a target: hop-by-hop removed, `client` (the
-/// client's IP) appended to `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Port`
-/// (`listener_port`) set as ALB does.
-pub(crate) fn forward_request(
-    headers: &mut HeaderMap,
-    client: &HeaderValue,
-    listener_port: &HeaderValue,
-) {
+/// Prepares a client's request headers for a target: hop-by-hop removed, the client's IP
+/// appended to `X-Forwarded-For`, `X-Forwarded-Proto` (what the client used, `http` or
+/// `https`) and `X-Forwarded-Port` (the listener's) set as ALB does.
+pub(crate) fn forward_request(headers: &mut HeaderMap, origin: &Origin) {
     strip_hop_by_hop(headers);
+    let client = &origin.forwarded_for;
     if !headers.contains_key(X_FORWARDED_FOR) {
         headers.insert(X_FORWARDED_FOR, client.clone());
     } else if let Ok(client) = client.to_str() {
         append_forwarded_for(headers, client);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    headers.insert(X_FORWARDED_PORT, listener_port.clone());
+    headers.insert(X_FORWARDED_PROTO, origin.forwarded_proto.clone());
+    headers.insert(X_FORWARDED_PORT, origin.forwarded_port.clone());
+}
+
+/// Makes an HTTP/2 request's headers those of the HTTP/1.1 request a target gets: `Host` from
+/// the `:authority` (RFC 9113 8.3.1), and the `Cookie` fields, which HTTP/2 may send one per
+/// cookie, joined into one with `; ` (RFC 9113 8.2.3).
+pub(crate) fn from_http2(headers: &mut HeaderMap, uri: &Uri) {
+    if !headers.contains_key(header::HOST) {
+        if let Some(authority) = uri.authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                headers.insert(header::HOST, host);
+            }
+        }
+    }
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if let (Some(_), Some(_)) = (cookies.next(), cookies.next()) {
+        let joined: Vec<&[u8]> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
 }
 
 /// Folds every `X-Forwarded-For` line into one and appends `client`.
@@ -84,11 +108,8 @@ mod tests {
     use super::*;
 
     fn forward(headers: &mut HeaderMap, client: &'static str, port: u16) {
-        forward_request(
-            headers,
-            &HeaderValue::from_static(client),
-            &HeaderValue::from(port),
-        );
+        let client = std::net::SocketAddr::new(client.parse().unwrap(), 40000);
+        forward_request(headers, &Origin::new(client, port, "http"));
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -132,6 +153,20 @@ mod tests {
         forward(&mut h, "127.0.0.9", 80);
         assert_eq!(h.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.9");
+    }
+
+    #[test]
+    fn an_http2_request_gets_host_from_its_authority_and_one_cookie_field() {
+        let mut h = headers(&[("cookie", "a=1")]);
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        from_http2(&mut h, &"https://shop.example:8443/cart".parse().unwrap());
+        assert_eq!(h["host"], "shop.example:8443");
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+        let mut single = headers(&[("cookie", "a=1"), ("host", "kept")]);
+        from_http2(&mut single, &"https://other/".parse().unwrap());
+        assert_eq!(single["host"], "kept");
+        assert_eq!(single["cookie"], "a=1");
     }
 
     #[test]

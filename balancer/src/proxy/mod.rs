@@ -13,6 +13,7 @@ mod framing;
 mod headers;
 mod outlier;
 mod send;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -45,15 +46,18 @@ pub(crate) struct Origin {
     forwarded_for: HeaderValue,
     /// The listener's port, for `X-Forwarded-Port`.
     forwarded_port: HeaderValue,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    forwarded_proto: HeaderValue,
 }
 
 impl Origin {
-    pub(crate) fn new(client: SocketAddr, listener_port: u16) -> Self {
+    pub(crate) fn new(client: SocketAddr, listener_port: u16, scheme: &'static str) -> Self {
         Self {
             client,
             forwarded_for: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| unreachable!("an IP address is a header value")),
             forwarded_port: HeaderValue::from(listener_port),
+            forwarded_proto: HeaderValue::from_static(scheme),
         }
     }
 }
@@ -80,7 +84,7 @@ fn client_error(counters: &Counters, failure: Failure) -> Response<ResponseBody>
 
 /// Answers one client request; `conflict` is the connection's [`FramingWatch`] flag.
 pub(crate) async fn handle(
-    shared: &Shared,
+    shared: &'static Shared,
     request: Request<Incoming>,
     origin: &Origin,
     conflict: &AtomicBool,
@@ -114,7 +118,12 @@ pub(crate) async fn handle(
     if limits.max_bytes > 0 && declared_length(&request).is_some_and(|n| n > limits.max_bytes) {
         return client_error(&shared.counters, Failure::Client(ClientFault::TooLarge));
     }
-    match forward(group, request, origin, limits).await {
+    let forwarded = if websocket::is_upgrade(&request) {
+        websocket::forward(shared, group, request, origin).await
+    } else {
+        forward(group, request, origin, limits).await
+    };
+    match forwarded {
         Ok(response) => response,
         Err(failure) if failure.is_clients() => client_error(&shared.counters, failure),
         Err(failure) => {
@@ -167,11 +176,10 @@ async fn forward(
         .budget
         .deposit(config.retry.budget_percent, config.retry.min_per_sec);
     let (mut parts, body) = request.into_parts();
-    headers::forward_request(
-        &mut parts.headers,
-        &origin.forwarded_for,
-        &origin.forwarded_port,
-    );
+    if parts.version == Version::HTTP_2 {
+        headers::from_http2(&mut parts.headers, &parts.uri);
+    }
+    headers::forward_request(&mut parts.headers, origin);
     let uri = origin_form(&parts.uri);
     let body = RequestBody::new(body, limits);
     let idempotent = is_idempotent(&parts.method);
@@ -366,7 +374,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((stream, client)) = listener.accept().await {
-                let origin = std::sync::Arc::new(Origin::new(client, address.port()));
+                let origin = std::sync::Arc::new(Origin::new(client, address.port(), "http"));
                 let conflict = std::sync::Arc::new(AtomicBool::new(false));
                 let service = service_fn(move |request| {
                     let conflict = std::sync::Arc::clone(&conflict);

@@ -79,7 +79,7 @@ pub fn build(
     }
     Config {
         version: Some(format!("elb-{}", spec.algorithm.name())),
-        listeners: vec![Listener { address: listen }],
+        listeners: vec![Listener::http(listen)],
         admin: Admin { address: admin },
         rules: spec
             .routing
@@ -96,6 +96,7 @@ pub fn build(
             forward: Some(spec.routing.default.clone()),
         },
         limits: Limits::default(),
+        http2: Default::default(),
         target_groups: groups,
     }
 }

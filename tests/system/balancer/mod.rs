@@ -12,6 +12,8 @@ mod observability;
 mod reload;
 mod routing;
 mod shutdown;
+mod transport;
+mod websockets;
 
 use std::collections::BTreeMap;
 

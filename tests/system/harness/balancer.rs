@@ -26,9 +26,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub fn config(groups: Vec<TargetGroup>) -> Config {
     Config {
         version: None,
-        listeners: vec![Listener {
-            address: "127.0.0.1:0".parse().expect("an address"),
-        }],
+        listeners: vec![Listener::http("127.0.0.1:0".parse().expect("an address"))],
         admin: Admin {
             address: "127.0.0.1:0".parse().expect("an address"),
         },
@@ -37,6 +35,7 @@ pub fn config(groups: Vec<TargetGroup>) -> Config {
             grace_ms: 5000,
             ..Limits::default()
         },
+        http2: Default::default(),
         rules: Vec::new(),
         default_action: DefaultAction {
             forward: groups.first().map(|g| g.name.clone()),

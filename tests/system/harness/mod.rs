@@ -22,6 +22,7 @@ mod shim;
 mod signal;
 pub mod stub_target;
 mod test_host;
+pub mod tls;
 
 pub use agent::{now_unix_ms, Agent};
 pub use balancer::Balancer;

@@ -1,0 +1,233 @@
+//! A client connection, from its accepted socket to HTTP: TLS on HTTPS listeners, then HTTP/1.1
+//! or HTTP/2 (chosen by ALPN over TLS, by the client's connection preface on a cleartext
+//! listener that allows HTTP/2), each with its bounds and a graceful drain on shutdown.
+//!
+//! This is the transport seam, as pingora's `listeners/` and `protocols/`: what lies above it
+//! (the request path, `crate::proxy`) sees an HTTP request whatever carried it, and a new
+//! protocol changes only this module.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::admin;
+use crate::config::{Http2, Limits, Transport};
+use crate::proxy::{self, FramingWatch, Origin};
+use crate::shared::Shared;
+use crate::shutdown::Shutdown;
+
+/// hyper's smallest read buffer.
+const MIN_BUF_BYTES: usize = 8192;
+/// What an HTTP/2 client sends first (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Pause between two looks at a preface that arrived in part.
+const PREFACE_POLL: Duration = Duration::from_millis(5);
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Role {
+    /// Client traffic, under the connection limit; the index of its listener in the config.
+    Proxy(usize),
+    /// `/metrics` and `/status`.
+    Admin,
+}
+
+/// One accepted connection and what it needs to be served.
+pub(crate) struct Accepted<'a> {
+    pub stream: TcpStream,
+    pub client: SocketAddr,
+    /// The listener's port, for `X-Forwarded-Port`.
+    pub port: u16,
+    pub role: Role,
+    pub shared: &'static Shared,
+    pub limits: &'a Limits,
+}
+
+/// Serves one connection until the client closes it, its read timeout passes, or the shutdown
+/// ends it after the requests in progress.
+pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
+    let Accepted {
+        stream,
+        client,
+        port,
+        role,
+        shared,
+        limits,
+    } = accepted;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {e}");
+    }
+    let snapshot = shared.snapshot();
+    let transport = match role {
+        Role::Proxy(listener) => snapshot.transports[listener].clone(),
+        Role::Admin => Transport {
+            tls: None,
+            http2: false,
+        },
+    };
+    let http2_limits = snapshot.http2.clone();
+    drop(snapshot);
+    let origin = Arc::new(Origin::new(client, port, transport.scheme()));
+    let connection = Connection {
+        role,
+        shared,
+        origin,
+        limits,
+        http2: &http2_limits,
+    };
+    let read_timeout = Duration::from_millis(limits.read_timeout_ms);
+    let Some(tls) = transport.tls else {
+        let h2 = transport.http2
+            && tokio::select! {
+                preface = starts_with_h2_preface(&stream, read_timeout) => preface,
+                () = shutdown.raised() => return,
+            };
+        return connection.serve(stream, h2, shutdown).await;
+    };
+    let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+    let stream = tokio::select! {
+        done = tokio::time::timeout(read_timeout, handshake) => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                shared.counters.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!("TLS handshake with {client} failed: {e}");
+                return;
+            }
+            Err(_) => {
+                shared.counters.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!("TLS handshake with {client} timed out");
+                return;
+            }
+        },
+        () = shutdown.raised() => return,
+    };
+    let h2 = crate::tls::negotiated_h2(stream.get_ref().1);
+    connection.serve(stream, h2, shutdown).await;
+}
+
+/// Whether the client opened with HTTP/2's preface: looks at the first bytes without taking
+/// them (the chosen protocol reads them again). A client that sends nothing within `timeout`
+/// is served as HTTP/1.1, whose own read timeout then closes it.
+async fn starts_with_h2_preface(stream: &TcpStream, timeout: Duration) -> bool {
+    let look = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if !H2_PREFACE.starts_with(&buf[..n]) => return false,
+                Ok(n) if n == H2_PREFACE.len() => return true,
+                // Part of a preface so far: peek returns at once with the same bytes until
+                // more come, so pause between looks.
+                Ok(_) => tokio::time::sleep(PREFACE_POLL).await,
+            }
+        }
+    };
+    tokio::time::timeout(timeout, look).await.unwrap_or(false)
+}
+
+/// What serving a connection's requests needs, whatever the protocol.
+struct Connection<'a> {
+    role: Role,
+    shared: &'static Shared,
+    origin: Arc<Origin>,
+    limits: &'a Limits,
+    http2: &'a Http2,
+}
+
+impl Connection<'_> {
+    /// Serves HTTP/2 when `h2`, else HTTP/1.1, on `io`.
+    async fn serve<IO>(self, io: IO, h2: bool, mut shutdown: Shutdown)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Raised by the watch when an HTTP/1.1 head carried both Content-Length and
+        // Transfer-Encoding (HTTP/2 has no such framing: its flag stays down).
+        let conflict = Arc::new(AtomicBool::new(false));
+        let client = self.origin.client;
+        let (role, shared, origin) = (self.role, self.shared, self.origin);
+        let watched = Arc::clone(&conflict);
+        let service = service_fn(move |request| {
+            let origin = Arc::clone(&origin);
+            let conflict = Arc::clone(&conflict);
+            async move {
+                Ok::<_, Infallible>(match role {
+                    // Boxed: hyper keeps a box the size of this future for the connection's
+                    // whole life, and the request path's future is kilobytes (a measured 2.7
+                    // KiB), which 10,000 idle keep-alive connections would hold for nothing.
+                    // Allocated per request instead, it is held only while a request is in
+                    // progress.
+                    Role::Proxy(_) => {
+                        Box::pin(proxy::handle(shared, request, &origin, &conflict)).await
+                    }
+                    Role::Admin => admin::handle(shared, &request),
+                })
+            }
+        });
+        let result = if h2 {
+            let connection =
+                http2_builder(self.http2, self.limits).serve_connection(TokioIo::new(io), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.raised() => {
+                    // GOAWAY: open streams finish, no new ones start.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        } else {
+            let io = FramingWatch::new(io, watched);
+            let connection = http1_builder(self.limits)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.raised() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!("connection from {client} ended: {e}");
+        }
+    }
+}
+
+/// HTTP/1.1: keep-alive, a bounded head (431 past it), a read timeout on heads (idle keep-alive
+/// time included).
+fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // hyper's timer runs while it waits for a head, idle keep-alive time included.
+        .header_read_timeout(Duration::from_millis(limits.read_timeout_ms))
+        .max_buf_size((2 * limits.max_header_bytes).max(MIN_BUF_BYTES))
+        .max_header_size(limits.max_header_bytes);
+    builder
+}
+
+/// HTTP/2 with the config's bounds (see [`Http2`]); a header block is bounded as an HTTP/1.1
+/// head is.
+fn http2_builder(http2: &Http2, limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(http2.max_concurrent_streams)
+        .initial_stream_window_size(http2.stream_window_bytes)
+        .initial_connection_window_size(http2.connection_window_bytes)
+        .max_send_buf_size(http2.max_send_buffer_bytes)
+        .max_pending_accept_reset_streams(http2.max_pending_reset_streams)
+        .max_local_error_reset_streams(http2.max_error_resets)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
