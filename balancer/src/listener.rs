@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::admin;
 use crate::config::{Http2, Limits, Transport};
@@ -154,9 +155,12 @@ impl Connection<'_> {
         let client = self.origin.client;
         let (role, shared, origin) = (self.role, self.shared, self.origin);
         let watched = Arc::clone(&conflict);
+        let requests = Arc::new(LastRequest::new());
+        let seen = Arc::clone(&requests);
         let service = service_fn(move |request| {
             let origin = Arc::clone(&origin);
             let conflict = Arc::clone(&conflict);
+            seen.now();
             async move {
                 Ok::<_, Infallible>(match role {
                     // Boxed: hyper keeps a box the size of this future for the connection's
@@ -175,10 +179,15 @@ impl Connection<'_> {
             let connection =
                 http2_builder(self.http2, self.limits).serve_connection(TokioIo::new(io), service);
             tokio::pin!(connection);
+            let read_timeout = Duration::from_millis(self.limits.read_timeout_ms);
             tokio::select! {
                 result = connection.as_mut() => result,
+                // GOAWAY: open streams finish, no new ones start.
                 () = shutdown.raised() => {
-                    // GOAWAY: open streams finish, no new ones start.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+                () = requests.none_for(read_timeout) => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
@@ -199,6 +208,41 @@ impl Connection<'_> {
         };
         if let Err(e) = result {
             tracing::debug!("connection from {client} ended: {e}");
+        }
+    }
+}
+
+/// When a connection's last request started, for HTTP/2's idle timeout: hyper closes an idle
+/// HTTP/1.1 connection itself (its head timer), but keeps an HTTP/2 one with no stream open
+/// for as long as the client likes, holding a connection permit.
+struct LastRequest {
+    opened: Instant,
+    /// Milliseconds after `opened`.
+    at_ms: AtomicU64,
+}
+
+impl LastRequest {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.store(ms, Relaxed);
+    }
+
+    /// Resolves once no request has started for `timeout` (the streams in progress are
+    /// not judged: the graceful close that follows lets them finish).
+    async fn none_for(&self, timeout: Duration) {
+        loop {
+            let last = self.opened + Duration::from_millis(self.at_ms.load(Relaxed));
+            if last.elapsed() >= timeout {
+                return;
+            }
+            tokio::time::sleep_until(last + timeout).await;
         }
     }
 }
@@ -230,4 +274,19 @@ fn http2_builder(http2: &Http2, limits: &Limits) -> http2::Builder<TokioExecutor
         .max_local_error_reset_streams(http2.max_error_resets)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_is_idle_a_read_timeout_after_its_last_request_started() {
+        let last = LastRequest::new();
+        let opened = Instant::now();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        last.now();
+        last.none_for(Duration::from_secs(10)).await;
+        assert_eq!(opened.elapsed(), Duration::from_secs(14));
+    }
 }

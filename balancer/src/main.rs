@@ -1,4 +1,4 @@
-//! `elb-balancer`: the HTTP/1.1 load balancer.
+//! `elb-balancer`: the HTTP load balancer (HTTP/1.1, HTTPS, HTTP/2 from clients, WebSockets).
 //!
 //! `elb-balancer CONFIG` serves the config file CONFIG; once every socket is bound it prints,
 //! on stdout, one line `listening on <addr>` per listener in config order, then one line
@@ -56,7 +56,8 @@ use crate::shared::{unix_ms, Shared};
 /// How often removed targets are checked for idleness or the end of their delay.
 const REAP_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The HTTP/1.1 load balancer of elb: path rules, target groups, health checks, retries.
+/// The HTTP load balancer of elb: HTTPS, HTTP/2, WebSockets; path rules, target groups, health
+/// checks, retries.
 #[derive(Debug, Parser)]
 #[command(name = "elb-balancer", version)]
 struct Cli {
