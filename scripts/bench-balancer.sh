@@ -29,10 +29,11 @@
 #
 # Knobs (environment): BENCH_DURATION (5s a round), BENCH_ROUNDS (5), BENCH_CONNECTIONS (wrk's
 # -c values, "1 64 256 1024"), BENCH_BURST (clients of the burst, 10000; 0 skips it),
-# BENCH_SCALE_TARGETS (1000; 0 skips that part), BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an
-# earlier commit: loaded with `round_robin` in the same rounds as `base-rr`, for an A/B
-# comparison on this noisy machine). Runs as root on Debian 12 (installs haproxy, nginx and wrk
-# with apt-get when missing). Loopback only. About 25 minutes after the build with the defaults.
+# BENCH_SCALE_TARGETS (1000; 0 skips that part), BENCH_TLS (1; 0 skips HTTPS and HTTP/2),
+# BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an earlier commit: loaded
+# with `round_robin` in the same rounds as `base-rr`, for an A/B comparison on this noisy
+# machine). Runs as root on Debian 12 (installs haproxy, nginx, wrk and h2load with apt-get when
+# missing). Loopback only. About 30 minutes after the build with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -156,13 +157,15 @@ cpu_ticks() {
   echo "$ticks"
 }
 
-# load NAME PID URL CONNECTIONS: one wrk round; appends name, connections, req/s, p50, p99,
-# requests, CPU ticks of PID and the peak RSS seen to $work/results.
+# load NAME PID URL CONNECTIONS: one wrk round (with the flags in wrk_extra); appends name,
+# connections, req/s, p50, p99, requests, CPU ticks of PID and the peak RSS seen to
+# $work/results.
+wrk_extra=()
 load() {
   local name=$1 pid=$2 url=$3 c=$4 peak=0 out="$work/wrk.txt" threads=2
   [ "$c" -lt 2 ] && threads=1
   local before; before=$(cpu_ticks "$pid")
-  "${load_cpu[@]}" wrk -t"$threads" -c"$c" -d"$duration" --latency "$url" >"$out" &
+  "${load_cpu[@]}" wrk -t"$threads" -c"$c" -d"$duration" --latency "${wrk_extra[@]}" "$url" >"$out" &
   local wrk_pid=$!
   while kill -0 "$wrk_pid" 2>/dev/null; do
     local now; now=$(rss_kib "$pid"); [ "$now" -gt "$peak" ] && peak=$now
@@ -401,6 +404,58 @@ if [ "$scale_targets" -gt 0 ]; then
   scale_args=(--scale "$scale_targets" "$reload_add" "$reload_same" "$all_healthy" "$scale_idle")
 fi
 
+tls_args=()
+if [ "${BENCH_TLS:-1}" = 1 ]; then
+  # HTTPS with the same ECDSA P-256 certificate through elb and HAProxy (OpenSSL): wrk with
+  # keep-alive, wrk with `Connection: close` (every request a new TCP connection and a full
+  # handshake: wrk resumes no session), and h2load's HTTP/2 (ALPN h2) to the same HTTP/1.1 agents.
+  command -v h2load >/dev/null || {
+    echo "== installing nghttp2-client (h2load)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nghttp2-client
+  }
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench.example.test -addext subjectAltName=DNS:bench.example.test \
+    -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+  chmod 600 "$work/tls.key"
+  cat "$work/tls.crt" "$work/tls.key" >"$work/tls.pem"
+  elb_config round_robin "$work/a.addrs" | sed "0,/^address = \"127.0.0.1:0\"$/s||&\\
+protocol = \"https\"\\
+[[listeners.certificates]]\\
+cert = \"$work/tls.crt\"\\
+key = \"$work/tls.key\"|" >"$work/https.toml"
+  start_elb https "$work/https.toml"; https_front=$front https_pid=$pid
+  healthy "$admin" 4 >/dev/null
+  tls_port=$(free_port)
+  haproxy_config "$tls_port" "$work/a.addrs" |
+    sed "s|^  bind 127.0.0.1:$tls_port$|& ssl crt $work/tls.pem alpn h2,http/1.1|" >"$work/haproxy-tls.cfg"
+  haproxy -c -q -f "$work/haproxy-tls.cfg"
+  haproxy -db -f "$work/haproxy-tls.cfg" >"$work/haproxy-tls.out" 2>&1 &
+  tls_haproxy_pid=$!; pids+=("$tls_haproxy_pid")
+  for _ in $(seq 100); do curl -skf "https://127.0.0.1:$tls_port/cluster1" >/dev/null && break; sleep 0.1; done
+  # h2 NAME URL: one h2load round (4 connections, 32 streams each); appends `name req/s` to
+  # $work/h2.
+  h2() {
+    "${load_cpu[@]}" h2load -c 4 -m 32 -t 1 -D "${duration%s}" "$2" >"$work/h2load.txt" 2>&1
+    grep -q ' 0 failed, 0 errored' "$work/h2load.txt" || { echo "$1: errors!" >&2; cat "$work/h2load.txt" >&2; exit 1; }
+    echo "$1 $(awk '/^finished in/ {print $4}' "$work/h2load.txt")" >>"$work/h2"
+    printf '.'
+  }
+  echo "== HTTPS: wrk -c64 keep-alive and with Connection: close (new handshakes), h2load -c4 -m32"
+  printf '   %s interleaved rounds ' "$rounds"
+  for _ in $(seq "$rounds"); do
+    load elb-https "$https_pid" "https://$https_front/cluster1" 64
+    load haproxy-https "$tls_haproxy_pid" "https://127.0.0.1:$tls_port/cluster1" 64
+    wrk_extra=(-H "Connection: close")
+    load elb-handshakes "$https_pid" "https://$https_front/cluster1" 64
+    load haproxy-handshakes "$tls_haproxy_pid" "https://127.0.0.1:$tls_port/cluster1" 64
+    wrk_extra=()
+    h2 elb-h2 "https://$https_front/cluster1"
+    h2 haproxy-h2 "https://127.0.0.1:$tls_port/cluster1"
+  done
+  echo
+  tls_args=(--h2 "$work/h2")
+fi
+
 instructions_args=()
 if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
   # Instructions per request (user space only) are the steadiest figure on a busy machine.
@@ -441,4 +496,4 @@ fi
 
 python3 "$root/scripts/bench/balancer_summary.py" "$work/results" --idle "$work/idle" \
   --binary "$lb_bin" --load "$(cut -d' ' -f1-3 /proc/loadavg)" "${burst_args[@]}" \
-  "${scale_args[@]}" "${instructions_args[@]}"
+  "${scale_args[@]}" "${instructions_args[@]}" "${tls_args[@]}"

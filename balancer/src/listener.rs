@@ -155,12 +155,15 @@ impl Connection<'_> {
         let client = self.origin.client;
         let (role, shared, origin) = (self.role, self.shared, self.origin);
         let watched = Arc::clone(&conflict);
+        // Only HTTP/2 needs to know when requests start (HTTP/1.1's idle timeout is hyper's).
         let requests = Arc::new(LastRequest::new());
-        let seen = Arc::clone(&requests);
+        let seen = h2.then(|| Arc::clone(&requests));
         let service = service_fn(move |request| {
             let origin = Arc::clone(&origin);
             let conflict = Arc::clone(&conflict);
-            seen.now();
+            if let Some(seen) = &seen {
+                seen.now();
+            }
             async move {
                 Ok::<_, Infallible>(match role {
                     // Boxed: hyper keeps a box the size of this future for the connection's

@@ -3,11 +3,12 @@
 //! rules. [`retarget`] rewrites only the targets of an existing file, so a sync after `launch`
 //! or `kill` keeps the algorithm, rules and timers the user chose.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use proto::balancer_config::{
-    Admin, Algorithm, Config, DefaultAction, HealthCheck, Limits, Listener, Rule, Target,
-    TargetGroup,
+    Admin, Algorithm, Certificate, Config, DefaultAction, HealthCheck, Limits, Listener, Protocol,
+    Rule, Target, TargetGroup, TlsPolicy,
 };
 use proto::AGENT_PORT;
 
@@ -28,6 +29,67 @@ pub struct BalanceSpec {
     pub port: u16,
     /// Milliseconds between two health checks of a target.
     pub health_interval_ms: u64,
+    /// An HTTPS listener beside the HTTP one, if asked for.
+    pub https: Option<HttpsSpec>,
+}
+
+/// An HTTPS listener: its port, certificates and TLS policy.
+#[derive(Debug, Clone)]
+pub struct HttpsSpec {
+    pub port: u16,
+    /// The certificates' files, the first the default (the others chosen by SNI).
+    pub certificates: Vec<CertificateFiles>,
+    pub policy: TlsPolicy,
+}
+
+/// A certificate chain and its private key, PEM files on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the balancer finds the certificates: where they are (a local balancer), or copied
+/// into a directory of its host (EC2: `tls-<n>.crt` and `tls-<n>.key`).
+#[derive(Debug, Clone, Copy)]
+pub enum CertificatesAt<'a> {
+    AsGiven,
+    Copied(&'a str),
+}
+
+impl HttpsSpec {
+    /// The names of the copies of certificate `n` on a balancer's host (EC2).
+    pub fn copy_names(n: usize) -> (String, String) {
+        (format!("tls-{n}.crt"), format!("tls-{n}.key"))
+    }
+
+    /// The listener on `ip`, its certificates found at `at`.
+    fn listener(&self, ip: IpAddr, at: CertificatesAt<'_>) -> Listener {
+        let certificates = self
+            .certificates
+            .iter()
+            .enumerate()
+            .map(|(n, files)| match at {
+                CertificatesAt::AsGiven => Certificate {
+                    cert: files.cert.display().to_string(),
+                    key: files.key.display().to_string(),
+                },
+                CertificatesAt::Copied(dir) => {
+                    let (cert, key) = Self::copy_names(n);
+                    Certificate {
+                        cert: format!("{dir}/{cert}"),
+                        key: format!("{dir}/{key}"),
+                    }
+                }
+            })
+            .collect();
+        Listener {
+            protocol: Protocol::Https,
+            certificates,
+            tls_policy: self.policy,
+            ..Listener::http(SocketAddr::new(ip, self.port))
+        }
+    }
 }
 
 impl BalanceSpec {
@@ -43,6 +105,13 @@ impl BalanceSpec {
             )));
         }
         Ok(())
+    }
+
+    /// The client-facing ports: HTTP's, then HTTPS's when there is one.
+    pub fn ports(&self) -> Vec<u16> {
+        std::iter::once(self.port)
+            .chain(self.https.as_ref().map(|h| h.port))
+            .collect()
     }
 
     /// The health check: the agents' `/healthz`, a timeout of half the interval (at most 1 s),
@@ -63,6 +132,7 @@ pub fn build(
     fleet: &[Instance],
     listen: SocketAddr,
     admin: SocketAddr,
+    certificates: CertificatesAt<'_>,
 ) -> Config {
     let mut groups: Vec<TargetGroup> = spec
         .routing
@@ -79,7 +149,13 @@ pub fn build(
     }
     Config {
         version: Some(format!("elb-{}", spec.algorithm.name())),
-        listeners: vec![Listener::http(listen)],
+        listeners: std::iter::once(Listener::http(listen))
+            .chain(
+                spec.https
+                    .as_ref()
+                    .map(|https| https.listener(listen.ip(), certificates)),
+            )
+            .collect(),
         admin: Admin { address: admin },
         rules: spec
             .routing
@@ -190,6 +266,7 @@ mod tests {
             algorithm: Algorithm::P2cPeakEwma,
             port: 80,
             health_interval_ms: 200,
+            https: None,
         }
     }
 
@@ -197,8 +274,15 @@ mod tests {
     fn the_seed_routing_makes_a_group_per_cluster_with_its_instances() {
         let listen = "127.77.9.9:80".parse().unwrap();
         let admin = "127.77.9.9:9901".parse().unwrap();
-        let config = build(&spec(Routing::seed()), &fleet(), listen, admin);
+        let config = build(
+            &spec(Routing::seed()),
+            &fleet(),
+            listen,
+            admin,
+            CertificatesAt::AsGiven,
+        );
         assert_eq!(config.listeners[0].address, listen);
+        assert_eq!(config.listeners.len(), 1, "no HTTPS unless asked");
         assert_eq!(config.rules.len(), 2);
         assert_eq!(config.rules[1].path_pattern, "/cluster2*");
         assert_eq!(config.default_action.forward.as_deref(), Some("cluster1"));
@@ -225,6 +309,48 @@ mod tests {
     }
 
     #[test]
+    fn an_https_listener_names_the_certificates_where_the_balancer_finds_them() {
+        let mut spec = spec(Routing::seed());
+        spec.https = Some(HttpsSpec {
+            port: 8443,
+            certificates: vec![
+                CertificateFiles {
+                    cert: "/home/me/a.crt".into(),
+                    key: "/home/me/a.key".into(),
+                },
+                CertificateFiles {
+                    cert: "/home/me/b.crt".into(),
+                    key: "/home/me/b.key".into(),
+                },
+            ],
+            policy: TlsPolicy::Tls13Only,
+        });
+        let listen = "0.0.0.0:80".parse().unwrap();
+        let admin = "0.0.0.0:9901".parse().unwrap();
+        let local = build(&spec, &fleet(), listen, admin, CertificatesAt::AsGiven);
+        let https = &local.listeners[1];
+        assert_eq!(https.address, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(https.protocol, Protocol::Https);
+        assert_eq!(https.tls_policy, TlsPolicy::Tls13Only);
+        assert_eq!(https.certificates[1].key, "/home/me/b.key");
+        let remote = build(
+            &spec,
+            &fleet(),
+            listen,
+            admin,
+            CertificatesAt::Copied("/opt/elb"),
+        );
+        assert_eq!(
+            remote.listeners[1].certificates[0].cert,
+            "/opt/elb/tls-0.crt"
+        );
+        assert_eq!(
+            remote.listeners[1].certificates[1].key,
+            "/opt/elb/tls-1.key"
+        );
+    }
+
+    #[test]
     fn the_all_group_holds_every_instance_and_a_sync_only_changes_targets() {
         let routing = Routing::from_flags(&[], Some(ALL)).unwrap();
         let routing = Routing {
@@ -236,6 +362,7 @@ mod tests {
             &fleet(),
             "127.0.0.1:80".parse().unwrap(),
             "127.0.0.1:9901".parse().unwrap(),
+            CertificatesAt::AsGiven,
         );
         assert_eq!(config.target_groups.len(), 1);
         assert_eq!(config.target_groups[0].targets.len(), 3);

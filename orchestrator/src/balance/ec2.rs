@@ -27,7 +27,7 @@ use crate::cloud::ec2::{Ec2, RunSpec};
 use crate::cloud::firewall::{Cidr, Rule, SSH_PORT};
 use crate::cloud::wait::{self, Poll, Target};
 use crate::cloud::{security_group_name, Instance, BALANCER_ROLE};
-use crate::deploy::ssh::{BalancerHost, SshOptions};
+use crate::deploy::ssh::{BalancerHost, HostFile, SshOptions};
 use crate::deploy::unit::check_install_dir;
 use crate::progress::Progress;
 use crate::state::{write_atomic, StateDir};
@@ -157,19 +157,26 @@ impl Site {
         text
     }
 
-    /// Replaces the config on the instance and reloads the balancer.
-    pub(crate) async fn reload(&self, text: &str) -> Result<(), Error> {
+    /// Replaces the config on the instance (and writes `files` beside it) and reloads the
+    /// balancer.
+    pub(crate) async fn reload(&self, text: &str, files: &[HostFile]) -> Result<(), Error> {
         let host = self.host().await?;
-        let done = host.reload(text).await;
+        let done = host.reload(text, files).await;
         host.close().await;
         done
     }
 
-    /// Installs `binary` with the config `text` and (re)starts the balancer.
-    pub(crate) async fn install(&self, binary: &AgentBinary, text: &str) -> Result<(), Error> {
+    /// Installs `binary` with the config `text` and `files` beside it, and (re)starts the
+    /// balancer.
+    pub(crate) async fn install(
+        &self,
+        binary: &AgentBinary,
+        text: &str,
+        files: &[HostFile],
+    ) -> Result<(), Error> {
         let host = self.host().await?;
         let done = match Arch::parse(host.machine()) {
-            Some(Arch::X86_64) => host.install(binary, text).await,
+            Some(Arch::X86_64) => host.install(binary, text, files).await,
             _ => Err(Error::Usage(format!(
                 "the balancer's host {} runs on {}, and elb builds elb-balancer for x86_64 only",
                 self.instance.id,
@@ -204,11 +211,12 @@ pub(crate) async fn find(ec2: &Ec2, state: &StateDir) -> Result<Option<Site>, Er
         }))
 }
 
-/// The config for `spec` over `fleet` on an instance: the listener and the admin port on every
-/// address.
+/// The config for `spec` over `fleet` on an instance: the listeners and the admin port on every
+/// address, the certificates copied into `install_dir`.
 pub(crate) fn build(
     spec: &super::BalanceSpec,
     fleet: &[Instance],
+    install_dir: &str,
 ) -> proto::balancer_config::Config {
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     config::build(
@@ -216,6 +224,7 @@ pub(crate) fn build(
         fleet,
         SocketAddr::new(any, spec.port),
         SocketAddr::new(any, ADMIN_PORT),
+        config::CertificatesAt::Copied(install_dir),
     )
 }
 
@@ -238,7 +247,7 @@ pub(crate) async fn provision(
     project: &str,
     state: &StateDir,
     options: &Ec2Options,
-    port: u16,
+    ports: &[u16],
 ) -> Result<(Site, Option<AgentBinary>), Error> {
     check_install_dir(&options.install_dir).map_err(Error::Usage)?;
     if options.ssh_cidr.is_empty() {
@@ -282,10 +291,13 @@ pub(crate) async fn provision(
     let key = state.ensure_key()?;
     ec2.ensure_key_pair(&key.public_openssh).await?;
 
-    let mut rules = vec![Rule {
-        port,
-        cidr: options.client_cidr.to_string(),
-    }];
+    let mut rules: Vec<Rule> = ports
+        .iter()
+        .map(|&port| Rule {
+            port,
+            cidr: options.client_cidr.to_string(),
+        })
+        .collect();
     for cidr in &options.ssh_cidr {
         for port in [SSH_PORT, ADMIN_PORT] {
             rules.push(Rule {

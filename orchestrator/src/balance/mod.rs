@@ -18,10 +18,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use proto::balancer_config::Protocol;
 use proto::{BalancerStatus, TargetState};
 use tokio::time::Instant;
 
-pub use config::{BalanceSpec, ALL};
+pub use config::{BalanceSpec, CertificateFiles, HttpsSpec, ALL};
 pub use ec2::Ec2Options;
 pub use report::render_status;
 
@@ -33,7 +34,9 @@ use crate::cloud::spec::KillOptions;
 use crate::cloud::wait::Poll;
 use crate::cloud::{Cloud, Instance};
 use crate::config::{Provider, Settings};
+use crate::deploy::ssh::HostFile;
 use crate::Error;
+use config::CertificatesAt;
 
 /// Port of the balancer's admin listener (`/status`, `/metrics`) on its address.
 pub const ADMIN_PORT: u16 = 9901;
@@ -178,11 +181,12 @@ impl Place {
         }
     }
 
-    /// Replaces the running config and makes the balancer reload it.
-    async fn reload(&self, text: &str) -> Result<(), Error> {
+    /// Replaces the running config (on EC2 with `files` beside it: a local balancer reads the
+    /// certificates where they are) and makes the balancer reload it.
+    async fn reload(&self, text: &str, files: &[HostFile]) -> Result<(), Error> {
         match self {
             Self::Local { cloud, record } => Ok(cloud.reload_balancer(record, text)?),
-            Self::Ec2(site) => site.reload(text).await,
+            Self::Ec2(site) => site.reload(text, files).await,
         }
     }
 }
@@ -230,22 +234,26 @@ pub async fn up_ec2(
     };
     let fleet = balanced_fleet(settings, spec).await?;
     let cloud = Ec2::new(sdk, region, settings);
+    let files = certificate_files(spec)?;
     let (site, binary) = ec2::provision(
         &cloud,
         &settings.project,
         &settings.state,
         options,
-        spec.port,
+        &spec.ports(),
     )
     .await?;
-    let new = ec2::build(spec, &fleet);
+    let new = ec2::build(spec, &fleet, &options.install_dir);
     let place = Place::Ec2(site.clone());
     let balancer = place.balancer(&new)?;
     if admin_status(balancer.admin).await.is_ok() {
-        push(&place, &balancer, &new).await?;
+        let old = place.config().await?;
+        same_listeners(&place, &old, &new)?;
+        push(&place, &balancer, &new, &files).await?;
         announce(settings, &balancer, spec, "reconfigured");
         return Ok(balancer);
     }
+    check(&place, &new, &files)?;
     let binary = match binary {
         Some(binary) => binary,
         None => ec2::load_binary(options.binary.as_deref())?,
@@ -254,7 +262,7 @@ pub async fn up_ec2(
         "installing the balancer on {} over SSH",
         balancer.id
     ));
-    if let Err(e) = site.install(&binary, &config::render(&new)).await {
+    if let Err(e) = site.install(&binary, &config::render(&new), &files).await {
         settings.note(format!(
             "the balancer's instance {} stays, tagged: `elb balance up` tries again, `elb \
              balance down` removes it",
@@ -292,27 +300,44 @@ pub async fn up(
             let place = Place::Local { cloud, record };
             let old = place.config().await?;
             let balancer = place.balancer(&old)?;
-            let mut new = config::build(spec, &fleet, balancer.listen, balancer.admin);
-            new.limits = old.limits;
-            if balancer.listen.port() != spec.port {
-                settings.note(format!(
-                    "note: the balancer keeps listening on {} (a listener cannot change on \
-                     reload; `elb --local balance down` then `up --port {}` moves it)",
-                    balancer.listen, spec.port
-                ));
-                new.listeners = old.listeners;
-            }
-            push(&place, &balancer, &new).await?;
+            let mut new = config::build(
+                spec,
+                &fleet,
+                SocketAddr::new(balancer.listen.ip(), spec.port),
+                balancer.admin,
+                CertificatesAt::AsGiven,
+            );
+            new.limits = old.limits.clone();
+            same_listeners(&place, &old, &new)?;
+            push(&place, &balancer, &new, &[]).await?;
             announce(settings, &balancer, spec, "reconfigured");
             Ok(balancer)
         }
         None => {
             let binary = agent_binary::locate_balancer(binary)?;
-            let ports = [spec.port, ADMIN_PORT];
+            // Checked as it will be written, but for the address the balancer gets.
+            let loopback = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+            check_as_is(
+                Path::new("the balancer's config"),
+                &config::build(
+                    spec,
+                    &fleet,
+                    SocketAddr::new(loopback, spec.port),
+                    SocketAddr::new(loopback, ADMIN_PORT),
+                    CertificatesAt::AsGiven,
+                ),
+            )?;
+            let ports: Vec<u16> = spec.ports().into_iter().chain([ADMIN_PORT]).collect();
             let record = cloud.start_balancer(&binary, &ports, |ip| {
                 let listen = SocketAddr::new(IpAddr::V4(ip), spec.port);
                 let admin = SocketAddr::new(IpAddr::V4(ip), ADMIN_PORT);
-                config::render(&config::build(spec, &fleet, listen, admin))
+                config::render(&config::build(
+                    spec,
+                    &fleet,
+                    listen,
+                    admin,
+                    CertificatesAt::AsGiven,
+                ))
             })?;
             let place = Place::Local {
                 cloud,
@@ -340,6 +365,125 @@ pub async fn up(
     }
 }
 
+/// Checks `config` with the balancer's own validation (the `balancer` library) before it is
+/// pushed, so that a config the balancer would refuse is reported at once, in the balancer's
+/// words, and the running one is left alone. Certificates are read where the balancer finds
+/// them: a local balancer's where they are; for an EC2 host, `files` (the copies `up` uploads)
+/// stand in for the copies there, and a push without them (a sync, whose copies are already
+/// on the host) checks everything but the HTTPS listeners.
+fn check(
+    place: &Place,
+    config: &proto::balancer_config::Config,
+    files: &[HostFile],
+) -> Result<(), Error> {
+    let name = std::path::PathBuf::from(place.config_name());
+    let Place::Ec2(_) = place else {
+        return check_as_is(&name, config);
+    };
+    let mut local = config.clone();
+    if files.is_empty() {
+        local.listeners.retain(|l| l.protocol == Protocol::Http);
+        return check_as_is(&name, &local);
+    }
+    let copies = std::env::temp_dir().join(format!("elb-check-{}", std::process::id()));
+    let checked = (|| -> Result<(), String> {
+        std::fs::create_dir_all(&copies)
+            .map_err(|e| format!("cannot create {}: {e}", copies.display()))?;
+        for file in files {
+            let path = copies.join(&file.name);
+            let mode = u32::from_str_radix(file.mode, 8).unwrap_or(0o600);
+            crate::state::write_atomic(&path, &file.bytes, mode).map_err(|e| e.to_string())?;
+        }
+        for certificate in local.listeners.iter_mut().flat_map(|l| &mut l.certificates) {
+            for path in [&mut certificate.cert, &mut certificate.key] {
+                let name = std::path::Path::new(path.as_str())
+                    .file_name()
+                    .map(|n| copies.join(n));
+                if let Some(copy) = name {
+                    *path = copy.display().to_string();
+                }
+            }
+        }
+        Ok(())
+    })();
+    let checked = checked
+        .map_err(|e| Error::Usage(format!("cannot check the config: {e}")))
+        .and_then(|()| check_as_is(&name, &local));
+    let _ = std::fs::remove_dir_all(&copies);
+    checked
+}
+
+/// [`check`] of a config whose files are where it names them; errors name the file `name`.
+fn check_as_is(name: &Path, config: &proto::balancer_config::Config) -> Result<(), Error> {
+    balancer::check_config(name, &config::render(config))
+        .map(drop)
+        .map_err(|e| Error::Usage(format!("the balancer would refuse this config: {e}")))
+}
+
+/// Refuses a reconfiguration that changes the listeners (their ports or protocols): the
+/// balancer binds them at start and refuses such a reload, so the user is told how to move
+/// them instead.
+fn same_listeners(
+    place: &Place,
+    old: &proto::balancer_config::Config,
+    new: &proto::balancer_config::Config,
+) -> Result<(), Error> {
+    let shape = |c: &proto::balancer_config::Config| -> Vec<(u16, Protocol)> {
+        c.listeners
+            .iter()
+            .map(|l| (l.address.port(), l.protocol))
+            .collect()
+    };
+    if shape(old) == shape(new) {
+        return Ok(());
+    }
+    let describe = |c: &proto::balancer_config::Config| -> String {
+        c.listeners
+            .iter()
+            .map(|l| format!("{:?} {}", l.protocol, l.address.port()).to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(Error::Usage(format!(
+        "the running balancer listens on {} and this asks for {}: listeners cannot change on \
+         a reload; `elb {}balance down` then `up` with these flags moves them",
+        describe(old),
+        describe(new),
+        place.flag()
+    )))
+}
+
+/// The certificates and keys an HTTPS spec names, read to be copied to an EC2 balancer's host
+/// (keys with mode 600).
+fn certificate_files(spec: &BalanceSpec) -> Result<Vec<HostFile>, Error> {
+    let Some(https) = &spec.https else {
+        return Ok(Vec::new());
+    };
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::Usage(format!(
+                "cannot read {}: {e}; --https-cert and --https-key take PEM files",
+                path.display()
+            ))
+        })
+    };
+    let mut files = Vec::with_capacity(2 * https.certificates.len());
+    for (n, pair) in https.certificates.iter().enumerate() {
+        let (cert, key) = config::HttpsSpec::copy_names(n);
+        files.push(HostFile {
+            name: cert,
+            bytes: read(&pair.cert)?,
+            mode: "644",
+        });
+        files.push(HostFile {
+            name: key,
+            bytes: read(&pair.key)?,
+            mode: "600",
+        });
+    }
+    Ok(files)
+}
+
 /// Tells what `up` did (`started`, `reconfigured`) and where the balancer is.
 fn announce(settings: &Settings, balancer: &Balancer, spec: &BalanceSpec, what: &str) {
     settings.note(format!(
@@ -363,7 +507,8 @@ pub async fn sync(settings: &Settings, leaving: &[String]) -> Result<Option<Bala
     let mut fleet = crate::cloud::fleet(settings, None).await?;
     fleet.retain(|i| !leaving.contains(&i.id));
     let new = config::retarget(old, &fleet);
-    push(&place, &balancer, &new).await?;
+    // The certificates stay where the last `up` put them.
+    push(&place, &balancer, &new, &[]).await?;
     let targets: usize = new.target_groups.iter().map(|g| g.targets.len()).sum();
     settings.note(format!(
         "balancer {}: {targets} target(s) after sync",
@@ -415,7 +560,7 @@ pub async fn set_algorithm(
         group.algorithm = algorithm;
     }
     config.version = Some(format!("elb-{}", algorithm.name()));
-    push(&place, &balancer, &config).await?;
+    push(&place, &balancer, &config, &[]).await?;
     Ok(balancer)
 }
 
@@ -548,12 +693,14 @@ async fn push(
     place: &Place,
     balancer: &Balancer,
     config: &proto::balancer_config::Config,
+    files: &[HostFile],
 ) -> Result<(), Error> {
+    check(place, config, files)?;
     let generation = admin_status(balancer.admin)
         .await
         .ok()
         .map(|s| s.config_generation);
-    place.reload(&config::render(config)).await?;
+    place.reload(&config::render(config), files).await?;
     let Some(before) = generation else {
         return Ok(());
     };

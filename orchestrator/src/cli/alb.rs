@@ -87,6 +87,9 @@ pub struct UpArgs {
     /// The path rules and the default.
     #[command(flatten)]
     pub routing: RoutingArgs,
+    /// HTTPS, as `elb balance up` takes it (refused for now: see `spec`).
+    #[command(flatten)]
+    pub https: super::balance::HttpsArgs,
 }
 
 /// Flags of `elb alb down`.
@@ -103,6 +106,16 @@ pub struct DownArgs {
 impl UpArgs {
     /// The spec these flags give, checked before any call.
     fn spec(&self, project: &str) -> Result<AlbSpec, Error> {
+        if self.https.given() {
+            // Refused rather than dropped: an ALB listener takes its certificates from ACM
+            // (or IAM), and elb does not import a certificate into either yet.
+            return Err(Error::Usage(
+                "elb alb up does not make an HTTPS listener yet: ALB serves certificates from \
+                 ACM, and elb does not import them there yet. Compare over HTTP, or put the \
+                 certificates on elb's own balancer alone (`elb balance up --https-cert ...`)"
+                    .into(),
+            ));
+        }
         let routing = self.routing.routing()?;
         alb::check_names(project, &routing)?;
         if !self.health_path.starts_with('/') || self.health_path.len() > 1024 {

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use proto::balancer_config::Algorithm;
+use proto::balancer_config::{Algorithm, TlsPolicy};
 
 use super::alb::RoutingArgs;
 use super::deploy::SshArgs;
 use super::launch::RunningWait;
-use crate::balance::{self, BalanceSpec, Ec2Options};
+use crate::balance::{self, BalanceSpec, CertificateFiles, Ec2Options, HttpsSpec};
 use crate::cloud::firewall::Cidr;
 use crate::config::{Provider, Settings};
 use crate::deploy::unit;
@@ -48,6 +48,9 @@ pub struct UpArgs {
     /// The client listener's port.
     #[arg(long, default_value_t = 80)]
     pub port: u16,
+    /// An HTTPS listener beside the HTTP one.
+    #[command(flatten)]
+    pub https: HttpsArgs,
     /// Milliseconds between two health checks of a target (timeout: half of it, at most 1 s).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
     pub health_interval_ms: u64,
@@ -61,6 +64,26 @@ pub struct UpArgs {
     /// The balancer's EC2 instance, its group and how it is reached.
     #[command(flatten)]
     pub ec2: Ec2Args,
+}
+
+/// The HTTPS flags of `elb balance up` (and of `elb alb up`, which refuses them for now).
+#[derive(Debug, Args)]
+pub struct HttpsArgs {
+    /// HTTPS: a certificate chain (PEM, the server's certificate first) for an HTTPS listener
+    /// beside the HTTP one. Repeat with --https-key for more names: the first is the default
+    /// certificate, the others are chosen by the name clients send (SNI). On EC2 the files are
+    /// copied to the balancer's instance.
+    #[arg(long = "https-cert", value_name = "PEM")]
+    pub https_cert: Vec<PathBuf>,
+    /// The private key (PEM, mode 600) of the --https-cert given at the same place.
+    #[arg(long = "https-key", value_name = "PEM")]
+    pub https_key: Vec<PathBuf>,
+    /// The HTTPS listener's port.
+    #[arg(long, default_value_t = 443)]
+    pub https_port: u16,
+    /// The HTTPS listener's TLS versions and suites, by ALB's policy name.
+    #[arg(long, default_value = TlsPolicy::default().name(), value_parser = super::values::tls_policy_parser())]
+    pub tls_policy: TlsPolicy,
 }
 
 /// The EC2 flags of `elb balance up` (refused with `--local`). Deploy's `--parallel` has no
@@ -117,9 +140,62 @@ impl UpArgs {
             algorithm: self.algorithm,
             port: self.port,
             health_interval_ms: self.health_interval_ms,
+            https: self.https.spec(self.port)?,
         };
         spec.check()?;
         Ok(spec)
+    }
+}
+
+impl HttpsArgs {
+    /// Whether any HTTPS flag was given.
+    pub(crate) fn given(&self) -> bool {
+        !self.https_cert.is_empty() || !self.https_key.is_empty()
+    }
+
+    /// The HTTPS listener the flags ask for beside HTTP's `port`, if any: as many keys as
+    /// certificates, a port of its own, files that exist.
+    pub(crate) fn spec(&self, port: u16) -> Result<Option<HttpsSpec>, Error> {
+        if !self.given() {
+            return Ok(None);
+        }
+        if self.https_cert.len() != self.https_key.len() {
+            return Err(Error::Usage(format!(
+                "{} --https-cert and {} --https-key: give each certificate its key, in the same \
+                 order (--https-cert a.pem --https-key a.key --https-cert b.pem --https-key b.key)",
+                self.https_cert.len(),
+                self.https_key.len()
+            )));
+        }
+        if self.https_port == 0 || self.https_port == port {
+            return Err(Error::Usage(format!(
+                "--https-port {}: the HTTPS listener needs a fixed port of its own (not --port \
+                 {}); e.g. --https-port 443",
+                self.https_port, port
+            )));
+        }
+        let mut certificates = Vec::with_capacity(self.https_cert.len());
+        for (cert, key) in self.https_cert.iter().zip(&self.https_key) {
+            for file in [cert, key] {
+                if !file.is_file() {
+                    return Err(Error::Usage(format!(
+                        "{}: no such file; --https-cert and --https-key take PEM files",
+                        file.display()
+                    )));
+                }
+            }
+            // The balancer reads them from wherever it runs: absolute paths.
+            let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            certificates.push(CertificateFiles {
+                cert: absolute(cert),
+                key: absolute(key),
+            });
+        }
+        Ok(Some(HttpsSpec {
+            port: self.https_port,
+            certificates,
+            policy: self.tls_policy,
+        }))
     }
 }
 
@@ -161,6 +237,9 @@ pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), E
                 println!("{}", balance::render_status(&status, settings.output));
             }
             eprintln!("clients: {}", balancer.url());
+            if let Some(https) = &spec.https {
+                eprintln!("clients: https://{}:{}", balancer.listen.ip(), https.port);
+            }
             Ok(())
         }
         BalanceCommand::Sync => match balance::sync(settings, &[]).await? {

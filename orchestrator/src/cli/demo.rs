@@ -249,6 +249,7 @@ async fn through_the_balancer(
         algorithm: Algorithm::RoundRobin,
         port: args.balancer_port,
         health_interval_ms: 500,
+        https: None,
     };
     eprintln!("starting elb's balancer with the seed's rules");
     let balancer = balance::up(settings, &seed, args.balancer.as_deref()).await?;

@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use crate::bench::via::Via;
 use crate::config::ProviderKind;
 use crate::output::OutputFormat;
-use proto::balancer_config::Algorithm;
+use proto::balancer_config::{Algorithm, TlsPolicy};
 
 impl ValueEnum for OutputFormat {
     fn value_variants<'a>() -> &'a [Self] {
@@ -60,6 +60,23 @@ impl ValueEnum for Via {
 
 /// clap's parser for a balancer algorithm name (the type lives in `proto`, so it cannot carry
 /// clap's trait): the config's names, each with its one-line meaning in the help.
+/// `--tls-policy`: ALB's policy names, with what each offers.
+pub(crate) fn tls_policy_parser() -> impl clap::builder::TypedValueParser<Value = TlsPolicy> {
+    let values = TlsPolicy::ALL.map(|p| {
+        let help = match p {
+            TlsPolicy::Tls13And12 => "TLS 1.3 and 1.2 (ALB's default)",
+            TlsPolicy::Tls13Only => "TLS 1.3 only",
+        };
+        PossibleValue::new(p.name()).help(help)
+    });
+    clap::builder::PossibleValuesParser::new(values).map(|name| {
+        TlsPolicy::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .unwrap_or_default()
+    })
+}
+
 pub(crate) fn algorithm_parser() -> impl clap::builder::TypedValueParser<Value = Algorithm> {
     let values = Algorithm::ALL.map(|a| {
         let help = match a {

@@ -374,3 +374,83 @@ fn under_systemd_the_balancer_is_a_unit_that_reloads_with_systemctl() {
          reload elb-balancer.service\n"
     );
 }
+
+/// `balance up --https-cert/--https-key` on EC2: the certificate and key are copied into the
+/// install directory (the key mode 600) before the config that names them, the HTTPS port is
+/// opened to the clients, and the balancer on the instance serves the certificate.
+#[test]
+fn an_https_listener_gets_its_certificates_copied_to_the_instance() {
+    use crate::harness::tls::{curl, Certificate};
+    use std::os::unix::fs::PermissionsExt;
+    let (fx, hosts) = world(3);
+    fx.launch("cluster1", "t3.micro", 1, &[]).expect_code(0);
+    let install_dir = hosts.install_dir.to_string_lossy().into_owned();
+    deploy_agents(&fx, &install_dir);
+    let certificate = Certificate::for_names(&["shop.example.test"]);
+    let (cert, key) = (
+        certificate.cert.display().to_string(),
+        certificate.key.display().to_string(),
+    );
+    let https = [
+        "--https-cert",
+        &cert,
+        "--https-key",
+        &key,
+        "--https-port",
+        "8443",
+    ];
+    up(&fx, &install_dir, &https).expect_code(0);
+
+    let balancer = fx
+        .ours()
+        .into_iter()
+        .find(|i| i.tags.get("Role").map(String::as_str) == Some("balancer"))
+        .expect("the balancer's instance");
+    let address = fx
+        .shim
+        .address_of(&balancer.id)
+        .expect("a test host address");
+    let host = hosts
+        .hosts
+        .iter()
+        .find(|h| h.address == address)
+        .expect("the balancer's test host");
+    let key_copy = host.install_file("tls-0.key");
+    let mode = std::fs::metadata(&key_copy)
+        .expect("the key's copy")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", key_copy.display());
+    let groups = fx.api.security_groups(REGION, &balancer_name());
+    let open: Vec<&str> = groups[0]
+        .ingress
+        .iter()
+        .map(|r| r.from_port.as_str())
+        .collect();
+    assert!(open.contains(&"8443"), "the HTTPS port is open: {open:?}");
+
+    let got = curl(
+        &[
+            "--resolve",
+            &format!("shop.example.test:8443:{address}"),
+            "--cacert",
+            &cert,
+        ],
+        "https://shop.example.test:8443/cluster1",
+    );
+    assert!(got.ok, "{}", got.stderr);
+    assert_eq!((got.status.as_str(), got.version.as_str()), ("200", "2"));
+    // A second run pushes the same listeners: accepted; a sync keeps the certificates.
+    up(&fx, &install_dir, &https).expect_code(0);
+    fx.elb.run(&["balance", "sync"]).expect_code(0);
+    let again = curl(
+        &[
+            "--resolve",
+            &format!("shop.example.test:8443:{address}"),
+            "--cacert",
+            &cert,
+        ],
+        "https://shop.example.test:8443/cluster1",
+    );
+    assert_eq!(again.status, "200", "{}", again.stderr);
+}

@@ -349,3 +349,90 @@ fn bad_balance_input_is_refused() {
     assert_eq!(project.ls().len(), 1, "nothing launched, nothing killed");
     assert!(!project.ls().iter().any(|i| i["role"] == "balancer"));
 }
+
+/// `balance up --https-cert/--https-key`: an HTTPS listener beside HTTP, each name served its
+/// certificate; the flags' mistakes refused before anything starts.
+#[test]
+fn the_balancer_serves_https_with_the_certificates_it_was_given() {
+    use crate::harness::tls::{curl, Certificate};
+    let project = LocalProject::new();
+    project.launch("cluster1", "m4.large", 1);
+    let shop = Certificate::for_names(&["shop.example.test"]);
+    let api = Certificate::for_names(&["*.api.example.test"]);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (shop_cert, shop_key) = (path(&shop.cert), path(&shop.key));
+    let (api_cert, api_key) = (path(&api.cert), path(&api.key));
+
+    project
+        .run(&["balance", "up", "--https-cert", &shop_cert])
+        .expect_code(2)
+        .expect_failure_mentioning(&["--https-key", "same order"]);
+    project
+        .run(&[
+            "balance",
+            "up",
+            "--https-cert",
+            &shop_cert,
+            "--https-key",
+            &shop_key,
+            "--https-port",
+            "80",
+        ])
+        .expect_code(2)
+        .expect_failure_mentioning(&["--https-port 80", "port of its own"]);
+
+    let mut up: Vec<&str> = UP.to_vec();
+    up.extend([
+        "--default",
+        "all",
+        "--https-cert",
+        &shop_cert,
+        "--https-key",
+        &shop_key,
+        "--https-cert",
+        &api_cert,
+        "--https-key",
+        &api_key,
+        "--https-port",
+        "8443",
+        "--tls-policy",
+        "ELBSecurityPolicy-TLS13-1-3-2021-06",
+    ]);
+    project.run(&up).expect_code(0);
+    let ip = balancer_addr(&project).ip().to_string();
+
+    for (name, certificate) in [("shop.example.test", &shop), ("v2.api.example.test", &api)] {
+        let to_balancer = format!("{name}:8443:{ip}");
+        let trusted = path(&certificate.cert);
+        let got = curl(
+            &["--resolve", &to_balancer, "--cacert", &trusted],
+            &format!("https://{name}:8443/cluster1"),
+        );
+        assert!(got.ok, "{name}: {}", got.stderr);
+        assert_eq!(
+            (got.status.as_str(), got.version.as_str()),
+            ("200", "2"),
+            "{name}"
+        );
+        assert!(got.body.contains("Cluster 1"), "{}", got.body);
+    }
+    let tls12 = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("{ip}:8443"), "-tls1_2"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    assert!(!tls12.status.success(), "the TLS 1.3 policy refuses 1.2");
+
+    // A listener cannot change on a reload: asking for another HTTPS port says how.
+    let mut moved: Vec<&str> = up.clone();
+    let at = moved
+        .iter()
+        .position(|a| *a == "8443")
+        .expect("the port flag");
+    moved[at] = "9443";
+    project
+        .run(&moved)
+        .expect_code(2)
+        .expect_failure_mentioning(&["cannot change", "balance down"]);
+    project.run(&["balance", "down"]).expect_code(0);
+}

@@ -127,6 +127,7 @@ pub(super) async fn run(
         algorithm: Algorithm::LeastOutstandingRequests,
         port: args.balancer_port,
         health_interval_ms: 500,
+        https: None,
     };
     let balancer = balance::up(settings, &spec, args.balancer.as_deref()).await?;
     balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;

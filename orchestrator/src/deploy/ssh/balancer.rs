@@ -98,11 +98,19 @@ impl BalancerHost {
 
     /// Installs `binary` and `config` and (re)starts the balancer: under systemd as
     /// `elb-balancer.service` (`ExecReload` sends SIGHUP), else detached with a pid file.
-    pub(crate) async fn install(&self, binary: &AgentBinary, config: &str) -> Result<(), Error> {
-        let files = vec![
+    pub(crate) async fn install(
+        &self,
+        binary: &AgentBinary,
+        config: &str,
+        extra: &[HostFile],
+    ) -> Result<(), Error> {
+        let mut files = vec![
             self.stage(BALANCER, &binary.bytes, "755").await?,
             self.stage(&config_name(), config.as_bytes(), "644").await?,
         ];
+        for file in extra {
+            files.push(self.stage(&file.name, &file.bytes, file.mode).await?);
+        }
         let install = Install {
             install_dir: &self.install_dir,
             files,
@@ -127,11 +135,16 @@ impl BalancerHost {
 
     /// Replaces the config file with `config` (atomically) and makes the running balancer
     /// reload it.
-    pub(crate) async fn reload(&self, config: &str) -> Result<(), Error> {
-        let file = self.stage(&config_name(), config.as_bytes(), "644").await?;
+    pub(crate) async fn reload(&self, config: &str, extra: &[HostFile]) -> Result<(), Error> {
+        // The extra files first: the config that names them is put in place after them.
+        let mut files = Vec::with_capacity(extra.len() + 1);
+        for file in extra {
+            files.push(self.stage(&file.name, &file.bytes, file.mode).await?);
+        }
+        files.push(self.stage(&config_name(), config.as_bytes(), "644").await?);
         let reload = Reload {
             install_dir: &self.install_dir,
-            file,
+            files,
             root: self.probe.root,
             name: BALANCER,
         };
@@ -142,6 +155,16 @@ impl BalancerHost {
     pub(crate) async fn close(self) {
         self.session.close().await;
     }
+}
+
+/// A file the balancer needs beside its config (an HTTPS listener's certificate or key), put in
+/// its install directory with `mode`.
+#[derive(Debug, Clone)]
+pub(crate) struct HostFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// Octal, as `chmod` takes it: "600" for a private key.
+    pub mode: &'static str,
 }
 
 fn failed(address: &str, message: String) -> Error {

@@ -7,7 +7,7 @@ mod client;
 mod known_hosts;
 mod remote;
 
-pub(crate) use balancer::BalancerHost;
+pub(crate) use balancer::{BalancerHost, HostFile};
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

@@ -205,8 +205,8 @@ echo "{name} started detached (pid $!), log $dir/{name}.log"
 pub(crate) struct Reload<'a> {
     /// Install directory, checked by [`unit::check_install_dir`].
     pub install_dir: &'a str,
-    /// The uploaded config.
-    pub file: Staged,
+    /// The uploaded files, put in place in this order (the config last).
+    pub files: Vec<Staged>,
     /// Whether the user is root.
     pub root: bool,
     /// The service's name.
@@ -232,7 +232,7 @@ case "$pid" in ''|*[!0-9]*) pid= ;; esac
 if [ -z "$pid" ] || ! ours "$pid"; then echo "{name} does not run" >&2; exit 3; fi
 kill -HUP "$pid"
 "#,
-            files = place(std::slice::from_ref(&self.file)),
+            files = place(&self.files),
             checks = PROCESS_CHECKS,
         );
         privileged(self.root, &script)
@@ -280,7 +280,7 @@ mod tests {
         };
         let reload = Reload {
             install_dir: "/opt/elb",
-            file: file("elb-balancer.toml"),
+            files: vec![file("elb-balancer.toml")],
             root,
             name: "elb-balancer",
         };
