@@ -34,12 +34,12 @@ fi
 
 venv="$root/.venv"
 # moto_server for the EC2 and ELBv2 API; websockets, the client and echo target of the
-# balancer's WebSocket tests.
-if ! [ -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
-  echo "== creating $venv with moto_server and websockets"
+# balancer's WebSocket tests; h2, the misbehaving HTTP/2 clients of its flood tests.
+if ! [ -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c 'import websockets, h2' 2>/dev/null; then
+  echo "== creating $venv with moto_server, websockets and h2"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'moto==5.2.5' flask flask-cors \
-    'websockets==15.0.1'
+    'websockets==15.0.1' 'h2==4.2.0'
 fi
 
 echo "== installing the browser tests' npm packages (tests/browser/package-lock.json)"

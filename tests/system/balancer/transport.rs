@@ -11,7 +11,7 @@ use proto::balancer_config::{Algorithm, Config, Listener, Protocol, TlsPolicy};
 use crate::harness::balancer::{check, config, group, target, to_toml};
 use crate::harness::stub_target::{Misbehaviour, StubTarget};
 use crate::harness::tls::{curl, resolve, s_client, Certificate};
-use crate::harness::{Balancer, TempDir};
+use crate::harness::{venv_python, Balancer, TempDir};
 
 /// The seed's names for the two certificates: `a` is the default one.
 const A: &str = "a.example.test";
@@ -395,4 +395,62 @@ fn bad_tls_input_is_refused_at_check_and_on_reload_naming_the_field_and_the_fix(
             "{case}"
         );
     }
+}
+
+/// Runs `h2_abuse.py MODE 127.0.0.1 PORT ARG` and returns what it saw of the server.
+fn abuse(mode: &str, port: u16, arg: &str) -> String {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("system/balancer/h2_abuse.py");
+    let out = Command::new(venv_python())
+        .arg(script)
+        .args([mode, "127.0.0.1", &port.to_string(), arg])
+        .output()
+        .expect("run h2_abuse.py");
+    assert!(
+        out.status.success(),
+        "h2_abuse.py {mode}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn http2_floods_are_cut_at_their_bounds_and_the_balancer_keeps_serving() {
+    let echo = StubTarget::start(Misbehaviour::Echo);
+    let a = Certificate::for_names(&[A]);
+    let balancer = Balancer::start(&https_config(&[&a], TlsPolicy::default(), &echo));
+    balancer.wait_all_healthy();
+    let clear = balancer.listeners[1].port();
+
+    // Rapid reset: past http2.max_pending_reset_streams (20) the connection goes.
+    let flood = abuse("rapid-reset", clear, "500");
+    assert!(
+        flood == "goaway 11" || flood == "closed",
+        "500 resets: {flood}"
+    );
+    assert_eq!(
+        abuse("rapid-reset", clear, "10"),
+        "open",
+        "10 resets are within the bound"
+    );
+
+    // A header block that never ends is cut at limits.max_header_bytes, not buffered.
+    let before = balancer.rss_kib();
+    let flood = abuse("continuation-flood", clear, "50000000");
+    assert!(flood.starts_with("goaway") || flood == "closed", "{flood}");
+    let grown = balancer.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "RSS grew {grown} KiB under a 50 MB header flood"
+    );
+
+    let ok = curl(
+        &["--http2-prior-knowledge"],
+        &format!("http://127.0.0.1:{clear}/"),
+    );
+    assert_eq!(
+        (ok.status.as_str(), ok.version.as_str()),
+        ("200", "2"),
+        "still serving"
+    );
 }

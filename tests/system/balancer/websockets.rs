@@ -11,16 +11,7 @@ use std::time::{Duration, Instant};
 use proto::balancer_config::Algorithm;
 
 use crate::harness::balancer::{config, group, target};
-use crate::harness::Balancer;
-
-/// The venv's Python (beside `moto_server`, where the test command installs `websockets`).
-fn python() -> PathBuf {
-    std::env::var_os("ELB_MOTO_SERVER")
-        .map(PathBuf::from)
-        .and_then(|moto| moto.parent().map(|bin| bin.join("python")))
-        .filter(|python| python.exists())
-        .unwrap_or_else(|| "python3".into())
-}
+use crate::harness::{venv_python, Balancer};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("system/balancer/websocket.py")
@@ -34,7 +25,7 @@ struct Python {
 
 impl Python {
     fn start(args: &[&str]) -> Python {
-        let mut child = Command::new(python())
+        let mut child = Command::new(venv_python())
             .arg(script())
             .args(args)
             .stdout(Stdio::piped())

@@ -285,6 +285,17 @@ impl Balancer {
         self.signal(libc::SIGHUP);
     }
 
+    /// The balancer's resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the balancer's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Sends `signal` to the balancer.
     pub fn signal(&self, signal: libc::c_int) {
         super::signal::send(self.child.id(), signal);

@@ -41,3 +41,13 @@ pub use net_host::NetHost;
 pub use netns::{run as run_checked, ssh_keygen};
 pub use shim::{Fault, Shim};
 pub use test_host::{HostSpec, TestHosts, USER};
+
+/// The test venv's Python (beside `moto_server`, where the test command installs the Python
+/// packages the tests drive: `websockets`, `h2`); `python3` when there is no venv.
+pub fn venv_python() -> std::path::PathBuf {
+    std::env::var_os("ELB_MOTO_SERVER")
+        .map(std::path::PathBuf::from)
+        .and_then(|moto| moto.parent().map(|bin| bin.join("python")))
+        .filter(|python| python.exists())
+        .unwrap_or_else(|| "python3".into())
+}
