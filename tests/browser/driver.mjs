@@ -6,7 +6,9 @@
 //   {"op":"report"}                     -> {"ok":true,"value":{"console_errors":[...],"foreign_requests":[...]}}
 //   {"op":"close"}                      -> {"ok":true}, then exits
 // A failing command answers {"ok":false,"error":"..."}. Requests to any origin but the page's are
-// recorded and aborted, so nothing leaves this machine whatever the page does.
+// recorded and aborted, so nothing leaves this machine whatever the page does. ELB_BROWSER_ARGS,
+// a JSON array, adds Chromium flags (the HTTPS tests map a name to loopback and trust one
+// certificate by its key's hash).
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -34,6 +36,7 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    ...JSON.parse(process.env.ELB_BROWSER_ARGS || "[]"),
   ],
 });
 await context.route("**/*", (route) => {

@@ -454,3 +454,44 @@ fn http2_floods_are_cut_at_their_bounds_and_the_balancer_keeps_serving() {
         "still serving"
     );
 }
+
+#[test]
+fn chromium_loads_a_page_over_https_and_http2_through_the_balancer() {
+    let agent = crate::harness::balancer::agent("cluster1", "i-web");
+    let a = Certificate::for_names(&[A]);
+    let mut config = https_config(
+        &[&a],
+        TlsPolicy::default(),
+        &StubTarget::start(Misbehaviour::Echo),
+    );
+    config.target_groups[0].targets = vec![target("i-web", agent.addr)];
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+    let port = balancer.listeners[0].port();
+    let flags = [
+        format!("--host-resolver-rules=MAP {A} 127.0.0.1"),
+        format!("--ignore-certificate-errors-spki-list={}", a.spki_sha256()),
+    ];
+    let mut browser = crate::harness::browser::Browser::open_with(
+        &format!("https://{A}:{port}/cluster1"),
+        &flags,
+    );
+    assert_eq!(browser.eval("location.protocol"), "https:");
+    assert_eq!(
+        browser.eval("performance.getEntriesByType('navigation')[0].nextHopProtocol"),
+        "h2",
+        "Chromium chose HTTP/2 by ALPN"
+    );
+    let text = browser.eval("document.body.innerText");
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("Cluster 1 (Large) responding")),
+        "{text}"
+    );
+    let report = browser.report();
+    assert!(
+        report.console_errors.is_empty(),
+        "{:?}",
+        report.console_errors
+    );
+}

@@ -44,6 +44,11 @@ pub fn artifacts_dir() -> PathBuf {
 impl Browser {
     /// Starts Chromium on `url` and waits until the page has loaded.
     pub fn open(url: &str) -> Self {
+        Self::open_with(url, &[])
+    }
+
+    /// [`Browser::open`] with more Chromium flags.
+    pub fn open_with(url: &str, flags: &[String]) -> Self {
         let dir = browser_dir();
         assert!(
             dir.join("node_modules/playwright-core").is_dir(),
@@ -57,6 +62,10 @@ impl Browser {
         let mut child = Command::new("node")
             .arg(dir.join("driver.mjs"))
             .arg(url)
+            .env(
+                "ELB_BROWSER_ARGS",
+                serde_json::to_string(flags).expect("flags as JSON"),
+            )
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -70,6 +70,21 @@ impl Certificate {
         }
     }
 
+    /// The base64 SHA-256 of the certificate's public key (SubjectPublicKeyInfo), as
+    /// Chromium's `--ignore-certificate-errors-spki-list` takes it.
+    pub fn spki_sha256(&self) -> String {
+        let cert = self.cert.display();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl x509 -pubkey -noout -in '{cert}' | openssl pkey -pubin -outform der | \
+                 openssl dgst -sha256 -binary | base64"
+            ))
+            .output()
+            .expect("run openssl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The SHA-256 fingerprint `openssl x509` prints for the certificate.
     pub fn fingerprint(&self) -> String {
         let out = Command::new("openssl")
