@@ -10,7 +10,6 @@ mod imds;
 mod metrics;
 mod routes;
 mod server;
-mod shutdown;
 mod state;
 mod stats;
 mod watchdog;
@@ -24,9 +23,10 @@ use tokio::net::TcpListener;
 
 use crate::cli::Cli;
 use crate::identity::Identity;
-use crate::server::{Ending, Limits};
+use crate::server::Limits;
 use crate::state::AppState;
 use crate::stats::sampler::Sampler;
+use serving::Ending;
 
 /// Bound on the whole instance-metadata exchange at start.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> Result<Ending, StartError> {
     let mut sampler = Sampler::new(hostname, cli.sample_interval, cli.latency_window);
     state.publish(&sampler.sample(&state.live))?;
 
-    let signals = shutdown::Signals::install().map_err(StartError::Signals)?;
+    let signals = serving::Signals::install().map_err(StartError::Signals)?;
     let listener = TcpListener::bind(cli.listen)
         .await
         .map_err(|source| StartError::Bind {

@@ -11,11 +11,10 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serving::{Drain, Ending, Shutdown};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use crate::routes;
-use crate::shutdown::{self, Shutdown};
 use crate::state::AppState;
 use crate::watchdog::{self, Activity};
 
@@ -35,15 +34,6 @@ pub(crate) struct Limits {
     pub grace: Duration,
 }
 
-/// How the server ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ending {
-    /// Every connection finished within the grace period.
-    Drained,
-    /// The grace period ran out with connections still open.
-    GraceExpired,
-}
-
 /// Serves `listener` until `stop` resolves, then stops accepting and lets open connections
 /// finish their current request, for at most `limits.grace`.
 pub(crate) async fn run(
@@ -53,9 +43,8 @@ pub(crate) async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Ending {
     let router = routes::router(state);
-    let (trigger, shutdown) = shutdown::flag();
-    // Every connection task holds a sender; `recv` returns `None` once all are gone.
-    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    let (trigger, shutdown) = serving::flag();
+    let drain = Drain::new();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -64,7 +53,7 @@ pub(crate) async fn run(
                 Ok((stream, _)) => {
                     let connection =
                         serve(stream, state, router.clone(), limits, shutdown.clone());
-                    let open = open_tx.clone();
+                    let open = drain.open();
                     tokio::spawn(async move {
                         connection.await;
                         drop(open);
@@ -79,11 +68,7 @@ pub(crate) async fn run(
     }
     drop(listener);
     trigger.raise();
-    drop(open_tx);
-    match tokio::time::timeout(limits.grace, open_rx.recv()).await {
-        Ok(_) => Ending::Drained,
-        Err(_) => Ending::GraceExpired,
-    }
+    drain.wait(limits.grace, async {}).await
 }
 
 /// Serves one connection: keep-alive, bounded head, read timeout, graceful on shutdown.

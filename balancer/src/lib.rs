@@ -35,7 +35,6 @@ mod rules;
 mod selection;
 mod server;
 mod shared;
-mod shutdown;
 mod snapshot;
 mod target;
 mod tls;
@@ -52,8 +51,8 @@ use tokio::sync::Semaphore;
 
 use crate::listener::Role;
 use crate::registry::Registry;
-use crate::server::Ending;
 use crate::shared::{unix_ms, Shared};
+use serving::Ending;
 
 /// How often removed targets are checked for idleness or the end of their delay.
 const REAP_INTERVAL: Duration = Duration::from_millis(100);
@@ -175,7 +174,7 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
     let main = runtime()?;
     // Signal handlers, sockets and health-check tasks belong to the main thread's runtime.
     let _entered = main.enter();
-    let signals = shutdown::Signals::install().map_err(StartError::Signals)?;
+    let signals = serving::Signals::install().map_err(StartError::Signals)?;
     let hangups = reload::install().map_err(StartError::Signals)?;
 
     let bind =
@@ -216,7 +215,7 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
     let limits = loaded.config.limits;
     raise_file_limit(limits.max_connections);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (trigger, stopped) = shutdown::flag();
+    let (trigger, stopped) = serving::flag();
     let mut sockets = sockets.into_iter();
     let own = sockets.next().unwrap_or_default();
     let mut threads = Vec::with_capacity(workers.saturating_sub(1));

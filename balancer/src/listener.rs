@@ -15,6 +15,7 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serving::Shutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -23,7 +24,6 @@ use crate::admin;
 use crate::config::{Http2, Limits, Transport};
 use crate::proxy::{self, FramingWatch, Origin};
 use crate::shared::Shared;
-use crate::shutdown::Shutdown;
 
 /// hyper's smallest read buffer.
 const MIN_BUF_BYTES: usize = 8192;

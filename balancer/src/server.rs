@@ -6,14 +6,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serving::{Drain, Ending, Open, Shutdown};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::config::{self, Limits};
 use crate::listener::{self, Accepted, Role};
 use crate::shared::Shared;
-use crate::shutdown::Shutdown;
 
 /// Pending connections the kernel queues per listener.
 const BACKLOG: i32 = 4096;
@@ -42,15 +42,6 @@ pub(crate) fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(socket.into())
 }
 
-/// How the server ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ending {
-    /// Every connection finished within the grace period.
-    Drained,
-    /// The grace period ran out with connections still open.
-    GraceExpired,
-}
-
 /// Serves a worker's listeners until `shutdown` is raised; then stops accepting, lets each
 /// connection finish the request in progress, and waits for them for at most
 /// `limits.grace_ms`. `permits` (one per allowed client connection) is shared by all workers.
@@ -61,8 +52,7 @@ pub(crate) async fn run(
     permits: Arc<Semaphore>,
     mut shutdown: Shutdown,
 ) -> std::io::Result<Ending> {
-    // Every connection task holds a sender; `recv` returns `None` once all are gone.
-    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    let drain = Drain::new();
     let mut accepting = Vec::with_capacity(listeners.len());
     for (listener, role) in listeners {
         accepting.push(tokio::spawn(accept(
@@ -72,7 +62,7 @@ pub(crate) async fn run(
             limits.clone(),
             Arc::clone(&permits),
             shutdown.clone(),
-            open_tx.clone(),
+            drain.open(),
         )));
     }
     let sweeper = tokio::spawn(sweep_idle(shared));
@@ -81,21 +71,16 @@ pub(crate) async fn run(
     for task in accepting {
         let _ = task.await;
     }
-    drop(open_tx);
-    let drained = async {
-        open_rx.recv().await;
-        // An open WebSocket is in no connection task (hyper handed its socket over to the
-        // splice): wait for those too.
+    // An open WebSocket is in no connection task (hyper handed its socket over to the
+    // splice): wait for those too.
+    let websockets = async {
         while shared.counters.websockets_open.load(Relaxed) > 0 {
             tokio::time::sleep(WEBSOCKET_POLL).await;
         }
     };
-    Ok(
-        match tokio::time::timeout(Duration::from_millis(limits.grace_ms), drained).await {
-            Ok(()) => Ending::Drained,
-            Err(_) => Ending::GraceExpired,
-        },
-    )
+    Ok(drain
+        .wait(Duration::from_millis(limits.grace_ms), websockets)
+        .await)
 }
 
 /// Closes, every [`SWEEP_INTERVAL`], this worker's idle connections to the current config's
@@ -122,7 +107,7 @@ async fn accept(
     limits: Limits,
     permits: Arc<Semaphore>,
     mut shutdown: Shutdown,
-    open: mpsc::Sender<()>,
+    open: Open,
 ) {
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {

@@ -3,15 +3,15 @@
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
-/// SIGTERM and SIGINT handlers, installed before the agent announces its address so that a
+/// SIGTERM and SIGINT handlers, installed before a server announces its addresses so that a
 /// signal sent right after never hits the default action (immediate death).
-pub(crate) struct Signals {
+pub struct Signals {
     terminate: Signal,
     interrupt: Signal,
 }
 
 impl Signals {
-    pub(crate) fn install() -> std::io::Result<Self> {
+    pub fn install() -> std::io::Result<Self> {
         Ok(Self {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
@@ -19,7 +19,7 @@ impl Signals {
     }
 
     /// Waits for the first SIGTERM or SIGINT and returns its name.
-    pub(crate) async fn recv(mut self) -> &'static str {
+    pub async fn recv(mut self) -> &'static str {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
@@ -32,26 +32,26 @@ impl Signals {
 /// Backed by a `watch` channel so that connections accepted at any time see the flag, not only
 /// those alive when it was raised.
 #[derive(Clone)]
-pub(crate) struct Shutdown(watch::Receiver<bool>);
+pub struct Shutdown(watch::Receiver<bool>);
 
 /// The server's side: raises the flag once.
-pub(crate) struct Trigger(watch::Sender<bool>);
+pub struct Trigger(watch::Sender<bool>);
 
 /// A new, not yet raised, shutdown flag.
-pub(crate) fn flag() -> (Trigger, Shutdown) {
+pub fn flag() -> (Trigger, Shutdown) {
     let (sender, receiver) = watch::channel(false);
     (Trigger(sender), Shutdown(receiver))
 }
 
 impl Trigger {
-    pub(crate) fn raise(&self) {
+    pub fn raise(&self) {
         self.0.send_replace(true);
     }
 }
 
 impl Shutdown {
     /// Resolves once the flag is raised (or the trigger is gone, which also means stop).
-    pub(crate) async fn raised(&mut self) {
+    pub async fn raised(&mut self) {
         let _ = self.0.wait_for(|raised| *raised).await;
     }
 }
