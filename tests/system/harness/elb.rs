@@ -153,9 +153,12 @@ pub struct Running {
 }
 
 impl Running {
-    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    /// Sends SIGINT, as Ctrl-C in a terminal does. A process that has already exited gets
+    /// nothing: [`Running::wait`] then shows how it ended and what it printed.
     pub fn interrupt(&self) {
-        super::signal::send(self.pid, libc::SIGINT);
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet (a zombie
+        // still takes the signal; ESRCH only if it was reaped, which `wait` reports).
+        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGINT) };
     }
 
     /// Waits for the exit; past `deadline` kills the process and fails the test.
