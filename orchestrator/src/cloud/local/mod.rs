@@ -162,6 +162,10 @@ impl LocalCloud {
         let deadline = Instant::now() + timeout;
         let mut waiting: Vec<&Record> = records.iter().collect();
         let mut progress = Progress::new("waiting", "running", records.len());
+        // An agent found gone once is looked at again one poll later before it counts as
+        // dead: an `--agent` wrapper that execs the agent shows no command line for an instant
+        // while the exec replaces it.
+        let mut gone_once: Vec<&str> = Vec::new();
         let outcome = async {
             loop {
                 let mut still = Vec::new();
@@ -169,12 +173,16 @@ impl LocalCloud {
                     if process::healthy(r.address).await {
                         continue;
                     }
-                    if !process::is_agent(r.pid, &r.id) {
+                    if process::is_agent(r.pid, &r.id) {
+                        gone_once.retain(|id| *id != r.id);
+                    } else if gone_once.contains(&r.id.as_str()) {
                         return Err(LocalError::AgentDied {
                             id: r.id.clone(),
                             log: r.log.clone(),
                             tail: process::log_tail(&r.log),
                         });
+                    } else {
+                        gone_once.push(&r.id);
                     }
                     still.push(r);
                 }
