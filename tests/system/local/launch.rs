@@ -174,3 +174,39 @@ fn ctrl_c_during_launch_leaves_nothing_kill_cannot_find() {
     assert!(project.processes().is_empty());
     assert!(project.records().is_empty());
 }
+
+/// An agent that dies before it answers fails the launch at once (two looks a poll apart, not
+/// the whole timeout), with the end of its log; `kill` removes what the launch left.
+#[test]
+fn an_agent_that_dies_fails_the_launch_with_its_log() {
+    let project = LocalProject::new();
+    let dir = TempDir::new("dying-agent");
+    let script = dir.path().join("dying-agent");
+    std::fs::write(&script, "#!/bin/sh\necho 'cannot bind: boom' >&2\nexit 3\n")
+        .expect("write the script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let started = Instant::now();
+    project
+        .run(&[
+            "launch",
+            "--cluster",
+            "c1",
+            "--type",
+            "t3.nano",
+            "--count",
+            "1",
+            "--agent",
+            &script.to_string_lossy(),
+            "--timeout",
+            "60",
+        ])
+        .expect_code(1)
+        .expect_failure_mentioning(&["exited before answering /healthz", "boom", "kill"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "reported at once, not after the timeout: {:?}",
+        started.elapsed()
+    );
+    project.run(&["kill", "--yes"]).expect_code(0);
+    assert!(project.records().is_empty());
+}
