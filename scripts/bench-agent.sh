@@ -130,27 +130,10 @@ if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
     --profile dist --target "$triple" -p agent --bins --example bare_hyper \
     --config 'profile.dist.strip=false' --config 'profile.dist.package.agent.strip=false'
   symbols="$target_dir/symbols/$triple/dist"
-  # callgrind NAME PORT COMMAND...: COMMAND serves on 127.0.0.1:PORT; prints NAME's instructions
-  # and allocations per request.
-  callgrind() {
-    local name=$1 port=$2; shift 2
-    "${server_cpu[@]}" valgrind --tool=callgrind --instr-atstart=no \
-      --callgrind-out-file="$work/cg-$name" "$@" >"$work/cg-$name.out" 2>"$work/cg-$name.err" &
-    local vpid=$!; pids+=("$vpid")
-    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/cluster1" >/dev/null && break; sleep 0.1; done
-    "${load_cpu[@]}" wrk -t1 -c8 -d2s "http://127.0.0.1:$port/cluster1" >/dev/null
-    callgrind_control -i on "$vpid" >/dev/null 2>&1
-    "${load_cpu[@]}" wrk -t1 -c8 -d10s "http://127.0.0.1:$port/cluster1" >"$work/cg-wrk.txt"
-    callgrind_control -i off "$vpid" >/dev/null 2>&1
-    callgrind_control -d "$vpid" >/dev/null 2>&1
-    kill "$vpid"; wait "$vpid" 2>/dev/null || true
-    echo "$name $(python3 "$root/scripts/bench/callgrind_counts.py" \
-      "$(awk '/requests in/ {print $1}' "$work/cg-wrk.txt")" "$work/cg-$name"*)"
-  }
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  callgrind agent "$port" "$symbols/elb-agent" --listen "127.0.0.1:$port" --cluster cluster1 >"$work/cg"
+  callgrind_per_request agent "$port" "$symbols/elb-agent" --listen "127.0.0.1:$port" --cluster cluster1 >"$work/cg"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  callgrind bare-hyper "$port" "$symbols/examples/bare_hyper" "127.0.0.1:$port" "$body_bytes" >>"$work/cg"
+  callgrind_per_request bare-hyper "$port" "$symbols/examples/bare_hyper" "127.0.0.1:$port" "$body_bytes" >>"$work/cg"
   awk '{ins[$1] = $2; alloc[$1] = $3}
     END {
       printf "%-12s %14s %12s\n", "server", "instructions", "allocations"

@@ -460,22 +460,10 @@ instructions_args=()
 if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
   # Instructions per request (user space only) are the steadiest figure on a busy machine.
   echo "== instructions per request: valgrind --tool=callgrind, wrk -t1 -c8 -d10s (after 2 s of warm-up)"
-  # callgrind NAME PORT COMMAND...: COMMAND serves GET /cluster1 on 127.0.0.1:PORT; appends
-  # `NAME requests instructions` to $work/instructions.
+  # callgrind NAME PORT COMMAND...: appends `NAME instructions allocations` (per request;
+  # the stripped balancer's allocations are not counted) to $work/instructions.
   callgrind() {
-    local name=$1 port=$2; shift 2
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg-$name" "$@" \
-      >"$work/cg-$name.out" 2>"$work/cg-$name.err" &
-    local vpid=$!; pids+=("$vpid")
-    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/cluster1" >/dev/null && break; sleep 0.1; done
-    "${load_cpu[@]}" wrk -t1 -c8 -d2s "http://127.0.0.1:$port/cluster1" >/dev/null
-    callgrind_control -i on "$vpid" >/dev/null 2>&1
-    "${load_cpu[@]}" wrk -t1 -c8 -d10s "http://127.0.0.1:$port/cluster1" >"$work/cg-wrk.txt"
-    callgrind_control -i off "$vpid" >/dev/null 2>&1
-    callgrind_control -d "$vpid" >/dev/null 2>&1
-    kill "$vpid"; wait "$vpid" 2>/dev/null || true
-    echo "$name $(awk '/requests in/ {print $1}' "$work/cg-wrk.txt") $(cat "$work/cg-$name"* |
-      awk '/^totals:/ {s += $2} END {print s}')" >>"$work/instructions"
+    callgrind_per_request "$@" >>"$work/instructions"
     printf '.'
   }
   printf '   '

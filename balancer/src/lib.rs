@@ -40,7 +40,7 @@ mod target;
 mod tls;
 mod worker;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -121,14 +121,7 @@ impl Checked {
 /// The `elb-balancer` command: parses the command line, then checks or serves.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    serving::init_logging();
     let outcome = if cli.check {
         check(&cli.config)
     } else {

@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--load", required=True, help="load average at the end")
     parser.add_argument("--scale", nargs=5, metavar=("TARGETS", "RELOAD_ADD_MS",
                         "RELOAD_SAME_MS", "ALL_HEALTHY_S", "IDLE_KIB"))
-    parser.add_argument("--instructions", help="file of `name requests instructions` lines")
+    parser.add_argument("--instructions",
+                        help="file of `name instructions allocations` lines, per request")
     parser.add_argument("--burst", help="file of `name answers idle open after seconds` lines")
     parser.add_argument("--h2", help="file of `name req/s` lines, one per h2load round")
     args = parser.parse_args()
@@ -198,8 +199,8 @@ def main() -> None:
         per = {}
         with open(args.instructions) as f:
             for line in f:
-                name, requests, ir = line.split()
-                per[name] = int(ir) / max(int(requests), 1)
+                name, ir, _allocations = line.split()
+                per[name] = float(ir)
         print("user-space instructions per request (callgrind): "
               + ", ".join(f"{n} {v:.0f}" for n, v in per.items()))
         ratio = per["elb-rr"] / per["haproxy"]
