@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::admin;
 use crate::config::{Http2, Limits, Transport};
-use crate::proxy::{self, FramingWatch, Origin};
+use crate::proxy::{self, FramingWatch, Origin, Slot};
 use crate::shared::Shared;
 
 /// hyper's smallest read buffer.
@@ -50,6 +50,8 @@ pub(crate) struct Accepted<'a> {
     pub role: Role,
     pub shared: &'static Shared,
     pub limits: &'a Limits,
+    /// Its place under the connection limit, held as long as the client's socket is open.
+    pub slot: Slot,
 }
 
 /// Serves one connection until the client closes it, its read timeout passes, or the shutdown
@@ -62,6 +64,7 @@ pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
         role,
         shared,
         limits,
+        slot,
     } = accepted;
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {e}");
@@ -76,7 +79,7 @@ pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
     };
     let http2_limits = snapshot.http2.clone();
     drop(snapshot);
-    let origin = Arc::new(Origin::new(client, port, transport.scheme()));
+    let origin = Arc::new(Origin::new(client, port, transport.scheme()).holding(slot));
     let connection = Connection {
         role,
         shared,

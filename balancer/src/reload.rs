@@ -86,15 +86,17 @@ fn try_reload(shared: &Shared) -> Result<u64, Refused> {
             field: "admin.address",
         });
     }
-    // Every limit but the body size is taken by the listeners and connections at start.
+    // Every limit but the body size and the WebSocket idle timeout (read per request) is
+    // taken by the listeners and connections at start.
     let started = config::Limits {
         max_body_bytes: old.limits.max_body_bytes,
+        websocket_idle_timeout_ms: old.limits.websocket_idle_timeout_ms,
         ..loaded.config.limits.clone()
     };
     if started != old.limits {
         return Err(Refused::Rebind {
             file,
-            field: "limits (all but max_body_bytes)",
+            field: "limits (all but max_body_bytes and websocket_idle_timeout_ms)",
         });
     }
     let generation = old.generation + 1;

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{self, Limits};
 use crate::listener::{self, Accepted, Role};
+use crate::proxy::Slot;
 use crate::shared::Shared;
 
 /// Pending connections the kernel queues per listener.
@@ -138,10 +139,13 @@ async fn accept(
         let limits = limits.clone();
         tokio::spawn(async move {
             let counters = &shared.counters;
-            if matches!(role, Role::Proxy(_)) {
+            let proxy = matches!(role, Role::Proxy(_));
+            if proxy {
                 counters.new_connections.fetch_add(1, Relaxed);
-                counters.active_connections.fetch_add(1, Relaxed);
             }
+            // The permit and the active count go with the client's socket: when the
+            // connection ends, or when a WebSocket it became does.
+            let slot = Slot::new(permit, proxy.then_some(&counters.active_connections));
             let accepted = Accepted {
                 stream,
                 client,
@@ -149,12 +153,9 @@ async fn accept(
                 role,
                 shared,
                 limits: &limits,
+                slot,
             };
             listener::serve(accepted, shutdown).await;
-            if matches!(role, Role::Proxy(_)) {
-                counters.active_connections.fetch_sub(1, Relaxed);
-            }
-            drop(permit);
             drop(open);
         });
     }

@@ -85,6 +85,56 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
         ));
     }
 
+    // HTTP/2's own limits (RFC 9113 6.5.2, 6.9.1): h2 and hyper assert on values past them.
+    let http2 = &config.http2;
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    for (field, value, low, high) in [
+        (
+            "max_concurrent_streams",
+            u64::from(http2.max_concurrent_streams),
+            1,
+            u64::from(u32::MAX),
+        ),
+        (
+            "stream_window_bytes",
+            u64::from(http2.stream_window_bytes),
+            65_535,
+            u64::from(MAX_WINDOW),
+        ),
+        (
+            "connection_window_bytes",
+            u64::from(http2.connection_window_bytes),
+            65_535,
+            u64::from(MAX_WINDOW),
+        ),
+        (
+            "max_send_buffer_bytes",
+            http2.max_send_buffer_bytes as u64,
+            1,
+            u64::from(u32::MAX),
+        ),
+        (
+            "max_pending_reset_streams",
+            http2.max_pending_reset_streams as u64,
+            1,
+            u64::MAX,
+        ),
+        (
+            "max_error_resets",
+            http2.max_error_resets as u64,
+            1,
+            u64::MAX,
+        ),
+    ] {
+        if !(low..=high).contains(&value) {
+            return Err(invalid(
+                format!("http2.{field}"),
+                format!("{value} is out of range"),
+                &format!("set a value between {low} and {high}, or remove it for the default"),
+            ));
+        }
+    }
+
     let mut names = HashSet::new();
     for (g, group) in config.target_groups.iter().enumerate() {
         if group.name.is_empty() || !names.insert(group.name.as_str()) {
@@ -394,6 +444,14 @@ mod tests {
     fn a_duplicate_group_name_is_refused() {
         let e = error("name = \"cluster2\"", "name = \"cluster1\"");
         assert_names(&e, "target_groups[1].name", "its own non-empty name");
+    }
+
+    #[test]
+    fn http2_bounds_past_the_protocol_s_limits_are_refused() {
+        let e = error("", "[http2]\nconnection_window_bytes = 4294967295\n");
+        assert!(e.contains("http2.connection_window_bytes"), "{e}");
+        let e = error("", "[http2]\nmax_concurrent_streams = 0\n");
+        assert!(e.contains("http2.max_concurrent_streams"), "{e}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use send::TryError;
 
 /// Where a request came in, with the `X-Forwarded-*` values it gives, made once per
 /// connection rather than on every request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Origin {
     pub client: SocketAddr,
     /// The client's IP, for `X-Forwarded-For`.
@@ -48,6 +48,7 @@ pub(crate) struct Origin {
     forwarded_port: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     forwarded_proto: HeaderValue,
+    _slot: Slot,
 }
 
 impl Origin {
@@ -58,6 +59,48 @@ impl Origin {
                 .unwrap_or_else(|_| unreachable!("an IP address is a header value")),
             forwarded_port: HeaderValue::from(listener_port),
             forwarded_proto: HeaderValue::from_static(scheme),
+            _slot: Slot::default(),
+        }
+    }
+
+    /// This origin holding `slot` until its last reference goes: the connection's end, or the
+    /// end of a WebSocket it became (whose socket outlives hyper's connection task).
+    pub(crate) fn holding(self, slot: Slot) -> Self {
+        Self {
+            _slot: slot,
+            ..self
+        }
+    }
+}
+
+/// A client connection's place under `limits.max_connections` (its permit) and in
+/// `elb_active_connection_count`, both given back when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    active: Option<&'static std::sync::atomic::AtomicU64>,
+}
+
+impl Slot {
+    /// Takes `permit` and counts one more active connection on `active`.
+    pub(crate) fn new(
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        active: Option<&'static std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        if let Some(active) = active {
+            active.fetch_add(1, Relaxed);
+        }
+        Self {
+            _permit: permit,
+            active,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(active) = self.active {
+            active.fetch_sub(1, Relaxed);
         }
     }
 }
@@ -86,7 +129,7 @@ fn client_error(counters: &Counters, failure: Failure) -> Response<ResponseBody>
 pub(crate) async fn handle(
     shared: &'static Shared,
     request: Request<Incoming>,
-    origin: &Origin,
+    origin: &std::sync::Arc<Origin>,
     conflict: &AtomicBool,
 ) -> Response<ResponseBody> {
     // Only a request with Transfer-Encoding can be the one whose head had both; one pipelined

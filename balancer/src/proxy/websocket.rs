@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ pub(super) async fn forward(
     shared: &'static Shared,
     group: &Group,
     mut request: Request<Incoming>,
-    origin: &Origin,
+    origin: &Arc<Origin>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let config = &group.config;
     group.stats.requests.fetch_add(1, Relaxed);
@@ -117,7 +118,11 @@ pub(super) async fn forward(
     }
     let target_side = hyper::upgrade::on(&mut response);
     let idle = std::time::Duration::from_millis(shared.snapshot().limits.websocket_idle_timeout_ms);
-    let open = Open::new(&shared.counters.websockets_open, in_flight);
+    let open = Open::new(
+        &shared.counters.websockets_open,
+        in_flight,
+        Arc::clone(origin),
+    );
     tokio::spawn(async move {
         let _open = open;
         let (client, target) = match tokio::join!(client_side, target_side) {
@@ -261,18 +266,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Stamped<'_, T> {
     }
 }
 
-/// An open WebSocket: counted open, and in flight on its target, until dropped.
+/// An open WebSocket: counted open, in flight on its target, and holding its client
+/// connection's place under `limits.max_connections` (through its [`Origin`]), until dropped.
 struct Open {
     counter: &'static AtomicU64,
     _in_flight: InFlight,
+    _client: Arc<Origin>,
 }
 
 impl Open {
-    fn new(counter: &'static AtomicU64, in_flight: InFlight) -> Self {
+    fn new(counter: &'static AtomicU64, in_flight: InFlight, client: Arc<Origin>) -> Self {
         counter.fetch_add(1, Relaxed);
         Self {
             counter,
             _in_flight: in_flight,
+            _client: client,
         }
     }
 }

@@ -385,9 +385,16 @@ fn check(
         local.listeners.retain(|l| l.protocol == Protocol::Http);
         return check_as_is(&name, &local);
     }
-    let copies = std::env::temp_dir().join(format!("elb-check-{}", std::process::id()));
+    // A fresh directory only this user can read (the copies hold private keys): a random name,
+    // created here (never one found), removed below.
+    let copies = std::env::temp_dir().join(format!(
+        "elb-check-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let checked = (|| -> Result<(), String> {
-        std::fs::create_dir_all(&copies)
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&copies)
             .map_err(|e| format!("cannot create {}: {e}", copies.display()))?;
         for file in files {
             let path = copies.join(&file.name);
@@ -454,7 +461,7 @@ fn same_listeners(
 }
 
 /// The certificates and keys an HTTPS spec names, read to be copied to an EC2 balancer's host
-/// (keys with mode 600).
+/// (keys with mode 640, group [`crate::deploy::unit::TLS_GROUP`]).
 fn certificate_files(spec: &BalanceSpec) -> Result<Vec<HostFile>, Error> {
     let Some(https) = &spec.https else {
         return Ok(Vec::new());
@@ -474,11 +481,15 @@ fn certificate_files(spec: &BalanceSpec) -> Result<Vec<HostFile>, Error> {
             name: cert,
             bytes: read(&pair.cert)?,
             mode: "644",
+            group: None,
         });
+        // Readable by root and the balancer's group only: under systemd the balancer runs as
+        // a dynamic user that has that group (`SupplementaryGroups` in its unit).
         files.push(HostFile {
             name: key,
             bytes: read(&pair.key)?,
-            mode: "600",
+            mode: "640",
+            group: Some(crate::deploy::unit::TLS_GROUP),
         });
     }
     Ok(files)

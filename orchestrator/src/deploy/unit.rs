@@ -74,6 +74,11 @@ pub(crate) fn render(id: &UnitIdentity<'_>, install_dir: &str, imds: bool) -> St
         .replace("@IMDS@", if imds { " --imds" } else { "" })
 }
 
+/// The system group of the balancer's private keys on its host: mode 640 files of this group,
+/// which the balancer's unit takes as a supplementary group (its `DynamicUser` could not read a
+/// root-owned key otherwise).
+pub(crate) const TLS_GROUP: &str = "elb-tls";
+
 /// The balancer's unit, with the binary and its config in `install_dir` (checked by
 /// [`check_install_dir`]).
 pub(crate) fn render_balancer(install_dir: &str) -> String {

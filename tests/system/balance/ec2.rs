@@ -376,7 +376,7 @@ fn under_systemd_the_balancer_is_a_unit_that_reloads_with_systemctl() {
 }
 
 /// `balance up --https-cert/--https-key` on EC2: the certificate and key are copied into the
-/// install directory (the key mode 600) before the config that names them, the HTTPS port is
+/// install directory (the key mode 640, group elb-tls) before the config that names them, the HTTPS port is
 /// opened to the clients, and the balancer on the instance serves the certificate.
 #[test]
 fn an_https_listener_gets_its_certificates_copied_to_the_instance() {
@@ -415,12 +415,15 @@ fn an_https_listener_gets_its_certificates_copied_to_the_instance() {
         .iter()
         .find(|h| h.address == address)
         .expect("the balancer's test host");
+    // Mode 640 in the balancer's group (its systemd unit's dynamic user has that group).
     let key_copy = host.install_file("tls-0.key");
     let mode = std::fs::metadata(&key_copy)
         .expect("the key's copy")
         .permissions()
         .mode();
-    assert_eq!(mode & 0o777, 0o600, "{}", key_copy.display());
+    assert_eq!(mode & 0o777, 0o640, "{}", key_copy.display());
+    let group = host.sh(&format!("stat -c %G {}", key_copy.display()));
+    assert_eq!(group.trim(), "elb-tls", "{}", key_copy.display());
     let groups = fx.api.security_groups(REGION, &balancer_name());
     let open: Vec<&str> = groups[0]
         .ingress

@@ -134,17 +134,21 @@ fn http2_is_spoken_by_alpn_on_https_and_by_prior_knowledge_where_the_config_allo
     let echo = StubTarget::start(Misbehaviour::Echo);
     let a = Certificate::for_names(&[A]);
     let mut config = https_config(&[&a], TlsPolicy::default(), &echo);
-    // A third listener: HTTPS with HTTP/2 turned off.
+    // A third listener: HTTPS with HTTP/2 turned off; a fourth: cleartext, HTTP/1.1 only.
     config.listeners.push(Listener {
         http2: Some(false),
         ..config.listeners[0].clone()
     });
+    config
+        .listeners
+        .push(Listener::http("127.0.0.1:0".parse().expect("an address")));
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();
-    let (https, clear, https_h1) = (
+    let (https, clear, https_h1, plain_h1) = (
         balancer.listeners[0].port(),
         balancer.listeners[1].port(),
         balancer.listeners[2].port(),
+        balancer.listeners[3].port(),
     );
 
     let over = |port: u16, extra: &[&str]| {
@@ -181,12 +185,16 @@ fn http2_is_spoken_by_alpn_on_https_and_by_prior_knowledge_where_the_config_allo
         ("200", "2")
     );
     assert_eq!(curl(&[], &clear_url).version, "1.1");
-    // Not on the HTTPS listener's cleartext twin: the first listener speaks TLS only.
-    let refused = curl(
-        &["--http2-prior-knowledge"],
-        &format!("http://127.0.0.1:{https}/"),
+    // A cleartext listener without `http2` does not take HTTP/2's preface.
+    let plain_url = format!("http://127.0.0.1:{plain_h1}/");
+    let refused = curl(&["--http2-prior-knowledge"], &plain_url);
+    assert!(
+        !(refused.ok && refused.version == "2"),
+        "HTTP/2 by prior knowledge on an HTTP/1.1-only listener: {} {}",
+        refused.status,
+        refused.version
     );
-    assert!(!refused.ok || refused.status != "200");
+    assert_eq!(curl(&[], &plain_url).status, "200");
 }
 
 #[test]

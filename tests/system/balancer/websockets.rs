@@ -59,6 +59,11 @@ impl Drop for Python {
 
 /// An echo target and a balancer in front of it (grace `grace_ms`).
 fn setup(grace_ms: u64) -> (Python, Balancer) {
+    setup_limited(grace_ms, 10_000)
+}
+
+/// [`setup`] with at most `max_connections` client connections.
+fn setup_limited(grace_ms: u64, max_connections: usize) -> (Python, Balancer) {
     let mut target_process = Python::start(&["serve"]);
     let port = target_process
         .line()
@@ -72,6 +77,7 @@ fn setup(grace_ms: u64) -> (Python, Balancer) {
         vec![target("i-ws", address)],
     )]);
     config.limits.grace_ms = grace_ms;
+    config.limits.max_connections = max_connections;
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();
     (target_process, balancer)
@@ -147,4 +153,43 @@ fn sigterm_gives_an_open_websocket_the_grace_period_then_closes_it() {
     );
     assert_eq!(ended.code(), Some(1), "grace expired with a socket open");
     assert_eq!(client.line(), "closed none");
+}
+
+#[test]
+fn an_open_websocket_keeps_its_place_under_the_connection_limit() {
+    let (_target, balancer) = setup_limited(10_000, 1);
+    let mut client = Python::start(&["client", &url(&balancer), "hold"]);
+    assert_eq!(client.line(), "open");
+    assert_eq!(
+        balancer.status().active_connections,
+        1,
+        "the WebSocket's connection"
+    );
+    // The one place is taken: another client waits in the kernel's queue, unanswered.
+    let waiting = crate::harness::tls::curl(
+        &["--max-time", "1"],
+        &format!("http://{}/healthz", balancer.addr()),
+    );
+    assert!(
+        !waiting.ok,
+        "served past max_connections = 1: {}",
+        waiting.status
+    );
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let served = crate::harness::tls::curl(
+            &["--max-time", "2"],
+            &format!("http://{}/healthz", balancer.addr()),
+        );
+        if served.status == "200" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the place never came back: {:?}; {}",
+            balancer.status().active_connections,
+            balancer.stderr()
+        );
+    }
 }

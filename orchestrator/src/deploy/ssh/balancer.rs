@@ -64,7 +64,13 @@ impl BalancerHost {
     }
 
     /// Uploads `name` to its staging path.
-    async fn stage(&self, name: &str, bytes: &[u8], mode: &'static str) -> Result<Staged, Error> {
+    async fn stage(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mode: &'static str,
+        group: Option<&'static str>,
+    ) -> Result<Staged, Error> {
         let staging = self.probe.staging_path(&self.install_dir, name);
         self.session
             .upload(&staging, bytes)
@@ -74,6 +80,7 @@ impl BalancerHost {
             staging,
             name: name.to_owned(),
             mode,
+            group,
         })
     }
 
@@ -105,11 +112,15 @@ impl BalancerHost {
         extra: &[HostFile],
     ) -> Result<(), Error> {
         let mut files = vec![
-            self.stage(BALANCER, &binary.bytes, "755").await?,
-            self.stage(&config_name(), config.as_bytes(), "644").await?,
+            self.stage(BALANCER, &binary.bytes, "755", None).await?,
+            self.stage(&config_name(), config.as_bytes(), "644", None)
+                .await?,
         ];
         for file in extra {
-            files.push(self.stage(&file.name, &file.bytes, file.mode).await?);
+            files.push(
+                self.stage(&file.name, &file.bytes, file.mode, file.group)
+                    .await?,
+            );
         }
         let install = Install {
             install_dir: &self.install_dir,
@@ -139,9 +150,15 @@ impl BalancerHost {
         // The extra files first: the config that names them is put in place after them.
         let mut files = Vec::with_capacity(extra.len() + 1);
         for file in extra {
-            files.push(self.stage(&file.name, &file.bytes, file.mode).await?);
+            files.push(
+                self.stage(&file.name, &file.bytes, file.mode, file.group)
+                    .await?,
+            );
         }
-        files.push(self.stage(&config_name(), config.as_bytes(), "644").await?);
+        files.push(
+            self.stage(&config_name(), config.as_bytes(), "644", None)
+                .await?,
+        );
         let reload = Reload {
             install_dir: &self.install_dir,
             files,
@@ -163,8 +180,11 @@ impl BalancerHost {
 pub(crate) struct HostFile {
     pub name: String,
     pub bytes: Vec<u8>,
-    /// Octal, as `chmod` takes it: "600" for a private key.
+    /// Octal, as `chmod` takes it: "640" for a private key.
     pub mode: &'static str,
+    /// Its group (a private key's: [`crate::deploy::unit::TLS_GROUP`], which the balancer's
+    /// systemd unit takes as a supplementary group, so that its dynamic user can read it).
+    pub group: Option<&'static str>,
 }
 
 fn failed(address: &str, message: String) -> Error {

@@ -190,6 +190,7 @@ impl SshJob {
                 staging,
                 name: "elb-agent".into(),
                 mode: "755",
+                group: None,
             }],
             root: probe.root,
             service: remote::Service::agent(&identity, &self.install_dir),

@@ -60,6 +60,8 @@ pub(crate) struct Service {
     pub unit: String,
     /// The arguments of the unit's `ExecStart`, as POSIX shell words.
     pub args: String,
+    /// A system group the unit names (`SupplementaryGroups`), created before it starts.
+    pub group: Option<&'static str>,
 }
 
 impl Service {
@@ -69,6 +71,7 @@ impl Service {
             name: "elb-agent",
             unit: unit::render(identity, install_dir, false),
             args: identity.shell_args(false),
+            group: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl Service {
             name: unit::BALANCER,
             unit: unit::render_balancer(install_dir),
             args: quote(&unit::balancer_config_path(install_dir)),
+            group: Some(unit::TLS_GROUP),
         }
     }
 
@@ -95,6 +99,9 @@ pub(crate) struct Staged {
     pub name: String,
     /// Its octal mode, e.g. `755`.
     pub mode: &'static str,
+    /// The group it belongs to, created when missing (a private key the service reads through
+    /// its unit's `SupplementaryGroups`); `None` leaves the installing user's.
+    pub group: Option<&'static str>,
 }
 
 /// One host's install: where, as whom, and what.
@@ -116,22 +123,35 @@ fn privileged(root: bool, script: &str) -> String {
     format!("{sudo}sh -c {}", quote(script))
 }
 
-/// Moves each staged file into place: staged copy -> `<name>.part` -> chmod -> atomic `mv -f`
-/// (a running program keeps its old inode).
+/// Moves each staged file into place: staged copy -> `<name>.part` (made under `umask 077`, so
+/// it is readable by no one else before its mode is set) -> group -> chmod -> atomic `mv -f` (a
+/// running program keeps its old inode).
 fn place(files: &[Staged]) -> String {
-    files
-        .iter()
-        .map(|f| {
-            format!(
-                "staging={staging}\ndest=\"$dir/{name}\"\nif [ \"$staging\" != \"$dest.part\" ]; then cp \
-                 \"$staging\" \"$dest.part\"; rm -f \"$staging\"; fi\nchmod {mode} \"$dest.part\"\nmv -f \
-                 \"$dest.part\" \"$dest\"\n",
-                staging = quote(&f.staging),
-                name = quote(&f.name),
-                mode = f.mode,
-            )
-        })
-        .collect()
+    let mut script = String::new();
+    for f in files {
+        if let Some(group) = f.group {
+            script.push_str(&ensure_group(group));
+        }
+        script.push_str(&format!(
+            "staging={staging}\ndest=\"$dir/{name}\"\nif [ \"$staging\" != \"$dest.part\" ]; then (umask \
+             077; cp \"$staging\" \"$dest.part\"); rm -f \"$staging\"; fi\n{chgrp}chmod {mode} \
+             \"$dest.part\"\nmv -f \"$dest.part\" \"$dest\"\n",
+            staging = quote(&f.staging),
+            name = quote(&f.name),
+            chgrp = f
+                .group
+                .map(|g| format!("chgrp {} \"$dest.part\"\n", quote(g)))
+                .unwrap_or_default(),
+            mode = f.mode,
+        ));
+    }
+    script
+}
+
+/// Creates the system group `group` unless it exists.
+fn ensure_group(group: &str) -> String {
+    let group = quote(group);
+    format!("getent group {group} >/dev/null 2>&1 || groupadd --system {group}\n")
 }
 
 /// Shell function `alive PID`: whether PID runs and is no zombie; and `ours PID`: whether it
@@ -165,7 +185,7 @@ impl Install<'_> {
 dir={dir}
 bin="$dir/{name}"
 mkdir -p "$dir"
-{files}if [ -d /run/systemd/system ]; then
+{group}{files}if [ -d /run/systemd/system ]; then
   cat > {unit_path}.part <<'ELB_UNIT_END'
 {unit_text}ELB_UNIT_END
   mv -f {unit_path}.part {unit_path}
@@ -190,6 +210,7 @@ setsid "$bin" {args} >> "$dir/{name}.log" 2>&1 < /dev/null &
 echo $! > "$pidfile"
 echo "{name} started detached (pid $!), log $dir/{name}.log"
 "#,
+            group = self.service.group.map(ensure_group).unwrap_or_default(),
             files = place(&self.files),
             unit_path = self.service.unit_path(),
             unit_text = self.service.unit,
@@ -260,6 +281,7 @@ mod tests {
                 },
                 name: "elb-agent".into(),
                 mode: "755",
+                group: None,
             }],
             root,
             service: Service::agent(&identity, "/opt/elb"),
@@ -271,6 +293,7 @@ mod tests {
             staging: format!("/home/u/.{name}.upload"),
             name: name.into(),
             mode: "644",
+            group: None,
         };
         let install = Install {
             install_dir: "/opt/elb",
