@@ -8,10 +8,14 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::admin;
 use crate::config::{Http2, Limits, Transport};
-use crate::proxy::{self, FramingWatch, Origin, Slot};
+use crate::proxy::{self, FramingWatch, Origin, ResponseBody, Slot};
 use crate::shared::Shared;
 
 /// hyper's smallest read buffer.
@@ -158,17 +162,15 @@ impl Connection<'_> {
         let client = self.origin.client;
         let (role, shared, origin) = (self.role, self.shared, self.origin);
         let watched = Arc::clone(&conflict);
-        // Only HTTP/2 needs to know when requests start (HTTP/1.1's idle timeout is hyper's).
-        let requests = Arc::new(LastRequest::new());
-        let seen = h2.then(|| Arc::clone(&requests));
+        // Only HTTP/2 needs to know which streams are open (HTTP/1.1's idle timeout is hyper's).
+        let streams = Arc::new(Streams::new());
+        let counted = h2.then(|| Arc::clone(&streams));
         let service = service_fn(move |request| {
             let origin = Arc::clone(&origin);
             let conflict = Arc::clone(&conflict);
-            if let Some(seen) = &seen {
-                seen.now();
-            }
+            let stream = counted.as_ref().map(Streams::open);
             async move {
-                Ok::<_, Infallible>(match role {
+                let response = match role {
                     // Boxed: hyper keeps a box the size of this future for the connection's
                     // whole life, and the request path's future is kilobytes (a measured 2.7
                     // KiB), which 10,000 idle keep-alive connections would hold for nothing.
@@ -178,7 +180,12 @@ impl Connection<'_> {
                         Box::pin(proxy::handle(shared, request, &origin, &conflict)).await
                     }
                     Role::Admin => admin::handle(shared, &request),
-                })
+                };
+                // The stream stays open until its answer's body has been sent.
+                Ok::<_, Infallible>(response.map(|body| Counted {
+                    body,
+                    _stream: stream,
+                }))
             }
         });
         let result = if h2 {
@@ -193,7 +200,7 @@ impl Connection<'_> {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
-                () = requests.none_for(read_timeout) => {
+                () = streams.none_open_for(read_timeout) => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
@@ -218,38 +225,81 @@ impl Connection<'_> {
     }
 }
 
-/// When a connection's last request started, for HTTP/2's idle timeout: hyper closes an idle
-/// HTTP/1.1 connection itself (its head timer), but keeps an HTTP/2 one with no stream open
-/// for as long as the client likes, holding a connection permit.
-struct LastRequest {
+/// An HTTP/2 connection's open streams and when the last one closed, for its idle timeout:
+/// hyper closes an idle HTTP/1.1 connection itself (its head timer), but keeps an HTTP/2 one
+/// with no stream open for as long as the client likes, holding a connection permit.
+struct Streams {
     opened: Instant,
-    /// Milliseconds after `opened`.
-    at_ms: AtomicU64,
+    open: AtomicUsize,
+    /// Milliseconds after `opened` at which the last stream closed.
+    closed_ms: AtomicU64,
 }
 
-impl LastRequest {
+/// One open stream, counted until its answer has been sent (or abandoned).
+struct StreamOpen(Arc<Streams>);
+
+impl Streams {
     fn new() -> Self {
         Self {
             opened: Instant::now(),
-            at_ms: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            closed_ms: AtomicU64::new(0),
         }
     }
 
-    fn now(&self) {
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.at_ms.store(ms, Relaxed);
+    fn open(streams: &Arc<Self>) -> StreamOpen {
+        streams.open.fetch_add(1, Relaxed);
+        StreamOpen(Arc::clone(streams))
     }
 
-    /// Resolves once no request has started for `timeout` (the streams in progress are
-    /// not judged: the graceful close that follows lets them finish).
-    async fn none_for(&self, timeout: Duration) {
+    /// Resolves once no stream has been open for `timeout`.
+    async fn none_open_for(&self, timeout: Duration) {
         loop {
-            let last = self.opened + Duration::from_millis(self.at_ms.load(Relaxed));
-            if last.elapsed() >= timeout {
+            let idle_since = self.opened + Duration::from_millis(self.closed_ms.load(Relaxed));
+            if self.open.load(Relaxed) > 0 {
+                // Looked at again a timeout later: a stream may run for any time.
+                tokio::time::sleep(timeout).await;
+            } else if idle_since.elapsed() >= timeout {
                 return;
+            } else {
+                tokio::time::sleep_until(idle_since + timeout).await;
             }
-            tokio::time::sleep_until(last + timeout).await;
         }
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        let streams = &self.0;
+        let ms = u64::try_from(streams.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        streams.closed_ms.store(ms, Relaxed);
+        streams.open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// An answer's body that keeps its HTTP/2 stream counted open until it has been sent.
+struct Counted {
+    body: ResponseBody,
+    _stream: Option<StreamOpen>,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -287,12 +337,16 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn an_http2_connection_is_idle_a_read_timeout_after_its_last_request_started() {
-        let last = LastRequest::new();
+    async fn an_http2_connection_is_idle_a_read_timeout_after_its_last_stream_closed() {
+        let streams = Arc::new(Streams::new());
         let opened = Instant::now();
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        last.now();
-        last.none_for(Duration::from_secs(10)).await;
-        assert_eq!(opened.elapsed(), Duration::from_secs(14));
+        let stream = Streams::open(&streams);
+        // A stream open for 25 s (a long download) keeps the connection, however long.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            drop(stream);
+        });
+        streams.none_open_for(Duration::from_secs(10)).await;
+        assert_eq!(opened.elapsed(), Duration::from_secs(35));
     }
 }
