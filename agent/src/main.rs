@@ -57,17 +57,7 @@ fn main() -> ExitCode {
         .build()
         .map_err(StartError::Runtime)
         .and_then(|runtime| runtime.block_on(run(cli)));
-    match started {
-        Ok(Ending::Drained) => ExitCode::SUCCESS,
-        Ok(Ending::GraceExpired) => {
-            tracing::warn!("grace period over with requests still in flight; exiting anyway");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::from(2)
-        }
-    }
+    Ending::exit_code(started)
 }
 
 async fn run(cli: Cli) -> Result<Ending, StartError> {

@@ -127,17 +127,7 @@ pub fn main() -> ExitCode {
     } else {
         serve(cli.config)
     };
-    match outcome {
-        Ok(Ending::Drained) => ExitCode::SUCCESS,
-        Ok(Ending::GraceExpired) => {
-            tracing::warn!("grace period over with requests still in flight; exiting anyway");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::from(2)
-        }
-    }
+    Ending::exit_code(outcome)
 }
 
 fn check(path: &std::path::Path) -> Result<Ending, StartError> {

@@ -104,14 +104,13 @@ pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
     let stream = tokio::select! {
         done = tokio::time::timeout(read_timeout, handshake) => match done {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                shared.counters.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!("TLS handshake with {client} failed: {e}");
-                return;
-            }
-            Err(_) => {
-                shared.counters.tls_handshake_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!("TLS handshake with {client} timed out");
+            failed => {
+                shared.counters.tls_handshake_failures.fetch_add(1, Relaxed);
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".into(),
+                };
+                tracing::debug!("TLS handshake with {client} failed: {why}");
                 return;
             }
         },

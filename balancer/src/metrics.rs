@@ -49,6 +49,12 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders every metric.
+/// A family of one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 pub(crate) fn render(shared: &Shared) -> String {
     let snapshot = shared.snapshot();
     let draining = shared.registry.draining();
@@ -296,49 +302,33 @@ pub(crate) fn render(shared: &Shared) -> String {
             counter.load(Relaxed)
         );
     }
-    header(
+    single(
         &mut out,
         "elb_active_connection_count",
         "gauge",
         "Client connections open.",
+        c.active_connections.load(Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "elb_active_connection_count {}",
-        c.active_connections.load(Relaxed)
-    );
-    header(
+    single(
         &mut out,
         "elb_new_connection_count_total",
         "counter",
         "Client connections accepted.",
+        c.new_connections.load(Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "elb_new_connection_count_total {}",
-        c.new_connections.load(Relaxed)
-    );
-    header(
+    single(
         &mut out,
         "elb_client_tls_negotiation_error_count_total",
         "counter",
         "TLS handshakes with clients that failed or timed out.",
+        c.tls_handshake_failures.load(Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "elb_client_tls_negotiation_error_count_total {}",
-        c.tls_handshake_failures.load(Relaxed)
-    );
-    header(
+    single(
         &mut out,
         "elb_websocket_connections_open",
         "gauge",
         "WebSocket connections open (upgraded by a target's 101).",
-    );
-    let _ = writeln!(
-        out,
-        "elb_websocket_connections_open {}",
-        c.websockets_open.load(Relaxed)
+        c.websockets_open.load(Relaxed),
     );
     header(
         &mut out,
@@ -356,13 +346,13 @@ pub(crate) fn render(shared: &Shared) -> String {
         "elb_reload_count_total{{result=\"refused\"}} {}",
         c.reloads_refused.load(Relaxed)
     );
-    header(
+    single(
         &mut out,
         "elb_config_generation",
         "gauge",
         "Configs loaded since start, the first included.",
+        snapshot.generation,
     );
-    let _ = writeln!(out, "elb_config_generation {}", snapshot.generation);
     out
 }
 

@@ -117,16 +117,25 @@ pub(crate) enum ConnectError {
     Handshake(#[from] hyper::Error),
 }
 
+/// A TCP connection to `address` within `timeout`, with TCP_NODELAY.
+pub(crate) async fn open(
+    address: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| ConnectError::TimedOut)??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Opens a new connection to `address` within `timeout`, with TCP_NODELAY; its task runs on
 /// the current runtime (the calling worker's thread).
 pub(crate) async fn connect(
     address: SocketAddr,
     timeout: Duration,
 ) -> Result<Sender, ConnectError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
-        .await
-        .map_err(|_| ConnectError::TimedOut)??;
-    stream.set_nodelay(true)?;
+    let stream = open(address, timeout).await?;
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await?;

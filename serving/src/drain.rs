@@ -15,6 +15,24 @@ pub enum Ending {
     GraceExpired,
 }
 
+impl Ending {
+    /// The servers' exit status: 0 after a drained shutdown, 1 when the grace period ran out
+    /// (logged), 2 when the server could not start (the error logged).
+    pub fn exit_code<E: std::fmt::Display>(outcome: Result<Ending, E>) -> std::process::ExitCode {
+        match outcome {
+            Ok(Ending::Drained) => std::process::ExitCode::SUCCESS,
+            Ok(Ending::GraceExpired) => {
+                tracing::warn!("grace period over with requests still in flight; exiting anyway");
+                std::process::ExitCode::from(1)
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                std::process::ExitCode::from(2)
+            }
+        }
+    }
+}
+
 /// The open connections of one server.
 pub struct Drain {
     open: mpsc::Sender<()>,

@@ -236,12 +236,7 @@ async fn forward(
         *outgoing.method_mut() = parts.method.clone();
         *outgoing.uri_mut() = uri.clone();
         *outgoing.headers_mut() = parts.headers.clone();
-        if !parts.headers.contains_key(HOST) {
-            // HTTP/1.0 clients may leave it out; HTTP/1.1 requires it of the balancer.
-            if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
-                outgoing.headers_mut().insert(HOST, host);
-            }
-        }
+        ensure_host(outgoing.headers_mut(), target);
         let started = Instant::now();
         let sent = tokio::time::timeout(
             config.response_timeout(),
@@ -293,6 +288,16 @@ async fn forward(
             return Err(failure);
         }
         group.stats.retries.fetch_add(1, Relaxed);
+    }
+}
+
+/// Gives a request without `Host` the target's: HTTP/1.0 clients may leave it out, HTTP/1.1
+/// requires it of the balancer.
+fn ensure_host(headers: &mut hyper::HeaderMap, target: &crate::target::Target) {
+    if !headers.contains_key(HOST) {
+        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+            headers.insert(HOST, host);
+        }
     }
 }
 
@@ -515,7 +520,10 @@ mod tests {
         // A connection whose task has not yet seen its response end is not ready again when
         // the next request comes at once; on a loaded machine that may cost one more.
         let opened = accepted.load(Relaxed);
-        assert!(opened <= 2, "5 requests in a row opened {opened} connections");
+        assert!(
+            opened <= 2,
+            "5 requests in a row opened {opened} connections"
+        );
         let target = &shared.snapshot().groups[0].members[0].target;
         assert_eq!(target.in_flight(), 0, "every lease was returned");
         assert!(target.pools.idle(0) >= 1);

@@ -19,15 +19,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
+use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::{Lease, ResponseBody};
-use super::{admit, headers, note, origin_form, Failure, Origin};
+use super::{admit, ensure_host, headers, note, origin_form, Failure, Origin};
 use crate::group::Group;
 use crate::shared::Shared;
 use crate::target::{InFlight, Outcome};
@@ -70,11 +69,7 @@ pub(super) async fn forward(
     if let Some(upgrade) = upgrade {
         parts.headers.insert(UPGRADE, upgrade);
     }
-    if !parts.headers.contains_key(HOST) {
-        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
-            parts.headers.insert(HOST, host);
-        }
-    }
+    ensure_host(&mut parts.headers, target);
     let mut outgoing = Request::new(Empty::<Bytes>::new());
     *outgoing.method_mut() = parts.method;
     *outgoing.uri_mut() = origin_form(&parts.uri);
@@ -145,11 +140,9 @@ async fn send(
     request: Request<Empty<Bytes>>,
     connect_timeout: Duration,
 ) -> Result<Response<Incoming>, Failure> {
-    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
+    let stream = crate::pool::open(address, connect_timeout)
         .await
-        .map_err(|_| Failure::ConnectFailed)?
         .map_err(|_| Failure::ConnectFailed)?;
-    let _ = stream.set_nodelay(true);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|_| Failure::ConnectFailed)?;
