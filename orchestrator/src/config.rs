@@ -1,7 +1,5 @@
 //! Settings built once at the edge (flags, environment, AWS configuration) and passed down.
 
-use aws_config::SdkConfig;
-
 use crate::output::OutputFormat;
 use crate::state::StateDir;
 use crate::Error;
@@ -15,16 +13,16 @@ pub enum ProviderKind {
     Local,
 }
 
-/// The chosen provider with what it needs: EC2 carries its region and AWS configuration, the
-/// local provider needs neither (no AWS configuration is loaded, no credentials are checked).
+/// The chosen provider with what it needs: EC2 carries its region and a client for the AWS APIs,
+/// the local provider needs neither (no AWS configuration is loaded, no credentials are checked).
 #[derive(Debug)]
 pub enum Provider {
     /// Amazon EC2.
     Ec2 {
         /// The AWS region, validated.
         region: String,
-        /// AWS configuration, with working credentials (boxed: it is large).
-        sdk: Box<SdkConfig>,
+        /// The AWS APIs' client, its credentials resolved.
+        aws: crate::aws::Client,
     },
     /// Processes on this machine.
     Local,

@@ -9,6 +9,7 @@
 pub(crate) mod agent_binary;
 pub(crate) mod alb;
 pub(crate) mod autoscale;
+pub(crate) mod aws;
 pub(crate) mod balance;
 pub(crate) mod bench;
 pub mod cli;

@@ -108,8 +108,8 @@ async fn place(settings: &Settings) -> Result<Option<Place>, Error> {
                 .balancer()?
                 .map(|record| Place::Local { cloud, record }))
         }
-        Provider::Ec2 { region, sdk } => {
-            let ec2 = Ec2::new(sdk, region, settings);
+        Provider::Ec2 { region, aws } => {
+            let ec2 = Ec2::new(aws, region, settings);
             Ok(ec2::find(&ec2, &settings.state).await?.map(Place::Ec2))
         }
     }
@@ -227,13 +227,13 @@ pub async fn up_ec2(
     spec: &BalanceSpec,
     options: &Ec2Options,
 ) -> Result<Balancer, Error> {
-    let Provider::Ec2 { region, sdk } = &settings.provider else {
+    let Provider::Ec2 { region, aws } = &settings.provider else {
         return Err(Error::Usage(
             "EC2 options for a local balancer: drop --type, --ssh-cidr and --client-cidr".into(),
         ));
     };
     let fleet = balanced_fleet(settings, spec).await?;
-    let cloud = Ec2::new(sdk, region, settings);
+    let cloud = Ec2::new(aws, region, settings);
     let files = certificate_files(spec)?;
     let (site, binary) = ec2::provision(
         &cloud,
@@ -616,8 +616,8 @@ pub async fn down(settings: &Settings) -> Result<bool, Error> {
         interval: POLL,
         timeout: Duration::from_secs(30),
     };
-    if let Provider::Ec2 { region, sdk } = &settings.provider {
-        let cloud = Ec2::new(sdk, region, settings);
+    if let Provider::Ec2 { region, aws } = &settings.provider {
+        let cloud = Ec2::new(aws, region, settings);
         let wait = Poll {
             interval: Duration::from_millis(500),
             timeout: Duration::from_secs(300),

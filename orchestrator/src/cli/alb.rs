@@ -152,7 +152,7 @@ impl UpArgs {
 /// The EC2 client (with its ELBv2 side) of the settings' project; the ALB exists only on EC2.
 pub(crate) fn client(settings: &Settings) -> Result<Ec2, Error> {
     match &settings.provider {
-        Provider::Ec2 { region, sdk } => Ok(Ec2::new(sdk, region, settings)),
+        Provider::Ec2 { region, aws } => Ok(Ec2::new(aws, region, settings)),
         Provider::Local => Err(Error::Usage(
             "the managed ALB exists only on EC2: drop --local (and ELB_PROVIDER=local); locally, \
              `elb balance` runs elb's own balancer"

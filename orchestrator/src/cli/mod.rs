@@ -187,8 +187,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         settings.notes = std::sync::Arc::new(crate::notes::Log);
     }
     match &settings.provider {
-        Provider::Ec2 { region, sdk } => {
-            let cloud = Ec2::new(sdk, region, &settings);
+        Provider::Ec2 { region, aws } => {
+            let cloud = Ec2::new(aws, region, &settings);
             execute(&cloud, &settings, kind, command).await
         }
         Provider::Local => execute(&LocalCloud::new(&settings), &settings, kind, command).await,

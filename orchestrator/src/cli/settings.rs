@@ -3,7 +3,9 @@
 
 use aws_config::Region;
 
+use crate::aws;
 use crate::cloud::ec2;
+use crate::cloud::errors::CloudError;
 use crate::config::{local_state, Options, Provider, ProviderKind, Settings};
 use crate::regions::{self, DEFAULT_REGION};
 use crate::Error;
@@ -46,11 +48,12 @@ async fn load_ec2(global: &Options) -> Result<Provider, Error> {
         .into_builder()
         .region(Region::new(region.clone()))
         .build();
-    ec2::check_credentials(&sdk).await?;
-    Ok(Provider::Ec2 {
-        region,
-        sdk: Box::new(sdk),
-    })
+    let aws = aws::Client::new(&sdk).map_err(|e| CloudError::Unreachable {
+        action: "the AWS APIs",
+        detail: e.to_string(),
+    })?;
+    ec2::check_credentials(&aws).await?;
+    Ok(Provider::Ec2 { region, aws })
 }
 
 /// The CLI's notes: each line on stderr (stdout holds results only).

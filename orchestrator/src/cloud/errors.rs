@@ -3,7 +3,7 @@
 //! EC2 does not model its errors as types: everything is a code string
 //! (`UnauthorizedOperation`, `InsufficientInstanceCapacity`, ...), so the mapping is a match on it.
 
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use crate::aws::AwsError;
 
 /// Where the minimal IAM policies are documented.
 const POLICY_DOC: &str = "README.md, section \"Minimal IAM policy\"";
@@ -276,21 +276,6 @@ fn hint(code: &str) -> &'static str {
     }
 }
 
-/// An error and its sources, as one line of their messages.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = s.source();
-    }
-    line
-}
-
 /// Actions that tag resources at creation, which IAM also checks as `ec2:CreateTags`.
 fn creates_tags(action: &str) -> bool {
     matches!(
@@ -302,20 +287,12 @@ fn creates_tags(action: &str) -> bool {
 impl CloudError {
     /// Classifies the failure of `action`, an IAM action name such as `"ec2:RunInstances"` or
     /// `"elasticloadbalancing:CreateLoadBalancer"`.
-    pub fn from_sdk<E, R>(action: &'static str, err: SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        match err.code() {
-            Some(code) => {
-                let message = err.message().unwrap_or("no message").to_owned();
-                Self::from_code(action, code, message)
-            }
-            None => Self::Unreachable {
-                action,
-                detail: error_chain(&err),
-            },
+    pub fn from_aws(action: &'static str, err: AwsError) -> Self {
+        match err {
+            AwsError::Service { code, message, .. } => Self::from_code(action, &code, message),
+            AwsError::Credentials(detail) => Self::NoCredentials { detail },
+            AwsError::Transport(detail) => Self::Unreachable { action, detail },
+            AwsError::Malformed(what) => Self::Unexpected { action, what },
         }
     }
 

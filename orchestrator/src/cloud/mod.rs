@@ -177,8 +177,8 @@ impl Created {
 /// (deploy, stats, bench) start here.
 pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Instance>, Error> {
     let mut instances = match &settings.provider {
-        Provider::Ec2 { region, sdk } => {
-            ec2::Ec2::new(sdk, region, settings)
+        Provider::Ec2 { region, aws } => {
+            ec2::Ec2::new(aws, region, settings)
                 .instances(cluster, false)
                 .await?
         }
@@ -197,7 +197,7 @@ pub async fn fleet(settings: &Settings, cluster: Option<&str>) -> Result<Vec<Ins
 /// has: the managed ALB, SSH deploys); `None` on the local provider.
 pub(crate) fn ec2_of(settings: &Settings) -> Option<ec2::Ec2> {
     match &settings.provider {
-        Provider::Ec2 { region, sdk } => Some(ec2::Ec2::new(sdk, region, settings)),
+        Provider::Ec2 { region, aws } => Some(ec2::Ec2::new(aws, region, settings)),
         Provider::Local => None,
     }
 }

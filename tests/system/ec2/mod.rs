@@ -13,3 +13,4 @@ mod interrupt;
 mod kill;
 mod launch;
 mod shim;
+mod signing;

@@ -29,7 +29,8 @@ enum Provider {
 pub struct Elb {
     provider: Provider,
     home: TempDir,
-    credentials: bool,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, if any.
+    credentials: Option<(String, String)>,
 }
 
 impl Elb {
@@ -59,7 +60,7 @@ impl Elb {
         Self {
             provider,
             home,
-            credentials: true,
+            credentials: Some(("testing".into(), "testing".into())),
         }
     }
 
@@ -73,7 +74,13 @@ impl Elb {
 
     /// The same user with no credentials anywhere: no variables, empty files.
     pub fn without_credentials(mut self) -> Self {
-        self.credentials = false;
+        self.credentials = None;
+        self
+    }
+
+    /// The same user with these access keys instead of the dummy ones.
+    pub fn with_credentials(mut self, key_id: &str, secret: &str) -> Self {
+        self.credentials = Some((key_id.into(), secret.into()));
         self
     }
 
@@ -113,10 +120,10 @@ impl Elb {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if self.credentials {
+        if let Some((key_id, secret)) = &self.credentials {
             command
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", "testing");
+                .env("AWS_ACCESS_KEY_ID", key_id)
+                .env("AWS_SECRET_ACCESS_KEY", secret);
         }
         command
     }

@@ -36,7 +36,7 @@ pub use host_cpu::HostCpu;
 pub use http::runtime;
 pub use load::KeepAlive;
 pub use local::LocalProject;
-pub use moto::moto;
+pub use moto::{moto, moto_checking_signatures};
 pub use net_host::NetHost;
 pub use netns::{run as run_checked, ssh_keygen};
 pub use shim::{Fault, Shim};

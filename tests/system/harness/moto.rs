@@ -22,7 +22,7 @@ pub struct Moto {
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
-        let moto = Moto { port: spawn() };
+        let moto = Moto { port: spawn(&[]) };
         // Warm-up: the first EC2 call loads the AMI catalogue; pay for it once, here.
         Ec2Api::new(moto.port, "000000000001".to_string())
             .call("ca-central-1", "DescribeImages", &[("Owner.1", "amazon")])
@@ -31,13 +31,27 @@ pub fn moto() -> &'static Moto {
     })
 }
 
-/// Starts moto_server and returns the port it took.
+/// A moto_server of its own that checks the SigV4 signature of every request after the first
+/// `unchecked` ones (moto's `INITIAL_NO_AUTH_ACTION_COUNT`: it recomputes each signature with
+/// botocore's signer from the IAM access keys it holds, and refuses a mismatch as AWS does). Its
+/// own process, since the setting is global to a moto; it lives until the test binary exits.
+pub fn moto_checking_signatures(unchecked: u32) -> Moto {
+    Moto {
+        port: spawn(&[("INITIAL_NO_AUTH_ACTION_COUNT", &unchecked.to_string())]),
+    }
+}
+
+/// Starts moto_server with `env` beside the suite's settings and returns the port it took.
 ///
 /// The process is spawned from a dedicated thread that never ends, with `PR_SET_PDEATHSIG`:
 /// the kernel sends SIGKILL when the spawning *thread* dies, which for a thread that never ends
 /// is when the test binary exits, whatever way it exits. That thread also drains moto's
 /// stderr (one line per request) so moto never blocks on a full pipe.
-fn spawn() -> u16 {
+fn spawn(env: &[(&str, &str)]) -> u16 {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let program = std::env::var_os("ELB_MOTO_SERVER").unwrap_or_else(|| "moto_server".into());
     let (port_tx, port_rx) = mpsc::channel::<Result<u16, String>>();
     std::thread::Builder::new()
@@ -49,6 +63,7 @@ fn spawn() -> u16 {
                 .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
                 .env("MOTO_ENABLE_AMI_VALIDATION", "true")
                 .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "true")
+                .envs(env)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());

@@ -7,21 +7,17 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
-use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum,
-    Matcher, PathPatternConditionConfig, ProtocolEnum, RuleCondition, Tag, TargetDescription,
-    TargetGroupAttribute, TargetTypeEnum,
-};
-use aws_sdk_elasticloadbalancingv2::Client;
 use tokio::time::Instant;
 
-use super::is_code;
+use super::{call, is_code};
+use crate::aws::{self, Node, Params, Service};
 use crate::cloud::errors::CloudError;
 use crate::cloud::MANAGED_BY;
 
 /// Most ARNs one `DescribeTags` call takes.
 const TAGS_BATCH: usize = 20;
+/// The target group attribute that holds the deregistration delay.
+const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
 /// The listener port of the seed's ALB.
 pub const LISTENER_PORT: u16 = 80;
 
@@ -128,107 +124,183 @@ impl Inventory {
 /// The project's view of ELBv2 in one region.
 #[derive(Debug, Clone)]
 pub struct LoadBalancing {
-    client: Client,
+    client: aws::Client,
     project: String,
     notes: std::sync::Arc<dyn crate::notes::Notes>,
 }
 
-fn sdk_err<E, R>(
-    action: &'static str,
-) -> impl FnOnce(aws_sdk_elasticloadbalancingv2::error::SdkError<E, R>) -> CloudError
-where
-    E: aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    move |e| CloudError::from_sdk(action, e)
+/// A `DefaultActions` or `Actions` list of one forward to `target_group_arn`.
+fn forward(params: &mut Params, list: &str, target_group_arn: &str) {
+    let action = params.entry(list, 0);
+    params
+        .set(format!("{action}.Type"), "forward")
+        .set(format!("{action}.TargetGroupArn"), target_group_arn);
 }
 
-fn forward(target_group_arn: &str) -> Action {
-    Action::builder()
-        .r#type(ActionTypeEnum::Forward)
-        .target_group_arn(target_group_arn)
-        .build()
+/// A `Conditions` list of one `path-pattern` condition.
+fn path_condition(params: &mut Params, pattern: &str) {
+    let condition = params.entry("Conditions", 0);
+    params.set(format!("{condition}.Field"), "path-pattern");
+    params.list(&format!("{condition}.PathPatternConfig.Values"), [pattern]);
 }
 
-fn path_condition(pattern: &str) -> RuleCondition {
-    RuleCondition::builder()
-        .field("path-pattern")
-        .path_pattern_config(
-            PathPatternConditionConfig::builder()
-                .values(pattern)
-                .build(),
-        )
-        .build()
+/// A health check's parameters, as CreateTargetGroup and ModifyTargetGroup take them.
+fn health_check(params: &mut Params, health: &HealthCheck) {
+    params
+        .set("HealthCheckPath", &health.path)
+        .set("HealthCheckIntervalSeconds", health.interval_secs)
+        .set("HealthCheckTimeoutSeconds", health.timeout_secs)
+        .set("HealthyThresholdCount", health.healthy)
+        .set("UnhealthyThresholdCount", health.unhealthy)
+        .set("Matcher.HttpCode", &health.matcher);
 }
 
-fn to_load_balancer(lb: &aws_sdk_elasticloadbalancingv2::types::LoadBalancer) -> LoadBalancer {
-    let owned = |s: Option<&str>| s.unwrap_or_default().to_owned();
+/// A load balancer of a `LoadBalancers` list.
+fn to_load_balancer(lb: Node<'_, '_>) -> LoadBalancer {
     LoadBalancer {
-        arn: owned(lb.load_balancer_arn()),
-        name: owned(lb.load_balancer_name()),
-        dns_name: owned(lb.dns_name()),
-        state: owned(lb.state().and_then(|s| s.code()).map(|c| c.as_str())),
-        reason: lb.state().and_then(|s| s.reason()).map(str::to_owned),
+        arn: lb.string("LoadBalancerArn"),
+        name: lb.string("LoadBalancerName"),
+        dns_name: lb.string("DNSName"),
+        state: lb
+            .at(&["State", "Code"])
+            .map(|c| c.own_text().to_owned())
+            .unwrap_or_default(),
+        reason: lb.at(&["State", "Reason"]).map(|r| r.own_text().to_owned()),
     }
 }
 
-fn positive(value: Option<i32>) -> u32 {
-    value.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
+/// The first load balancer of a `DescribeLoadBalancers` or `CreateLoadBalancer` answer.
+fn first_load_balancer(root: Node<'_, '_>) -> Option<LoadBalancer> {
+    root.list("LoadBalancers").next().map(to_load_balancer)
 }
 
-fn to_i32(value: u32) -> i32 {
-    i32::try_from(value).unwrap_or(i32::MAX)
+/// The ELBv2 `NextMarker`, when there is another page.
+fn next_marker(root: Node<'_, '_>) -> Option<String> {
+    root.text("NextMarker")
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// The target group of the first action of `list` (a rule's `Actions`, a listener's
+/// `DefaultActions`) that names one.
+fn action_target(node: Node<'_, '_>, list: &str) -> Option<String> {
+    node.list(list)
+        .find_map(|a| a.text("TargetGroupArn").filter(|t| !t.is_empty()))
+        .map(str::to_owned)
+}
+
+/// The path patterns of a rule: the older `Values` field and `PathPatternConfig` both carry
+/// them; each pattern once.
+fn rule_patterns(rule: Node<'_, '_>) -> Vec<String> {
+    let mut patterns: Vec<String> = Vec::new();
+    for condition in rule
+        .list("Conditions")
+        .filter(|c| c.text("Field") == Some("path-pattern"))
+    {
+        let config = condition
+            .child("PathPatternConfig")
+            .into_iter()
+            .flat_map(|p| p.list("Values"));
+        for value in condition.list("Values").chain(config) {
+            let value = value.own_text().to_owned();
+            if !patterns.contains(&value) {
+                patterns.push(value);
+            }
+        }
+    }
+    patterns
+}
+
+/// The unexpected-answer error of a create call that returned nothing.
+fn missing(action: &'static str, what: &str) -> CloudError {
+    CloudError::Unexpected {
+        action,
+        what: format!("no {what} in the answer"),
+    }
 }
 
 impl LoadBalancing {
-    /// A client for the project's ELBv2 resources in the region `sdk` is configured for.
+    /// A client for the project's ELBv2 resources in the region `client` calls.
     pub fn new(
-        sdk: &SdkConfig,
+        client: &aws::Client,
         project: &str,
         notes: std::sync::Arc<dyn crate::notes::Notes>,
     ) -> Self {
         Self {
-            client: Client::new(sdk),
+            client: client.clone(),
             project: project.to_owned(),
             notes,
         }
     }
 
-    fn tags(&self, name: &str, cluster: Option<&str>) -> Vec<Tag> {
+    /// Parameters for an ELBv2 call.
+    fn params() -> Params {
+        Service::Elbv2.params()
+    }
+
+    /// Calls the ELBv2 action IAM names `iam` (see [`super::call`]).
+    async fn call<T>(
+        &self,
+        iam: &'static str,
+        params: &Params,
+        read: impl FnOnce(Node<'_, '_>) -> T,
+    ) -> Result<T, CloudError> {
+        call(&self.client, iam, params, read).await
+    }
+
+    /// Every page of a `Describe*` call that pages with `Marker`/`NextMarker`.
+    async fn pages<T>(
+        &self,
+        iam: &'static str,
+        list: &str,
+        read: impl Fn(Node<'_, '_>) -> Option<T>,
+    ) -> Result<Vec<T>, CloudError> {
+        let mut all = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut params = Self::params();
+            params.maybe("Marker", marker.as_deref());
+            let (items, next) = self
+                .call(iam, &params, |root| {
+                    let items: Vec<T> = root.list(list).filter_map(&read).collect();
+                    (items, next_marker(root))
+                })
+                .await?;
+            all.extend(items);
+            match next {
+                Some(next) => marker = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Tags at creation (`Tags.member.N`): the project's, `Name`, and `Cluster` when given.
+    fn tags(&self, params: &mut Params, name: &str, cluster: Option<&str>) {
         let mut pairs = vec![
             ("Project", self.project.as_str()),
             ("ManagedBy", MANAGED_BY),
             ("Name", name),
         ];
         pairs.extend(cluster.map(|c| ("Cluster", c)));
-        pairs
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect()
+        params.pairs("Tags", pairs);
     }
 
     /// The load balancer called `name`, if there is one carrying the project's tag. One that
     /// exists under that name without the tag is refused: it belongs to someone else.
     pub async fn find_load_balancer(&self, name: &str) -> Result<Option<LoadBalancer>, CloudError> {
-        let out = self
-            .client
-            .describe_load_balancers()
-            .names(name)
-            .send()
+        let mut params = Self::params();
+        params.list("Names", [name]);
+        let found = self
+            .call(
+                "elasticloadbalancing:DescribeLoadBalancers",
+                &params,
+                first_load_balancer,
+            )
             .await;
-        let found = match out {
-            Ok(out) => out.load_balancers().first().map(to_load_balancer),
-            Err(e) if is_code(&e, "LoadBalancerNotFound") => None,
-            Err(e) => {
-                return Err(CloudError::from_sdk(
-                    "elasticloadbalancing:DescribeLoadBalancers",
-                    e,
-                ))
-            }
+        let found = if is_code(&found, "LoadBalancerNotFound") {
+            None
+        } else {
+            found?
         };
         match found {
             Some(lb) if self.owns(&lb.arn).await? => Ok(Some(lb)),
@@ -248,25 +320,18 @@ impl LoadBalancing {
         subnets: &[String],
         security_group: &str,
     ) -> Result<LoadBalancer, CloudError> {
-        let out = self
-            .client
-            .create_load_balancer()
-            .name(name)
-            .r#type(LoadBalancerTypeEnum::Application)
-            .scheme(LoadBalancerSchemeEnum::InternetFacing)
-            .set_subnets(Some(subnets.to_vec()))
-            .security_groups(security_group)
-            .set_tags(Some(self.tags(name, None)))
-            .send()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:CreateLoadBalancer"))?;
-        out.load_balancers()
-            .first()
-            .map(to_load_balancer)
-            .ok_or_else(|| CloudError::Unexpected {
-                action: "elasticloadbalancing:CreateLoadBalancer",
-                what: "no load balancer in the answer".into(),
-            })
+        const ACTION: &str = "elasticloadbalancing:CreateLoadBalancer";
+        let mut params = Self::params();
+        params
+            .set("Name", name)
+            .set("Type", "application")
+            .set("Scheme", "internet-facing")
+            .list("Subnets", subnets)
+            .list("SecurityGroups", [security_group]);
+        self.tags(&mut params, name, None);
+        self.call(ACTION, &params, first_load_balancer)
+            .await?
+            .ok_or_else(|| missing(ACTION, "load balancer"))
     }
 
     /// Polls the load balancer `arn` until it is `active`, for at most `timeout`. Right after
@@ -282,10 +347,10 @@ impl LoadBalancing {
         loop {
             let lb = self.describe_arn(arn).await?;
             if let Some(lb) = &lb {
-                if lb.state == LoadBalancerStateEnum::Active.as_str() {
+                if lb.state == "active" {
                     return Ok(lb.clone());
                 }
-                if lb.state == LoadBalancerStateEnum::Failed.as_str() {
+                if lb.state == "failed" {
                     return Err(CloudError::LoadBalancerFailed {
                         name: lb.name.clone(),
                         reason: lb
@@ -311,20 +376,19 @@ impl LoadBalancing {
     /// The load balancer `arn` as ELBv2 lists it now; `None` when it does not know it (not yet,
     /// right after creation, or no more, after deletion).
     async fn describe_arn(&self, arn: &str) -> Result<Option<LoadBalancer>, CloudError> {
-        let out = self
-            .client
-            .describe_load_balancers()
-            .load_balancer_arns(arn)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(out.load_balancers().first().map(to_load_balancer)),
-            Err(e) if is_code(&e, "LoadBalancerNotFound") => Ok(None),
-            Err(e) => Err(CloudError::from_sdk(
+        let mut params = Self::params();
+        params.list("LoadBalancerArns", [arn]);
+        let found = self
+            .call(
                 "elasticloadbalancing:DescribeLoadBalancers",
-                e,
-            )),
+                &params,
+                first_load_balancer,
+            )
+            .await;
+        if is_code(&found, "LoadBalancerNotFound") {
+            return Ok(None);
         }
+        found
     }
 
     /// Whether the resource `arn` carries the project's exact `Project` tag.
@@ -339,69 +403,61 @@ impl LoadBalancing {
     async fn tagged(&self, arns: &[String]) -> Result<Vec<String>, CloudError> {
         let mut ours = Vec::new();
         for batch in arns.chunks(TAGS_BATCH) {
-            let out = self
-                .client
-                .describe_tags()
-                .set_resource_arns(Some(batch.to_vec()))
-                .send()
-                .await
-                .map_err(sdk_err("elasticloadbalancing:DescribeTags"))?;
-            ours.extend(
-                out.tag_descriptions()
-                    .iter()
-                    .filter(|d| {
-                        d.tags().iter().any(|t| {
-                            t.key() == Some("Project") && t.value() == Some(self.project.as_str())
-                        })
-                    })
-                    .filter_map(|d| d.resource_arn().map(str::to_owned)),
-            );
+            let mut params = Self::params();
+            params.list("ResourceArns", batch);
+            let tagged: Vec<String> = self
+                .call("elasticloadbalancing:DescribeTags", &params, |root| {
+                    root.list("TagDescriptions")
+                        .filter(|d| d.tag("Tags", "Project") == Some(self.project.as_str()))
+                        .map(|d| d.string("ResourceArn"))
+                        .collect()
+                })
+                .await?;
+            ours.extend(tagged);
         }
         Ok(ours)
     }
 
     /// The target group called `name` carrying the project's tag, if any.
     pub async fn find_target_group(&self, name: &str) -> Result<Option<TargetGroup>, CloudError> {
-        let out = self
-            .client
-            .describe_target_groups()
-            .names(name)
-            .send()
+        let mut params = Self::params();
+        params.list("Names", [name]);
+        let group = self
+            .call(
+                "elasticloadbalancing:DescribeTargetGroups",
+                &params,
+                |root| {
+                    root.list("TargetGroups").next().map(|g| TargetGroup {
+                        arn: g.string("TargetGroupArn"),
+                        name: name.to_owned(),
+                        health: HealthCheck {
+                            path: g.text("HealthCheckPath").unwrap_or("/").to_owned(),
+                            interval_secs: g.number("HealthCheckIntervalSeconds").unwrap_or(0),
+                            timeout_secs: g.number("HealthCheckTimeoutSeconds").unwrap_or(0),
+                            healthy: g.number("HealthyThresholdCount").unwrap_or(0),
+                            unhealthy: g.number("UnhealthyThresholdCount").unwrap_or(0),
+                            matcher: g
+                                .at(&["Matcher", "HttpCode"])
+                                .map_or("200", |m| m.own_text())
+                                .to_owned(),
+                        },
+                    })
+                },
+            )
             .await;
-        let group = match out {
-            Ok(out) => out.target_groups().first().cloned(),
-            Err(e) if is_code(&e, "TargetGroupNotFound") => None,
-            Err(e) => {
-                return Err(CloudError::from_sdk(
-                    "elasticloadbalancing:DescribeTargetGroups",
-                    e,
-                ))
-            }
+        let group = if is_code(&group, "TargetGroupNotFound") {
+            None
+        } else {
+            group?
         };
         let Some(group) = group else { return Ok(None) };
-        let arn = group.target_group_arn().unwrap_or_default().to_owned();
-        if !self.owns(&arn).await? {
+        if !self.owns(&group.arn).await? {
             return Err(CloudError::ForeignLoadBalancer {
                 name: name.to_owned(),
                 project: self.project.clone(),
             });
         }
-        Ok(Some(TargetGroup {
-            arn,
-            name: name.to_owned(),
-            health: HealthCheck {
-                path: group.health_check_path().unwrap_or("/").to_owned(),
-                interval_secs: positive(group.health_check_interval_seconds()),
-                timeout_secs: positive(group.health_check_timeout_seconds()),
-                healthy: positive(group.healthy_threshold_count()),
-                unhealthy: positive(group.unhealthy_threshold_count()),
-                matcher: group
-                    .matcher()
-                    .and_then(|m| m.http_code())
-                    .unwrap_or("200")
-                    .to_owned(),
-            },
-        }))
+        Ok(Some(group))
     }
 
     /// Creates the target group `name` for `cluster`'s instances (HTTP on `port`) in `vpc_id`,
@@ -414,33 +470,25 @@ impl LoadBalancing {
         port: u16,
         health: &HealthCheck,
     ) -> Result<String, CloudError> {
-        let out = self
-            .client
-            .create_target_group()
-            .name(name)
-            .protocol(ProtocolEnum::Http)
-            .port(i32::from(port))
-            .vpc_id(vpc_id)
-            .target_type(TargetTypeEnum::Instance)
-            .health_check_protocol(ProtocolEnum::Http)
-            .health_check_path(&health.path)
-            .health_check_interval_seconds(to_i32(health.interval_secs))
-            .health_check_timeout_seconds(to_i32(health.timeout_secs))
-            .healthy_threshold_count(to_i32(health.healthy))
-            .unhealthy_threshold_count(to_i32(health.unhealthy))
-            .matcher(Matcher::builder().http_code(&health.matcher).build())
-            .set_tags(Some(self.tags(name, Some(cluster))))
-            .send()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:CreateTargetGroup"))?;
-        out.target_groups()
-            .first()
-            .and_then(|g| g.target_group_arn())
-            .map(str::to_owned)
-            .ok_or_else(|| CloudError::Unexpected {
-                action: "elasticloadbalancing:CreateTargetGroup",
-                what: "no target group in the answer".into(),
-            })
+        const ACTION: &str = "elasticloadbalancing:CreateTargetGroup";
+        let mut params = Self::params();
+        params
+            .set("Name", name)
+            .set("Protocol", "HTTP")
+            .set("Port", port)
+            .set("VpcId", vpc_id)
+            .set("TargetType", "instance")
+            .set("HealthCheckProtocol", "HTTP");
+        health_check(&mut params, health);
+        self.tags(&mut params, name, Some(cluster));
+        self.call(ACTION, &params, |root| {
+            root.list("TargetGroups")
+                .next()
+                .and_then(|g| g.text("TargetGroupArn"))
+                .map(str::to_owned)
+        })
+        .await?
+        .ok_or_else(|| missing(ACTION, "target group"))
     }
 
     /// Sets a target group's health check to `health`.
@@ -449,141 +497,126 @@ impl LoadBalancing {
         arn: &str,
         health: &HealthCheck,
     ) -> Result<(), CloudError> {
-        self.client
-            .modify_target_group()
-            .target_group_arn(arn)
-            .health_check_path(&health.path)
-            .health_check_interval_seconds(to_i32(health.interval_secs))
-            .health_check_timeout_seconds(to_i32(health.timeout_secs))
-            .healthy_threshold_count(to_i32(health.healthy))
-            .unhealthy_threshold_count(to_i32(health.unhealthy))
-            .matcher(Matcher::builder().http_code(&health.matcher).build())
-            .send()
+        let mut params = Self::params();
+        params.set("TargetGroupArn", arn);
+        health_check(&mut params, health);
+        self.call("elasticloadbalancing:ModifyTargetGroup", &params, |_| ())
             .await
-            .map(drop)
-            .map_err(sdk_err("elasticloadbalancing:ModifyTargetGroup"))
     }
 
     /// A target group's deregistration delay in seconds, if set.
     pub async fn deregistration_delay(&self, arn: &str) -> Result<Option<u32>, CloudError> {
-        let out = self
-            .client
-            .describe_target_group_attributes()
-            .target_group_arn(arn)
-            .send()
-            .await
-            .map_err(sdk_err(
-                "elasticloadbalancing:DescribeTargetGroupAttributes",
-            ))?;
-        Ok(out
-            .attributes()
-            .iter()
-            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
-            .and_then(|a| a.value()?.parse().ok()))
+        let mut params = Self::params();
+        params.set("TargetGroupArn", arn);
+        self.call(
+            "elasticloadbalancing:DescribeTargetGroupAttributes",
+            &params,
+            |root| {
+                root.list("Attributes")
+                    .find(|a| a.text("Key") == Some(DEREGISTRATION_DELAY))
+                    .and_then(|a| a.number("Value"))
+            },
+        )
+        .await
     }
 
     /// Sets a target group's deregistration delay.
     pub async fn set_deregistration_delay(&self, arn: &str, secs: u32) -> Result<(), CloudError> {
-        self.client
-            .modify_target_group_attributes()
-            .target_group_arn(arn)
-            .attributes(
-                TargetGroupAttribute::builder()
-                    .key("deregistration_delay.timeout_seconds")
-                    .value(secs.to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .map(drop)
-            .map_err(sdk_err("elasticloadbalancing:ModifyTargetGroupAttributes"))
+        let mut params = Self::params();
+        let value = secs.to_string();
+        params
+            .set("TargetGroupArn", arn)
+            .pairs("Attributes", [(DEREGISTRATION_DELAY, value.as_str())]);
+        self.call(
+            "elasticloadbalancing:ModifyTargetGroupAttributes",
+            &params,
+            |_| (),
+        )
+        .await
     }
 
     /// Every target registered in a group, with its health.
     pub async fn target_health(&self, arn: &str) -> Result<Vec<TargetHealth>, CloudError> {
-        let out = self
-            .client
-            .describe_target_health()
-            .target_group_arn(arn)
-            .send()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:DescribeTargetHealth"))?;
-        let mut targets: Vec<TargetHealth> = out
-            .target_health_descriptions()
-            .iter()
-            .filter_map(|d| {
-                let health = d.target_health();
-                Some(TargetHealth {
-                    id: d.target()?.id()?.to_owned(),
-                    state: health
-                        .and_then(|h| h.state())
-                        .map_or("unknown", |s| s.as_str())
-                        .to_owned(),
-                    reason: health
-                        .and_then(|h| h.reason())
-                        .map(|r| r.as_str().to_owned()),
-                    description: health.and_then(|h| h.description()).map(str::to_owned),
-                })
-            })
-            .collect();
+        let mut params = Self::params();
+        params.set("TargetGroupArn", arn);
+        let mut targets: Vec<TargetHealth> = self
+            .call(
+                "elasticloadbalancing:DescribeTargetHealth",
+                &params,
+                |root| {
+                    root.list("TargetHealthDescriptions")
+                        .filter_map(|d| {
+                            let health = d.child("TargetHealth");
+                            let field = |name: &str| {
+                                health
+                                    .and_then(|h| h.text(name))
+                                    .filter(|t| !t.is_empty())
+                                    .map(str::to_owned)
+                            };
+                            Some(TargetHealth {
+                                id: d.at(&["Target", "Id"])?.own_text().to_owned(),
+                                state: field("State").unwrap_or_else(|| "unknown".into()),
+                                reason: field("Reason"),
+                                description: field("Description"),
+                            })
+                        })
+                        .collect()
+                },
+            )
+            .await?;
         targets.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(targets)
     }
 
     /// Registers instances `ids` (on `port`) in a group.
     pub async fn register(&self, arn: &str, ids: &[String], port: u16) -> Result<(), CloudError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.client
-            .register_targets()
-            .target_group_arn(arn)
-            .set_targets(Some(targets(ids, port)))
-            .send()
+        self.targets("elasticloadbalancing:RegisterTargets", arn, ids, port)
             .await
-            .map(drop)
-            .map_err(sdk_err("elasticloadbalancing:RegisterTargets"))
     }
 
     /// Deregisters instances `ids` from a group (they drain for the deregistration delay).
     pub async fn deregister(&self, arn: &str, ids: &[String], port: u16) -> Result<(), CloudError> {
+        self.targets("elasticloadbalancing:DeregisterTargets", arn, ids, port)
+            .await
+    }
+
+    /// Registers or deregisters (`iam`) instances `ids` on `port` in group `arn`.
+    async fn targets(
+        &self,
+        iam: &'static str,
+        arn: &str,
+        ids: &[String],
+        port: u16,
+    ) -> Result<(), CloudError> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.client
-            .deregister_targets()
-            .target_group_arn(arn)
-            .set_targets(Some(targets(ids, port)))
-            .send()
-            .await
-            .map(drop)
-            .map_err(sdk_err("elasticloadbalancing:DeregisterTargets"))
+        let mut params = Self::params();
+        params
+            .set("TargetGroupArn", arn)
+            .structs("Targets", ids, |p, target, id| {
+                p.set(format!("{target}.Id"), id)
+                    .set(format!("{target}.Port"), port);
+            });
+        self.call(iam, &params, |_| ()).await
     }
 
     /// The load balancer's listeners.
     pub async fn listeners(&self, lb_arn: &str) -> Result<Vec<Listener>, CloudError> {
-        let out = self
-            .client
-            .describe_listeners()
-            .load_balancer_arn(lb_arn)
-            .send()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:DescribeListeners"))?;
-        Ok(out
-            .listeners()
-            .iter()
-            .filter_map(|l| {
-                Some(Listener {
-                    arn: l.listener_arn()?.to_owned(),
-                    port: u16::try_from(l.port()?).ok()?,
-                    default_target_group_arn: l
-                        .default_actions()
-                        .iter()
-                        .find_map(|a| a.target_group_arn())
-                        .map(str::to_owned),
+        let mut params = Self::params();
+        params.set("LoadBalancerArn", lb_arn);
+        self.call("elasticloadbalancing:DescribeListeners", &params, |root| {
+            root.list("Listeners")
+                .filter_map(|l| {
+                    Some(Listener {
+                        arn: l.text("ListenerArn")?.to_owned(),
+                        port: l.number("Port")?,
+                        default_target_group_arn: action_target(l, "DefaultActions"),
+                    })
                 })
-            })
-            .collect())
+                .collect()
+        })
+        .await
     }
 
     /// Creates an HTTP listener on [`LISTENER_PORT`] forwarding to `target_group_arn` by
@@ -594,25 +627,22 @@ impl LoadBalancing {
         name: &str,
         target_group_arn: &str,
     ) -> Result<String, CloudError> {
-        let out = self
-            .client
-            .create_listener()
-            .load_balancer_arn(lb_arn)
-            .protocol(ProtocolEnum::Http)
-            .port(i32::from(LISTENER_PORT))
-            .default_actions(forward(target_group_arn))
-            .set_tags(Some(self.tags(name, None)))
-            .send()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:CreateListener"))?;
-        out.listeners()
-            .first()
-            .and_then(|l| l.listener_arn())
-            .map(str::to_owned)
-            .ok_or_else(|| CloudError::Unexpected {
-                action: "elasticloadbalancing:CreateListener",
-                what: "no listener in the answer".into(),
-            })
+        const ACTION: &str = "elasticloadbalancing:CreateListener";
+        let mut params = Self::params();
+        params
+            .set("LoadBalancerArn", lb_arn)
+            .set("Protocol", "HTTP")
+            .set("Port", LISTENER_PORT);
+        forward(&mut params, "DefaultActions", target_group_arn);
+        self.tags(&mut params, name, None);
+        self.call(ACTION, &params, |root| {
+            root.list("Listeners")
+                .next()
+                .and_then(|l| l.text("ListenerArn"))
+                .map(str::to_owned)
+        })
+        .await?
+        .ok_or_else(|| missing(ACTION, "listener"))
     }
 
     /// Points a listener's default action at `target_group_arn`.
@@ -621,59 +651,32 @@ impl LoadBalancing {
         listener_arn: &str,
         target_group_arn: &str,
     ) -> Result<(), CloudError> {
-        self.client
-            .modify_listener()
-            .listener_arn(listener_arn)
-            .default_actions(forward(target_group_arn))
-            .send()
+        let mut params = Self::params();
+        params.set("ListenerArn", listener_arn);
+        forward(&mut params, "DefaultActions", target_group_arn);
+        self.call("elasticloadbalancing:ModifyListener", &params, |_| ())
             .await
-            .map(drop)
-            .map_err(sdk_err("elasticloadbalancing:ModifyListener"))
     }
 
     /// A listener's rules other than the default, by priority.
     pub async fn rules(&self, listener_arn: &str) -> Result<Vec<ListenerRule>, CloudError> {
-        let out = self
-            .client
-            .describe_rules()
-            .listener_arn(listener_arn)
-            .send()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:DescribeRules"))?;
-        let mut rules: Vec<ListenerRule> = out
-            .rules()
-            .iter()
-            .filter(|r| r.is_default() != Some(true))
-            .filter_map(|r| {
-                Some(ListenerRule {
-                    arn: r.rule_arn()?.to_owned(),
-                    priority: r.priority()?.parse().ok()?,
-                    patterns: r
-                        .conditions()
-                        .iter()
-                        .filter(|c| c.field() == Some("path-pattern"))
-                        .flat_map(|c| {
-                            // The older `Values` field and `PathPatternConfig` both carry them.
-                            let config = c
-                                .path_pattern_config()
-                                .map(|p| p.values())
-                                .unwrap_or_default();
-                            c.values().iter().chain(config).cloned().collect::<Vec<_>>()
+        let mut params = Self::params();
+        params.set("ListenerArn", listener_arn);
+        let mut rules: Vec<ListenerRule> = self
+            .call("elasticloadbalancing:DescribeRules", &params, |root| {
+                root.list("Rules")
+                    .filter(|r| r.text("IsDefault") != Some("true"))
+                    .filter_map(|r| {
+                        Some(ListenerRule {
+                            arn: r.text("RuleArn")?.to_owned(),
+                            priority: r.number("Priority")?,
+                            patterns: rule_patterns(r),
+                            target_group_arn: action_target(r, "Actions"),
                         })
-                        .fold(Vec::new(), |mut seen, p| {
-                            if !seen.contains(&p) {
-                                seen.push(p);
-                            }
-                            seen
-                        }),
-                    target_group_arn: r
-                        .actions()
-                        .iter()
-                        .find_map(|a| a.target_group_arn())
-                        .map(str::to_owned),
-                })
+                    })
+                    .collect()
             })
-            .collect();
+            .await?;
         rules.sort_by_key(|r| r.priority);
         Ok(rules)
     }
@@ -687,17 +690,15 @@ impl LoadBalancing {
         target_group_arn: &str,
         name: &str,
     ) -> Result<(), CloudError> {
-        self.client
-            .create_rule()
-            .listener_arn(listener_arn)
-            .priority(to_i32(priority))
-            .conditions(path_condition(pattern))
-            .actions(forward(target_group_arn))
-            .set_tags(Some(self.tags(name, None)))
-            .send()
+        let mut params = Self::params();
+        params
+            .set("ListenerArn", listener_arn)
+            .set("Priority", priority);
+        path_condition(&mut params, pattern);
+        forward(&mut params, "Actions", target_group_arn);
+        self.tags(&mut params, name, None);
+        self.call("elasticloadbalancing:CreateRule", &params, |_| ())
             .await
-            .map(drop)
-            .map_err(sdk_err("elasticloadbalancing:CreateRule"))
     }
 
     /// Rewrites a rule's condition and action.
@@ -707,60 +708,65 @@ impl LoadBalancing {
         pattern: &str,
         target_group_arn: &str,
     ) -> Result<(), CloudError> {
-        self.client
-            .modify_rule()
-            .rule_arn(rule_arn)
-            .conditions(path_condition(pattern))
-            .actions(forward(target_group_arn))
-            .send()
+        let mut params = Self::params();
+        params.set("RuleArn", rule_arn);
+        path_condition(&mut params, pattern);
+        forward(&mut params, "Actions", target_group_arn);
+        self.call("elasticloadbalancing:ModifyRule", &params, |_| ())
             .await
-            .map(drop)
-            .map_err(sdk_err("elasticloadbalancing:ModifyRule"))
     }
 
     /// Deletes a rule.
     pub async fn delete_rule(&self, rule_arn: &str) -> Result<(), CloudError> {
-        match self.client.delete_rule().rule_arn(rule_arn).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_code(&e, "RuleNotFound") => Ok(()),
-            Err(e) => Err(CloudError::from_sdk("elasticloadbalancing:DeleteRule", e)),
+        self.delete_one(
+            "elasticloadbalancing:DeleteRule",
+            "RuleArn",
+            rule_arn,
+            "RuleNotFound",
+        )
+        .await
+    }
+
+    /// Calls the delete action `iam` on the resource whose ARN is the parameter `field`; one
+    /// that is already gone (`not_found`) is no error.
+    async fn delete_one(
+        &self,
+        iam: &'static str,
+        field: &str,
+        arn: &str,
+        not_found: &str,
+    ) -> Result<(), CloudError> {
+        let mut params = Self::params();
+        params.set(field, arn);
+        let result = self.call(iam, &params, |_| ()).await;
+        if is_code(&result, not_found) {
+            return Ok(());
         }
+        result
     }
 
     /// Everything of ELBv2 that carries the project's tag: load balancers with their listeners
     /// and rules, and target groups. Another project's resources and untagged ones are not in it.
     pub async fn inventory(&self) -> Result<Inventory, CloudError> {
-        let lbs = self
-            .client
-            .describe_load_balancers()
-            .into_paginator()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:DescribeLoadBalancers"))?;
-        let lbs: Vec<LoadBalancer> = lbs
-            .iter()
-            .flat_map(|p| p.load_balancers())
-            .map(to_load_balancer)
-            .collect();
-        let groups = self
-            .client
-            .describe_target_groups()
-            .into_paginator()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(sdk_err("elasticloadbalancing:DescribeTargetGroups"))?;
-        let groups: Vec<(String, String)> = groups
-            .iter()
-            .flat_map(|p| p.target_groups())
-            .filter_map(|g| {
-                Some((
-                    g.target_group_arn()?.to_owned(),
-                    g.target_group_name()?.to_owned(),
-                ))
-            })
-            .collect();
+        let lbs: Vec<LoadBalancer> = self
+            .pages(
+                "elasticloadbalancing:DescribeLoadBalancers",
+                "LoadBalancers",
+                |lb| Some(to_load_balancer(lb)),
+            )
+            .await?;
+        let groups: Vec<(String, String)> = self
+            .pages(
+                "elasticloadbalancing:DescribeTargetGroups",
+                "TargetGroups",
+                |g| {
+                    Some((
+                        g.text("TargetGroupArn")?.to_owned(),
+                        g.text("TargetGroupName")?.to_owned(),
+                    ))
+                },
+            )
+            .await?;
         let candidates: Vec<String> = lbs
             .iter()
             .map(|lb| lb.arn.clone())
@@ -812,14 +818,13 @@ impl LoadBalancing {
 
     /// Deletes a listener (and its rules).
     pub async fn delete_listener(&self, arn: &str) -> Result<(), CloudError> {
-        match self.client.delete_listener().listener_arn(arn).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_code(&e, "ListenerNotFound") => Ok(()),
-            Err(e) => Err(CloudError::from_sdk(
-                "elasticloadbalancing:DeleteListener",
-                e,
-            )),
-        }
+        self.delete_one(
+            "elasticloadbalancing:DeleteListener",
+            "ListenerArn",
+            arn,
+            "ListenerNotFound",
+        )
+        .await
     }
 
     /// Deletes a load balancer and waits, polling every `interval` until `deadline`, until
@@ -830,22 +835,15 @@ impl LoadBalancing {
         interval: Duration,
         deadline: Instant,
     ) -> Result<(), CloudError> {
-        match self
-            .client
-            .delete_load_balancer()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_code(&e, "LoadBalancerNotFound") => return Ok(()),
-            Err(e) => {
-                return Err(CloudError::from_sdk(
-                    "elasticloadbalancing:DeleteLoadBalancer",
-                    e,
-                ))
-            }
+        let mut params = Self::params();
+        params.set("LoadBalancerArn", arn);
+        let result = self
+            .call("elasticloadbalancing:DeleteLoadBalancer", &params, |_| ())
+            .await;
+        if is_code(&result, "LoadBalancerNotFound") {
+            return Ok(());
         }
+        result?;
         let started = Instant::now();
         loop {
             if self.describe_arn(arn).await?.is_none() {
@@ -869,46 +867,22 @@ impl LoadBalancing {
         deadline: Instant,
     ) -> Result<(), CloudError> {
         let mut backoff = Duration::from_millis(250);
+        let mut params = Self::params();
+        params.set("TargetGroupArn", arn);
         loop {
-            match self
-                .client
-                .delete_target_group()
-                .target_group_arn(arn)
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if is_code(&e, "TargetGroupNotFound") => return Ok(()),
-                Err(e) if is_code(&e, "ResourceInUse") => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(CloudError::from_sdk(
-                            "elasticloadbalancing:DeleteTargetGroup",
-                            e,
-                        ));
-                    }
-                    tracing::info!(%arn, ?backoff, "target group still in use; retrying");
-                    tokio::time::sleep(backoff.min(deadline - now)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    return Err(CloudError::from_sdk(
-                        "elasticloadbalancing:DeleteTargetGroup",
-                        e,
-                    ))
-                }
+            let result = self
+                .call("elasticloadbalancing:DeleteTargetGroup", &params, |_| ())
+                .await;
+            if is_code(&result, "TargetGroupNotFound") {
+                return Ok(());
             }
+            let now = Instant::now();
+            if !is_code(&result, "ResourceInUse") || now >= deadline {
+                return result;
+            }
+            tracing::info!(%arn, ?backoff, "target group still in use; retrying");
+            tokio::time::sleep(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
-}
-
-fn targets(ids: &[String], port: u16) -> Vec<TargetDescription> {
-    ids.iter()
-        .map(|id| {
-            TargetDescription::builder()
-                .id(id)
-                .port(i32::from(port))
-                .build()
-        })
-        .collect()
 }

@@ -1,9 +1,10 @@
 //! The EC2 side of elb: one client, the project's tags and filters, and every call elb makes.
 //! Nothing outside this module knows an EC2 type, error code or filter name.
 //!
-//! `sdk.rs` builds the AWS configuration, `network.rs` holds what instances need around them
+//! `sdk.rs` loads the AWS configuration, `network.rs` holds what instances need around them
 //! (VPC, key pair, security group); instances themselves are here, and `provider.rs` puts it all
-//! behind the [`Cloud`](super::Cloud) trait (launch, list, kill).
+//! behind the [`Cloud`](super::Cloud) trait (launch, list, kill). The calls go through
+//! [`crate::aws`], which speaks the APIs; what elb reads of each answer is read here.
 
 pub mod elbv2;
 mod network;
@@ -14,13 +15,7 @@ mod sdk;
 
 pub use sdk::{check_credentials, load_sdk_config};
 
-use aws_config::SdkConfig;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{
-    ArchitectureType, Filter, HttpTokensState, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag, TagSpecification,
-};
-use aws_sdk_ec2::Client;
+use crate::aws::{self, Node, Params, Service};
 
 use super::errors::CloudError;
 use super::{instance_name, key_pair_name, Instance, MANAGED_BY};
@@ -52,7 +47,7 @@ pub struct RunSpec<'a> {
     pub subnet_id: Option<&'a str>,
     /// Raw user data (encoded here).
     pub user_data: Option<&'a [u8]>,
-    /// Idempotency token: SDK retries reuse it, so a retried call cannot launch twice.
+    /// Idempotency token: retries reuse it, so a retried call cannot launch twice.
     pub client_token: &'a str,
     /// Tags beside the project's own.
     pub tags: &'a [(String, String)],
@@ -61,8 +56,8 @@ pub struct RunSpec<'a> {
 /// The project's view of EC2 in one region: every call is scoped by the exact `Project` tag.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
-    client: Client,
-    /// The same project's ELBv2 resources (the managed ALB), through the same configuration.
+    client: aws::Client,
+    /// The same project's ELBv2 resources (the managed ALB), through the same client.
     load_balancing: elbv2::LoadBalancing,
     project: String,
     region: String,
@@ -72,21 +67,31 @@ pub struct Ec2 {
     notes: std::sync::Arc<dyn crate::notes::Notes>,
 }
 
-fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
-        .build()
+/// Calls the action that IAM names `iam` (`ec2:RunInstances`,
+/// `elasticloadbalancing:CreateRule`) with `params` and hands the answer to `read`; a failure is
+/// classified for the user, with the IAM action in its message.
+async fn call<T>(
+    client: &aws::Client,
+    iam: &'static str,
+    params: &Params,
+    read: impl FnOnce(Node<'_, '_>) -> T,
+) -> Result<T, CloudError> {
+    let (prefix, action) = iam.split_once(':').unwrap_or(("ec2", iam));
+    let service = if prefix == "ec2" {
+        Service::Ec2
+    } else {
+        Service::Elbv2
+    };
+    client
+        .call(service, action, params)
+        .await
+        .and_then(|answer| answer.read(read))
+        .map_err(|e| CloudError::from_aws(iam, e))
 }
 
-fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
-}
-
-fn is_code<E: ProvideErrorMetadata>(err: &E, code: &str) -> bool {
-    err.code() == Some(code)
+/// Whether `result` failed with AWS's error `code`.
+fn is_code<T>(result: &Result<T, CloudError>, code: &str) -> bool {
+    matches!(result, Err(e) if e.code() == Some(code))
 }
 
 /// Picks the AMI with the greatest name: AL2023 names embed the release (`2023.6.20250107.0`),
@@ -98,31 +103,55 @@ fn newest_by_name<'a>(images: impl IntoIterator<Item = (&'a str, &'a str)>) -> O
         .map(|(_, id)| id.to_owned())
 }
 
-fn to_instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
-    let tags = i.tags();
-    let owned = |s: Option<&str>| s.unwrap_or_default().to_owned();
+/// An instance of a `DescribeInstances` answer (an `<item>` of an `<instancesSet>`).
+fn to_instance(i: Node<'_, '_>) -> Instance {
+    let optional = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
     Instance {
-        id: owned(i.instance_id()),
-        name: owned(tag_value(tags, "Name")),
-        cluster: owned(tag_value(tags, "Cluster")),
-        instance_type: owned(i.instance_type().map(|t| t.as_str())),
-        az: owned(i.placement().and_then(|p| p.availability_zone())),
-        public_ip: i.public_ip_address().map(str::to_owned),
-        private_ip: i.private_ip_address().map(str::to_owned),
-        state: owned(i.state().and_then(|s| s.name()).map(|n| n.as_str())),
-        role: tag_value(tags, "Role").map(str::to_owned),
-        launched_at_unix_ms: tag_value(tags, crate::cloud::LAUNCHED_AT_TAG)
+        id: i.string("instanceId"),
+        name: i.tag("tagSet", "Name").unwrap_or_default().to_owned(),
+        cluster: i.tag("tagSet", "Cluster").unwrap_or_default().to_owned(),
+        instance_type: i.string("instanceType"),
+        az: i
+            .at(&["placement", "availabilityZone"])
+            .map(|z| z.own_text().to_owned())
+            .unwrap_or_default(),
+        public_ip: optional(i.text("ipAddress")),
+        private_ip: optional(i.text("privateIpAddress")),
+        state: i
+            .at(&["instanceState", "name"])
+            .map(|n| n.own_text().to_owned())
+            .unwrap_or_default(),
+        role: i.tag("tagSet", "Role").map(str::to_owned),
+        launched_at_unix_ms: i
+            .tag("tagSet", crate::cloud::LAUNCHED_AT_TAG)
             .and_then(|v| v.parse().ok()),
     }
 }
 
+/// The instances of a `DescribeInstances` answer, and the token of the next page.
+fn instances_page(root: Node<'_, '_>) -> (Vec<Instance>, Option<String>) {
+    let instances = root
+        .list("reservationSet")
+        .flat_map(|r| r.list("instancesSet"))
+        .map(to_instance)
+        .collect();
+    (instances, next_token(root))
+}
+
+/// EC2's `nextToken`, when there is another page.
+fn next_token(root: Node<'_, '_>) -> Option<String> {
+    root.text("nextToken")
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
 impl Ec2 {
-    /// A client for the project's resources in `region` (the one `sdk` is configured for).
-    pub fn new(sdk: &SdkConfig, region: &str, settings: &Settings) -> Self {
+    /// A client for the project's resources in `region` (the one `client` calls).
+    pub fn new(client: &aws::Client, region: &str, settings: &Settings) -> Self {
         Self {
-            client: Client::new(sdk),
+            client: client.clone(),
             load_balancing: elbv2::LoadBalancing::new(
-                sdk,
+                client,
                 &settings.project,
                 settings.notes.clone(),
             ),
@@ -143,14 +172,51 @@ impl Ec2 {
         &self.load_balancing
     }
 
-    /// The project's tags, then `extra`.
-    fn tags(
+    /// Calls the EC2 action IAM names `iam` (see [`call`]).
+    async fn call<T>(
         &self,
-        name: &str,
-        cluster: Option<&str>,
-        role: Option<&str>,
-        extra: &[(String, String)],
-    ) -> Vec<Tag> {
+        iam: &'static str,
+        params: &Params,
+        read: impl FnOnce(Node<'_, '_>) -> T,
+    ) -> Result<T, CloudError> {
+        call(&self.client, iam, params, read).await
+    }
+
+    /// Parameters for an EC2 call.
+    fn params() -> Params {
+        Service::Ec2.params()
+    }
+
+    /// Every page of an EC2 `Describe*` call: `params` with each page's `NextToken`, each answer
+    /// read by `page` into items and the next token.
+    async fn pages<T>(
+        &self,
+        iam: &'static str,
+        params: &Params,
+        page: impl Fn(Node<'_, '_>) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, CloudError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = params.clone();
+            request.maybe("NextToken", token.as_deref());
+            let (items, next) = self.call(iam, &request, &page).await?;
+            all.extend(items);
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// The project's tags, then `extra`.
+    fn tags<'a>(
+        &'a self,
+        name: &'a str,
+        cluster: Option<&'a str>,
+        role: Option<&'a str>,
+        extra: &'a [(String, String)],
+    ) -> Vec<(&'a str, &'a str)> {
         let mut pairs = vec![
             ("Project", self.project.as_str()),
             ("ManagedBy", MANAGED_BY),
@@ -160,152 +226,121 @@ impl Ec2 {
         pairs.extend(role.map(|r| ("Role", r)));
         pairs.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         pairs
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect()
     }
 
-    fn tag_spec(&self, kind: ResourceType, name: &str, cluster: Option<&str>) -> TagSpecification {
-        self.role_tag_spec(kind, name, cluster, None)
-    }
-
-    fn role_tag_spec(
+    /// Tags `kinds` of resources at creation (`TagSpecification.N`) with the project's tags and
+    /// `extra`.
+    fn tag_specs(
         &self,
-        kind: ResourceType,
-        name: &str,
-        cluster: Option<&str>,
-        role: Option<&str>,
-    ) -> TagSpecification {
-        self.run_tag_spec(kind, name, cluster, role, &[])
-    }
-
-    /// The tags of a launch's instances or volumes: the project's, then `extra`.
-    fn run_tag_spec(
-        &self,
-        kind: ResourceType,
+        params: &mut Params,
+        kinds: &[&str],
         name: &str,
         cluster: Option<&str>,
         role: Option<&str>,
         extra: &[(String, String)],
-    ) -> TagSpecification {
-        TagSpecification::builder()
-            .resource_type(kind)
-            .set_tags(Some(self.tags(name, cluster, role, extra)))
-            .build()
-    }
-
-    fn project_filter(&self) -> Filter {
-        filter("tag:Project", &[&self.project])
+    ) {
+        let tags = self.tags(name, cluster, role, extra);
+        params.structs("TagSpecification", kinds, |p, prefix, kind| {
+            p.set(format!("{prefix}.ResourceType"), kind);
+            p.structs(&format!("{prefix}.Tag"), &tags, |p, tag, (k, v)| {
+                p.set(format!("{tag}.Key"), k)
+                    .set(format!("{tag}.Value"), v);
+            });
+        });
     }
 
     /// The CPU architectures an instance type supports (`x86_64`, `arm64`, ...).
     pub async fn architectures(&self, instance_type: &str) -> Result<Vec<String>, CloudError> {
-        let out = self
-            .client
-            .describe_instance_types()
-            .instance_types(InstanceType::from(instance_type))
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeInstanceTypes", e))?;
-        let info = out
-            .instance_types()
-            .first()
-            .ok_or_else(|| CloudError::UnknownInstanceType {
-                instance_type: instance_type.to_owned(),
-            })?;
-        Ok(info
-            .processor_info()
-            .map(|p| p.supported_architectures())
-            .unwrap_or_default()
-            .iter()
-            .map(|a| a.as_str().to_owned())
-            .collect())
+        let mut params = Self::params();
+        params.list("InstanceType", [instance_type]);
+        let found = self
+            .call("ec2:DescribeInstanceTypes", &params, |root| {
+                root.list("instanceTypeSet").next().map(|info| {
+                    info.child("processorInfo")
+                        .into_iter()
+                        .flat_map(|p| p.list("supportedArchitectures"))
+                        .map(|a| a.own_text().to_owned())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .await?;
+        found.ok_or_else(|| CloudError::UnknownInstanceType {
+            instance_type: instance_type.to_owned(),
+        })
     }
 
     /// The newest Amazon Linux 2023 AMI (kernel 6.1) for `arch`.
     pub async fn amazon_linux_image(&self, arch: &str) -> Result<String, CloudError> {
-        let arch = ArchitectureType::from(arch);
-        let pattern = format!("al2023-ami-2023.*-kernel-6.1-{}", arch.as_str());
-        let out = self
-            .client
-            .describe_images()
-            .owners("amazon")
-            .filters(filter("name", &[&pattern]))
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeImages", e))?;
-        let named = out
-            .images()
-            .iter()
-            .filter_map(|i| Some((i.name()?, i.image_id()?)));
-        newest_by_name(named).ok_or(CloudError::NoImage { pattern })
+        let pattern = format!("al2023-ami-2023.*-kernel-6.1-{arch}");
+        let mut params = Self::params();
+        params.list("Owner", ["amazon"]).filter("name", &[&pattern]);
+        let newest = self
+            .call("ec2:DescribeImages", &params, |root| {
+                let images: Vec<Node<'_, '_>> = root.list("imagesSet").collect();
+                newest_by_name(
+                    images
+                        .iter()
+                        .filter_map(|i| Some((i.text("name")?, i.text("imageId")?))),
+                )
+            })
+            .await?;
+        newest.ok_or(CloudError::NoImage { pattern })
     }
 
     /// The architecture of an AMI given with `--ami` (also proves it exists in this region).
     pub async fn image_architecture(&self, image_id: &str) -> Result<String, CloudError> {
-        let out = self
-            .client
-            .describe_images()
-            .image_ids(image_id)
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeImages", e))?;
-        out.images()
-            .first()
-            .and_then(|i| i.architecture())
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| CloudError::Api {
-                action: "ec2:DescribeImages",
-                code: "InvalidAMIID.NotFound".into(),
-                message: format!("no image {image_id} in this region"),
+        let mut params = Self::params();
+        params.list("ImageId", [image_id]);
+        let arch = self
+            .call("ec2:DescribeImages", &params, |root| {
+                root.list("imagesSet")
+                    .next()
+                    .and_then(|i| i.text("architecture"))
+                    .map(str::to_owned)
             })
+            .await?;
+        arch.ok_or_else(|| CloudError::Api {
+            action: "ec2:DescribeImages",
+            code: "InvalidAMIID.NotFound".into(),
+            message: format!("no image {image_id} in this region"),
+        })
     }
 
     /// Launches all instances of `spec` in one RunInstances call, tagged at creation (instances
     /// and volumes) and with IMDSv2 required. Returns their ids.
     pub async fn run_instances(&self, spec: &RunSpec<'_>) -> Result<Vec<String>, CloudError> {
         let name = instance_name(&self.project, spec.cluster);
-        let count = i32::try_from(spec.count).unwrap_or(i32::MAX);
-        let metadata = InstanceMetadataOptionsRequest::builder()
-            .http_tokens(HttpTokensState::Required)
-            .http_endpoint(InstanceMetadataEndpointState::Enabled)
-            .build();
-        let out = self
-            .client
-            .run_instances()
-            .image_id(spec.image_id)
-            .instance_type(InstanceType::from(spec.instance_type))
-            .min_count(count)
-            .max_count(count)
-            .key_name(key_pair_name(&self.project))
-            .security_group_ids(spec.security_group_id)
-            .set_subnet_id(spec.subnet_id.map(str::to_owned))
-            .metadata_options(metadata)
-            .client_token(spec.client_token)
-            .tag_specifications(self.run_tag_spec(
-                ResourceType::Instance,
-                &name,
-                Some(spec.cluster),
-                spec.role,
-                spec.tags,
-            ))
-            .tag_specifications(self.run_tag_spec(
-                ResourceType::Volume,
-                &name,
-                Some(spec.cluster),
-                spec.role,
-                spec.tags,
-            ))
-            .set_user_data(spec.user_data.map(aws_smithy_types::base64::encode))
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:RunInstances", e))?;
-        Ok(out
-            .instances()
-            .iter()
-            .filter_map(|i| i.instance_id())
-            .map(str::to_owned)
-            .collect())
+        let mut params = Self::params();
+        params
+            .set("ImageId", spec.image_id)
+            .set("InstanceType", spec.instance_type)
+            .set("MinCount", spec.count)
+            .set("MaxCount", spec.count)
+            .set("KeyName", key_pair_name(&self.project))
+            .list("SecurityGroupId", [spec.security_group_id])
+            .maybe("SubnetId", spec.subnet_id)
+            .set("MetadataOptions.HttpTokens", "required")
+            .set("MetadataOptions.HttpEndpoint", "enabled")
+            .set("ClientToken", spec.client_token)
+            .maybe(
+                "UserData",
+                spec.user_data.map(aws_smithy_types::base64::encode),
+            );
+        self.tag_specs(
+            &mut params,
+            &["instance", "volume"],
+            &name,
+            Some(spec.cluster),
+            spec.role,
+            spec.tags,
+        );
+        self.call("ec2:RunInstances", &params, |root| {
+            root.list("instancesSet")
+                .map(|i| i.string("instanceId"))
+                .filter(|id| !id.is_empty())
+                .collect()
+        })
+        .await
     }
 
     /// The instances `ids`, in one DescribeInstances call per [`BATCH`] ids. `None` while EC2
@@ -315,22 +350,15 @@ impl Ec2 {
         let mut instances = Vec::with_capacity(ids.len());
         // No ids would mean no filter: EC2 would describe every instance of the account.
         for batch in ids.chunks(BATCH) {
+            let mut params = Self::params();
+            params.list("InstanceId", batch);
             let result = self
-                .client
-                .describe_instances()
-                .set_instance_ids(Some(batch.to_vec()))
-                .send()
+                .pages("ec2:DescribeInstances", &params, instances_page)
                 .await;
-            match result {
-                Ok(out) => instances.extend(
-                    out.reservations()
-                        .iter()
-                        .flat_map(|r| r.instances())
-                        .map(to_instance),
-                ),
-                Err(e) if is_code(&e, "InvalidInstanceID.NotFound") => return Ok(None),
-                Err(e) => return Err(CloudError::from_sdk("ec2:DescribeInstances", e)),
+            if is_code(&result, "InvalidInstanceID.NotFound") {
+                return Ok(None);
             }
+            instances.extend(result?);
         }
         Ok(Some(instances))
     }
@@ -342,39 +370,24 @@ impl Ec2 {
         cluster: Option<&str>,
         include_terminated: bool,
     ) -> Result<Vec<Instance>, CloudError> {
-        let mut request = self
-            .client
-            .describe_instances()
-            .filters(self.project_filter());
+        let mut params = Self::params();
+        params.filter("tag:Project", &[&self.project]);
         if let Some(cluster) = cluster {
-            request = request.filters(filter("tag:Cluster", &[cluster]));
+            params.filter("tag:Cluster", &[cluster]);
         }
         if !include_terminated {
-            request = request.filters(filter("instance-state-name", LIVE_STATES));
+            params.filter("instance-state-name", LIVE_STATES);
         }
-        let pages = request
-            .into_paginator()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
+        self.pages("ec2:DescribeInstances", &params, instances_page)
             .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeInstances", e))?;
-        Ok(pages
-            .iter()
-            .flat_map(|p| p.reservations())
-            .flat_map(|r| r.instances())
-            .map(to_instance)
-            .collect())
     }
 
     /// Terminates `ids`, at most [`BATCH`] per call.
     pub async fn terminate(&self, ids: &[String]) -> Result<(), CloudError> {
         for batch in ids.chunks(BATCH) {
-            self.client
-                .terminate_instances()
-                .set_instance_ids(Some(batch.to_vec()))
-                .send()
-                .await
-                .map_err(|e| CloudError::from_sdk("ec2:TerminateInstances", e))?;
+            let mut params = Self::params();
+            params.list("InstanceId", batch);
+            self.call("ec2:TerminateInstances", &params, |_| ()).await?;
         }
         Ok(())
     }

@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::primitives::Blob;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroup, UserIdGroupPair};
 use tokio::time::Instant;
 
-use super::{filter, is_code, tag_value, Ec2};
+use super::{is_code, Ec2};
+use crate::aws::{Node, Params};
 use crate::cloud::errors::CloudError;
 use crate::cloud::firewall::{self, Rule};
 use crate::cloud::{key_pair_name, security_group_name};
@@ -31,6 +30,54 @@ pub struct GroupOutcome {
     pub extra_rules: Vec<Rule>,
 }
 
+/// A security group as elb reads it from `DescribeSecurityGroups`.
+#[derive(Debug, Clone)]
+struct SecurityGroup {
+    id: String,
+    name: String,
+    /// The `Project` tag.
+    project: Option<String>,
+    /// Its single-port TCP rules from CIDR ranges.
+    rules: Vec<Rule>,
+    /// The groups its rules let in.
+    sources: Vec<String>,
+}
+
+impl SecurityGroup {
+    /// A group of a `securityGroupInfo` list.
+    fn read(g: Node<'_, '_>) -> Self {
+        let permissions: Vec<Node<'_, '_>> = g.list("ipPermissions").collect();
+        let rules = permissions
+            .iter()
+            .filter(|p| p.text("ipProtocol") == Some("tcp"))
+            .filter_map(|p| {
+                let from: u16 = p.number("fromPort")?;
+                (p.number::<u16>("toPort")? == from).then_some((from, p))
+            })
+            .flat_map(|(port, p)| {
+                p.list("ipRanges").filter_map(move |r| {
+                    Some(Rule {
+                        port,
+                        cidr: r.text("cidrIp")?.into(),
+                    })
+                })
+            })
+            .collect();
+        let sources = permissions
+            .iter()
+            .flat_map(|p| p.list("groups"))
+            .map(|pair| pair.string("groupId"))
+            .collect();
+        Self {
+            id: g.string("groupId"),
+            name: g.string("groupName"),
+            project: g.tag("tagSet", "Project").map(str::to_owned),
+            rules,
+            sources,
+        }
+    }
+}
+
 /// Whether two OpenSSH public key lines hold the same key (comments aside).
 fn same_public_key(a: &str, b: &str) -> bool {
     a.split_whitespace()
@@ -41,30 +88,25 @@ fn same_public_key(a: &str, b: &str) -> bool {
 impl Ec2 {
     /// The VPC (and subnet) to launch into: `subnet`'s VPC, else the region's default VPC.
     pub async fn network(&self, subnet: Option<&str>) -> Result<Network, CloudError> {
+        let mut params = Self::params();
         let vpc_id = if let Some(subnet) = subnet {
-            let out = self
-                .client
-                .describe_subnets()
-                .subnet_ids(subnet)
-                .send()
-                .await
-                .map_err(|e| CloudError::from_sdk("ec2:DescribeSubnets", e))?;
-            out.subnets()
-                .first()
-                .and_then(|s| s.vpc_id())
-                .map(str::to_owned)
+            params.list("SubnetId", [subnet]);
+            self.call("ec2:DescribeSubnets", &params, |root| {
+                root.list("subnetSet")
+                    .next()
+                    .and_then(|s| s.text("vpcId"))
+                    .map(str::to_owned)
+            })
+            .await?
         } else {
-            let out = self
-                .client
-                .describe_vpcs()
-                .filters(filter("is-default", &["true"]))
-                .send()
-                .await
-                .map_err(|e| CloudError::from_sdk("ec2:DescribeVpcs", e))?;
-            out.vpcs()
-                .first()
-                .and_then(|v| v.vpc_id())
-                .map(str::to_owned)
+            params.filter("is-default", &["true"]);
+            self.call("ec2:DescribeVpcs", &params, |root| {
+                root.list("vpcSet")
+                    .next()
+                    .and_then(|v| v.text("vpcId"))
+                    .map(str::to_owned)
+            })
+            .await?
         };
         let vpc_id = vpc_id.ok_or(CloudError::NoVpc {
             subnet: subnet.map(str::to_owned),
@@ -79,17 +121,22 @@ impl Ec2 {
     /// (tagged) when missing. Returns the key pair's name. EC2 never sees the private half.
     pub async fn ensure_key_pair(&self, public_openssh: &str) -> Result<String, CloudError> {
         let name = key_pair_name(&self.project);
-        let out = self
-            .client
-            .describe_key_pairs()
-            .filters(filter("key-name", &[&name]))
-            .include_public_key(true)
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeKeyPairs", e))?;
-        if let Some(existing) = out.key_pairs().first() {
-            match existing.public_key() {
-                Some(theirs) if !same_public_key(theirs, public_openssh) => {
+        let mut params = Self::params();
+        params
+            .filter("key-name", &[&name])
+            .set("IncludePublicKey", true);
+        let existing = self
+            .call("ec2:DescribeKeyPairs", &params, |root| {
+                root.list("keySet").next().map(|k| {
+                    k.text("publicKey")
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned)
+                })
+            })
+            .await?;
+        if let Some(existing) = existing {
+            match existing {
+                Some(theirs) if !same_public_key(&theirs, public_openssh) => {
                     return Err(CloudError::KeyMismatch { name });
                 }
                 _ => {
@@ -98,19 +145,18 @@ impl Ec2 {
                 }
             }
         }
-        let imported = self
-            .client
-            .import_key_pair()
-            .key_name(&name)
-            .public_key_material(Blob::new(public_openssh.as_bytes()))
-            .tag_specifications(self.tag_spec(ResourceType::KeyPair, &name, None))
-            .send()
-            .await;
+        let mut params = Self::params();
+        params.set("KeyName", &name).set(
+            "PublicKeyMaterial",
+            aws_smithy_types::base64::encode(public_openssh.as_bytes()),
+        );
+        self.tag_specs(&mut params, &["key-pair"], &name, None, None, &[]);
+        let imported = self.call("ec2:ImportKeyPair", &params, |_| ()).await;
         match imported {
-            Ok(_) => tracing::info!(%name, "imported key pair"),
+            Ok(()) => tracing::info!(%name, "imported key pair"),
             // Another elb run imported it between our lookup and our import.
-            Err(e) if is_code(&e, "InvalidKeyPair.Duplicate") => {}
-            Err(e) => return Err(CloudError::from_sdk("ec2:ImportKeyPair", e)),
+            Err(_) if is_code(&imported, "InvalidKeyPair.Duplicate") => {}
+            Err(e) => return Err(e),
         }
         Ok(name)
     }
@@ -120,15 +166,16 @@ impl Ec2 {
         name: &str,
         vpc_id: &str,
     ) -> Result<Option<SecurityGroup>, CloudError> {
-        let out = self
-            .client
-            .describe_security_groups()
-            .filters(filter("group-name", &[name]))
-            .filters(filter("vpc-id", &[vpc_id]))
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeSecurityGroups", e))?;
-        Ok(out.security_groups().first().cloned())
+        let mut params = Self::params();
+        params
+            .filter("group-name", &[name])
+            .filter("vpc-id", &[vpc_id]);
+        self.call("ec2:DescribeSecurityGroups", &params, |root| {
+            root.list("securityGroupInfo")
+                .next()
+                .map(SecurityGroup::read)
+        })
+        .await
     }
 
     /// Finds or creates the project's agents' security group in `vpc_id` and authorizes the
@@ -157,34 +204,19 @@ impl Ec2 {
             Some(group) => (group, false),
             None => (self.create_group(&name, purpose, vpc_id).await?, true),
         };
-        let id = group.group_id().unwrap_or_default().to_owned();
-        if tag_value(group.tags(), "Project") != Some(self.project.as_str()) {
+        if group.project.as_deref() != Some(self.project.as_str()) {
             return Err(CloudError::ForeignGroup {
                 name,
-                id,
+                id: group.id,
                 project: self.project.clone(),
             });
         }
-        let existing: Vec<Rule> = group
-            .ip_permissions()
-            .iter()
-            .filter(|p| p.ip_protocol() == Some("tcp") && p.from_port() == p.to_port())
-            .filter_map(|p| Some((u16::try_from(p.from_port()?).ok()?, p.ip_ranges())))
-            .flat_map(|(port, ranges)| {
-                ranges.iter().filter_map(move |r| {
-                    Some(Rule {
-                        port,
-                        cidr: r.cidr_ip()?.into(),
-                    })
-                })
-            })
-            .collect();
-        let (missing, extra_rules) = firewall::diff(wanted, &existing);
+        let (missing, extra_rules) = firewall::diff(wanted, &group.rules);
         for rule in &missing {
-            self.authorize(&id, rule).await?;
+            self.authorize(&group.id, rule).await?;
         }
         Ok(GroupOutcome {
-            id,
+            id: group.id,
             created,
             extra_rules,
         })
@@ -196,23 +228,21 @@ impl Ec2 {
         purpose: &str,
         vpc_id: &str,
     ) -> Result<SecurityGroup, CloudError> {
-        let created = self
-            .client
-            .create_security_group()
-            .group_name(name)
-            .description(format!(
-                "{purpose} of project {} (managed by elb)",
-                self.project
-            ))
-            .vpc_id(vpc_id)
-            .tag_specifications(self.tag_spec(ResourceType::SecurityGroup, name, None))
-            .send()
-            .await;
+        let mut params = Self::params();
+        params
+            .set("GroupName", name)
+            .set(
+                "GroupDescription",
+                format!("{purpose} of project {} (managed by elb)", self.project),
+            )
+            .set("VpcId", vpc_id);
+        self.tag_specs(&mut params, &["security-group"], name, None, None, &[]);
+        let created = self.call("ec2:CreateSecurityGroup", &params, |_| ()).await;
         match created {
-            Ok(_) => tracing::info!(%name, "created security group"),
+            Ok(()) => tracing::info!(%name, "created security group"),
             // A concurrent run created it first: use theirs.
-            Err(e) if is_code(&e, "InvalidGroup.Duplicate") => {}
-            Err(e) => return Err(CloudError::from_sdk("ec2:CreateSecurityGroup", e)),
+            Err(_) if is_code(&created, "InvalidGroup.Duplicate") => {}
+            Err(e) => return Err(e),
         }
         self.find_group(name, vpc_id)
             .await?
@@ -222,29 +252,16 @@ impl Ec2 {
     }
 
     async fn authorize(&self, group_id: &str, rule: &Rule) -> Result<(), CloudError> {
-        let port = i32::from(rule.port);
-        let permission = IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(port)
-            .to_port(port)
-            .ip_ranges(
-                IpRange::builder()
-                    .cidr_ip(&rule.cidr)
-                    .description("elb")
-                    .build(),
-            )
-            .build();
+        let mut params = Self::params();
+        params.set("GroupId", group_id);
+        permission(&mut params, rule.port, "IpRanges", "CidrIp", &rule.cidr);
         let result = self
-            .client
-            .authorize_security_group_ingress()
-            .group_id(group_id)
-            .ip_permissions(permission)
-            .send()
+            .call("ec2:AuthorizeSecurityGroupIngress", &params, |_| ())
             .await;
         match result {
-            Ok(_) => tracing::info!(%group_id, %rule, "authorized"),
-            Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {}
-            Err(e) => return Err(CloudError::from_sdk("ec2:AuthorizeSecurityGroupIngress", e)),
+            Ok(()) => tracing::info!(%group_id, %rule, "authorized"),
+            Err(_) if is_code(&result, "InvalidPermission.Duplicate") => {}
+            Err(e) => return Err(e),
         }
         Ok(())
     }
@@ -257,17 +274,16 @@ impl Ec2 {
         port: u16,
         source_id: &str,
     ) -> Result<(), CloudError> {
+        let mut params = Self::params();
+        params.set("GroupId", group_id);
+        permission(&mut params, port, "Groups", "GroupId", source_id);
         let result = self
-            .client
-            .authorize_security_group_ingress()
-            .group_id(group_id)
-            .ip_permissions(group_permission(port, source_id))
-            .send()
+            .call("ec2:AuthorizeSecurityGroupIngress", &params, |_| ())
             .await;
         match result {
-            Ok(_) => tracing::info!(%group_id, port, %source_id, "authorized group"),
-            Err(e) if is_code(&e, "InvalidPermission.Duplicate") => {}
-            Err(e) => return Err(CloudError::from_sdk("ec2:AuthorizeSecurityGroupIngress", e)),
+            Ok(()) => tracing::info!(%group_id, port, %source_id, "authorized group"),
+            Err(_) if is_code(&result, "InvalidPermission.Duplicate") => {}
+            Err(e) => return Err(e),
         }
         Ok(())
     }
@@ -280,19 +296,18 @@ impl Ec2 {
         port: u16,
         source_id: &str,
     ) -> Result<(), CloudError> {
+        let mut params = Self::params();
+        params.set("GroupId", group_id);
+        permission(&mut params, port, "Groups", "GroupId", source_id);
         let result = self
-            .client
-            .revoke_security_group_ingress()
-            .group_id(group_id)
-            .ip_permissions(group_permission(port, source_id))
-            .send()
+            .call("ec2:RevokeSecurityGroupIngress", &params, |_| ())
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_code(&e, "InvalidPermission.NotFound") => Ok(()),
-            Err(e) if is_code(&e, "InvalidGroup.NotFound") => Ok(()),
-            Err(e) => Err(CloudError::from_sdk("ec2:RevokeSecurityGroupIngress", e)),
+        if is_code(&result, "InvalidPermission.NotFound")
+            || is_code(&result, "InvalidGroup.NotFound")
+        {
+            return Ok(());
         }
+        result
     }
 
     /// The id of the project's group `name` in `vpc_id`, if it exists.
@@ -300,26 +315,29 @@ impl Ec2 {
         Ok(self
             .find_group(name, vpc_id)
             .await?
-            .filter(|g| tag_value(g.tags(), "Project") == Some(self.project.as_str()))
-            .and_then(|g| g.group_id().map(str::to_owned)))
+            .filter(|g| g.project.as_deref() == Some(self.project.as_str()))
+            .map(|g| g.id))
     }
 
     /// The default subnets of `vpc_id` as `(subnet id, availability zone)`, one per zone,
     /// sorted by zone.
     pub async fn default_subnets(&self, vpc_id: &str) -> Result<Vec<(String, String)>, CloudError> {
-        let out = self
-            .client
-            .describe_subnets()
-            .filters(filter("vpc-id", &[vpc_id]))
-            .filters(filter("default-for-az", &["true"]))
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeSubnets", e))?;
-        let mut subnets: Vec<(String, String)> = out
-            .subnets()
-            .iter()
-            .filter_map(|s| Some((s.subnet_id()?.to_owned(), s.availability_zone()?.to_owned())))
-            .collect();
+        let mut params = Self::params();
+        params
+            .filter("vpc-id", &[vpc_id])
+            .filter("default-for-az", &["true"]);
+        let mut subnets: Vec<(String, String)> = self
+            .call("ec2:DescribeSubnets", &params, |root| {
+                root.list("subnetSet")
+                    .filter_map(|s| {
+                        Some((
+                            s.text("subnetId")?.to_owned(),
+                            s.text("availabilityZone")?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .await?;
         subnets.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
         subnets.dedup_by(|a, b| a.1 == b.1);
         Ok(subnets)
@@ -328,30 +346,21 @@ impl Ec2 {
     /// The project's security groups as `(id, name)`, a group that other planned groups' rules
     /// refer to after them (EC2 refuses to delete a group that another group's rule names).
     pub async fn project_security_groups(&self) -> Result<Vec<(String, String)>, CloudError> {
-        let pages = self
-            .client
-            .describe_security_groups()
-            .filters(self.project_filter())
-            .into_paginator()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeSecurityGroups", e))?;
-        let groups: Vec<&SecurityGroup> = pages.iter().flat_map(|p| p.security_groups()).collect();
-        let referenced = |id: &str| {
-            groups.iter().any(|g| {
-                g.ip_permissions()
-                    .iter()
-                    .flat_map(|p| p.user_id_group_pairs())
-                    .any(|pair| pair.group_id() == Some(id))
+        let mut params = Self::params();
+        params.filter("tag:Project", &[&self.project]);
+        let groups = self
+            .pages("ec2:DescribeSecurityGroups", &params, |root| {
+                let groups = root
+                    .list("securityGroupInfo")
+                    .map(SecurityGroup::read)
+                    .collect();
+                (groups, super::next_token(root))
             })
-        };
+            .await?;
+        let referenced = |id: &str| groups.iter().any(|g| g.sources.iter().any(|s| s == id));
         let mut listed: Vec<(bool, String, String)> = groups
             .iter()
-            .filter_map(|g| {
-                let id = g.group_id()?;
-                Some((referenced(id), id.to_owned(), g.group_name()?.to_owned()))
-            })
+            .map(|g| (referenced(&g.id), g.id.clone(), g.name.clone()))
             .collect();
         listed.sort_by_key(|(referenced, _, _)| *referenced);
         Ok(listed.into_iter().map(|(_, id, name)| (id, name)).collect())
@@ -359,19 +368,15 @@ impl Ec2 {
 
     /// Names of the project's key pairs.
     pub async fn project_key_pairs(&self) -> Result<Vec<String>, CloudError> {
-        let out = self
-            .client
-            .describe_key_pairs()
-            .filters(self.project_filter())
-            .send()
-            .await
-            .map_err(|e| CloudError::from_sdk("ec2:DescribeKeyPairs", e))?;
-        Ok(out
-            .key_pairs()
-            .iter()
-            .filter_map(|k| k.key_name())
-            .map(str::to_owned)
-            .collect())
+        let mut params = Self::params();
+        params.filter("tag:Project", &[&self.project]);
+        self.call("ec2:DescribeKeyPairs", &params, |root| {
+            root.list("keySet")
+                .filter_map(|k| k.text("keyName"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .await
     }
 
     /// Deletes a security group, retrying with backoff while EC2 still sees network interfaces
@@ -382,55 +387,46 @@ impl Ec2 {
         deadline: Instant,
     ) -> Result<(), CloudError> {
         let mut backoff = Duration::from_millis(500);
+        let mut params = Self::params();
+        params.set("GroupId", id);
         loop {
-            match self
-                .client
-                .delete_security_group()
-                .group_id(id)
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if is_code(&e, "InvalidGroup.NotFound") => return Ok(()),
-                Err(e) if is_code(&e, "DependencyViolation") => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(CloudError::GroupInUse { id: id.to_owned() });
-                    }
-                    tracing::info!(%id, ?backoff, "security group still in use; retrying");
-                    tokio::time::sleep(backoff.min(deadline - now)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(8));
-                }
-                Err(e) => return Err(CloudError::from_sdk("ec2:DeleteSecurityGroup", e)),
+            let result = self.call("ec2:DeleteSecurityGroup", &params, |_| ()).await;
+            if is_code(&result, "InvalidGroup.NotFound") {
+                return Ok(());
             }
+            if !is_code(&result, "DependencyViolation") {
+                return result;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(CloudError::GroupInUse { id: id.to_owned() });
+            }
+            tracing::info!(%id, ?backoff, "security group still in use; retrying");
+            tokio::time::sleep(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(Duration::from_secs(8));
         }
     }
 
     /// Deletes a key pair (EC2 treats a missing one as success).
     pub async fn delete_key_pair(&self, name: &str) -> Result<(), CloudError> {
-        self.client
-            .delete_key_pair()
-            .key_name(name)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| CloudError::from_sdk("ec2:DeleteKeyPair", e))
+        let mut params = Self::params();
+        params.set("KeyName", name);
+        self.call("ec2:DeleteKeyPair", &params, |_| ()).await
     }
 }
 
-/// TCP `port` from the members of group `source_id`.
-fn group_permission(port: u16, source_id: &str) -> IpPermission {
-    IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(i32::from(port))
-        .to_port(i32::from(port))
-        .user_id_group_pairs(
-            UserIdGroupPair::builder()
-                .group_id(source_id)
-                .description("elb")
-                .build(),
-        )
-        .build()
+/// One inbound TCP rule on `port` in `IpPermissions.1`, from the `field` of one entry of the list
+/// `list`: a CIDR (`IpRanges`, `CidrIp`) or a group (`Groups`, `GroupId`). Described as elb's.
+fn permission(params: &mut Params, port: u16, list: &str, field: &str, source: &str) {
+    let rule = params.entry("IpPermissions", 0);
+    params
+        .set(format!("{rule}.IpProtocol"), "tcp")
+        .set(format!("{rule}.FromPort"), port)
+        .set(format!("{rule}.ToPort"), port);
+    let entry = params.entry(&format!("{rule}.{list}"), 0);
+    params
+        .set(format!("{entry}.{field}"), source)
+        .set(format!("{entry}.Description"), "elb");
 }
 
 #[cfg(test)]

@@ -1,17 +1,19 @@
-//! The AWS configuration: credentials and region like the AWS CLI, TLS, retries and timeouts.
+//! The AWS configuration: credentials and region like the AWS CLI, and for the credential
+//! providers' own calls (SSO, STS), TLS, retries and timeouts.
 
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
-use crate::cloud::errors::{error_chain, CloudError};
+use crate::aws::{self, AwsError};
+use crate::cloud::errors::CloudError;
 
 /// Builds the AWS configuration the way the AWS CLI does (profiles, SSO, env, ...), with rustls on
-/// ring for TLS, retries that outlast throttling bursts, and bounded operation times.
+/// ring for TLS, retries that outlast throttling bursts, and bounded operation times for the
+/// credential providers' calls.
 /// `region: None` leaves the region to the standard chain.
 pub async fn load_sdk_config(
     profile: Option<&str>,
@@ -47,18 +49,15 @@ pub async fn load_sdk_config(
 }
 
 /// Resolves credentials once, so a missing configuration fails with advice before any call.
-pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), CloudError> {
-    let provider = sdk
-        .credentials_provider()
-        .ok_or_else(|| CloudError::NoCredentials {
-            detail: "no credentials provider configured".into(),
-        })?;
-    provider
-        .provide_credentials()
+pub async fn check_credentials(client: &aws::Client) -> Result<(), CloudError> {
+    client
+        .resolve_credentials()
         .await
-        .map(drop)
         .map_err(|e| CloudError::NoCredentials {
-            detail: one_line(&error_chain(&e)),
+            detail: match e {
+                AwsError::Credentials(chain) => one_line(&chain),
+                other => other.to_string(),
+            },
         })
 }
 
