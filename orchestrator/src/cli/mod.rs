@@ -58,7 +58,7 @@ pub struct GlobalArgs {
     /// AWS profile from ~/.aws/config (default: AWS_PROFILE, else `default`).
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// Send EC2 requests to this endpoint instead of AWS's (AWS_ENDPOINT_URL also works).
+    /// Send EC2 and ELBv2 requests to this endpoint instead of AWS's (AWS_ENDPOINT_URL also works).
     #[arg(long, global = true)]
     pub endpoint_url: Option<String>,
     /// Output format.

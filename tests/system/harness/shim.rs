@@ -1,4 +1,4 @@
-//! The fault shim: a small HTTP/1.1 proxy between `elb` (the AWS SDK) and moto_server.
+//! The fault shim: a small HTTP/1.1 proxy between `elb` and moto_server.
 //!
 //! moto models EC2's resources but not its weather: eventual consistency, throttling, slow
 //! state changes, in-use security groups, lost responses, ClientToken idempotency. The shim adds
