@@ -54,6 +54,8 @@ use crate::registry::Registry;
 use crate::shared::{unix_ms, Shared};
 use serving::Ending;
 
+pub use tls::check_pair as check_certificate;
+
 /// How often removed targets are checked for idleness or the end of their delay.
 const REAP_INTERVAL: Duration = Duration::from_millis(100);
 

@@ -169,6 +169,15 @@ fn provider(policy: TlsPolicy) -> CryptoProvider {
     provider
 }
 
+/// Checks a certificate chain and its key as an HTTPS listener loads them (PEM, a DNS name, the
+/// key the certificate's and not readable by others), for `elb alb up`, which hands the same
+/// files to ACM. Returns the certificate's DNS names, or the problem with its fix.
+pub fn check_pair(certificate: &Certificate) -> Result<Vec<String>, String> {
+    load(certificate, &provider(TlsPolicy::default()))
+        .map(|named| named.names)
+        .map_err(|e| format!("{e}; {}", e.fix()))
+}
+
 /// Reads one certificate chain and its key, and checks that they belong together.
 fn load(certificate: &Certificate, provider: &CryptoProvider) -> Result<Named, TlsError> {
     let read = |path: &str| {

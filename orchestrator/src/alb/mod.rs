@@ -12,7 +12,11 @@
 //!   per availability zone, at least two);
 //! - one target group `<project>-<cluster>` per cluster the routing names (HTTP:8000, the
 //!   health check, the deregistration delay), every running instance of the cluster registered;
-//! - a listener on port 80 whose default action and rules follow the [`Routing`].
+//! - a listener on port 80 whose default action and rules follow the [`Routing`];
+//! - with `--https-cert`/`--https-key` (or `--https-certificate-arn`), an HTTPS listener with the
+//!   same default action and rules, the given security policy, the first certificate as its
+//!   default and the others for SNI; certificates given as files are imported into ACM, tagged,
+//!   and found again by fingerprint on the next run.
 
 mod report;
 
@@ -23,7 +27,10 @@ use tokio::time::Instant;
 
 pub use report::{AlbReport, GroupReport, StatusReport};
 
-use crate::cloud::ec2::elbv2::{HealthCheck, Inventory, LoadBalancing, LISTENER_PORT};
+use crate::cloud::ec2::acm::CertificatePem;
+use crate::cloud::ec2::elbv2::{
+    HealthCheck, Inventory, ListenerProtocol, LoadBalancing, LISTENER_PORT,
+};
 use crate::cloud::ec2::Ec2;
 use crate::cloud::firewall::{Cidr, Rule};
 use crate::cloud::{security_group_name, Instance};
@@ -51,6 +58,33 @@ pub struct AlbSpec {
     pub wait: Duration,
     /// Time between two looks while waiting.
     pub poll: Duration,
+    /// The HTTPS listener, when asked for.
+    pub https: Option<AlbHttps>,
+}
+
+/// The HTTPS listener `up` makes beside port 80.
+#[derive(Debug, Clone)]
+pub struct AlbHttps {
+    /// Its port.
+    pub port: u16,
+    /// ELBv2's security policy name.
+    pub policy: String,
+    /// Its certificates, the default first.
+    pub certificates: Vec<CertificateSource>,
+}
+
+/// Where an HTTPS listener's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum CertificateSource {
+    /// PEM files, imported into ACM (once).
+    Files {
+        /// The certificate file, for messages.
+        path: String,
+        /// Its certificate, chain and key.
+        pem: CertificatePem,
+    },
+    /// A certificate already in ACM (or IAM).
+    Arn(String),
 }
 
 /// The API clients `alb` works through, for one project.
@@ -148,10 +182,13 @@ pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
             &security_group(apis.project),
             "elb's managed ALB",
             &network.vpc_id,
-            &[Rule {
-                port: LISTENER_PORT,
-                cidr: spec.client_cidr.to_string(),
-            }],
+            &std::iter::once(LISTENER_PORT)
+                .chain(spec.https.as_ref().map(|h| h.port))
+                .map(|port| Rule {
+                    port,
+                    cidr: spec.client_cidr.to_string(),
+                })
+                .collect::<Vec<_>>(),
         )
         .await?;
     let agents = apis
@@ -216,14 +253,34 @@ pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
             .map(|(_, arn)| arn.clone())
             .unwrap_or_default()
     };
-    ensure_listener(apis, &lb.arn, &spec.routing, &arn_of).await?;
+    let http = Listening {
+        port: LISTENER_PORT,
+        protocol: ListenerProtocol::Http,
+        sni: Vec::new(),
+    };
+    ensure_listener(apis, &lb.arn, &http, &spec.routing, &arn_of).await?;
+    let https = match &spec.https {
+        Some(https) => {
+            let listening = https_listener(apis, https).await?;
+            ensure_listener(apis, &lb.arn, &listening, &spec.routing, &arn_of).await?;
+            Some(listening)
+        }
+        None => None,
+    };
+    remove_other_listeners(apis, &lb.arn, https.as_ref().map(|h| h.port)).await?;
 
     let health = if spec.wait.is_zero() {
         None
     } else {
         Some(wait_healthy(apis, &groups, spec).await?)
     };
-    Ok(AlbReport::new(lb, &spec.routing, &groups, health))
+    Ok(AlbReport::new(
+        lb,
+        &spec.routing,
+        &groups,
+        https.as_ref().map(report::HttpsReport::of),
+        health,
+    ))
 }
 
 /// Finds or creates `cluster`'s target group and sets its health check and deregistration
@@ -300,79 +357,190 @@ async fn sync_targets(
     Ok((missing.len(), gone.len()))
 }
 
-/// Makes the port-80 listener forward as `routing` says: the default action to the default
-/// cluster's group, one rule per path rule at its priority; rules not in the routing go.
+/// A listener as `up` wants it.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// Its port.
+    pub port: u16,
+    /// HTTP, or HTTPS with its policy and default certificate.
+    pub protocol: ListenerProtocol,
+    /// An HTTPS listener's other certificates (chosen by SNI).
+    pub sni: Vec<String>,
+}
+
+/// The HTTPS listener of `https`: certificate files imported into ACM (or found there from an
+/// earlier run), ARNs taken as they are.
+async fn https_listener(apis: &Apis<'_>, https: &AlbHttps) -> Result<Listening, Error> {
+    let mut arns = Vec::with_capacity(https.certificates.len());
+    for source in &https.certificates {
+        let arn = match source {
+            CertificateSource::Arn(arn) => arn.clone(),
+            CertificateSource::Files { path, pem } => {
+                let name = load_balancer_name(apis.project);
+                let (arn, imported) = apis.elb().ensure_certificate(pem, &name).await?;
+                let how = if imported {
+                    "imported into ACM"
+                } else {
+                    "in ACM"
+                };
+                apis.ec2.note(format!("certificate {path}: {how} as {arn}"));
+                arn
+            }
+        };
+        arns.push(arn);
+    }
+    let mut arns = arns.into_iter();
+    let default = arns.next().ok_or_else(|| {
+        Error::Usage(
+            "an HTTPS listener needs a certificate: give --https-cert and --https-key".into(),
+        )
+    })?;
+    Ok(Listening {
+        port: https.port,
+        protocol: ListenerProtocol::Https {
+            policy: https.policy.clone(),
+            certificate_arn: default,
+        },
+        sni: arns.collect(),
+    })
+}
+
+/// Deletes the listeners `up` no longer wants: any but port 80 and the HTTPS port (an HTTPS
+/// listener from an earlier run with `--https-cert`, say).
+async fn remove_other_listeners(
+    apis: &Apis<'_>,
+    lb_arn: &str,
+    https_port: Option<u16>,
+) -> Result<(), Error> {
+    for listener in apis.elb().listeners(lb_arn).await? {
+        if listener.port != LISTENER_PORT && Some(listener.port) != https_port {
+            apis.elb().delete_listener(&listener.arn).await?;
+            apis.ec2.note(format!(
+                "listener :{} ({}): removed",
+                listener.port, listener.protocol
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Makes the listener on `want.port` terminate as `want` says and forward as `routing` says:
+/// the default action to the default cluster's group, one rule per path rule at its priority;
+/// rules not in the routing go, and so do SNI certificates not wanted.
 async fn ensure_listener(
     apis: &Apis<'_>,
     lb_arn: &str,
+    want: &Listening,
     routing: &Routing,
     arn_of: &dyn Fn(&str) -> String,
 ) -> Result<(), Error> {
+    let port = want.port;
     let default_arn = arn_of(&routing.default);
     let listener = apis
         .elb()
         .listeners(lb_arn)
         .await?
         .into_iter()
-        .find(|l| l.port == LISTENER_PORT);
+        .find(|l| l.port == port);
     let name = load_balancer_name(apis.project);
     let listener_arn = match listener {
         Some(l) => {
+            if !want.protocol.matches(&l) {
+                apis.elb().set_protocol(&l.arn, &want.protocol).await?;
+                apis.ec2.note(format!(
+                    "listener :{port}: now {}",
+                    describe_protocol(&want.protocol)
+                ));
+            }
             if l.default_target_group_arn.as_deref() != Some(default_arn.as_str()) {
                 apis.elb().set_default_action(&l.arn, &default_arn).await?;
-                apis.ec2.note(format!(
-                    "listener :{LISTENER_PORT}: default now {}",
-                    routing.default
-                ));
+                apis.ec2
+                    .note(format!("listener :{port}: default now {}", routing.default));
             }
             l.arn
         }
         None => {
             let arn = apis
                 .elb()
-                .create_listener(lb_arn, &name, &default_arn)
+                .create_listener(lb_arn, &name, port, &want.protocol, &default_arn)
                 .await?;
             apis.ec2.note(format!(
-                "listener :{LISTENER_PORT}: created, default {}",
+                "listener :{port}: created, {}, default {}",
+                describe_protocol(&want.protocol),
                 routing.default
             ));
             arn
         }
     };
+    if matches!(want.protocol, ListenerProtocol::Https { .. }) {
+        let have = apis.elb().sni_certificates(&listener_arn).await?;
+        let missing: Vec<String> = want
+            .sni
+            .iter()
+            .filter(|a| !have.contains(a))
+            .cloned()
+            .collect();
+        let extra: Vec<String> = have
+            .iter()
+            .filter(|a| !want.sni.contains(a))
+            .cloned()
+            .collect();
+        let elb = apis.elb();
+        elb.change_sni_certificates(&listener_arn, &missing, true)
+            .await?;
+        elb.change_sni_certificates(&listener_arn, &extra, false)
+            .await?;
+        if !missing.is_empty() || !extra.is_empty() {
+            apis.ec2.note(format!(
+                "listener :{port}: {} SNI certificate(s) added, {} removed",
+                missing.len(),
+                extra.len()
+            ));
+        }
+    }
     let existing = apis.elb().rules(&listener_arn).await?;
     for rule in &existing {
         if !routing.rules.iter().any(|r| r.priority == rule.priority) {
             apis.elb().delete_rule(&rule.arn).await?;
-            apis.ec2.note(format!("rule {}: removed", rule.priority));
+            apis.ec2
+                .note(format!("listener :{port}: rule {} removed", rule.priority));
         }
     }
-    for want in &routing.rules {
-        let target = arn_of(&want.cluster);
-        match existing.iter().find(|r| r.priority == want.priority) {
+    for rule in &routing.rules {
+        let target = arn_of(&rule.cluster);
+        match existing.iter().find(|r| r.priority == rule.priority) {
             Some(have)
-                if have.patterns == [want.pattern.clone()]
+                if have.patterns == [rule.pattern.clone()]
                     && have.target_group_arn.as_deref() == Some(target.as_str()) => {}
             Some(have) => {
                 apis.elb()
-                    .modify_rule(&have.arn, &want.pattern, &target)
+                    .modify_rule(&have.arn, &rule.pattern, &target)
                     .await?;
                 apis.ec2.note(format!(
-                    "rule {}: now {} -> {}",
-                    want.priority, want.pattern, want.cluster
+                    "listener :{port}: rule {} now {} -> {}",
+                    rule.priority, rule.pattern, rule.cluster
                 ));
             }
             None => {
                 apis.elb()
-                    .create_rule(&listener_arn, want.priority, &want.pattern, &target, &name)
+                    .create_rule(&listener_arn, rule.priority, &rule.pattern, &target, &name)
                     .await?;
                 apis.ec2.note(format!(
-                    "rule {}: {} -> {}",
-                    want.priority, want.pattern, want.cluster
+                    "listener :{port}: rule {} {} -> {}",
+                    rule.priority, rule.pattern, rule.cluster
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// `HTTP`, or `HTTPS (policy)`, for notes.
+fn describe_protocol(protocol: &ListenerProtocol) -> String {
+    match protocol {
+        ListenerProtocol::Http => "HTTP".to_owned(),
+        ListenerProtocol::Https { policy, .. } => format!("HTTPS ({policy})"),
+    }
 }
 
 /// Polls every group's target health until all targets are healthy or `spec.wait` is over,

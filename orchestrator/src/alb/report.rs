@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use crate::cloud::ec2::elbv2::{LoadBalancer, TargetHealth, LISTENER_PORT};
+use super::Listening;
+use crate::cloud::ec2::elbv2::{ListenerProtocol, LoadBalancer, TargetHealth, LISTENER_PORT};
 use crate::output::{csv_line, OutputFormat};
 use crate::routing::Routing;
 
@@ -34,8 +35,40 @@ pub struct AlbReport {
     pub urls: Vec<Url>,
     /// Target groups as `(cluster, arn)`.
     pub target_groups: Vec<(String, String)>,
+    /// The HTTPS listener, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https: Option<HttpsReport>,
     /// The last health reading, when `up` waited for it.
     pub health: Option<Vec<GroupReport>>,
+}
+
+/// The HTTPS listener as `up` left it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpsReport {
+    /// Its port.
+    pub port: u16,
+    /// Its security policy.
+    pub policy: String,
+    /// Its certificates' ARNs, the default first.
+    pub certificates: Vec<String>,
+}
+
+impl HttpsReport {
+    /// The report of an HTTPS listener.
+    pub fn of(listening: &Listening) -> Self {
+        let (policy, default) = match &listening.protocol {
+            ListenerProtocol::Https {
+                policy,
+                certificate_arn,
+            } => (policy.clone(), Some(certificate_arn.clone())),
+            ListenerProtocol::Http => (String::new(), None),
+        };
+        Self {
+            port: listening.port,
+            policy,
+            certificates: default.into_iter().chain(listening.sni.clone()).collect(),
+        }
+    }
 }
 
 /// A URL of the load balancer and who serves it.
@@ -53,20 +86,32 @@ impl AlbReport {
         load_balancer: LoadBalancer,
         routing: &Routing,
         groups: &[(String, String)],
+        https: Option<HttpsReport>,
         health: Option<Vec<GroupReport>>,
     ) -> Self {
-        let urls = routing
-            .example_paths()
-            .into_iter()
-            .map(|(path, cluster)| Url {
-                url: format!("http://{}{path}", load_balancer.dns_name),
-                cluster: cluster.to_owned(),
+        let dns = &load_balancer.dns_name;
+        let mut bases = vec![format!("http://{dns}")];
+        bases.extend(https.as_ref().map(|h| match h.port {
+            443 => format!("https://{dns}"),
+            port => format!("https://{dns}:{port}"),
+        }));
+        let urls = bases
+            .iter()
+            .flat_map(|base| {
+                routing
+                    .example_paths()
+                    .into_iter()
+                    .map(move |(path, cluster)| Url {
+                        url: format!("{base}{path}"),
+                        cluster: cluster.to_owned(),
+                    })
             })
             .collect();
         Self {
             load_balancer,
             urls,
             target_groups: groups.to_vec(),
+            https,
             health,
         }
     }
@@ -93,9 +138,18 @@ impl AlbReport {
             OutputFormat::Table => {
                 let lb = &self.load_balancer;
                 let mut out = format!(
-                    "load balancer {} ({}), listener :{LISTENER_PORT}\n  DNS name {}\n",
-                    lb.name, lb.state, lb.dns_name
+                    "load balancer {} ({}), listener :{LISTENER_PORT}\n",
+                    lb.name, lb.state
                 );
+                if let Some(https) = &self.https {
+                    out.push_str(&format!(
+                        "  HTTPS listener :{} ({}), certificates {}\n",
+                        https.port,
+                        https.policy,
+                        https.certificates.join(", ")
+                    ));
+                }
+                out.push_str(&format!("  DNS name {}\n", lb.dns_name));
                 for url in &self.urls {
                     out.push_str(&format!("  {} -> {}\n", url.url, url.cluster));
                 }
@@ -217,7 +271,35 @@ mod tests {
                 },
             ],
         }];
-        AlbReport::new(lb, &Routing::seed(), &[], Some(health))
+        AlbReport::new(lb, &Routing::seed(), &[], None, Some(health))
+    }
+
+    #[test]
+    fn an_https_listener_adds_its_urls_and_a_line() {
+        let base = report();
+        let https = HttpsReport {
+            port: 8443,
+            policy: "ELBSecurityPolicy-TLS13-1-2-2021-06".into(),
+            certificates: vec!["arn:default".into(), "arn:sni".into()],
+        };
+        let with = AlbReport::new(
+            base.load_balancer.clone(),
+            &Routing::seed(),
+            &[],
+            Some(https),
+            None,
+        );
+        let urls: Vec<_> = with.urls.iter().map(|u| u.url.as_str()).collect();
+        assert!(
+            urls.contains(&"https://p-alb-1.example:8443/cluster1"),
+            "{urls:?}"
+        );
+        assert_eq!(urls.len(), 6);
+        let table = with.render(OutputFormat::Table);
+        assert!(
+            table.contains("HTTPS listener :8443 (ELBSecurityPolicy-TLS13-1-2-2021-06), certificates arn:default, arn:sni"),
+            "{table}"
+        );
     }
 
     #[test]

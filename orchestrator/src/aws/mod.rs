@@ -1,7 +1,9 @@
-//! The two AWS APIs elb calls, EC2 and Elastic Load Balancing v2, spoken directly: a form-encoded
-//! POST per call, signed with SigV4 (`aws-sigv4`), retried as the SDKs' standard mode retries,
-//! answered in XML. Credentials and the region still come from `aws-config`, exactly as the AWS
-//! CLI finds them (profiles, SSO, environment, instance roles).
+//! The AWS APIs elb calls, spoken directly: EC2 and Elastic Load Balancing v2 in their query
+//! protocols (a form-encoded POST per call, answered in XML), and Certificate Manager in the JSON
+//! protocol (a JSON POST named by `X-Amz-Target`). Every call is signed with SigV4
+//! (`aws-sigv4`) and retried as the SDKs' standard mode retries. Credentials and the region
+//! still come from `aws-config`, exactly as the AWS CLI finds them (profiles, SSO, environment,
+//! instance roles).
 //!
 //! Why not `aws-sdk-ec2` and `aws-sdk-elasticloadbalancingv2`: their generated code models every
 //! operation of both APIs (EC2 has over 700) and took about two thirds of a cold build of `elb`,
@@ -25,7 +27,7 @@ use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettin
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -55,7 +57,14 @@ pub enum Service {
     Ec2,
     /// Elastic Load Balancing v2, API version 2015-12-01 (the Query protocol).
     Elbv2,
+    /// AWS Certificate Manager (JSON 1.1, target prefix `CertificateManager`).
+    Acm,
 }
+
+/// The body type of a query call.
+const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+/// The body type of a JSON 1.1 call.
+const JSON: &str = "application/x-amz-json-1.1";
 
 impl Service {
     /// The name SigV4 signs for, which is also the endpoint's first label.
@@ -63,20 +72,31 @@ impl Service {
         match self {
             Self::Ec2 => "ec2",
             Self::Elbv2 => "elasticloadbalancing",
+            Self::Acm => "acm",
         }
     }
 
+    /// The API version a query call names (the JSON protocol names none).
     fn version(self) -> &'static str {
         match self {
             Self::Ec2 => "2016-11-15",
             Self::Elbv2 => "2015-12-01",
+            Self::Acm => "2015-12-08",
+        }
+    }
+
+    /// The `X-Amz-Target` prefix of a JSON call.
+    fn json_target(self) -> &'static str {
+        match self {
+            Self::Acm => "CertificateManager",
+            Self::Ec2 | Self::Elbv2 => "",
         }
     }
 
     fn lists(self) -> Lists {
         match self {
             Self::Ec2 => Lists::Ec2,
-            Self::Elbv2 => Lists::Member,
+            Self::Elbv2 | Self::Acm => Lists::Member,
         }
     }
 
@@ -85,6 +105,7 @@ impl Service {
         match self {
             Self::Ec2 => "AWS_ENDPOINT_URL_EC2",
             Self::Elbv2 => "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2",
+            Self::Acm => "AWS_ENDPOINT_URL_ACM",
         }
     }
 
@@ -145,7 +166,7 @@ impl Answer {
         let service = self.service;
         self.body.read(|root| match service {
             Service::Ec2 => read(root),
-            Service::Elbv2 => read(root.child(&wrapper).unwrap_or(root)),
+            Service::Elbv2 | Service::Acm => read(root.child(&wrapper).unwrap_or(root)),
         })
     }
 }
@@ -196,10 +217,10 @@ impl Client {
         &self.inner.region
     }
 
-    /// Calls `action` of `service` with `params`, retrying throttling, transient errors and lost
-    /// answers (see `retry.rs`) for at most three minutes. A call that creates something must be
-    /// safe to send twice: elb's either carry an idempotency token or treat "already exists" as
-    /// done.
+    /// Calls `action` of `service` (a query protocol: EC2 or ELBv2) with `params`, retrying
+    /// throttling, transient errors and lost answers (see `retry.rs`) for at most three
+    /// minutes. A call that creates something must be safe to send twice: elb's either carry an
+    /// idempotency token or treat "already exists" as done.
     pub async fn call(
         &self,
         service: Service,
@@ -207,32 +228,61 @@ impl Client {
         params: &Params,
     ) -> Result<Answer, AwsError> {
         let body = Bytes::from(params.body(action, service.version()));
+        let text = self.send(service, FORM, None, body).await?;
+        Ok(Answer {
+            action,
+            service,
+            body: Document::new(text),
+        })
+    }
+
+    /// Calls `action` of a JSON-protocol `service` (ACM) with `input`, retried as [`call`]
+    /// is; returns the answer's JSON (`null` for an empty one).
+    ///
+    /// [`call`]: Self::call
+    pub async fn call_json(
+        &self,
+        service: Service,
+        action: &str,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value, AwsError> {
+        let target = format!("{}.{action}", service.json_target());
+        let body = Bytes::from(input.to_string());
+        let text = self.send(service, JSON, Some(&target), body).await?;
+        if text.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| AwsError::Malformed(format!("not JSON ({e}): {}", xml::excerpt(&text))))
+    }
+
+    /// Sends one call's `body` (of `content_type`, named by `target` in the JSON protocol) with
+    /// retries; the answer's body.
+    async fn send(
+        &self,
+        service: Service,
+        content_type: &'static str,
+        target: Option<&str>,
+        body: Bytes,
+    ) -> Result<String, AwsError> {
         let uri = self.endpoint(service)?;
         let attempts = async {
             let mut attempt = 0;
             loop {
-                let result = tokio::time::timeout(
-                    ATTEMPT_TIMEOUT,
-                    self.attempt(service, &uri, body.clone()),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AwsError::Transport(format!(
-                        "no answer within {} s",
-                        ATTEMPT_TIMEOUT.as_secs()
-                    )))
-                });
+                let once = self.attempt(service, &uri, content_type, target, body.clone());
+                let result = tokio::time::timeout(ATTEMPT_TIMEOUT, once)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(AwsError::Transport(format!(
+                            "no answer within {} s",
+                            ATTEMPT_TIMEOUT.as_secs()
+                        )))
+                    });
                 match result {
-                    Ok(text) => {
-                        return Ok(Answer {
-                            action,
-                            service,
-                            body: Document::new(text),
-                        })
-                    }
+                    Ok(text) => return Ok(text),
                     Err(e) if retry::retryable(&e) && attempt + 1 < self.inner.retry.attempts => {
                         let wait = self.inner.retry.backoff(attempt);
-                        tracing::debug!(action, attempt, ?wait, error = %e, "retrying");
+                        tracing::debug!(?target, attempt, ?wait, error = %e, "retrying");
                         tokio::time::sleep(wait).await;
                         attempt += 1;
                     }
@@ -291,22 +341,29 @@ impl Client {
         Ok(credentials)
     }
 
-    /// One signed POST; the answer's body when it is a 2xx, else AWS's error.
-    async fn attempt(&self, service: Service, uri: &Uri, body: Bytes) -> Result<String, AwsError> {
+    /// One signed POST of `body` (of `content_type`, with `X-Amz-Target: target` when given);
+    /// the answer's body when it is a 2xx, else AWS's error.
+    async fn attempt(
+        &self,
+        service: Service,
+        uri: &Uri,
+        content_type: &'static str,
+        target: Option<&str>,
+        body: Bytes,
+    ) -> Result<String, AwsError> {
         let credentials = self.credentials().await?;
         let host = uri
             .authority()
             .ok_or_else(|| AwsError::Transport(format!("endpoint `{uri}` names no host")))?
             .as_str()
             .to_owned();
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(uri.clone())
-            .header(HOST, &host)
-            .header(
-                CONTENT_TYPE,
-                "application/x-www-form-urlencoded; charset=utf-8",
-            )
+        let mut headers = vec![("host", host.as_str()), ("content-type", content_type)];
+        headers.extend(target.map(|t| ("x-amz-target", t)));
+        let mut request = Request::builder().method(Method::POST).uri(uri.clone());
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request
             .body(Full::new(body.clone()))
             .map_err(|e| AwsError::Transport(e.to_string()))?;
         let identity = credentials.into();
@@ -319,18 +376,11 @@ impl Client {
             .build()
             .map_err(|e| AwsError::Credentials(e.to_string()))?
             .into();
-        let headers = [
-            ("host", host.as_str()),
-            (
-                "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8",
-            ),
-        ];
         let uri_text = uri.to_string();
         let signable = SignableRequest::new(
             "POST",
             &uri_text,
-            headers.into_iter(),
+            headers.iter().copied(),
             SignableBody::Bytes(&body),
         )
         .map_err(|e| AwsError::Credentials(e.to_string()))?;
@@ -365,9 +415,25 @@ impl Client {
 }
 
 /// AWS's error in a non-2xx answer: the first `<Code>` and `<Message>` (EC2 nests them in
-/// `<Errors><Error>`, the Query protocol in `<Error>`). An answer without a code (a proxy's
-/// page) keeps its status as the code.
+/// `<Errors><Error>`, the Query protocol in `<Error>`), or the JSON protocol's `__type` (after
+/// its `namespace#`) and `message`. An answer without a code (a proxy's page) keeps its status
+/// as the code.
 fn service_error(status: u16, text: &str) -> AwsError {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Some(kind) = json["__type"].as_str() {
+            let code = kind.rsplit('#').next().unwrap_or(kind).to_owned();
+            let message = json["message"]
+                .as_str()
+                .or_else(|| json["Message"].as_str())
+                .unwrap_or("no message")
+                .to_owned();
+            return AwsError::Service {
+                status,
+                code,
+                message,
+            };
+        }
+    }
     let parsed = Document::new(text.to_owned()).read(|root| {
         let code = root.find("Code").map(|c| c.own_text().trim().to_owned());
         let message = root.find("Message").map(|m| m.own_text().trim().to_owned());
@@ -403,6 +469,12 @@ mod tests {
                      <Code>LoadBalancerNotFound</Code><Message>gone</Message></Error>\
                      <RequestId>r</RequestId></ErrorResponse>";
         assert!(service_error(400, query).is("LoadBalancerNotFound"));
+        let json = r#"{"__type":"com.amazonaws.acm#ResourceInUseException","message":"in use"}"#;
+        let err = service_error(400, json);
+        assert!(
+            err.is("ResourceInUseException") && err.to_string().contains("in use"),
+            "{err}"
+        );
         let page = service_error(502, "<html>Bad Gateway</html>");
         assert!(page.is("HTTP502"), "{page}");
         assert!(retry::retryable(&page));

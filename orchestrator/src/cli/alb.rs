@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::alb::{self, AlbSpec, Apis};
-use crate::cloud::ec2::elbv2::HealthCheck;
+use crate::alb::{self, AlbHttps, AlbSpec, Apis, CertificateSource};
+use crate::cloud::ec2::acm::CertificatePem;
+use crate::cloud::ec2::elbv2::{HealthCheck, LISTENER_PORT};
 use crate::cloud::ec2::Ec2;
 use crate::cloud::firewall::Cidr;
 use crate::config::{Provider, Settings};
@@ -87,9 +88,13 @@ pub struct UpArgs {
     /// The path rules and the default.
     #[command(flatten)]
     pub routing: RoutingArgs,
-    /// HTTPS, as `elb balance up` takes it (refused for now: see `spec`).
+    /// HTTPS, as `elb balance up` takes it: the certificates are imported into ACM.
     #[command(flatten)]
     pub https: super::balance::HttpsArgs,
+    /// A certificate already in ACM for the HTTPS listener (repeatable; after the
+    /// --https-cert files; the first certificate given is the default, the others are for SNI).
+    #[arg(long = "https-certificate-arn", value_name = "ARN")]
+    pub https_certificate_arn: Vec<String>,
 }
 
 /// Flags of `elb alb down`.
@@ -106,16 +111,7 @@ pub struct DownArgs {
 impl UpArgs {
     /// The spec these flags give, checked before any call.
     fn spec(&self, project: &str) -> Result<AlbSpec, Error> {
-        if self.https.given() {
-            // Refused rather than dropped: an ALB listener takes its certificates from ACM
-            // (or IAM), and elb does not import a certificate into either yet.
-            return Err(Error::Usage(
-                "elb alb up does not make an HTTPS listener yet: ALB serves certificates from \
-                 ACM, and elb does not import them there yet. Compare over HTTP, or put the \
-                 certificates on elb's own balancer alone (`elb balance up --https-cert ...`)"
-                    .into(),
-            ));
-        }
+        let https = self.https()?;
         let routing = self.routing.routing()?;
         alb::check_names(project, &routing)?;
         if !self.health_path.starts_with('/') || self.health_path.len() > 1024 {
@@ -145,7 +141,71 @@ impl UpArgs {
             deregistration_delay: self.deregistration_delay,
             wait: Duration::from_secs(self.wait),
             poll: Duration::from_millis(self.poll_interval_ms),
+            https,
         })
+    }
+
+    /// The HTTPS listener the flags ask for: each certificate file checked as elb's balancer
+    /// checks it and read for ACM, each ARN one of ACM's (or IAM's) certificates.
+    fn https(&self) -> Result<Option<AlbHttps>, Error> {
+        let Some(files) = self.https.spec(LISTENER_PORT)? else {
+            if self.https_certificate_arn.is_empty() {
+                return Ok(None);
+            }
+            return self.https_from(Vec::new());
+        };
+        let mut certificates = Vec::with_capacity(files.certificates.len());
+        for pair in &files.certificates {
+            let certificate = proto::balancer_config::Certificate {
+                cert: pair.cert.display().to_string(),
+                key: pair.key.display().to_string(),
+            };
+            balancer::check_certificate(&certificate).map_err(Error::Usage)?;
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))
+            };
+            let pem =
+                CertificatePem::new(&read(&pair.cert)?, read(&pair.key)?).ok_or_else(|| {
+                    Error::Usage(format!(
+                    "{}: no PEM certificate block; --https-cert takes a PEM chain, the server's \
+                     certificate first",
+                    pair.cert.display()
+                ))
+                })?;
+            certificates.push(CertificateSource::Files {
+                path: pair.cert.display().to_string(),
+                pem,
+            });
+        }
+        self.https_from(certificates)
+    }
+
+    /// The HTTPS listener of `files` then the `--https-certificate-arn`s.
+    fn https_from(
+        &self,
+        mut certificates: Vec<CertificateSource>,
+    ) -> Result<Option<AlbHttps>, Error> {
+        for arn in &self.https_certificate_arn {
+            let service = arn.split(':').nth(2);
+            if !arn.starts_with("arn:") || !matches!(service, Some("acm" | "iam")) {
+                return Err(Error::Usage(format!(
+                    "--https-certificate-arn {arn}: not a certificate ARN; give one of ACM's \
+                     (arn:aws:acm:<region>:<account>:certificate/<id>)"
+                )));
+            }
+            certificates.push(CertificateSource::Arn(arn.clone()));
+        }
+        if self.https.https_port == LISTENER_PORT {
+            return Err(Error::Usage(format!(
+                "--https-port {LISTENER_PORT} is the ALB's HTTP listener; e.g. --https-port 443"
+            )));
+        }
+        Ok(Some(AlbHttps {
+            port: self.https.https_port,
+            policy: self.https.tls_policy.name().to_owned(),
+            certificates,
+        }))
     }
 }
 

@@ -51,6 +51,9 @@ pub struct UpArgs {
     /// An HTTPS listener beside the HTTP one.
     #[command(flatten)]
     pub https: HttpsArgs,
+    /// `elb alb up`'s, refused here with why (hidden: it is the ALB's flag).
+    #[arg(long = "https-certificate-arn", value_name = "ARN", hide = true)]
+    pub https_certificate_arn: Vec<String>,
     /// Milliseconds between two health checks of a target (timeout: half of it, at most 1 s).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
     pub health_interval_ms: u64,
@@ -123,6 +126,14 @@ pub struct StatusArgs {
 impl UpArgs {
     /// The spec these flags give, checked before anything is loaded.
     pub(crate) fn spec(&self) -> Result<BalanceSpec, Error> {
+        if !self.https_certificate_arn.is_empty() {
+            return Err(Error::Usage(
+                "--https-certificate-arn is for `elb alb up`: elb's balancer needs the \
+                 certificate's private key, which ACM does not give out. Give the PEM files with \
+                 --https-cert and --https-key (both commands take those)"
+                    .into(),
+            ));
+        }
         if self.port == 0 {
             return Err(Error::Usage(
                 "--port 0: the balancer needs a fixed port clients can be told; pick one, e.g. \

@@ -91,6 +91,9 @@ impl KillPlan {
         for (arn, name) in &lbs.target_groups {
             out.push_str(&format!("  delete target group {name} ({arn})\n"));
         }
+        for (arn, domain) in &lbs.certificates {
+            out.push_str(&format!("  delete certificate {domain} ({arn}) from ACM\n"));
+        }
         if !self.instances.is_empty() {
             out.push_str(&format!(
                 "  terminate {} instance(s):\n",
@@ -138,6 +141,7 @@ mod tests {
                 listeners: vec!["arn:listener".into()],
                 rules: vec!["arn:rule".into()],
                 target_groups: vec![("arn:tg".into(), "p-c1".into())],
+                certificates: vec![("arn:cert".into(), "example.test".into())],
             },
             instances: vec![Instance {
                 id: "i-1".into(),
@@ -173,6 +177,7 @@ mod tests {
                     "listeners": ["arn:listener"],
                     "rules": ["arn:rule"],
                     "target_groups": [["arn:tg", "p-c1"]],
+                    "certificates": [["arn:cert", "example.test"]],
                 },
                 "instances": ["i-1"],
                 "security_groups": ["sg-1"],
@@ -190,6 +195,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{s} missing from {text}"))
         };
         assert!(at("arn:listener") < at("p-alb") && at("p-alb") < at("arn:tg"));
+        assert!(at("arn:tg") < at("arn:cert") && at("arn:cert") < at("i-1"));
         assert!(at("arn:tg") < at("i-1") && at("i-1") < at("sg-1") && at("sg-1") < at("p-key"));
         assert!(text.ends_with("dry run: nothing was deleted"));
         assert!(!plan(false)

@@ -380,6 +380,15 @@ fn the_balancer_serves_https_with_the_certificates_it_was_given() {
         ])
         .expect_code(2)
         .expect_failure_mentioning(&["--https-port 80", "port of its own"]);
+    project
+        .run(&[
+            "balance",
+            "up",
+            "--https-certificate-arn",
+            "arn:aws:acm:ca-central-1:123456789012:certificate/x",
+        ])
+        .expect_code(2)
+        .expect_failure_mentioning(&["`elb alb up`", "--https-cert"]);
 
     let mut up: Vec<&str> = UP.to_vec();
     up.extend([

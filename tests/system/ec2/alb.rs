@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use super::fixture::{group_name, ids, Fixture, PROJECT, REGION};
 use crate::harness::{ElbApi, ElbOutput, Fault};
 
+mod https;
+
 /// Waiting flags that keep `alb up` to a fraction of a second on moto.
 const FAST_ALB: [&str; 4] = ["--poll-interval-ms", "100", "--wait", "5"];
 
@@ -425,11 +427,6 @@ fn bad_input_is_refused_before_anything_is_created() {
         .run(&["alb", "up", "--rule", "no-slash=cluster1"])
         .expect_code(2)
         .expect_failure_mentioning(&["starts with `/`"]);
-    // The same HTTPS flags as `elb balance up`, refused with why rather than dropped.
-    fx.elb
-        .run(&["alb", "up", "--https-cert", "a.pem", "--https-key", "a.key"])
-        .expect_code(2)
-        .expect_failure_mentioning(&["HTTPS listener", "ACM"]);
     fx.assert_no_aws_call();
 
     fx.two_clusters();

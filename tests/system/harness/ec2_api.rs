@@ -133,6 +133,41 @@ impl Ec2Api {
         }
     }
 
+    /// Calls `action` of a JSON-protocol service (`signing` names it in the credential scope,
+    /// `prefix` in `X-Amz-Target`: `("acm", "CertificateManager")`) and returns the JSON body of
+    /// a 2xx answer.
+    pub fn call_json(
+        &self,
+        (signing, prefix): (&str, &str),
+        region: &str,
+        action: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let request = Request::post("/")
+            .header("host", format!("127.0.0.1:{}", self.port))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("{prefix}.{action}"))
+            .header("x-moto-account-id", &self.account)
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=testing/20240101/{region}/{signing}/aws4_request, \
+                     SignedHeaders=host, Signature=0"
+                ),
+            )
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("a well-formed request");
+        let response = runtime()
+            .block_on(send(self.port, request))
+            .map_err(|body| ApiError { status: 0, body })?;
+        let status = response.status().as_u16();
+        let text = String::from_utf8_lossy(response.body()).into_owned();
+        if !response.status().is_success() {
+            return Err(ApiError { status, body: text });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
     fn call_ok(&self, region: &str, action: &str, params: &[(&str, &str)]) -> String {
         self.call(region, action, params)
             .unwrap_or_else(|e| panic!("{action} in {region} failed: {e:?}"))

@@ -40,6 +40,15 @@ pub struct TargetGroup {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsListener {
+    pub arn: String,
+    pub port: String,
+    pub policy: String,
+    pub default_certificate: String,
+    pub sni_certificates: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerRule {
     pub priority: String,
     pub patterns: Vec<String>,
@@ -175,6 +184,108 @@ impl ElbApi {
                     .map(|a| text(*a, "TargetGroupArn"))
                     .unwrap_or_default();
                 (text(l, "ListenerArn"), text(l, "Port"), default)
+            })
+            .collect()
+    }
+
+    /// The HTTPS listeners of a load balancer, with their policy and certificates.
+    pub fn https_listeners(&self, region: &str, lb_arn: &str) -> Vec<HttpsListener> {
+        let xml = self.call_ok(region, "DescribeListeners", &[("LoadBalancerArn", lb_arn)]);
+        let doc = parse(&xml);
+        let Some(set) = doc.descendants().find(|n| n.has_tag_name("Listeners")) else {
+            return Vec::new();
+        };
+        let https: Vec<(String, String, String)> = members(set)
+            .filter(|l| text(*l, "Protocol") == "HTTPS")
+            .map(|l| {
+                (
+                    text(l, "ListenerArn"),
+                    text(l, "Port"),
+                    text(l, "SslPolicy"),
+                )
+            })
+            .collect();
+        https
+            .into_iter()
+            .map(|(arn, port, policy)| {
+                let xml = self.call_ok(
+                    region,
+                    "DescribeListenerCertificates",
+                    &[("ListenerArn", &arn)],
+                );
+                let doc = parse(&xml);
+                let certificates: Vec<(String, bool)> = doc
+                    .descendants()
+                    .find(|n| n.has_tag_name("Certificates"))
+                    .map(|set| {
+                        members(set)
+                            .map(|c| (text(c, "CertificateArn"), text(c, "IsDefault") == "true"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                HttpsListener {
+                    default_certificate: certificates
+                        .iter()
+                        .find(|(_, default)| *default)
+                        .map(|(arn, _)| arn.clone())
+                        .unwrap_or_default(),
+                    sni_certificates: certificates
+                        .iter()
+                        .filter(|(_, default)| !default)
+                        .map(|(arn, _)| arn.clone())
+                        .collect(),
+                    arn,
+                    port,
+                    policy,
+                }
+            })
+            .collect()
+    }
+
+    /// Every certificate in ACM: `(arn, PEM body, tags)`.
+    pub fn acm_certificates(
+        &self,
+        region: &str,
+    ) -> Vec<(String, String, BTreeMap<String, String>)> {
+        let call = |action: &str, body: serde_json::Value| {
+            self.api
+                .call_json(("acm", "CertificateManager"), region, action, &body)
+                .unwrap_or_else(|e| panic!("acm:{action}: {e:?}"))
+        };
+        let listed = call(
+            "ListCertificates",
+            serde_json::json!({ "Includes": { "keyTypes": ["RSA_2048", "EC_prime256v1"] } }),
+        );
+        listed["CertificateSummaryList"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["CertificateArn"].as_str())
+            .map(|arn| {
+                let pem = call(
+                    "GetCertificate",
+                    serde_json::json!({ "CertificateArn": arn }),
+                );
+                let tags = call(
+                    "ListTagsForCertificate",
+                    serde_json::json!({ "CertificateArn": arn }),
+                );
+                let tags = tags["Tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        Some((
+                            t["Key"].as_str()?.to_owned(),
+                            t["Value"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect();
+                (
+                    arn.to_owned(),
+                    pem["Certificate"].as_str().unwrap_or_default().to_owned(),
+                    tags,
+                )
             })
             .collect()
     }

@@ -424,6 +424,10 @@ fn describe(headers: &hyper::HeaderMap, body: &[u8]) -> Call {
             _ => {}
         }
     }
+    // The JSON protocol (ACM) names its action in a header.
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        action = target.rsplit('.').next().unwrap_or(target).to_owned();
+    }
     let scope = |part: usize| {
         headers
             .get("authorization")

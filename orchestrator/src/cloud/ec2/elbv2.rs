@@ -97,8 +97,67 @@ pub struct Listener {
     pub arn: String,
     /// Its port.
     pub port: u16,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: String,
     /// The target group of its default action.
     pub default_target_group_arn: Option<String>,
+    /// An HTTPS listener's security policy.
+    pub ssl_policy: Option<String>,
+    /// An HTTPS listener's default certificate.
+    pub certificate_arn: Option<String>,
+}
+
+/// What a listener terminates: plain HTTP, or TLS with a policy and certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS.
+    Https {
+        /// ELBv2's security policy name (`ELBSecurityPolicy-TLS13-1-2-2021-06`).
+        policy: String,
+        /// The default certificate's ARN.
+        certificate_arn: String,
+    },
+}
+
+impl ListenerProtocol {
+    /// ELBv2's name for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Http => "HTTP",
+            Self::Https { .. } => "HTTPS",
+        }
+    }
+
+    /// Whether `listener` already terminates this way.
+    pub fn matches(&self, listener: &Listener) -> bool {
+        match self {
+            Self::Http => listener.protocol == "HTTP",
+            Self::Https {
+                policy,
+                certificate_arn,
+            } => {
+                listener.protocol == "HTTPS"
+                    && listener.ssl_policy.as_deref() == Some(policy.as_str())
+                    && listener.certificate_arn.as_deref() == Some(certificate_arn.as_str())
+            }
+        }
+    }
+
+    /// Its parameters: `Protocol`, and for HTTPS `SslPolicy` and the default certificate.
+    fn set(&self, params: &mut Params) {
+        params.set("Protocol", self.name());
+        if let Self::Https {
+            policy,
+            certificate_arn,
+        } = self
+        {
+            params.set("SslPolicy", policy);
+            let entry = params.entry("Certificates", 0);
+            params.set(format!("{entry}.CertificateArn"), certificate_arn);
+        }
+    }
 }
 
 /// Everything of ELBv2 that carries the project's tag, for the kill switch.
@@ -112,12 +171,18 @@ pub struct Inventory {
     pub rules: Vec<String>,
     /// Target groups as `(arn, name)`.
     pub target_groups: Vec<(String, String)>,
+    /// The certificates `elb alb up` imported into ACM, as `(arn, domain)` (deleted last, once
+    /// no listener holds them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<(String, String)>,
 }
 
 impl Inventory {
-    /// Whether the project has no ELBv2 resource.
+    /// Whether the project has no ELBv2 resource and no certificate.
     pub fn is_empty(&self) -> bool {
-        self.load_balancers.is_empty() && self.target_groups.is_empty()
+        self.load_balancers.is_empty()
+            && self.target_groups.is_empty()
+            && self.certificates.is_empty()
     }
 }
 
@@ -231,6 +296,16 @@ impl LoadBalancing {
             project: project.to_owned(),
             notes,
         }
+    }
+
+    /// The client calls go through (ACM's too, in `acm.rs`).
+    pub(super) fn client(&self) -> &aws::Client {
+        &self.client
+    }
+
+    /// The project.
+    pub(super) fn project(&self) -> &str {
+        &self.project
     }
 
     /// Parameters for an ELBv2 call.
@@ -608,10 +683,18 @@ impl LoadBalancing {
         self.call("elasticloadbalancing:DescribeListeners", &params, |root| {
             root.list("Listeners")
                 .filter_map(|l| {
+                    let text =
+                        |name: &str| l.text(name).filter(|t| !t.is_empty()).map(str::to_owned);
                     Some(Listener {
-                        arn: l.text("ListenerArn")?.to_owned(),
+                        arn: text("ListenerArn")?,
                         port: l.number("Port")?,
+                        protocol: text("Protocol").unwrap_or_default(),
                         default_target_group_arn: action_target(l, "DefaultActions"),
+                        ssl_policy: text("SslPolicy"),
+                        certificate_arn: l
+                            .list("Certificates")
+                            .find_map(|c| c.text("CertificateArn"))
+                            .map(str::to_owned),
                     })
                 })
                 .collect()
@@ -619,20 +702,20 @@ impl LoadBalancing {
         .await
     }
 
-    /// Creates an HTTP listener on [`LISTENER_PORT`] forwarding to `target_group_arn` by
-    /// default, tagged at creation. Returns its ARN.
+    /// Creates a listener on `port` terminating `protocol` and forwarding to
+    /// `target_group_arn` by default, tagged at creation. Returns its ARN.
     pub async fn create_listener(
         &self,
         lb_arn: &str,
         name: &str,
+        port: u16,
+        protocol: &ListenerProtocol,
         target_group_arn: &str,
     ) -> Result<String, CloudError> {
         const ACTION: &str = "elasticloadbalancing:CreateListener";
         let mut params = Self::params();
-        params
-            .set("LoadBalancerArn", lb_arn)
-            .set("Protocol", "HTTP")
-            .set("Port", LISTENER_PORT);
+        params.set("LoadBalancerArn", lb_arn).set("Port", port);
+        protocol.set(&mut params);
         forward(&mut params, "DefaultActions", target_group_arn);
         self.tags(&mut params, name, None);
         self.call(ACTION, &params, |root| {
@@ -656,6 +739,60 @@ impl LoadBalancing {
         forward(&mut params, "DefaultActions", target_group_arn);
         self.call("elasticloadbalancing:ModifyListener", &params, |_| ())
             .await
+    }
+
+    /// Makes a listener terminate `protocol` (its policy and default certificate for HTTPS).
+    pub async fn set_protocol(
+        &self,
+        listener_arn: &str,
+        protocol: &ListenerProtocol,
+    ) -> Result<(), CloudError> {
+        let mut params = Self::params();
+        params.set("ListenerArn", listener_arn);
+        protocol.set(&mut params);
+        self.call("elasticloadbalancing:ModifyListener", &params, |_| ())
+            .await
+    }
+
+    /// An HTTPS listener's certificates other than the default (those clients reach by SNI).
+    pub async fn sni_certificates(&self, listener_arn: &str) -> Result<Vec<String>, CloudError> {
+        let mut params = Self::params();
+        params.set("ListenerArn", listener_arn);
+        self.call(
+            "elasticloadbalancing:DescribeListenerCertificates",
+            &params,
+            |root| {
+                root.list("Certificates")
+                    .filter(|c| c.text("IsDefault") != Some("true"))
+                    .filter_map(|c| c.text("CertificateArn").map(str::to_owned))
+                    .collect()
+            },
+        )
+        .await
+    }
+
+    /// Adds (`add`) or removes certificates `arns` to or from a listener's SNI certificates.
+    pub async fn change_sni_certificates(
+        &self,
+        listener_arn: &str,
+        arns: &[String],
+        add: bool,
+    ) -> Result<(), CloudError> {
+        if arns.is_empty() {
+            return Ok(());
+        }
+        let iam = if add {
+            "elasticloadbalancing:AddListenerCertificates"
+        } else {
+            "elasticloadbalancing:RemoveListenerCertificates"
+        };
+        let mut params = Self::params();
+        params
+            .set("ListenerArn", listener_arn)
+            .structs("Certificates", arns, |p, entry, arn| {
+                p.set(format!("{entry}.CertificateArn"), arn);
+            });
+        self.call(iam, &params, |_| ()).await
     }
 
     /// A listener's rules other than the default, by priority.
@@ -787,12 +924,19 @@ impl LoadBalancing {
             .into_iter()
             .filter(|(arn, _)| ours.contains(arn))
             .collect();
+        inventory.certificates = self
+            .project_certificates()
+            .await?
+            .into_iter()
+            .map(|c| (c.arn, c.domain))
+            .collect();
         Ok(inventory)
     }
 
     /// Deletes an inventory: listeners, load balancers (each waited for, every `poll`, until
     /// gone), then target groups (retrying `ResourceInUse` while a load balancer still holds
-    /// them), all until `deadline`. Returns how many resources went.
+    /// them), then certificates (likewise), all until `deadline`. Returns how many resources
+    /// went.
     pub async fn delete(
         &self,
         inventory: &Inventory,
@@ -811,9 +955,15 @@ impl LoadBalancing {
             self.delete_target_group(arn, deadline).await?;
             self.notes.note(&format!("deleted target group {name}"));
         }
+        for (arn, domain) in &inventory.certificates {
+            self.delete_certificate(arn, deadline).await?;
+            self.notes
+                .note(&format!("deleted certificate {domain} ({arn})"));
+        }
         Ok(inventory.listeners.len()
             + inventory.load_balancers.len()
-            + inventory.target_groups.len())
+            + inventory.target_groups.len()
+            + inventory.certificates.len())
     }
 
     /// Deletes a listener (and its rules).

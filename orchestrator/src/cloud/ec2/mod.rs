@@ -6,6 +6,7 @@
 //! behind the [`Cloud`](super::Cloud) trait (launch, list, kill). The calls go through
 //! [`crate::aws`], which speaks the APIs; what elb reads of each answer is read here.
 
+pub mod acm;
 pub mod elbv2;
 mod network;
 mod provider;
