@@ -16,6 +16,7 @@
 
 mod admin;
 mod checker;
+mod conditions;
 mod config;
 mod group;
 mod health;

@@ -3,8 +3,11 @@
 //!
 //! A `path-pattern` is case-sensitive; `*` matches any run of characters (also none), `?`
 //! exactly one; it is matched against the whole path, without the query string. A host pattern
-//! uses the same wildcards but ignores case and the port.
+//! uses the same wildcards but ignores case and the port. The other conditions (method, header,
+//! query string, source address) are in `conditions.rs`; a rule matches when all of its
+//! conditions do.
 
+use crate::conditions::{Conditions, RequestView};
 use crate::config::{Config, DefaultAction};
 use crate::pattern::Pattern;
 
@@ -22,6 +25,7 @@ struct CompiledRule {
     path: Pattern,
     /// Lowercased host pattern.
     host: Option<Pattern>,
+    conditions: Conditions,
     group: usize,
 }
 
@@ -53,6 +57,7 @@ impl Router {
                         Some(h) => Some(Pattern::new(&h.to_ascii_lowercase()).ok()?),
                         None => None,
                     },
+                    conditions: Conditions::new(r).ok()?,
                     group: group(&r.forward),
                 })
             })
@@ -66,22 +71,24 @@ impl Router {
         Self { rules, default }
     }
 
-    /// The action for a request to `path` (no query) on `host` (the `Host` header or the
-    /// absolute URI's authority; port ignored).
-    pub(crate) fn route(&self, host: Option<&str>, path: &str) -> Action {
+    /// The action for `request` (its host: the `Host` header or the absolute URI's authority,
+    /// port ignored).
+    pub(crate) fn route(&self, request: &RequestView<'_>) -> Action {
         // Lowercased only when some rule looks at the host: most configs route by path alone.
-        let host = host
+        let host = request
+            .host
             .filter(|_| self.rules.iter().any(|r| r.host.is_some()))
             .map(|h| strip_port(h).to_ascii_lowercase());
         self.rules
             .iter()
             .find(|rule| {
-                rule.path.matches(path.as_bytes())
+                rule.path.matches(request.path.as_bytes())
                     && match (&rule.host, &host) {
                         (None, _) => true,
                         (Some(pattern), Some(host)) => pattern.matches(host.as_bytes()),
                         (Some(_), None) => false,
                     }
+                    && rule.conditions.match_all(request)
             })
             .map_or(self.default, |rule| Action::Forward(rule.group))
     }
@@ -99,14 +106,32 @@ fn strip_port(host: &str) -> &str {
 mod tests {
     use super::*;
     use crate::config::tests::seed;
+    use hyper::HeaderMap;
+
+    /// A GET from loopback to `path` on `host`, no headers.
+    fn get<'a>(headers: &'a HeaderMap, host: Option<&'a str>, path: &'a str) -> RequestView<'a> {
+        RequestView {
+            host,
+            path,
+            query: None,
+            method: "GET",
+            headers,
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
+        }
+    }
+
+    /// The action for a GET of `path` on `host`.
+    fn route(router: &Router, host: Option<&str>, path: &str) -> Action {
+        router.route(&get(&HeaderMap::new(), host, path))
+    }
 
     #[test]
     fn the_seed_rules_route_by_path_and_default_to_cluster1() {
         let router = Router::new(&seed().config);
-        assert_eq!(router.route(None, "/cluster1"), Action::Forward(0));
-        assert_eq!(router.route(None, "/cluster2/x"), Action::Forward(1));
-        assert_eq!(router.route(None, "/Cluster2"), Action::Forward(0));
-        assert_eq!(router.route(None, "/"), Action::Forward(0));
+        assert_eq!(route(&router, None, "/cluster1"), Action::Forward(0));
+        assert_eq!(route(&router, None, "/cluster2/x"), Action::Forward(1));
+        assert_eq!(route(&router, None, "/Cluster2"), Action::Forward(0));
+        assert_eq!(route(&router, None, "/"), Action::Forward(0));
     }
 
     #[test]
@@ -115,7 +140,7 @@ mod tests {
         config.rules[0].priority = 30;
         config.rules[1].path_pattern = "/cluster*".into();
         let router = Router::new(&config);
-        assert_eq!(router.route(None, "/cluster1"), Action::Forward(1));
+        assert_eq!(route(&router, None, "/cluster1"), Action::Forward(1));
     }
 
     #[test]
@@ -123,8 +148,8 @@ mod tests {
         let mut config = seed().config;
         config.default_action.forward = None;
         let router = Router::new(&config);
-        assert_eq!(router.route(None, "/other"), Action::NotFound);
-        assert_eq!(router.route(None, "/cluster1"), Action::Forward(0));
+        assert_eq!(route(&router, None, "/other"), Action::NotFound);
+        assert_eq!(route(&router, None, "/cluster1"), Action::Forward(0));
     }
 
     #[test]
@@ -135,11 +160,34 @@ mod tests {
         config.rules[1].priority = 5;
         let router = Router::new(&config);
         assert_eq!(
-            router.route(Some("API.example.COM:8080"), "/x"),
+            route(&router, Some("API.example.COM:8080"), "/x"),
             Action::Forward(1)
         );
-        assert_eq!(router.route(Some("example.org"), "/x"), Action::Forward(0));
-        assert_eq!(router.route(None, "/x"), Action::Forward(0));
+        assert_eq!(
+            route(&router, Some("example.org"), "/x"),
+            Action::Forward(0)
+        );
+        assert_eq!(route(&router, None, "/x"), Action::Forward(0));
+    }
+
+    #[test]
+    fn a_rule_with_conditions_needs_them_all_and_the_next_rule_gets_the_rest() {
+        let mut config = seed().config;
+        config.rules[1].path_pattern = "/cluster1*".into();
+        config.rules[1].priority = 5;
+        config.rules[1].methods = vec!["POST".into()];
+        let router = Router::new(&config);
+        assert_eq!(
+            route(&router, None, "/cluster1"),
+            Action::Forward(0),
+            "a GET"
+        );
+        let headers = HeaderMap::new();
+        let post = RequestView {
+            method: "POST",
+            ..get(&headers, None, "/cluster1")
+        };
+        assert_eq!(router.route(&post), Action::Forward(1));
     }
 
     #[test]

@@ -241,7 +241,10 @@ impl Default for Http2 {
 }
 
 /// A routing rule, with ALB's semantics.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A request matches when every condition the rule has matches (AND across conditions) and,
+/// within one condition, any of its values does (OR), as ALB combines them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Evaluation order, lowest first; unique, 1-50000 as on ALB.
@@ -253,8 +256,53 @@ pub struct Rule {
     /// matches every host.
     #[serde(default)]
     pub host: Option<String>,
+    /// ALB `http-request-method`: the request's method is one of these (exact and
+    /// case-sensitive, `A-Z`, `-`, `_`). Empty: any method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// ALB `http-header` conditions, all of which must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderCondition>,
+    /// ALB `query-string` conditions, all of which must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<QueryCondition>,
+    /// ALB `source-ip`: the client's address (the connection's, not `X-Forwarded-For`) is in
+    /// one of these CIDRs (IPv4 or IPv6). Empty: any client.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ips: Vec<String>,
     /// Name of the target group that gets matching requests.
     pub forward: String,
+}
+
+/// ALB's `http-header` condition: the header `name` (case-insensitive; not `Host`, which
+/// `host` matches) has a value matching one of `values` (`*` and `?`, case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCondition {
+    /// The header's name, at most 40 characters.
+    pub name: String,
+    /// Patterns of its value, at most 128 characters each.
+    pub values: Vec<String>,
+}
+
+/// ALB's `query-string` condition: one of `pairs` matches a parameter of the query string
+/// (after percent-decoding; case-insensitive, `*` and `?`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryCondition {
+    /// The alternatives.
+    pub pairs: Vec<QueryPair>,
+}
+
+/// One `key=value` of a [`QueryCondition`]; no key matches the value of any parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryPair {
+    /// The parameter's name pattern, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The value's pattern.
+    pub value: String,
 }
 
 /// The action for requests no rule matched.

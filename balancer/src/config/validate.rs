@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::Config;
 use super::Matcher;
+use super::{Config, Rule};
+use crate::conditions::{Cidr, MAX_NAME_LEN, MAX_VALUES};
 use crate::pattern::{Pattern, MAX_PATTERN_LEN};
 
 /// Why a config was refused.
@@ -25,6 +26,103 @@ pub(crate) enum ConfigError {
         problem: String,
         fix: String,
     },
+}
+
+/// Checks rule `r`'s conditions beside path and host against ALB's rules: methods of `A-Z`, `-`
+/// and `_`; header names that are HTTP tokens (not `Host`, which `host` matches) with at least
+/// one value; query conditions with at least one pair; CIDRs; patterns of at most 128
+/// characters; and at most [`MAX_VALUES`] comparison values in all.
+fn conditions(r: usize, rule: &Rule) -> Result<(), (String, String, &'static str)> {
+    let field = |name: &str| format!("rules[{r}].{name}");
+    for (m, method) in rule.methods.iter().enumerate() {
+        let ok = !method.is_empty()
+            && method.len() <= MAX_NAME_LEN
+            && method
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
+        if !ok {
+            return Err((
+                field(&format!("methods[{m}]")),
+                format!("{method:?} is not a method name"),
+                "write methods in capitals, e.g. GET or POST (ALB compares them exactly)",
+            ));
+        }
+    }
+    for (h, header) in rule.headers.iter().enumerate() {
+        let name_ok = !header.name.is_empty()
+            && header.name.len() <= MAX_NAME_LEN
+            && hyper::header::HeaderName::from_bytes(header.name.as_bytes()).is_ok()
+            && !header.name.eq_ignore_ascii_case("host");
+        if !name_ok {
+            return Err((
+                field(&format!("headers[{h}].name")),
+                format!("{:?} cannot name a header condition", header.name),
+                "name an HTTP header of at most 40 characters (for Host, use the rule's host)",
+            ));
+        }
+        if header.values.is_empty() {
+            return Err((
+                field(&format!("headers[{h}].values")),
+                "is empty".into(),
+                "give at least one value pattern, e.g. values = [\"yes\"]",
+            ));
+        }
+        for (v, value) in header.values.iter().enumerate() {
+            Pattern::new(value).map_err(|problem| {
+                (
+                    field(&format!("headers[{h}].values[{v}]")),
+                    problem,
+                    "write a value of at most 128 characters, `*` and `?` as wildcards",
+                )
+            })?;
+        }
+    }
+    for (q, query) in rule.query.iter().enumerate() {
+        if query.pairs.is_empty() {
+            return Err((
+                field(&format!("query[{q}].pairs")),
+                "is empty".into(),
+                "give at least one { key = \"...\", value = \"...\" } pair",
+            ));
+        }
+        for (p, pair) in query.pairs.iter().enumerate() {
+            for (what, text) in [
+                ("key", pair.key.as_deref()),
+                ("value", Some(pair.value.as_str())),
+            ] {
+                if let Some(Err(problem)) = text.map(Pattern::new) {
+                    return Err((
+                        field(&format!("query[{q}].pairs[{p}].{what}")),
+                        problem,
+                        "write at most 128 characters, `*` and `?` as wildcards",
+                    ));
+                }
+            }
+        }
+    }
+    for (c, cidr) in rule.source_ips.iter().enumerate() {
+        Cidr::parse(cidr).map_err(|problem| {
+            (
+                field(&format!("source_ips[{c}]")),
+                problem,
+                "write a CIDR such as 10.0.0.0/8 or 2001:db8::/32",
+            )
+        })?;
+    }
+    let values = 1
+        + usize::from(rule.host.is_some())
+        + rule.methods.len()
+        + rule.headers.iter().map(|h| h.values.len()).sum::<usize>()
+        + rule.query.iter().map(|q| q.pairs.len()).sum::<usize>()
+        + rule.source_ips.len();
+    if values > MAX_VALUES {
+        return Err((
+            field("priority"),
+            format!("the rule compares {values} values (path, host and conditions)"),
+            "keep at most 5 comparison values per rule, as ALB does; split it into two rules",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks what serde cannot; returns every target's parsed address, group by group.
@@ -185,6 +283,7 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
                 ));
             }
         }
+        conditions(r, rule).map_err(|(field, problem, fix)| invalid(field, problem, fix))?;
         known_group(format!("rules[{r}].forward"), &rule.forward)?;
     }
     if let Some(name) = &config.default_action.forward {
@@ -349,6 +448,56 @@ mod tests {
         assert!(message.starts_with("lb.toml: "), "{message}");
         assert!(message.contains(field), "{message} should name {field}");
         assert!(message.contains(fix), "{message} should say {fix}");
+    }
+
+    /// The seed config's second rule with `conditions` added.
+    fn with_conditions(conditions: &str) -> Result<(), String> {
+        let rule = "forward = \"cluster2\"";
+        let text = SEED.replacen(rule, &format!("{rule}\n{conditions}"), 1);
+        parse(Path::new("lb.toml"), &text)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn conditions_parse_and_their_mistakes_are_named_with_the_fix() {
+        with_conditions(
+            "methods = [\"GET\"]\nsource_ips = [\"10.0.0.0/8\"]\n\
+             [[rules.headers]]\nname = \"X-Canary\"\nvalues = [\"yes\"]",
+        )
+        .unwrap();
+        let cases = [
+            ("methods = [\"get\"]", "rules[1].methods[0]", "in capitals"),
+            (
+                "source_ips = [\"10.0.0.1/8\"]",
+                "rules[1].source_ips[0]",
+                "a CIDR such as",
+            ),
+            (
+                "[[rules.headers]]\nname = \"Host\"\nvalues = [\"a\"]",
+                "rules[1].headers[0].name",
+                "use the rule's host",
+            ),
+            (
+                "[[rules.headers]]\nname = \"X-A\"\nvalues = []",
+                "rules[1].headers[0].values",
+                "at least one value",
+            ),
+            (
+                "[[rules.query]]\npairs = []",
+                "rules[1].query[0].pairs",
+                "at least one",
+            ),
+            (
+                "methods = [\"GET\", \"PUT\", \"POST\", \"HEAD\", \"PATCH\"]",
+                "rules[1].priority",
+                "at most 5 comparison values",
+            ),
+        ];
+        for (conditions, field, fix) in cases {
+            let e = with_conditions(conditions).unwrap_err();
+            assert_names(&e, field, fix);
+        }
     }
 
     #[test]

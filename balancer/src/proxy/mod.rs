@@ -31,6 +31,7 @@ pub(crate) use body::ResponseBody;
 pub(crate) use errors::Failure;
 pub(crate) use framing::FramingWatch;
 
+use crate::conditions::RequestView;
 use crate::group::Group;
 use crate::rules::Action;
 use crate::shared::{Counters, Shared, CLIENT_ERROR_KINDS};
@@ -147,7 +148,15 @@ pub(crate) async fn handle(
         .authority()
         .map(|a| a.as_str())
         .or_else(|| request.headers().get(HOST).and_then(|h| h.to_str().ok()));
-    let group = match snapshot.router.route(host, request.uri().path()) {
+    let view = RequestView {
+        host,
+        path: request.uri().path(),
+        query: request.uri().query(),
+        method: request.method().as_str(),
+        headers: request.headers(),
+        client: origin.client.ip(),
+    };
+    let group = match snapshot.router.route(&view) {
         Action::Forward(g) => &snapshot.groups[g],
         Action::NotFound => {
             shared.counters.elb_4xx.fetch_add(1, Relaxed);

@@ -164,8 +164,8 @@ pub fn build(
             .map(|r| Rule {
                 priority: r.priority,
                 path_pattern: r.pattern.clone(),
-                host: None,
                 forward: r.cluster.clone(),
+                ..Rule::default()
             })
             .collect(),
         default_action: DefaultAction {

@@ -151,3 +151,117 @@ fn without_a_default_action_an_unmatched_request_gets_the_fixed_json_404() {
         );
     }
 }
+
+/// Sends `raw` (one whole request, `Connection: close`) and returns the id of the one target
+/// it went to, per `/status`.
+fn route_raw(balancer: &Balancer, raw: &str) -> String {
+    let before = requests_by_target(balancer);
+    let mut stream = raw_http::connect(balancer.addr()).expect("connect to the balancer");
+    stream.write_all(raw.as_bytes()).expect("send");
+    let response = raw_http::read_response(&mut stream).expect("an answer");
+    let after = requests_by_target(balancer);
+    let went: Vec<&String> = after
+        .iter()
+        .filter(|(id, n)| before.get(*id) != Some(n))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        went.len(),
+        1,
+        "{raw:?} reached {went:?} ({})",
+        response.status
+    );
+    went[0].clone()
+}
+
+/// ALB's conditions beyond path and host: method, header, query string and source address,
+/// AND across conditions and OR within one, each rule falling through to the next.
+#[test]
+fn conditions_on_method_header_query_and_source_combine_as_on_alb() {
+    use proto::balancer_config::{HeaderCondition, QueryCondition, QueryPair};
+    let names = ["canary", "v2", "elsewhere", "local", "fallback"];
+    let agents: Vec<Agent> = names.iter().map(|n| agent(n, &format!("i-{n}"))).collect();
+    let groups = names
+        .iter()
+        .zip(&agents)
+        .map(|(n, a)| {
+            group(
+                n,
+                Algorithm::RoundRobin,
+                vec![target(&format!("i-{n}"), a.addr)],
+            )
+        })
+        .collect();
+    let mut config = config(groups);
+    config.rules = vec![
+        Rule {
+            methods: vec!["POST".into(), "PUT".into()],
+            headers: vec![HeaderCondition {
+                name: "X-Canary".into(),
+                values: vec!["yes*".into()],
+            }],
+            ..rule(1, "/*", "canary")
+        },
+        Rule {
+            query: vec![QueryCondition {
+                pairs: vec![
+                    QueryPair {
+                        key: Some("version".into()),
+                        value: "2*".into(),
+                    },
+                    QueryPair {
+                        key: None,
+                        value: "beta channel".into(),
+                    },
+                ],
+            }],
+            ..rule(2, "/*", "v2")
+        },
+        Rule {
+            source_ips: vec!["10.0.0.0/8".into(), "2001:db8::/32".into()],
+            ..rule(3, "/*", "elsewhere")
+        },
+        Rule {
+            source_ips: vec!["127.0.0.0/8".into()],
+            ..rule(4, "/local*", "local")
+        },
+    ];
+    config.default_action = DefaultAction {
+        forward: Some("fallback".into()),
+    };
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+    let host = balancer.addr().to_string();
+    let request = |method: &str, target: &str, headers: &str| {
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+    let cases = [
+        // Both conditions of rule 1: a POST or PUT with the header (case-insensitive value).
+        (request("POST", "/", "X-Canary: YES-please\r\n"), "canary"),
+        (request("PUT", "/x", "x-canary: yes\r\n"), "canary"),
+        // One condition alone is not enough; methods are exact.
+        (request("GET", "/", "X-Canary: yes\r\n"), "fallback"),
+        (request("POST", "/", ""), "fallback"),
+        (request("POST", "/", "X-Canary: no\r\n"), "fallback"),
+        // Query pairs: either alternative, percent-decoded and case-insensitive, any position.
+        (request("GET", "/?a=1&VERSION=2.1", ""), "v2"),
+        (request("GET", "/?x=Beta+Channel", ""), "v2"),
+        (request("GET", "/?x=beta%20channel", ""), "v2"),
+        (request("GET", "/?version=3", ""), "fallback"),
+        // The source is the connection's peer (loopback here), not what X-Forwarded-For says.
+        (
+            request("GET", "/local/a", "X-Forwarded-For: 10.1.2.3\r\n"),
+            "local",
+        ),
+        (
+            request("GET", "/", "X-Forwarded-For: 10.1.2.3\r\n"),
+            "fallback",
+        ),
+    ];
+    for (raw, group) in cases {
+        assert_eq!(route_raw(&balancer, &raw), format!("i-{group}"), "{raw:?}");
+    }
+}

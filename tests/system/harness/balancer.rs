@@ -49,8 +49,8 @@ pub fn rule(priority: u32, path_pattern: &str, forward: &str) -> Rule {
     Rule {
         priority,
         path_pattern: path_pattern.into(),
-        host: None,
         forward: forward.into(),
+        ..Rule::default()
     }
 }
 
