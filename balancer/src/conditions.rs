@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use hyper::header::{HeaderMap, HeaderName};
 
-use crate::config::{HeaderCondition, QueryCondition, Rule};
 use crate::pattern::Pattern;
+use proto::balancer_config::{HeaderCondition, QueryCondition, Rule};
 
 /// ALB's limit on the comparison values of one rule, its path and host included.
 pub(crate) const MAX_VALUES: usize = 5;
@@ -221,7 +221,7 @@ fn decode_lower(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::QueryPair;
+    use proto::balancer_config::QueryPair;
 
     fn view<'a>(
         headers: &'a HeaderMap,

@@ -4,9 +4,17 @@
 //!
 //! Semantics are ALB's: rules are evaluated in priority order (lowest first), a `path-pattern` is
 //! case-sensitive with `*` (any run of characters) and `?` (one character), at most 128
-//! characters, and the default action serves what no rule matched.
+//! characters, and the default action serves what no rule matched. A rule may add ALB's other
+//! conditions (method, header, query string, source CIDR), all of which must match.
+//!
+//! A rule as a flag: `PATTERN[;CONDITION]...=CLUSTER`, the cluster after the last `=`, each
+//! condition `KIND=VALUE[,VALUE]...` (OR within one):
+//! `method=POST,PUT`, `header=NAME:PATTERN[,PATTERN]`, `query=[KEY=]PATTERN[,...]`,
+//! `source=CIDR[,CIDR]`; e.g. `--rule '/api*;method=POST;header=X-Canary:yes=cluster2'`.
 
 use std::collections::BTreeSet;
+
+use proto::balancer_config::{HeaderCondition, QueryCondition, QueryPair};
 
 use crate::Error;
 
@@ -26,6 +34,92 @@ pub struct PathRule {
     pub pattern: String,
     /// The cluster (and its target group) that serves it.
     pub cluster: String,
+    /// ALB's other conditions, all of which must match too.
+    pub conditions: Conditions,
+}
+
+/// ALB's conditions beside the path: AND across them, OR within one's values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Conditions {
+    /// `http-request-method`: one of these (exact).
+    pub methods: Vec<String>,
+    /// `http-header`: each header has a value matching one of its patterns.
+    pub headers: Vec<HeaderCondition>,
+    /// `query-string`: each condition has one of its pairs among the parameters.
+    pub query: Vec<QueryCondition>,
+    /// `source-ip`: the client is in one of these CIDRs.
+    pub source_ips: Vec<String>,
+}
+
+impl Conditions {
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Adds the condition `KIND=VALUES` of a `--rule` flag.
+    fn add(&mut self, text: &str) -> Result<(), String> {
+        let (kind, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("condition `{text}` is not KIND=VALUE"))?;
+        let list = || -> Result<Vec<String>, String> {
+            let items: Vec<String> = values.split(',').map(str::to_owned).collect();
+            if items.iter().any(String::is_empty) {
+                return Err(format!("condition `{text}` has an empty value"));
+            }
+            Ok(items)
+        };
+        match kind {
+            "method" => self.methods.extend(list()?),
+            "source" => self.source_ips.extend(list()?),
+            "header" => {
+                let (name, patterns) = values
+                    .split_once(':')
+                    .ok_or_else(|| format!("`{text}` is not header=NAME:PATTERN[,PATTERN]"))?;
+                self.headers.push(HeaderCondition {
+                    name: name.to_owned(),
+                    values: patterns.split(',').map(str::to_owned).collect(),
+                });
+            }
+            "query" => self.query.push(QueryCondition {
+                pairs: list()?
+                    .into_iter()
+                    .map(|item| match item.split_once('=') {
+                        Some((key, value)) => QueryPair {
+                            key: Some(key.to_owned()),
+                            value: value.to_owned(),
+                        },
+                        None => QueryPair {
+                            key: None,
+                            value: item,
+                        },
+                    })
+                    .collect(),
+            }),
+            other => {
+                return Err(format!(
+                    "unknown condition `{other}`: use method=, header=, query= or source="
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PathRule {
+    /// The rule as elb's balancer config holds it.
+    pub fn balancer_rule(&self) -> proto::balancer_config::Rule {
+        proto::balancer_config::Rule {
+            priority: self.priority,
+            path_pattern: self.pattern.clone(),
+            host: None,
+            methods: self.conditions.methods.clone(),
+            headers: self.conditions.headers.clone(),
+            query: self.conditions.query.clone(),
+            source_ips: self.conditions.source_ips.clone(),
+            forward: self.cluster.clone(),
+        }
+    }
 }
 
 /// The rules in priority order and the default cluster.
@@ -47,20 +141,23 @@ impl Routing {
                     priority: 10,
                     pattern: "/cluster1*".into(),
                     cluster: "cluster1".into(),
+                    conditions: Conditions::default(),
                 },
                 PathRule {
                     priority: 20,
                     pattern: "/cluster2*".into(),
                     cluster: "cluster2".into(),
+                    conditions: Conditions::default(),
                 },
             ],
             default: "cluster1".into(),
         }
     }
 
-    /// Rules from `PATTERN=CLUSTER` texts, in the order given (priorities 10, 20, ...), and the
-    /// default cluster (else the first rule's). Without rules, the seed's. Every pattern and
-    /// cluster name is checked; nothing is looked up.
+    /// Rules from `PATTERN[;CONDITION]...=CLUSTER` texts (see the module's doc), in the order
+    /// given (priorities 10, 20, ...), and the default cluster (else the first rule's). Without
+    /// rules, the seed's. Every pattern, condition and cluster name is checked, conditions as
+    /// elb's balancer checks them (ALB's limits); nothing is looked up.
     pub fn from_flags(rules: &[String], default: Option<&str>) -> Result<Self, Error> {
         if rules.is_empty() {
             let mut seed = Self::seed();
@@ -72,25 +169,42 @@ impl Routing {
         }
         let mut parsed = Vec::with_capacity(rules.len());
         for (i, text) in rules.iter().enumerate() {
-            let (pattern, cluster) = text.rsplit_once('=').ok_or_else(|| {
+            let (matching, cluster) = text.rsplit_once('=').ok_or_else(|| {
                 Error::Usage(format!(
                     "--rule `{text}` is not PATTERN=CLUSTER: write e.g. --rule '/api*=cluster1'"
                 ))
             })?;
+            let mut parts = matching.split(';');
+            let pattern = parts.next().unwrap_or_default();
             check_pattern(pattern)?;
             crate::config::validate_name("cluster in --rule", cluster)?;
-            if parsed.iter().any(|r: &PathRule| r.pattern == pattern) {
+            let mut conditions = Conditions::default();
+            for part in parts {
+                conditions.add(part).map_err(|why| {
+                    Error::Usage(format!(
+                        "--rule `{text}`: {why}. Conditions follow the pattern, each after a `;`: \
+                         e.g. --rule '/api*;method=POST;header=X-Canary:yes=cluster2'"
+                    ))
+                })?;
+            }
+            if parsed
+                .iter()
+                .any(|r: &PathRule| r.pattern == pattern && r.conditions == conditions)
+            {
                 return Err(Error::Usage(format!(
-                    "--rule pattern `{pattern}` is given twice: the second could never match; \
-                     drop one"
+                    "--rule `{text}` is given twice: the second could never match; drop one"
                 )));
             }
             let step = u32::try_from(i).unwrap_or(u32::MAX);
-            parsed.push(PathRule {
+            let rule = PathRule {
                 priority: FIRST_PRIORITY.saturating_add(PRIORITY_STEP.saturating_mul(step)),
                 pattern: pattern.to_owned(),
                 cluster: cluster.to_owned(),
-            });
+                conditions,
+            };
+            balancer::check_rule_conditions(&rule.balancer_rule())
+                .map_err(|why| Error::Usage(format!("--rule `{text}`: {why}")))?;
+            parsed.push(rule);
         }
         let default = match default {
             Some(default) => {
@@ -144,10 +258,11 @@ impl Routing {
     }
 
     /// The request path a person would try for each rule: the pattern up to its first wildcard
-    /// (`/cluster1*` -> `/cluster1`), with the default's `/` first.
+    /// (`/cluster1*` -> `/cluster1`), with the default's `/` first. Rules with conditions beside
+    /// the path are left out: a plain GET of their path does not reach them.
     pub fn example_paths(&self) -> Vec<(String, &str)> {
         let mut paths = vec![("/".to_owned(), self.default.as_str())];
-        for rule in &self.rules {
+        for rule in self.rules.iter().filter(|r| r.conditions.is_empty()) {
             let path = rule
                 .pattern
                 .split(['*', '?'])
@@ -241,6 +356,11 @@ mod tests {
             ("/a b=c", "` ` is not allowed"),
             ("/a=", "cluster in --rule"),
             ("/a=bad/name", "cluster in --rule"),
+            ("/a;color=red=c", "unknown condition `color`"),
+            ("/a;method=get=c", "in capitals"),
+            ("/a;header=X-A=c", "header=NAME:PATTERN"),
+            ("/a;source=10.0.0.1/8=c", "host bits"),
+            ("/a;method=A,B,C,D,E=c", "at most 5 comparison values"),
         ] {
             let err = flags(&[rule], None).unwrap_err().to_string();
             assert!(err.contains(needle), "{rule}: {err}");
@@ -254,6 +374,46 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("twice"));
+    }
+
+    #[test]
+    fn conditions_follow_the_pattern_and_the_cluster_follows_the_last_equals_sign() {
+        let r = flags(
+            &[
+                "/api*;method=POST;header=X-Canary:yes*;query=v=2*,beta=cluster2",
+                "/api*;source=10.0.0.0/8=cluster1",
+            ],
+            None,
+        )
+        .unwrap();
+        let c = &r.rules[0].conditions;
+        assert_eq!(r.rules[0].cluster, "cluster2");
+        assert_eq!(c.methods, ["POST"]);
+        assert_eq!(c.headers[0].name, "X-Canary");
+        assert_eq!(c.headers[0].values, ["yes*"]);
+        assert_eq!(
+            c.query[0].pairs,
+            [
+                QueryPair {
+                    key: Some("v".into()),
+                    value: "2*".into()
+                },
+                QueryPair {
+                    key: None,
+                    value: "beta".into()
+                }
+            ]
+        );
+        assert_eq!(r.rules[1].conditions.source_ips, ["10.0.0.0/8"]);
+        assert!(Routing::seed()
+            .rules
+            .iter()
+            .all(|r| r.conditions.is_empty()));
+        assert_eq!(
+            r.example_paths(),
+            [("/".to_owned(), "cluster2")],
+            "a GET reaches neither"
+        );
     }
 
     #[test]

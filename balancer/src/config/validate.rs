@@ -28,6 +28,12 @@ pub(crate) enum ConfigError {
     },
 }
 
+/// Checks one rule's conditions beside path and host as [`validate`] does, for `elb`, which
+/// takes them as flags: the problem and its fix.
+pub fn check_conditions(rule: &Rule) -> Result<(), String> {
+    conditions(0, rule).map_err(|(_, problem, fix)| format!("{problem}: {fix}"))
+}
+
 /// Checks rule `r`'s conditions beside path and host against ALB's rules: methods of `A-Z`, `-`
 /// and `_`; header names that are HTTP tokens (not `Host`, which `host` matches) with at least
 /// one value; query conditions with at least one pair; CIDRs; patterns of at most 128

@@ -511,10 +511,11 @@ async fn ensure_listener(
         match existing.iter().find(|r| r.priority == rule.priority) {
             Some(have)
                 if have.patterns == [rule.pattern.clone()]
+                    && have.conditions == rule.conditions
                     && have.target_group_arn.as_deref() == Some(target.as_str()) => {}
             Some(have) => {
                 apis.elb()
-                    .modify_rule(&have.arn, &rule.pattern, &target)
+                    .modify_rule(&have.arn, (&rule.pattern, &rule.conditions), &target)
                     .await?;
                 apis.ec2.note(format!(
                     "listener :{port}: rule {} now {} -> {}",
@@ -523,7 +524,13 @@ async fn ensure_listener(
             }
             None => {
                 apis.elb()
-                    .create_rule(&listener_arn, rule.priority, &rule.pattern, &target, &name)
+                    .create_rule(
+                        &listener_arn,
+                        rule.priority,
+                        (&rule.pattern, &rule.conditions),
+                        &target,
+                        &name,
+                    )
                     .await?;
                 apis.ec2.note(format!(
                     "listener :{port}: rule {} {} -> {}",

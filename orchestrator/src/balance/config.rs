@@ -8,12 +8,12 @@ use std::path::PathBuf;
 
 use proto::balancer_config::{
     Admin, Algorithm, Certificate, Config, DefaultAction, HealthCheck, Limits, Listener, Protocol,
-    Rule, Target, TargetGroup, TlsPolicy,
+    Target, TargetGroup, TlsPolicy,
 };
 use proto::AGENT_PORT;
 
 use crate::cloud::Instance;
-use crate::routing::Routing;
+use crate::routing::{PathRule, Routing};
 
 /// The pseudo-cluster of every instance of the project (a mixed group).
 pub const ALL: &str = "all";
@@ -161,12 +161,7 @@ pub fn build(
             .routing
             .rules
             .iter()
-            .map(|r| Rule {
-                priority: r.priority,
-                path_pattern: r.pattern.clone(),
-                forward: r.cluster.clone(),
-                ..Rule::default()
-            })
+            .map(PathRule::balancer_rule)
             .collect(),
         default_action: DefaultAction {
             forward: Some(spec.routing.default.clone()),

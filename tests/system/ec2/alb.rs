@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::fixture::{group_name, ids, Fixture, PROJECT, REGION};
 use crate::harness::{ElbApi, ElbOutput, Fault};
 
+mod conditions;
 mod https;
 
 /// Waiting flags that keep `alb up` to a fraction of a second on moto.

@@ -48,6 +48,9 @@ pub struct HttpsListener {
     pub sni_certificates: Vec<String>,
 }
 
+/// A rule's conditions as `(field, values)`.
+pub type Conditions = Vec<(String, Vec<String>)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerRule {
     pub priority: String,
@@ -320,6 +323,65 @@ impl ElbApi {
             .collect();
         rules.sort_by_key(|r| r.priority.parse::<u32>().unwrap_or(u32::MAX));
         rules
+    }
+
+    /// A listener's rules' conditions by priority, each as `(field, values)`: an
+    /// `http-header` condition's values are `NAME:VALUE`, a `query-string`'s `KEY=VALUE` (or
+    /// `VALUE`).
+    pub fn rule_conditions(&self, region: &str, listener_arn: &str) -> Vec<(String, Conditions)> {
+        let xml = self.call_ok(region, "DescribeRules", &[("ListenerArn", listener_arn)]);
+        let doc = parse(&xml);
+        let Some(set) = doc.descendants().find(|n| n.has_tag_name("Rules")) else {
+            return Vec::new();
+        };
+        let texts = |node: Option<Node>| -> Vec<String> {
+            node.and_then(|n| n.children().find(|c| c.has_tag_name("Values")))
+                .map(|v| {
+                    members(v)
+                        .filter_map(|m| m.text().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        members(set)
+            .filter(|r| text(*r, "IsDefault") != "true")
+            .map(|r| {
+                let conditions = list(r, "Conditions")
+                    .into_iter()
+                    .map(|c| {
+                        let field = text(c, "Field");
+                        let config = |name: &str| c.children().find(|n| n.has_tag_name(name));
+                        let values = match field.as_str() {
+                            "path-pattern" => texts(config("PathPatternConfig")),
+                            "http-request-method" => texts(config("HttpRequestMethodConfig")),
+                            "source-ip" => texts(config("SourceIpConfig")),
+                            "http-header" => {
+                                let header = config("HttpHeaderConfig");
+                                let name = header
+                                    .map(|h| text(h, "HttpHeaderName"))
+                                    .unwrap_or_default();
+                                texts(header)
+                                    .into_iter()
+                                    .map(|v| format!("{name}:{v}"))
+                                    .collect()
+                            }
+                            "query-string" => config("QueryStringConfig")
+                                .map(|q| list(q, "Values"))
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|pair| match text(pair, "Key") {
+                                    key if key.is_empty() => text(pair, "Value"),
+                                    key => format!("{key}={}", text(pair, "Value")),
+                                })
+                                .collect(),
+                            _ => Vec::new(),
+                        };
+                        (field, values)
+                    })
+                    .collect();
+                (text(r, "Priority"), conditions)
+            })
+            .collect()
     }
 
     /// Creates a decoy target group `name` in `vpc_id` with `tags` (possibly none); returns its

@@ -13,6 +13,8 @@ use super::{call, is_code};
 use crate::aws::{self, Node, Params, Service};
 use crate::cloud::errors::CloudError;
 use crate::cloud::MANAGED_BY;
+use crate::routing::Conditions;
+use proto::balancer_config::{HeaderCondition, QueryCondition, QueryPair};
 
 /// Most ARNs one `DescribeTags` call takes.
 const TAGS_BATCH: usize = 20;
@@ -86,6 +88,8 @@ pub struct ListenerRule {
     pub priority: u32,
     /// Its path patterns.
     pub patterns: Vec<String>,
+    /// Its other conditions.
+    pub conditions: Conditions,
     /// The target group it forwards to.
     pub target_group_arn: Option<String>,
 }
@@ -202,11 +206,103 @@ fn forward(params: &mut Params, list: &str, target_group_arn: &str) {
         .set(format!("{action}.TargetGroupArn"), target_group_arn);
 }
 
-/// A `Conditions` list of one `path-pattern` condition.
-fn path_condition(params: &mut Params, pattern: &str) {
-    let condition = params.entry("Conditions", 0);
-    params.set(format!("{condition}.Field"), "path-pattern");
-    params.list(&format!("{condition}.PathPatternConfig.Values"), [pattern]);
+/// A rule's `Conditions`: the `path-pattern`, then one condition per method list, header,
+/// query-string condition and source list, as ALB takes them.
+fn rule_conditions(params: &mut Params, pattern: &str, conditions: &Conditions) {
+    let mut fields: Vec<&str> = vec!["path-pattern"];
+    fields.extend((!conditions.methods.is_empty()).then_some("http-request-method"));
+    fields.extend(conditions.headers.iter().map(|_| "http-header"));
+    fields.extend(conditions.query.iter().map(|_| "query-string"));
+    fields.extend((!conditions.source_ips.is_empty()).then_some("source-ip"));
+    let (mut headers, mut queries) = (conditions.headers.iter(), conditions.query.iter());
+    params.structs("Conditions", fields, |p, entry, field| {
+        p.set(format!("{entry}.Field"), field);
+        match field {
+            "path-pattern" => {
+                p.list(&format!("{entry}.PathPatternConfig.Values"), [pattern]);
+            }
+            "http-request-method" => {
+                p.list(
+                    &format!("{entry}.HttpRequestMethodConfig.Values"),
+                    &conditions.methods,
+                );
+            }
+            "http-header" => {
+                if let Some(header) = headers.next() {
+                    p.set(
+                        format!("{entry}.HttpHeaderConfig.HttpHeaderName"),
+                        &header.name,
+                    );
+                    p.list(&format!("{entry}.HttpHeaderConfig.Values"), &header.values);
+                }
+            }
+            "query-string" => {
+                if let Some(query) = queries.next() {
+                    p.structs(
+                        &format!("{entry}.QueryStringConfig.Values"),
+                        &query.pairs,
+                        |p, pair, QueryPair { key, value }| {
+                            p.maybe(&format!("{pair}.Key"), key.as_deref());
+                            p.set(format!("{pair}.Value"), value);
+                        },
+                    );
+                }
+            }
+            _ => {
+                p.list(
+                    &format!("{entry}.SourceIpConfig.Values"),
+                    &conditions.source_ips,
+                );
+            }
+        }
+    });
+}
+
+/// The conditions of a rule of a `DescribeRules` answer, beside its path patterns.
+fn read_conditions(rule: Node<'_, '_>) -> Conditions {
+    let values = |node: Option<Node<'_, '_>>| -> Vec<String> {
+        node.into_iter()
+            .flat_map(|n| n.list("Values"))
+            .map(|v| v.own_text().to_owned())
+            .collect()
+    };
+    let mut conditions = Conditions::default();
+    for condition in rule.list("Conditions") {
+        match condition.text("Field").unwrap_or_default() {
+            "http-request-method" => conditions
+                .methods
+                .extend(values(condition.child("HttpRequestMethodConfig"))),
+            "http-header" => {
+                let config = condition.child("HttpHeaderConfig");
+                conditions.headers.push(HeaderCondition {
+                    name: config
+                        .and_then(|c| c.text("HttpHeaderName"))
+                        .unwrap_or_default()
+                        .to_owned(),
+                    values: values(config),
+                });
+            }
+            "query-string" => conditions.query.push(QueryCondition {
+                pairs: condition
+                    .child("QueryStringConfig")
+                    .into_iter()
+                    .flat_map(|c| c.list("Values"))
+                    .map(|pair| QueryPair {
+                        key: pair
+                            .text("Key")
+                            .filter(|k| !k.is_empty())
+                            .map(str::to_owned),
+                        value: pair.string("Value"),
+                    })
+                    .collect(),
+            }),
+            "source-ip" => conditions
+                .source_ips
+                .extend(values(condition.child("SourceIpConfig"))),
+            _ => {}
+        }
+    }
+    conditions
 }
 
 /// A health check's parameters, as CreateTargetGroup and ModifyTargetGroup take them.
@@ -808,6 +904,7 @@ impl LoadBalancing {
                             arn: r.text("RuleArn")?.to_owned(),
                             priority: r.number("Priority")?,
                             patterns: rule_patterns(r),
+                            conditions: read_conditions(r),
                             target_group_arn: action_target(r, "Actions"),
                         })
                     })
@@ -818,12 +915,13 @@ impl LoadBalancing {
         Ok(rules)
     }
 
-    /// Adds a rule: `pattern` at `priority` forwards to `target_group_arn`, tagged at creation.
+    /// Adds a rule: `pattern` and `conditions` at `priority` forward to `target_group_arn`,
+    /// tagged at creation.
     pub async fn create_rule(
         &self,
         listener_arn: &str,
         priority: u32,
-        pattern: &str,
+        (pattern, conditions): (&str, &Conditions),
         target_group_arn: &str,
         name: &str,
     ) -> Result<(), CloudError> {
@@ -831,23 +929,23 @@ impl LoadBalancing {
         params
             .set("ListenerArn", listener_arn)
             .set("Priority", priority);
-        path_condition(&mut params, pattern);
+        rule_conditions(&mut params, pattern, conditions);
         forward(&mut params, "Actions", target_group_arn);
         self.tags(&mut params, name, None);
         self.call("elasticloadbalancing:CreateRule", &params, |_| ())
             .await
     }
 
-    /// Rewrites a rule's condition and action.
+    /// Rewrites a rule's conditions and action.
     pub async fn modify_rule(
         &self,
         rule_arn: &str,
-        pattern: &str,
+        (pattern, conditions): (&str, &Conditions),
         target_group_arn: &str,
     ) -> Result<(), CloudError> {
         let mut params = Self::params();
         params.set("RuleArn", rule_arn);
-        path_condition(&mut params, pattern);
+        rule_conditions(&mut params, pattern, conditions);
         forward(&mut params, "Actions", target_group_arn);
         self.call("elasticloadbalancing:ModifyRule", &params, |_| ())
             .await

@@ -1,0 +1,133 @@
+//! A `--rule` with ALB's conditions beside the path (method, header, query string, source
+//! CIDR): `elb alb up` makes the ALB rule with the same conditions that `elb balance up` puts in
+//! its balancer's config, from the same flag; a second `alb up` finds it equal and changes
+//! nothing; a condition ALB would refuse is refused before any call.
+
+use super::super::fixture::{Fixture, REGION};
+use super::alb_name;
+use crate::harness::LocalProject;
+
+/// Five comparison values, ALB's most for one rule.
+const RULE: &str = "/api*;method=POST;header=X-Canary:yes*;query=v=2*;source=10.0.0.0/8=cluster2";
+
+#[test]
+fn alb_up_and_balance_up_make_the_same_conditions_from_the_same_rule() {
+    let fx = Fixture::new();
+    fx.two_clusters();
+    let flags = [
+        "--rule",
+        RULE,
+        "--rule",
+        "/cluster1*=cluster1",
+        "--default",
+        "cluster1",
+    ];
+    fx.alb_up(&flags).expect_code(0);
+    let elb_api = fx.elb_api();
+    let lb = elb_api
+        .load_balancers(REGION)
+        .into_iter()
+        .find(|lb| lb.name == alb_name())
+        .expect("the ALB exists");
+    let (listener, _, _) = elb_api
+        .listeners(REGION, &lb.arn)
+        .into_iter()
+        .find(|(_, port, _)| port == "80")
+        .expect("the listener");
+    let rules = elb_api.rule_conditions(REGION, &listener);
+    let owned = |pairs: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        pairs
+            .iter()
+            .map(|(f, v)| ((*f).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+            .collect()
+    };
+    let first = rules
+        .iter()
+        .find(|(priority, _)| priority == "10")
+        .expect("the first rule at priority 10");
+    let mut got = first.1.clone();
+    got.sort();
+    assert_eq!(
+        got,
+        owned(&[
+            ("http-header", &["X-Canary:yes*"]),
+            ("http-request-method", &["POST"]),
+            ("path-pattern", &["/api*"]),
+            ("query-string", &["v=2*"]),
+            ("source-ip", &["10.0.0.0/8"]),
+        ]),
+    );
+    let second = rules.iter().find(|(p, _)| p == "20").expect("priority 20");
+    assert_eq!(second.1, owned(&[("path-pattern", &["/cluster1*"])]));
+
+    // Read back equal: a second run modifies nothing.
+    let before = fx.shim.actions().len();
+    fx.alb_up(&flags).expect_code(0);
+    let changes: Vec<String> = fx.shim.actions()[before..]
+        .iter()
+        .filter(|a| a.starts_with("Modify") || a.starts_with("Create") || a.starts_with("Delete"))
+        .cloned()
+        .collect();
+    assert!(
+        changes.is_empty(),
+        "a second up changes nothing: {changes:?}"
+    );
+
+    // elb's own balancer, from the same flags.
+    let project = LocalProject::new();
+    project.launch("cluster1", "m4.large", 1);
+    project.launch("cluster2", "t3.micro", 1);
+    let mut up: Vec<&str> = crate::balance::UP.to_vec();
+    up.extend(flags);
+    project.run(&up).expect_code(0);
+    let balancer = project
+        .records()
+        .into_iter()
+        .find(|r| r.is_balancer())
+        .expect("the balancer is recorded");
+    let config: proto::balancer_config::Config = toml::from_str(
+        &std::fs::read_to_string(balancer.log.with_extension("toml")).expect("the config"),
+    )
+    .expect("the balancer's config");
+    let rule = config
+        .rules
+        .iter()
+        .find(|r| r.priority == 10)
+        .expect("priority 10");
+    assert_eq!(
+        (rule.path_pattern.as_str(), rule.forward.as_str()),
+        ("/api*", "cluster2")
+    );
+    assert_eq!(rule.methods, ["POST"]);
+    assert_eq!(
+        (rule.headers[0].name.as_str(), &rule.headers[0].values[..]),
+        ("X-Canary", &["yes*".to_owned()][..])
+    );
+    let pair = &rule.query[0].pairs[0];
+    assert_eq!(
+        (pair.key.as_deref(), pair.value.as_str()),
+        (Some("v"), "2*")
+    );
+    assert_eq!(rule.source_ips, ["10.0.0.0/8"]);
+    project.run(&["balance", "down"]).expect_code(0);
+}
+
+#[test]
+fn a_condition_alb_would_refuse_is_refused_before_any_call() {
+    let fx = Fixture::new();
+    for (rule, needle) in [
+        ("/a;method=get=cluster1", "in capitals"),
+        (
+            "/a;method=A,B,C,D,E=cluster1",
+            "at most 5 comparison values",
+        ),
+        ("/a;header=Host:x=cluster1", "use the rule's host"),
+        ("/a;weight=3=cluster1", "unknown condition"),
+    ] {
+        fx.elb
+            .run(&["alb", "up", "--rule", rule])
+            .expect_code(2)
+            .expect_failure_mentioning(&[needle]);
+    }
+    fx.assert_no_aws_call();
+}
