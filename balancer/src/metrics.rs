@@ -325,6 +325,20 @@ pub(crate) fn render(shared: &Shared) -> String {
     );
     single(
         &mut out,
+        "elb_http_redirect_count_total",
+        "counter",
+        "Redirects made by a rule's redirect action.",
+        c.redirects.load(Relaxed),
+    );
+    single(
+        &mut out,
+        "elb_http_fixed_response_count_total",
+        "counter",
+        "Answers made by a rule's fixed-response action.",
+        c.fixed_responses.load(Relaxed),
+    );
+    single(
+        &mut out,
         "elb_websocket_connections_open",
         "gauge",
         "WebSocket connections open (upgraded by a target's 101).",

@@ -6,18 +6,57 @@
 //! uses the same wildcards but ignores case and the port. The other conditions (method, header,
 //! query string, source address) are in `conditions.rs`; a rule matches when all of its
 //! conditions do.
+//!
+//! A rule's action is ALB's: forward to one group, forward to weighted groups (each request to
+//! one drawn in proportion to the weights, as ALB's weighted target groups), redirect, or a
+//! fixed response.
 
 use crate::conditions::{Conditions, RequestView};
-use crate::config::{Config, DefaultAction};
+use crate::config::{Config, DefaultAction, FixedResponse, Forward, Redirect};
 use crate::pattern::Pattern;
+use crate::selection::with_rng;
 
 /// What a request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
+pub(crate) enum Action<'a> {
     /// Forward to the target group at this index of the config's `target_groups`.
     Forward(usize),
+    /// Redirect as this says.
+    Redirect(&'a Redirect),
+    /// Answer this.
+    Fixed(&'a FixedResponse),
     /// A fixed JSON 404 (no rule matched and no default group).
     NotFound,
+}
+
+/// A rule's action, compiled.
+#[derive(Debug)]
+enum RuleAction {
+    Forward(usize),
+    /// Groups by index with their cumulative weights; the last is the total (above zero).
+    Weighted(Vec<(usize, u32)>),
+    Redirect(Redirect),
+    Fixed(FixedResponse),
+}
+
+impl RuleAction {
+    /// The action for one request: a weighted forward draws its group here.
+    fn resolve(&self) -> Action<'_> {
+        match self {
+            Self::Forward(group) => Action::Forward(*group),
+            Self::Weighted(cumulative) => {
+                let total = cumulative.last().map_or(1, |(_, w)| *w);
+                let draw = with_rng(|rng| rng.below(total as usize)) as u32;
+                let (group, _) = cumulative
+                    .iter()
+                    .find(|(_, upto)| draw < *upto)
+                    .unwrap_or(&cumulative[cumulative.len() - 1]);
+                Action::Forward(*group)
+            }
+            Self::Redirect(redirect) => Action::Redirect(redirect),
+            Self::Fixed(fixed) => Action::Fixed(fixed),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -26,14 +65,14 @@ struct CompiledRule {
     /// Lowercased host pattern.
     host: Option<Pattern>,
     conditions: Conditions,
-    group: usize,
+    action: RuleAction,
 }
 
 /// The rules of one config, sorted by priority.
 #[derive(Debug)]
 pub(crate) struct Router {
     rules: Vec<CompiledRule>,
-    default: Action,
+    default: Option<usize>,
 }
 
 impl Router {
@@ -58,22 +97,39 @@ impl Router {
                         None => None,
                     },
                     conditions: Conditions::new(r).ok()?,
-                    group: group(&r.forward),
+                    action: match (&r.forward, &r.redirect, &r.fixed_response) {
+                        (Some(Forward::Group(name)), _, _) => RuleAction::Forward(group(name)),
+                        (Some(Forward::Weighted(groups)), _, _) => {
+                            let mut total = 0;
+                            let cumulative = groups
+                                .iter()
+                                .filter(|g| g.weight > 0)
+                                .map(|g| {
+                                    total += g.weight;
+                                    (group(&g.group), total)
+                                })
+                                .collect();
+                            RuleAction::Weighted(cumulative)
+                        }
+                        (None, Some(redirect), _) => RuleAction::Redirect(redirect.clone()),
+                        (None, None, Some(fixed)) => RuleAction::Fixed(fixed.clone()),
+                        (None, None, None) => return None,
+                    },
                 })
             })
             .collect();
         let default = match &config.default_action {
             DefaultAction {
                 forward: Some(name),
-            } => Action::Forward(group(name)),
-            DefaultAction { forward: None } => Action::NotFound,
+            } => Some(group(name)),
+            DefaultAction { forward: None } => None,
         };
         Self { rules, default }
     }
 
     /// The action for `request` (its host: the `Host` header or the absolute URI's authority,
     /// port ignored).
-    pub(crate) fn route(&self, request: &RequestView<'_>) -> Action {
+    pub(crate) fn route(&self, request: &RequestView<'_>) -> Action<'_> {
         // Lowercased only when some rule looks at the host: most configs route by path alone.
         let host = request
             .host
@@ -90,7 +146,10 @@ impl Router {
                     }
                     && rule.conditions.match_all(request)
             })
-            .map_or(self.default, |rule| Action::Forward(rule.group))
+            .map_or(
+                self.default.map_or(Action::NotFound, Action::Forward),
+                |rule| rule.action.resolve(),
+            )
     }
 }
 
@@ -121,7 +180,7 @@ mod tests {
     }
 
     /// The action for a GET of `path` on `host`.
-    fn route(router: &Router, host: Option<&str>, path: &str) -> Action {
+    fn route<'r>(router: &'r Router, host: Option<&str>, path: &str) -> Action<'r> {
         router.route(&get(&HeaderMap::new(), host, path))
     }
 
@@ -188,6 +247,68 @@ mod tests {
             ..get(&headers, None, "/cluster1")
         };
         assert_eq!(router.route(&post), Action::Forward(1));
+    }
+
+    #[test]
+    fn weighted_forwards_split_by_weight_and_skip_zero_weights() {
+        use crate::config::WeightedGroup;
+        let mut config = seed().config;
+        config.rules[0].forward = Some(Forward::Weighted(vec![
+            WeightedGroup {
+                group: "cluster1".into(),
+                weight: 0,
+            },
+            WeightedGroup {
+                group: "cluster2".into(),
+                weight: 1,
+            },
+        ]));
+        let router = Router::new(&config);
+        for _ in 0..100 {
+            assert_eq!(route(&router, None, "/cluster1"), Action::Forward(1));
+        }
+        config.rules[0].forward = Some(Forward::Weighted(vec![
+            WeightedGroup {
+                group: "cluster1".into(),
+                weight: 900,
+            },
+            WeightedGroup {
+                group: "cluster2".into(),
+                weight: 100,
+            },
+        ]));
+        let router = Router::new(&config);
+        let n = 20_000;
+        let second = (0..n)
+            .filter(|_| route(&router, None, "/cluster1") == Action::Forward(1))
+            .count();
+        // Binomial(20000, 0.1): mean 2000, sd 42; five sd either way.
+        assert!(
+            (1790..=2210).contains(&second),
+            "{second} of {n} to the 10 % group"
+        );
+    }
+
+    #[test]
+    fn redirects_and_fixed_responses_are_rule_actions() {
+        let mut config = seed().config;
+        config.rules[0].forward = None;
+        config.rules[0].fixed_response = Some(FixedResponse {
+            status: 503,
+            ..FixedResponse::default()
+        });
+        config.rules[1].forward = None;
+        config.rules[1].redirect = Some(Redirect {
+            status: 301,
+            protocol: Some("HTTPS".into()),
+            ..Redirect::default()
+        });
+        let router = Router::new(&config);
+        assert!(matches!(route(&router, None, "/cluster1"), Action::Fixed(f) if f.status == 503));
+        assert!(
+            matches!(route(&router, None, "/cluster2"), Action::Redirect(r) if r.status == 301)
+        );
+        assert_eq!(route(&router, None, "/"), Action::Forward(0));
     }
 
     #[test]

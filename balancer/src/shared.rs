@@ -23,6 +23,10 @@ pub(crate) struct Counters {
     pub websockets_open: AtomicU64,
     /// 4xx answers made by the balancer itself: no rule (404) and the client errors below.
     pub elb_4xx: AtomicU64,
+    /// Redirects made by a rule's action (ALB `HTTP_Redirect_Count`).
+    pub redirects: AtomicU64,
+    /// Fixed responses made by a rule's action (ALB `HTTP_Fixed_Response_Count`).
+    pub fixed_responses: AtomicU64,
     /// Requests the client got wrong, by `crate::proxy::CLIENT_ERRORS` entry; none counts
     /// against a target.
     pub client_errors: [AtomicU64; CLIENT_ERROR_KINDS],

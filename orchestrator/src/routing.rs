@@ -117,7 +117,9 @@ impl PathRule {
             headers: self.conditions.headers.clone(),
             query: self.conditions.query.clone(),
             source_ips: self.conditions.source_ips.clone(),
-            forward: self.cluster.clone(),
+            forward: Some(proto::balancer_config::Forward::Group(self.cluster.clone())),
+            redirect: None,
+            fixed_response: None,
         }
     }
 }

@@ -270,8 +270,87 @@ pub struct Rule {
     /// one of these CIDRs (IPv4 or IPv6). Empty: any client.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_ips: Vec<String>,
-    /// Name of the target group that gets matching requests.
-    pub forward: String,
+    /// ALB's `forward` action: `forward = "cluster1"`, or weighted target groups
+    /// (`forward = [{ group = "blue", weight = 95 }, { group = "green", weight = 5 }]`). A rule
+    /// has exactly one action: this, `redirect` or `fixed_response`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Forward>,
+    /// ALB's `redirect` action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// ALB's `fixed-response` action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_response: Option<FixedResponse>,
+}
+
+/// Where a `forward` action sends requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Forward {
+    /// One target group, by name.
+    Group(String),
+    /// Several, each request to one drawn in proportion to the weights (ALB's weighted target
+    /// groups, for canary and blue/green releases).
+    Weighted(Vec<WeightedGroup>),
+}
+
+impl Forward {
+    /// The groups it names.
+    pub fn groups(&self) -> Vec<&str> {
+        match self {
+            Self::Group(name) => vec![name.as_str()],
+            Self::Weighted(groups) => groups.iter().map(|g| g.group.as_str()).collect(),
+        }
+    }
+}
+
+/// One group of a weighted forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedGroup {
+    /// The target group's name.
+    pub group: String,
+    /// Its weight, 0-999 as on ALB (0: no requests).
+    pub weight: u32,
+}
+
+/// ALB's `redirect` action: the URL is rebuilt from its parts, each the request's own unless
+/// given; `#{protocol}`, `#{host}`, `#{port}`, `#{path}` and `#{query}` stand for the request's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    /// 301 (permanent) or 302 (found).
+    pub status: u16,
+    /// `HTTP`, `HTTPS` or `#{protocol}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// The host, with placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The port (1-65535) or `#{port}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The path, starting with `/`, with placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The query string without `?`, with placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+/// ALB's `fixed-response` action: the balancer answers itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedResponse {
+    /// A 2XX, 4XX or 5XX status.
+    pub status: u16,
+    /// `text/plain` (the default), `text/css`, `text/html`, `application/javascript` or
+    /// `application/json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// At most 1024 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// ALB's `http-header` condition: the header `name` (case-insensitive; not `Host`, which

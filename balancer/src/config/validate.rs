@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::Matcher;
-use super::{Config, Rule};
+use super::{Config, Forward, Redirect, Rule};
 use crate::conditions::{Cidr, MAX_NAME_LEN, MAX_VALUES};
 use crate::pattern::{Pattern, MAX_PATTERN_LEN};
 
@@ -26,6 +26,176 @@ pub(crate) enum ConfigError {
         problem: String,
         fix: String,
     },
+}
+
+/// The content types ALB's fixed responses take.
+const FIXED_CONTENT_TYPES: [&str; 5] = [
+    "text/plain",
+    "text/css",
+    "text/html",
+    "application/javascript",
+    "application/json",
+];
+/// ALB's limits: a fixed response's body, a redirect part's length, a weighted forward's groups
+/// and each weight.
+const MAX_FIXED_BODY: usize = 1024;
+const MAX_REDIRECT_PART: usize = 128;
+const MAX_WEIGHTED_GROUPS: usize = 5;
+const MAX_WEIGHT: u32 = 999;
+
+type Invalid = (String, String, &'static str);
+
+/// Checks rule `r`'s action as ALB would: exactly one of `forward`, `redirect` and
+/// `fixed_response`; a weighted forward of 1-5 distinct groups weighing 0-999, not all 0; a
+/// redirect with status 301 or 302, a known protocol, a port, a path from `/`, parts of at most
+/// 128 characters, that does not lead back to the same URL; a fixed response with a 2XX, 4XX or
+/// 5XX status, one of ALB's content types and at most 1024 bytes of body.
+fn action(r: usize, rule: &Rule) -> Result<(), Invalid> {
+    let field = |name: &str| format!("rules[{r}].{name}");
+    let given = usize::from(rule.forward.is_some())
+        + usize::from(rule.redirect.is_some())
+        + usize::from(rule.fixed_response.is_some());
+    if given != 1 {
+        return Err((
+            field("forward"),
+            format!("the rule has {given} actions"),
+            "give the rule exactly one of forward, redirect and fixed_response",
+        ));
+    }
+    if let Some(Forward::Weighted(groups)) = &rule.forward {
+        if groups.is_empty() || groups.len() > MAX_WEIGHTED_GROUPS {
+            return Err((
+                field("forward"),
+                format!("a weighted forward of {} groups", groups.len()),
+                "weigh 1 to 5 target groups, as ALB does",
+            ));
+        }
+        for (g, group) in groups.iter().enumerate() {
+            if group.weight > MAX_WEIGHT {
+                return Err((
+                    field(&format!("forward[{g}].weight")),
+                    format!("{} is over 999", group.weight),
+                    "give each group a weight from 0 to 999",
+                ));
+            }
+            if groups[..g].iter().any(|other| other.group == group.group) {
+                return Err((
+                    field(&format!("forward[{g}].group")),
+                    format!("{:?} is weighed twice", group.group),
+                    "name each group once in a weighted forward",
+                ));
+            }
+        }
+        if groups.iter().all(|g| g.weight == 0) {
+            return Err((
+                field("forward"),
+                "every weight is 0, so no group would get a request".into(),
+                "give at least one group a weight above 0",
+            ));
+        }
+    }
+    if let Some(redirect) = &rule.redirect {
+        redirect_ok(redirect)
+            .map_err(|(name, problem, fix)| (field(&format!("redirect.{name}")), problem, fix))?;
+    }
+    if let Some(fixed) = &rule.fixed_response {
+        if !matches!(fixed.status, 200..=299 | 400..=599) {
+            return Err((
+                field("fixed_response.status"),
+                format!("{} is not a 2XX, 4XX or 5XX status", fixed.status),
+                "answer with a status such as 200, 404 or 503",
+            ));
+        }
+        if let Some(kind) = &fixed.content_type {
+            if !FIXED_CONTENT_TYPES.contains(&kind.as_str()) {
+                return Err((
+                    field("fixed_response.content_type"),
+                    format!("{kind:?} is not one of ALB's"),
+                    "use text/plain, text/css, text/html, application/javascript or application/json",
+                ));
+            }
+        }
+        if fixed
+            .body
+            .as_ref()
+            .is_some_and(|b| b.len() > MAX_FIXED_BODY)
+        {
+            return Err((
+                field("fixed_response.body"),
+                "is over 1024 bytes".into(),
+                "keep the body to 1024 bytes, as ALB does",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a redirect's parts; the error names the part.
+fn redirect_ok(redirect: &Redirect) -> Result<(), Invalid> {
+    if !matches!(redirect.status, 301 | 302) {
+        return Err((
+            "status".into(),
+            format!("{} is not a redirect status ALB makes", redirect.status),
+            "use 301 (permanent) or 302 (found)",
+        ));
+    }
+    for (name, part) in [
+        ("protocol", &redirect.protocol),
+        ("host", &redirect.host),
+        ("port", &redirect.port),
+        ("path", &redirect.path),
+        ("query", &redirect.query),
+    ] {
+        if part
+            .as_ref()
+            .is_some_and(|p| (p.is_empty() && name != "query") || p.len() > MAX_REDIRECT_PART)
+        {
+            return Err((
+                name.into(),
+                "is empty or over 128 characters".into(),
+                "give 1 to 128 characters, or leave it out to keep the request's",
+            ));
+        }
+    }
+    if let Some(protocol) = &redirect.protocol {
+        if !["HTTP", "HTTPS", "#{protocol}"].contains(&protocol.as_str()) {
+            return Err((
+                "protocol".into(),
+                format!("{protocol:?} is not a protocol ALB redirects to"),
+                "use HTTP, HTTPS or #{protocol}",
+            ));
+        }
+    }
+    if let Some(port) = &redirect.port {
+        if port != "#{port}" && !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err((
+                "port".into(),
+                format!("{port:?} is not a port"),
+                "use 1-65535 or #{port}",
+            ));
+        }
+    }
+    if redirect.path.as_ref().is_some_and(|p| !p.starts_with('/')) {
+        return Err((
+            "path".into(),
+            "does not start with /".into(),
+            "write an absolute path, e.g. /#{path} or /new/#{path}",
+        ));
+    }
+    let keeps = |part: &Option<String>, default: &str| part.as_deref().is_none_or(|p| p == default);
+    if keeps(&redirect.protocol, "#{protocol}")
+        && keeps(&redirect.host, "#{host}")
+        && keeps(&redirect.port, "#{port}")
+        && keeps(&redirect.path, "/#{path}")
+        && keeps(&redirect.query, "#{query}")
+    {
+        return Err((
+            "protocol".into(),
+            "the redirect leads back to the URL it came from (a loop)".into(),
+            "change at least one part: e.g. protocol = \"HTTPS\", or another host or path",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks one rule's conditions beside path and host as [`validate`] does, for `elb`, which
@@ -290,7 +460,16 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
             }
         }
         conditions(r, rule).map_err(|(field, problem, fix)| invalid(field, problem, fix))?;
-        known_group(format!("rules[{r}].forward"), &rule.forward)?;
+        action(r, rule).map_err(|(field, problem, fix)| invalid(field, problem, fix))?;
+        if let Some(forward) = &rule.forward {
+            for (g, name) in forward.groups().into_iter().enumerate() {
+                let field = match forward {
+                    Forward::Group(_) => format!("rules[{r}].forward"),
+                    Forward::Weighted(_) => format!("rules[{r}].forward[{g}].group"),
+                };
+                known_group(field, name)?;
+            }
+        }
     }
     if let Some(name) = &config.default_action.forward {
         known_group("default_action.forward".into(), name)?;
@@ -463,6 +642,75 @@ mod tests {
         parse(Path::new("lb.toml"), &text)
             .map(drop)
             .map_err(|e| e.to_string())
+    }
+
+    /// The seed config with the second rule's action replaced by `action`.
+    fn with_action(action: &str) -> Result<(), String> {
+        let text = SEED.replacen("forward = \"cluster2\"", action, 1);
+        parse(Path::new("lb.toml"), &text)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn actions_parse_and_their_mistakes_are_named_with_the_fix() {
+        for good in [
+            "forward = [{ group = \"cluster1\", weight = 95 }, { group = \"cluster2\", weight = 5 }]",
+            "redirect = { status = 301, protocol = \"HTTPS\", port = \"443\" }",
+            "fixed_response = { status = 503, content_type = \"text/html\", body = \"<p>soon</p>\" }",
+        ] {
+            with_action(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        let cases = [
+            (
+                "forward = [{ group = \"cluster1\", weight = 0 }, { group = \"cluster2\", weight = 0 }]",
+                "rules[1].forward",
+                "weight above 0",
+            ),
+            (
+                "forward = [{ group = \"cluster1\", weight = 1000 }]",
+                "rules[1].forward[0].weight",
+                "from 0 to 999",
+            ),
+            (
+                "forward = [{ group = \"cluster9\", weight = 1 }]",
+                "rules[1].forward[0].group",
+                "name one of the [[target_groups]]",
+            ),
+            ("redirect = { status = 301 }", "rules[1].redirect.protocol", "change at least one part"),
+            ("redirect = { status = 307, protocol = \"HTTPS\" }", "rules[1].redirect.status", "301"),
+            ("redirect = { status = 301, path = \"x\" }", "rules[1].redirect.path", "absolute path"),
+            ("fixed_response = { status = 302 }", "rules[1].fixed_response.status", "503"),
+            (
+                "fixed_response = { status = 200, content_type = \"image/png\" }",
+                "rules[1].fixed_response.content_type",
+                "text/plain",
+            ),
+            (
+                "forward = \"cluster2\"\nfixed_response = { status = 200 }",
+                "rules[1].forward",
+                "exactly one of",
+            ),
+            ("priority = 20", "rules[1].forward", "exactly one of"),
+        ];
+        for (action, field, fix) in cases {
+            let text = if action.starts_with("priority") {
+                SEED.replacen("forward = \"cluster2\"", "", 1)
+            } else {
+                SEED.replacen("forward = \"cluster2\"", action, 1)
+            };
+            let e = parse(Path::new("lb.toml"), &text).unwrap_err().to_string();
+            assert_names(&e, field, fix);
+        }
+        let long = format!(
+            "fixed_response = {{ status = 200, body = \"{}\" }}",
+            "x".repeat(1025)
+        );
+        assert_names(
+            &with_action(&long).unwrap_err(),
+            "rules[1].fixed_response.body",
+            "1024 bytes",
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! is never retried. Each try goes to a target not tried before, and every retry takes a token
 //! from the group's [`crate::retry_budget::RetryBudget`].
 
+mod actions;
 mod admit;
 mod body;
 mod errors;
@@ -49,6 +50,9 @@ pub(crate) struct Origin {
     forwarded_port: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     forwarded_proto: HeaderValue,
+    /// The listener's scheme and port, for redirects.
+    scheme: &'static str,
+    port: u16,
     _slot: Slot,
 }
 
@@ -60,8 +64,20 @@ impl Origin {
                 .unwrap_or_else(|_| unreachable!("an IP address is a header value")),
             forwarded_port: HeaderValue::from(listener_port),
             forwarded_proto: HeaderValue::from_static(scheme),
+            scheme,
+            port: listener_port,
             _slot: Slot::default(),
         }
+    }
+
+    /// The listener's scheme: `http` or `https`.
+    fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The listener's port.
+    fn port(&self) -> u16 {
+        self.port
     }
 
     /// This origin holding `slot` until its last reference goes: the connection's end, or the
@@ -158,6 +174,14 @@ pub(crate) async fn handle(
     };
     let group = match snapshot.router.route(&view) {
         Action::Forward(g) => &snapshot.groups[g],
+        Action::Redirect(redirect) => {
+            shared.counters.redirects.fetch_add(1, Relaxed);
+            return actions::redirect(redirect, &view, origin.scheme(), origin.port());
+        }
+        Action::Fixed(fixed) => {
+            shared.counters.fixed_responses.fetch_add(1, Relaxed);
+            return actions::fixed(fixed);
+        }
         Action::NotFound => {
             shared.counters.elb_4xx.fetch_add(1, Relaxed);
             return Failure::NoRule.answer(None);

@@ -265,3 +265,119 @@ fn conditions_on_method_header_query_and_source_combine_as_on_alb() {
         assert_eq!(route_raw(&balancer, &raw), format!("i-{group}"), "{raw:?}");
     }
 }
+
+/// ALB's actions: a weighted forward splits requests by weight (counted by the targets, within
+/// a binomial tolerance), a redirect sends curl to the rebuilt URL, a fixed response is
+/// answered by the balancer with its status, type and body; all three counted in `/metrics`.
+#[test]
+fn weighted_forwards_redirects_and_fixed_responses_act_as_on_alb() {
+    use proto::balancer_config::{FixedResponse, Forward, Redirect, WeightedGroup};
+
+    use crate::harness::tls::curl;
+    let names = ["blue", "green"];
+    let agents: Vec<Agent> = names.iter().map(|n| agent(n, &format!("i-{n}"))).collect();
+    let groups = names
+        .iter()
+        .zip(&agents)
+        .map(|(n, a)| {
+            group(
+                n,
+                Algorithm::RoundRobin,
+                vec![target(&format!("i-{n}"), a.addr)],
+            )
+        })
+        .collect();
+    let mut config = config(groups);
+    config.rules = vec![
+        Rule {
+            forward: Some(Forward::Weighted(vec![
+                WeightedGroup {
+                    group: "blue".into(),
+                    weight: 80,
+                },
+                WeightedGroup {
+                    group: "green".into(),
+                    weight: 20,
+                },
+            ])),
+            ..rule(10, "/app*", "blue")
+        },
+        Rule {
+            forward: None,
+            redirect: Some(Redirect {
+                status: 301,
+                host: Some("new.#{host}".into()),
+                path: Some("/v2/#{path}".into()),
+                ..Redirect::default()
+            }),
+            ..rule(20, "/old/*", "blue")
+        },
+        Rule {
+            forward: None,
+            fixed_response: Some(FixedResponse {
+                status: 503,
+                content_type: Some("application/json".into()),
+                body: Some(r#"{"maintenance":true}"#.into()),
+            }),
+            ..rule(30, "/down*", "blue")
+        },
+    ];
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+    let base = format!("http://{}", balancer.addr());
+
+    let before = requests_by_target(&balancer);
+    let n = 1000;
+    for _ in 0..n {
+        let got = curl(&[], &format!("{base}/app"));
+        assert!(got.ok, "{}", got.stderr);
+    }
+    let after = requests_by_target(&balancer);
+    let served =
+        |id: &str| after.get(id).copied().unwrap_or(0) - before.get(id).copied().unwrap_or(0);
+    let green = served("i-green");
+    assert_eq!(served("i-blue") + green, n);
+    // Binomial(1000, 0.2): mean 200, sd 12.6; five sd either way.
+    assert!(
+        (137..=263).contains(&green),
+        "green got {green} of {n} at weight 20 of 100"
+    );
+
+    let moved = curl(
+        &["-D", "-", "-o", "/dev/null"],
+        &format!("{base}/old/items?id=3"),
+    );
+    assert_eq!(moved.status, "301", "{}", moved.body);
+    let location = format!("location: http://new.{}/v2/old/items?id=3", balancer.addr());
+    assert!(
+        moved
+            .body
+            .to_ascii_lowercase()
+            .contains(&location.to_ascii_lowercase()),
+        "{location} in {}",
+        moved.body
+    );
+
+    let down = curl(&["-D", "-"], &format!("{base}/down"));
+    assert_eq!(down.status, "503");
+    assert!(
+        down.body
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{}",
+        down.body
+    );
+    assert!(
+        down.body.ends_with(r#"{"maintenance":true}"#),
+        "{}",
+        down.body
+    );
+
+    let metrics = balancer.metrics();
+    for name in [
+        "elb_http_redirect_count_total",
+        "elb_http_fixed_response_count_total",
+    ] {
+        assert_eq!(metrics.sum(name, &[]), 1.0, "{name}: {}", metrics.text);
+    }
+}

@@ -49,7 +49,7 @@ pub fn rule(priority: u32, path_pattern: &str, forward: &str) -> Rule {
     Rule {
         priority,
         path_pattern: path_pattern.into(),
-        forward: forward.into(),
+        forward: Some(proto::balancer_config::Forward::Group(forward.into())),
         ..Rule::default()
     }
 }

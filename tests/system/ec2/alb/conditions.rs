@@ -95,8 +95,11 @@ fn alb_up_and_balance_up_make_the_same_conditions_from_the_same_rule() {
         .find(|r| r.priority == 10)
         .expect("priority 10");
     assert_eq!(
-        (rule.path_pattern.as_str(), rule.forward.as_str()),
-        ("/api*", "cluster2")
+        (rule.path_pattern.as_str(), rule.forward.as_ref()),
+        (
+            "/api*",
+            Some(&proto::balancer_config::Forward::Group("cluster2".into()))
+        )
     );
     assert_eq!(rule.methods, ["POST"]);
     assert_eq!(
