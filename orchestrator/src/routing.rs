@@ -7,14 +7,19 @@
 //! characters, and the default action serves what no rule matched. A rule may add ALB's other
 //! conditions (method, header, query string, source CIDR), all of which must match.
 //!
-//! A rule as a flag: `PATTERN[;CONDITION]...=CLUSTER`, the cluster after the last `=`, each
-//! condition `KIND=VALUE[,VALUE]...` (OR within one):
-//! `method=POST,PUT`, `header=NAME:PATTERN[,PATTERN]`, `query=[KEY=]PATTERN[,...]`,
-//! `source=CIDR[,CIDR]`; e.g. `--rule '/api*;method=POST;header=X-Canary:yes=cluster2'`.
+//! A rule as a flag: `PATTERN[;CONDITION]...=ACTION`, each condition `KIND=VALUE[,VALUE]...`
+//! (OR within one): `method=POST,PUT`, `header=NAME:PATTERN[,PATTERN]`,
+//! `query=[KEY=]PATTERN[,...]`, `source=CIDR[,CIDR]`; e.g.
+//! `--rule '/api*;method=POST;header=X-Canary:yes=cluster2'`. The action, after the last `=` (or
+//! at `=redirect:` / `=fixed-response:`), is ALB's: a cluster; weighted clusters
+//! `blue:95,green:5`; `redirect:301:https://#{host}/#{path}?#{query}`;
+//! `fixed-response:503[:text/plain[:BODY]]`.
 
 use std::collections::BTreeSet;
 
-use proto::balancer_config::{HeaderCondition, QueryCondition, QueryPair};
+use proto::balancer_config::{
+    FixedResponse, Forward, HeaderCondition, QueryCondition, QueryPair, Redirect, WeightedGroup,
+};
 
 use crate::Error;
 
@@ -32,10 +37,129 @@ pub struct PathRule {
     pub priority: u32,
     /// An ALB `path-pattern` such as `/cluster1*`.
     pub pattern: String,
-    /// The cluster (and its target group) that serves it.
-    pub cluster: String,
+    /// What matching requests get.
+    pub action: RuleAction,
     /// ALB's other conditions, all of which must match too.
     pub conditions: Conditions,
+}
+
+/// ALB's rule actions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum RuleAction {
+    /// Forward to the cluster's group.
+    Forward(String),
+    /// Forward to clusters' groups by weight (ALB's weighted target groups).
+    Weighted(Vec<WeightedGroup>),
+    /// Redirect.
+    Redirect(Redirect),
+    /// Answer without a target.
+    Fixed(FixedResponse),
+}
+
+impl RuleAction {
+    /// The clusters it sends to.
+    pub fn clusters(&self) -> Vec<&str> {
+        match self {
+            Self::Forward(cluster) => vec![cluster.as_str()],
+            Self::Weighted(groups) => groups.iter().map(|g| g.group.as_str()).collect(),
+            Self::Redirect(_) | Self::Fixed(_) => Vec::new(),
+        }
+    }
+
+    /// For people: `cluster2`, `blue:95,green:5`, `redirect 301`, `fixed-response 503`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Forward(cluster) => cluster.clone(),
+            Self::Weighted(groups) => groups
+                .iter()
+                .map(|g| format!("{}:{}", g.group, g.weight))
+                .collect::<Vec<_>>()
+                .join(","),
+            Self::Redirect(r) => format!("redirect {}", r.status),
+            Self::Fixed(f) => format!("fixed-response {}", f.status),
+        }
+    }
+
+    /// Parses the action of a `--rule` flag (see the module's doc).
+    fn parse(text: &str) -> Result<Self, String> {
+        if let Some(rest) = text.strip_prefix("fixed-response:") {
+            let mut parts = rest.splitn(3, ':');
+            let status = parts.next().unwrap_or_default();
+            let status = status
+                .parse()
+                .map_err(|_| format!("fixed-response status `{status}` is not a number"))?;
+            return Ok(Self::Fixed(FixedResponse {
+                status,
+                content_type: parts.next().filter(|t| !t.is_empty()).map(str::to_owned),
+                body: parts.next().map(str::to_owned),
+            }));
+        }
+        if let Some(rest) = text.strip_prefix("redirect:") {
+            let (status, url) = rest
+                .split_once(':')
+                .ok_or("write redirect:STATUS:URL, e.g. redirect:301:https://#{host}/#{path}")?;
+            let status = status
+                .parse()
+                .map_err(|_| format!("redirect status `{status}` is not a number"))?;
+            return Ok(Self::Redirect(redirect_parts(status, url)?));
+        }
+        if text.contains([',', ':']) {
+            let groups = text
+                .split(',')
+                .map(|item| {
+                    let (group, weight) = item
+                        .split_once(':')
+                        .ok_or_else(|| format!("`{item}` is not CLUSTER:WEIGHT"))?;
+                    crate::config::validate_name("cluster in --rule", group)
+                        .map_err(|e| e.to_string())?;
+                    let weight = weight
+                        .parse()
+                        .map_err(|_| format!("weight `{weight}` of {group} is not a number"))?;
+                    Ok(WeightedGroup {
+                        group: group.to_owned(),
+                        weight,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+            return Ok(Self::Weighted(groups));
+        }
+        crate::config::validate_name("cluster in --rule", text).map_err(|e| e.to_string())?;
+        Ok(Self::Forward(text.to_owned()))
+    }
+}
+
+/// A redirect's parts from a URL template, `PROTOCOL://HOST[:PORT][/PATH][?QUERY]`, each part
+/// as written (placeholders included); a part left out keeps the request's.
+fn redirect_parts(status: u16, url: &str) -> Result<Redirect, String> {
+    let (protocol, rest) = url.split_once("://").ok_or_else(|| {
+        format!("redirect URL `{url}` has no PROTOCOL://, e.g. https://#{{host}}/#{{path}}")
+    })?;
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query.to_owned())),
+        None => (rest, None),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], Some(rest[at..].to_owned())),
+        None => (rest, None),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains('}') || port == "#{port}" => {
+            (host, Some(port.to_owned()))
+        }
+        _ => (authority, None),
+    };
+    let protocol = match protocol {
+        "#{protocol}" => protocol.to_owned(),
+        other => other.to_ascii_uppercase(),
+    };
+    Ok(Redirect {
+        status,
+        protocol: Some(protocol),
+        host: (!host.is_empty()).then(|| host.to_owned()),
+        port,
+        path,
+        query,
+    })
 }
 
 /// ALB's conditions beside the path: AND across them, OR within one's values.
@@ -117,9 +241,19 @@ impl PathRule {
             headers: self.conditions.headers.clone(),
             query: self.conditions.query.clone(),
             source_ips: self.conditions.source_ips.clone(),
-            forward: Some(proto::balancer_config::Forward::Group(self.cluster.clone())),
-            redirect: None,
-            fixed_response: None,
+            forward: match &self.action {
+                RuleAction::Forward(cluster) => Some(Forward::Group(cluster.clone())),
+                RuleAction::Weighted(groups) => Some(Forward::Weighted(groups.clone())),
+                RuleAction::Redirect(_) | RuleAction::Fixed(_) => None,
+            },
+            redirect: match &self.action {
+                RuleAction::Redirect(redirect) => Some(redirect.clone()),
+                _ => None,
+            },
+            fixed_response: match &self.action {
+                RuleAction::Fixed(fixed) => Some(fixed.clone()),
+                _ => None,
+            },
         }
     }
 }
@@ -142,13 +276,13 @@ impl Routing {
                 PathRule {
                     priority: 10,
                     pattern: "/cluster1*".into(),
-                    cluster: "cluster1".into(),
+                    action: RuleAction::Forward("cluster1".into()),
                     conditions: Conditions::default(),
                 },
                 PathRule {
                     priority: 20,
                     pattern: "/cluster2*".into(),
-                    cluster: "cluster2".into(),
+                    action: RuleAction::Forward("cluster2".into()),
                     conditions: Conditions::default(),
                 },
             ],
@@ -171,7 +305,12 @@ impl Routing {
         }
         let mut parsed = Vec::with_capacity(rules.len());
         for (i, text) in rules.iter().enumerate() {
-            let (matching, cluster) = text.rsplit_once('=').ok_or_else(|| {
+            let split = ["=redirect:", "=fixed-response:"]
+                .iter()
+                .find_map(|marker| text.find(marker))
+                .map(|at| (&text[..at], &text[at + 1..]))
+                .or_else(|| text.rsplit_once('='));
+            let (matching, action) = split.ok_or_else(|| {
                 Error::Usage(format!(
                     "--rule `{text}` is not PATTERN=CLUSTER: write e.g. --rule '/api*=cluster1'"
                 ))
@@ -179,7 +318,8 @@ impl Routing {
             let mut parts = matching.split(';');
             let pattern = parts.next().unwrap_or_default();
             check_pattern(pattern)?;
-            crate::config::validate_name("cluster in --rule", cluster)?;
+            let action = RuleAction::parse(action)
+                .map_err(|why| Error::Usage(format!("--rule `{text}`: {why}")))?;
             let mut conditions = Conditions::default();
             for part in parts {
                 conditions.add(part).map_err(|why| {
@@ -201,10 +341,10 @@ impl Routing {
             let rule = PathRule {
                 priority: FIRST_PRIORITY.saturating_add(PRIORITY_STEP.saturating_mul(step)),
                 pattern: pattern.to_owned(),
-                cluster: cluster.to_owned(),
+                action,
                 conditions,
             };
-            balancer::check_rule_conditions(&rule.balancer_rule())
+            balancer::check_rule(&rule.balancer_rule())
                 .map_err(|why| Error::Usage(format!("--rule `{text}`: {why}")))?;
             parsed.push(rule);
         }
@@ -213,7 +353,16 @@ impl Routing {
                 crate::config::validate_name("--default", default)?;
                 default.to_owned()
             }
-            None => parsed[0].cluster.clone(),
+            None => parsed
+                .iter()
+                .find_map(|r: &PathRule| r.action.clusters().first().map(|c| (*c).to_owned()))
+                .ok_or_else(|| {
+                    Error::Usage(
+                        "no --rule forwards to a cluster, so none can be the default: give \
+                         --default CLUSTER"
+                            .into(),
+                    )
+                })?,
         };
         Ok(Self {
             rules: parsed,
@@ -225,7 +374,7 @@ impl Routing {
     pub fn clusters(&self) -> BTreeSet<&str> {
         self.rules
             .iter()
-            .map(|r| r.cluster.as_str())
+            .flat_map(|r| r.action.clusters())
             .chain([self.default.as_str()])
             .collect()
     }
@@ -276,7 +425,9 @@ impl Routing {
             } else {
                 path
             };
-            paths.push((path, rule.cluster.as_str()));
+            if let RuleAction::Forward(cluster) = &rule.action {
+                paths.push((path, cluster.as_str()));
+            }
         }
         paths
     }
@@ -322,11 +473,11 @@ mod tests {
         assert_eq!(
             seed.rules
                 .iter()
-                .map(|r| (r.priority, r.pattern.as_str(), r.cluster.as_str()))
+                .map(|r| (r.priority, r.pattern.as_str(), r.action.describe()))
                 .collect::<Vec<_>>(),
             [
-                (10, "/cluster1*", "cluster1"),
-                (20, "/cluster2*", "cluster2")
+                (10, "/cluster1*", "cluster1".to_owned()),
+                (20, "/cluster2*", "cluster2".to_owned())
             ]
         );
         assert_eq!(seed.default, "cluster1");
@@ -389,7 +540,7 @@ mod tests {
         )
         .unwrap();
         let c = &r.rules[0].conditions;
-        assert_eq!(r.rules[0].cluster, "cluster2");
+        assert_eq!(r.rules[0].action, RuleAction::Forward("cluster2".into()));
         assert_eq!(c.methods, ["POST"]);
         assert_eq!(c.headers[0].name, "X-Canary");
         assert_eq!(c.headers[0].values, ["yes*"]);
@@ -416,6 +567,80 @@ mod tests {
             [("/".to_owned(), "cluster2")],
             "a GET reaches neither"
         );
+    }
+
+    #[test]
+    fn actions_are_clusters_weights_redirects_or_fixed_responses() {
+        let r = flags(
+            &[
+                "/api*=blue:95,green:5",
+                "/old/*;method=GET=redirect:301:https://new.#{host}:8443/v2/#{path}?a=b&#{query}",
+                "/down*=fixed-response:503:text/html:<p>back soon: a=b</p>",
+                "/plain*=fixed-response:404",
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.default, "blue", "the first cluster forwarded to");
+        assert_eq!(
+            r.clusters().into_iter().collect::<Vec<_>>(),
+            ["blue", "green"]
+        );
+        assert_eq!(
+            r.rules[0].action,
+            RuleAction::Weighted(vec![
+                WeightedGroup {
+                    group: "blue".into(),
+                    weight: 95
+                },
+                WeightedGroup {
+                    group: "green".into(),
+                    weight: 5
+                },
+            ])
+        );
+        assert_eq!(
+            r.rules[1].action,
+            RuleAction::Redirect(Redirect {
+                status: 301,
+                protocol: Some("HTTPS".into()),
+                host: Some("new.#{host}".into()),
+                port: Some("8443".into()),
+                path: Some("/v2/#{path}".into()),
+                query: Some("a=b&#{query}".into()),
+            })
+        );
+        assert_eq!(r.rules[1].conditions.methods, ["GET"]);
+        assert_eq!(
+            r.rules[2].action,
+            RuleAction::Fixed(FixedResponse {
+                status: 503,
+                content_type: Some("text/html".into()),
+                body: Some("<p>back soon: a=b</p>".into()),
+            })
+        );
+        assert_eq!(
+            r.rules[3].action,
+            RuleAction::Fixed(FixedResponse {
+                status: 404,
+                content_type: None,
+                body: None
+            })
+        );
+        for (rule, needle) in [
+            ("/a=blue:0,green:0", "weight above 0"),
+            ("/a=redirect:301:#{protocol}://#{host}", "leads back"),
+            ("/a=redirect:307:https://x/", "301"),
+            ("/a=fixed-response:302", "2XX, 4XX or 5XX"),
+            ("/a=blue:x", "not a number"),
+        ] {
+            let err = flags(&[rule], Some("blue")).unwrap_err().to_string();
+            assert!(err.contains(needle), "{rule}: {err}");
+        }
+        let only_fixed = flags(&["/a=fixed-response:503"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(only_fixed.contains("--default"), "{only_fixed}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub(crate) use matcher::Matcher;
 pub(crate) use proto::balancer_config::*;
-pub use validate::check_conditions;
+pub use validate::check_rule;
 pub(crate) use validate::ConfigError;
 
 use crate::tls;

@@ -198,10 +198,12 @@ fn redirect_ok(redirect: &Redirect) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Checks one rule's conditions beside path and host as [`validate`] does, for `elb`, which
-/// takes them as flags: the problem and its fix.
-pub fn check_conditions(rule: &Rule) -> Result<(), String> {
-    conditions(0, rule).map_err(|(_, problem, fix)| format!("{problem}: {fix}"))
+/// Checks one rule's conditions and action as [`validate`] does (not whether its groups exist),
+/// for `elb`, which takes rules as flags: the problem and its fix.
+pub fn check_rule(rule: &Rule) -> Result<(), String> {
+    conditions(0, rule)
+        .and_then(|()| action(0, rule))
+        .map_err(|(_, problem, fix)| format!("{problem}: {fix}"))
 }
 
 /// Checks rule `r`'s conditions beside path and host against ALB's rules: methods of `A-Z`, `-`

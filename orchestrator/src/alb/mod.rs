@@ -29,13 +29,13 @@ pub use report::{AlbReport, GroupReport, StatusReport};
 
 use crate::cloud::ec2::acm::CertificatePem;
 use crate::cloud::ec2::elbv2::{
-    HealthCheck, Inventory, ListenerProtocol, LoadBalancing, LISTENER_PORT,
+    AlbAction, HealthCheck, Inventory, ListenerProtocol, LoadBalancing, LISTENER_PORT,
 };
 use crate::cloud::ec2::Ec2;
 use crate::cloud::firewall::{Cidr, Rule};
 use crate::cloud::{security_group_name, Instance};
 use crate::progress::Progress;
-use crate::routing::Routing;
+use crate::routing::{Routing, RuleAction};
 use crate::Error;
 use proto::AGENT_PORT;
 
@@ -507,19 +507,21 @@ async fn ensure_listener(
         }
     }
     for rule in &routing.rules {
-        let target = arn_of(&rule.cluster);
+        let target = normalized(&alb_action(&rule.action, arn_of));
         match existing.iter().find(|r| r.priority == rule.priority) {
             Some(have)
                 if have.patterns == [rule.pattern.clone()]
                     && have.conditions == rule.conditions
-                    && have.target_group_arn.as_deref() == Some(target.as_str()) => {}
+                    && have.action.as_ref() == Some(&target) => {}
             Some(have) => {
                 apis.elb()
                     .modify_rule(&have.arn, (&rule.pattern, &rule.conditions), &target)
                     .await?;
                 apis.ec2.note(format!(
                     "listener :{port}: rule {} now {} -> {}",
-                    rule.priority, rule.pattern, rule.cluster
+                    rule.priority,
+                    rule.pattern,
+                    rule.action.describe()
                 ));
             }
             None => {
@@ -534,12 +536,53 @@ async fn ensure_listener(
                     .await?;
                 apis.ec2.note(format!(
                     "listener :{port}: rule {} {} -> {}",
-                    rule.priority, rule.pattern, rule.cluster
+                    rule.priority,
+                    rule.pattern,
+                    rule.action.describe()
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// A rule's action for ELBv2, clusters by their groups' ARNs; a weighted forward to one group
+/// (or with one weight above 0 alone) is the plain forward ELBv2 reads back.
+fn alb_action(action: &RuleAction, arn_of: &dyn Fn(&str) -> String) -> AlbAction {
+    match action {
+        RuleAction::Forward(cluster) => AlbAction::Forward(arn_of(cluster)),
+        RuleAction::Weighted(groups) => {
+            let groups: Vec<(String, u32)> = groups
+                .iter()
+                .map(|g| (arn_of(&g.group), g.weight))
+                .collect();
+            match &groups[..] {
+                [(arn, _)] => AlbAction::Forward(arn.clone()),
+                _ => AlbAction::Weighted(groups),
+            }
+        }
+        RuleAction::Redirect(redirect) => AlbAction::Redirect(redirect.clone()),
+        RuleAction::Fixed(fixed) => AlbAction::Fixed(fixed.clone()),
+    }
+}
+
+/// An action as ELBv2 reads it back: a redirect with every part filled in, a fixed response
+/// with its content type (ELBv2's default `text/plain`).
+fn normalized(action: &AlbAction) -> AlbAction {
+    match action {
+        AlbAction::Redirect(redirect) => AlbAction::Redirect(AlbAction::full_redirect(redirect)),
+        AlbAction::Fixed(fixed) => AlbAction::Fixed(proto::balancer_config::FixedResponse {
+            content_type: Some(
+                fixed
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "text/plain".into()),
+            ),
+            body: fixed.body.clone().filter(|b| !b.is_empty()),
+            status: fixed.status,
+        }),
+        other => other.clone(),
+    }
 }
 
 /// `HTTP`, or `HTTPS (policy)`, for notes.

@@ -35,12 +35,13 @@ pub struct AlbArgs {
 /// The routing flags shared by `elb alb up` and `elb balance up`.
 #[derive(Debug, Clone, Args)]
 pub struct RoutingArgs {
-    /// A rule PATTERN[;CONDITION]...=CLUSTER: an ALB `path-pattern` (`*`, `?`,
+    /// A rule PATTERN[;CONDITION]...=ACTION: an ALB `path-pattern` (`*`, `?`,
     /// case-sensitive), then ALB's other conditions, each after `;`: method=POST,PUT,
-    /// header=NAME:PATTERN[,...], query=[KEY=]PATTERN[,...], source=CIDR[,...]. Repeatable,
-    /// priorities 10, 20, ... in the order given. Default: the seed's rules, /cluster1* ->
-    /// cluster1, /cluster2* -> cluster2.
-    #[arg(long = "rule", value_name = "PATTERN[;CONDITION]...=CLUSTER")]
+    /// header=NAME:PATTERN[,...], query=[KEY=]PATTERN[,...], source=CIDR[,...]. The action: a
+    /// cluster, weighted clusters (blue:95,green:5), redirect:301:URL (with #{host}, #{path},
+    /// ...) or fixed-response:STATUS[:TYPE[:BODY]]. Repeatable, priorities 10, 20, ... in the
+    /// order given. Default: the seed's rules, /cluster1* -> cluster1, /cluster2* -> cluster2.
+    #[arg(long = "rule", value_name = "PATTERN[;CONDITION]...=ACTION")]
     pub rules: Vec<String>,
     /// The cluster that serves requests no rule matches (default: cluster1, or the first
     /// rule's cluster).

@@ -384,6 +384,65 @@ impl ElbApi {
             .collect()
     }
 
+    /// A listener's rules' first actions by priority, as text: `forward ARN`, `weighted
+    /// ARN:W,ARN:W`, `redirect STATUS PROTOCOL HOST PORT PATH QUERY`, `fixed STATUS TYPE BODY`.
+    pub fn rule_actions(&self, region: &str, listener_arn: &str) -> Vec<(String, String)> {
+        let xml = self.call_ok(region, "DescribeRules", &[("ListenerArn", listener_arn)]);
+        let doc = parse(&xml);
+        let Some(set) = doc.descendants().find(|n| n.has_tag_name("Rules")) else {
+            return Vec::new();
+        };
+        members(set)
+            .filter(|r| text(*r, "IsDefault") != "true")
+            .map(|r| {
+                let action = list(r, "Actions").first().copied();
+                let described = action.map_or_else(String::new, |a| {
+                    let config = |name: &str| a.children().find(|n| n.has_tag_name(name));
+                    match text(a, "Type").as_str() {
+                        "forward" => {
+                            let weighted: Vec<String> = config("ForwardConfig")
+                                .map(|c| list(c, "TargetGroups"))
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|g| {
+                                    format!("{}:{}", text(g, "TargetGroupArn"), text(g, "Weight"))
+                                })
+                                .collect();
+                            if weighted.len() > 1 {
+                                format!("weighted {}", weighted.join(","))
+                            } else {
+                                format!("forward {}", text(a, "TargetGroupArn"))
+                            }
+                        }
+                        "redirect" => {
+                            let c = config("RedirectConfig").expect("RedirectConfig");
+                            format!(
+                                "redirect {} {} {} {} {} {}",
+                                text(c, "StatusCode"),
+                                text(c, "Protocol"),
+                                text(c, "Host"),
+                                text(c, "Port"),
+                                text(c, "Path"),
+                                text(c, "Query")
+                            )
+                        }
+                        "fixed-response" => {
+                            let c = config("FixedResponseConfig").expect("FixedResponseConfig");
+                            format!(
+                                "fixed {} {} {}",
+                                text(c, "StatusCode"),
+                                text(c, "ContentType"),
+                                text(c, "MessageBody")
+                            )
+                        }
+                        other => other.to_owned(),
+                    }
+                });
+                (text(r, "Priority"), described)
+            })
+            .collect()
+    }
+
     /// Creates a decoy target group `name` in `vpc_id` with `tags` (possibly none); returns its
     /// ARN.
     pub fn create_target_group(

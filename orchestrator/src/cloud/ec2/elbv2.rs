@@ -14,7 +14,7 @@ use crate::aws::{self, Node, Params, Service};
 use crate::cloud::errors::CloudError;
 use crate::cloud::MANAGED_BY;
 use crate::routing::Conditions;
-use proto::balancer_config::{HeaderCondition, QueryCondition, QueryPair};
+use proto::balancer_config::{FixedResponse, HeaderCondition, QueryCondition, QueryPair, Redirect};
 
 /// Most ARNs one `DescribeTags` call takes.
 const TAGS_BATCH: usize = 20;
@@ -90,8 +90,8 @@ pub struct ListenerRule {
     pub patterns: Vec<String>,
     /// Its other conditions.
     pub conditions: Conditions,
-    /// The target group it forwards to.
-    pub target_group_arn: Option<String>,
+    /// What it does, when elb knows the action's type.
+    pub action: Option<AlbAction>,
 }
 
 /// A listener as elb needs it.
@@ -196,6 +196,141 @@ pub struct LoadBalancing {
     client: aws::Client,
     project: String,
     notes: std::sync::Arc<dyn crate::notes::Notes>,
+}
+
+/// A rule's action as ELBv2 holds it, target groups by ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlbAction {
+    /// `forward` to one group.
+    Forward(String),
+    /// `forward` to two or more groups by weight.
+    Weighted(Vec<(String, u32)>),
+    /// `redirect`, every part given (ELBv2 fills the ones left out with their placeholders).
+    Redirect(Redirect),
+    /// `fixed-response`.
+    Fixed(FixedResponse),
+}
+
+impl AlbAction {
+    /// A redirect with every part given, the request's own (`#{protocol}`, ...) where `redirect`
+    /// leaves one out, as ELBv2 stores it.
+    pub fn full_redirect(redirect: &Redirect) -> Redirect {
+        let or = |part: &Option<String>, default: &str| {
+            Some(part.clone().unwrap_or_else(|| default.to_owned()))
+        };
+        Redirect {
+            status: redirect.status,
+            protocol: or(&redirect.protocol, "#{protocol}"),
+            host: or(&redirect.host, "#{host}"),
+            port: or(&redirect.port, "#{port}"),
+            path: or(&redirect.path, "/#{path}"),
+            query: or(&redirect.query, "#{query}"),
+        }
+    }
+
+    /// Its parameters as entry 1 of `list` (`Actions`).
+    fn set(&self, params: &mut Params, list: &str) {
+        let entry = params.entry(list, 0);
+        let at = |name: &str| format!("{entry}.{name}");
+        match self {
+            Self::Forward(arn) => {
+                params
+                    .set(at("Type"), "forward")
+                    .set(at("TargetGroupArn"), arn);
+            }
+            Self::Weighted(groups) => {
+                params.set(at("Type"), "forward").structs(
+                    &at("ForwardConfig.TargetGroups"),
+                    groups,
+                    |p, group, (arn, weight)| {
+                        p.set(format!("{group}.TargetGroupArn"), arn)
+                            .set(format!("{group}.Weight"), weight);
+                    },
+                );
+            }
+            Self::Redirect(redirect) => {
+                let full = Self::full_redirect(redirect);
+                params
+                    .set(at("Type"), "redirect")
+                    .set(
+                        at("RedirectConfig.StatusCode"),
+                        format!("HTTP_{}", full.status),
+                    )
+                    .maybe(&at("RedirectConfig.Protocol"), full.protocol)
+                    .maybe(&at("RedirectConfig.Host"), full.host)
+                    .maybe(&at("RedirectConfig.Port"), full.port)
+                    .maybe(&at("RedirectConfig.Path"), full.path)
+                    .maybe(&at("RedirectConfig.Query"), full.query);
+            }
+            Self::Fixed(fixed) => {
+                params
+                    .set(at("Type"), "fixed-response")
+                    .set(at("FixedResponseConfig.StatusCode"), fixed.status)
+                    .maybe(
+                        &at("FixedResponseConfig.ContentType"),
+                        fixed.content_type.as_deref(),
+                    )
+                    .maybe(
+                        &at("FixedResponseConfig.MessageBody"),
+                        fixed.body.as_deref(),
+                    );
+            }
+        }
+    }
+
+    /// The first action of a rule of a `DescribeRules` answer; `None` for a type elb does not
+    /// make (authentication, say).
+    fn read(rule: Node<'_, '_>) -> Option<Self> {
+        let action = rule.list("Actions").next()?;
+        let text = |node: Option<Node<'_, '_>>, name: &str| {
+            node.and_then(|n| n.text(name))
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+        };
+        match action.text("Type")? {
+            "forward" => {
+                let weighted: Vec<(String, u32)> = action
+                    .at(&["ForwardConfig"])
+                    .into_iter()
+                    .flat_map(|c| c.list("TargetGroups"))
+                    .filter_map(|g| {
+                        Some((g.text("TargetGroupArn")?.to_owned(), g.number("Weight")?))
+                    })
+                    .collect();
+                if weighted.len() > 1 {
+                    Some(Self::Weighted(weighted))
+                } else {
+                    text(Some(action), "TargetGroupArn")
+                        .or_else(|| weighted.first().map(|(arn, _)| arn.clone()))
+                        .map(Self::Forward)
+                }
+            }
+            "redirect" => {
+                let config = action.child("RedirectConfig");
+                let status = text(config, "StatusCode")?
+                    .trim_start_matches("HTTP_")
+                    .parse()
+                    .ok()?;
+                Some(Self::Redirect(Redirect {
+                    status,
+                    protocol: text(config, "Protocol"),
+                    host: text(config, "Host"),
+                    port: text(config, "Port"),
+                    path: text(config, "Path"),
+                    query: config.and_then(|c| c.text("Query")).map(str::to_owned),
+                }))
+            }
+            "fixed-response" => {
+                let config = action.child("FixedResponseConfig");
+                Some(Self::Fixed(FixedResponse {
+                    status: text(config, "StatusCode")?.parse().ok()?,
+                    content_type: text(config, "ContentType"),
+                    body: text(config, "MessageBody"),
+                }))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A `DefaultActions` or `Actions` list of one forward to `target_group_arn`.
@@ -905,7 +1040,7 @@ impl LoadBalancing {
                             priority: r.number("Priority")?,
                             patterns: rule_patterns(r),
                             conditions: read_conditions(r),
-                            target_group_arn: action_target(r, "Actions"),
+                            action: AlbAction::read(r),
                         })
                     })
                     .collect()
@@ -915,14 +1050,13 @@ impl LoadBalancing {
         Ok(rules)
     }
 
-    /// Adds a rule: `pattern` and `conditions` at `priority` forward to `target_group_arn`,
-    /// tagged at creation.
+    /// Adds a rule: `pattern` and `conditions` at `priority` do `action`, tagged at creation.
     pub async fn create_rule(
         &self,
         listener_arn: &str,
         priority: u32,
         (pattern, conditions): (&str, &Conditions),
-        target_group_arn: &str,
+        action: &AlbAction,
         name: &str,
     ) -> Result<(), CloudError> {
         let mut params = Self::params();
@@ -930,7 +1064,7 @@ impl LoadBalancing {
             .set("ListenerArn", listener_arn)
             .set("Priority", priority);
         rule_conditions(&mut params, pattern, conditions);
-        forward(&mut params, "Actions", target_group_arn);
+        action.set(&mut params, "Actions");
         self.tags(&mut params, name, None);
         self.call("elasticloadbalancing:CreateRule", &params, |_| ())
             .await
@@ -941,12 +1075,12 @@ impl LoadBalancing {
         &self,
         rule_arn: &str,
         (pattern, conditions): (&str, &Conditions),
-        target_group_arn: &str,
+        action: &AlbAction,
     ) -> Result<(), CloudError> {
         let mut params = Self::params();
         params.set("RuleArn", rule_arn);
         rule_conditions(&mut params, pattern, conditions);
-        forward(&mut params, "Actions", target_group_arn);
+        action.set(&mut params, "Actions");
         self.call("elasticloadbalancing:ModifyRule", &params, |_| ())
             .await
     }

@@ -1,7 +1,8 @@
 //! A `--rule` with ALB's conditions beside the path (method, header, query string, source
-//! CIDR): `elb alb up` makes the ALB rule with the same conditions that `elb balance up` puts in
-//! its balancer's config, from the same flag; a second `alb up` finds it equal and changes
-//! nothing; a condition ALB would refuse is refused before any call.
+//! CIDR) or ALB's actions (weighted forward, redirect, fixed response): `elb alb up` makes the
+//! ALB rule that `elb balance up` puts in its balancer's config, from the same flag; a second
+//! `alb up` finds it equal and changes nothing; what ALB would refuse is refused before any
+//! call.
 
 use super::super::fixture::{Fixture, REGION};
 use super::alb_name;
@@ -126,6 +127,8 @@ fn a_condition_alb_would_refuse_is_refused_before_any_call() {
         ),
         ("/a;header=Host:x=cluster1", "use the rule's host"),
         ("/a;weight=3=cluster1", "unknown condition"),
+        ("/a=cluster1:0,cluster2:0", "weight above 0"),
+        ("/a=redirect:301:#{protocol}://#{host}", "leads back"),
     ] {
         fx.elb
             .run(&["alb", "up", "--rule", rule])
@@ -133,4 +136,120 @@ fn a_condition_alb_would_refuse_is_refused_before_any_call() {
             .expect_failure_mentioning(&[needle]);
     }
     fx.assert_no_aws_call();
+}
+
+#[test]
+fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
+    use proto::balancer_config::{FixedResponse, Forward, Redirect, WeightedGroup};
+
+    let fx = Fixture::new();
+    fx.two_clusters();
+    let flags = [
+        "--rule",
+        "/canary*=cluster1:90,cluster2:10",
+        "--rule",
+        "/old/*=redirect:301:https://#{host}:443/new/#{path}?#{query}",
+        "--rule",
+        "/down*=fixed-response:503:text/plain:back soon",
+        "--default",
+        "cluster1",
+    ];
+    fx.alb_up(&flags).expect_code(0);
+    let elb_api = fx.elb_api();
+    let lb = elb_api
+        .load_balancers(REGION)
+        .into_iter()
+        .find(|lb| lb.name == alb_name())
+        .expect("the ALB exists");
+    let (listener, _, _) = elb_api
+        .listeners(REGION, &lb.arn)
+        .into_iter()
+        .find(|(_, port, _)| port == "80")
+        .expect("the listener");
+    let arn = |cluster: &str| fx.target_group_arn(cluster);
+    let actions = elb_api.rule_actions(REGION, &listener);
+    let action = |priority: &str| {
+        actions
+            .iter()
+            .find(|(p, _)| p == priority)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("a rule at {priority}: {actions:?}"))
+    };
+    assert_eq!(
+        action("10"),
+        format!("weighted {}:90,{}:10", arn("cluster1"), arn("cluster2"))
+    );
+    assert_eq!(
+        action("20"),
+        "redirect HTTP_301 HTTPS #{host} 443 /new/#{path} #{query}"
+    );
+    assert_eq!(action("30"), "fixed 503 text/plain back soon");
+
+    let before = fx.shim.actions().len();
+    fx.alb_up(&flags).expect_code(0);
+    let changes: Vec<String> = fx.shim.actions()[before..]
+        .iter()
+        .filter(|a| a.starts_with("Modify") || a.starts_with("Create") || a.starts_with("Delete"))
+        .cloned()
+        .collect();
+    assert!(
+        changes.is_empty(),
+        "a second up changes nothing: {changes:?}"
+    );
+
+    let project = LocalProject::new();
+    project.launch("cluster1", "m4.large", 1);
+    project.launch("cluster2", "t3.micro", 1);
+    let mut up: Vec<&str> = crate::balance::UP.to_vec();
+    up.extend(flags);
+    project.run(&up).expect_code(0);
+    let balancer = project
+        .records()
+        .into_iter()
+        .find(|r| r.is_balancer())
+        .expect("the balancer is recorded");
+    let config: proto::balancer_config::Config = toml::from_str(
+        &std::fs::read_to_string(balancer.log.with_extension("toml")).expect("the config"),
+    )
+    .expect("the balancer's config");
+    let rule = |priority: u32| {
+        config
+            .rules
+            .iter()
+            .find(|r| r.priority == priority)
+            .unwrap_or_else(|| panic!("priority {priority}"))
+    };
+    assert_eq!(
+        rule(10).forward,
+        Some(Forward::Weighted(vec![
+            WeightedGroup {
+                group: "cluster1".into(),
+                weight: 90
+            },
+            WeightedGroup {
+                group: "cluster2".into(),
+                weight: 10
+            },
+        ]))
+    );
+    assert_eq!(
+        rule(20).redirect,
+        Some(Redirect {
+            status: 301,
+            protocol: Some("HTTPS".into()),
+            host: Some("#{host}".into()),
+            port: Some("443".into()),
+            path: Some("/new/#{path}".into()),
+            query: Some("#{query}".into()),
+        })
+    );
+    assert_eq!(
+        rule(30).fixed_response,
+        Some(FixedResponse {
+            status: 503,
+            content_type: Some("text/plain".into()),
+            body: Some("back soon".into()),
+        })
+    );
+    project.run(&["balance", "down"]).expect_code(0);
 }
