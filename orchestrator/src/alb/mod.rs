@@ -53,6 +53,8 @@ pub struct AlbSpec {
     pub health: HealthCheck,
     /// Seconds a deregistered target keeps draining.
     pub deregistration_delay: u32,
+    /// How long a new target's share ramps up (ALB's slow start; zero: off).
+    pub slow_start: Duration,
     /// How long to wait for the load balancer to be active and its targets healthy (zero: do
     /// not wait for the targets), and how often to look.
     pub wait: Duration,
@@ -85,6 +87,22 @@ pub enum CertificateSource {
     },
     /// A certificate already in ACM (or IAM).
     Arn(String),
+}
+
+impl AlbSpec {
+    /// The target group attributes the spec sets, as ELBv2 names them.
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "deregistration_delay.timeout_seconds",
+                self.deregistration_delay.to_string(),
+            ),
+            (
+                "slow_start.duration_seconds",
+                self.slow_start.as_secs().to_string(),
+            ),
+        ]
+    }
 }
 
 /// The API clients `alb` works through, for one project.
@@ -312,10 +330,17 @@ async fn ensure_target_group(
             arn
         }
     };
-    if apis.elb().deregistration_delay(&arn).await? != Some(spec.deregistration_delay) {
-        apis.elb()
-            .set_deregistration_delay(&arn, spec.deregistration_delay)
-            .await?;
+    let have = apis.elb().attributes(&arn).await?;
+    let changed: Vec<(&str, String)> = spec
+        .attributes()
+        .into_iter()
+        .filter(|(key, value)| have.get(*key) != Some(value))
+        .collect();
+    apis.elb().set_attributes(&arn, &changed).await?;
+    if !changed.is_empty() {
+        let keys: Vec<&str> = changed.iter().map(|(k, _)| *k).collect();
+        apis.ec2
+            .note(format!("target group {name}: {} set", keys.join(", ")));
     }
     Ok(arn)
 }

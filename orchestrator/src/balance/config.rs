@@ -31,6 +31,8 @@ pub struct BalanceSpec {
     pub health_interval_ms: u64,
     /// An HTTPS listener beside the HTTP one, if asked for.
     pub https: Option<HttpsSpec>,
+    /// How long a newly healthy target's share ramps up (ALB's slow start; zero: off).
+    pub slow_start: std::time::Duration,
 }
 
 /// An HTTPS listener: its port, certificates and TLS policy.
@@ -141,6 +143,7 @@ pub fn build(
         .map(|cluster| TargetGroup {
             algorithm: spec.algorithm,
             health_check: spec.health_check(),
+            slow_start_ms: u64::try_from(spec.slow_start.as_millis()).unwrap_or(u64::MAX),
             ..TargetGroup::named(cluster)
         })
         .collect();
@@ -262,6 +265,7 @@ mod tests {
             port: 80,
             health_interval_ms: 200,
             https: None,
+            slow_start: std::time::Duration::ZERO,
         }
     }
 

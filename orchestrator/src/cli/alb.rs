@@ -91,6 +91,9 @@ pub struct UpArgs {
     /// The path rules and the default.
     #[command(flatten)]
     pub routing: RoutingArgs,
+    /// Target group settings.
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// HTTPS, as `elb balance up` takes it: the certificates are imported into ACM.
     #[command(flatten)]
     pub https: super::balance::HttpsArgs,
@@ -98,6 +101,30 @@ pub struct UpArgs {
     /// --https-cert files; the first certificate given is the default, the others are for SNI).
     #[arg(long = "https-certificate-arn", value_name = "ARN")]
     pub https_certificate_arn: Vec<String>,
+}
+
+/// The target group flags shared by `elb alb up` and `elb balance up`.
+#[derive(Debug, Clone, Args)]
+pub struct GroupArgs {
+    /// ALB's slow start: a newly healthy target's share of requests ramps up linearly over this
+    /// long (0 or 30s to 15m, ALB's range; e.g. 60s). Default: off.
+    #[arg(long, value_name = "DURATION", value_parser = super::values::parse_duration)]
+    pub slow_start: Option<Duration>,
+}
+
+impl GroupArgs {
+    /// The slow start asked for, in ALB's range.
+    pub(crate) fn slow_start(&self) -> Result<Duration, Error> {
+        let ramp = self.slow_start.unwrap_or_default();
+        let secs = ramp.as_secs();
+        if !ramp.is_zero() && (!(30..=900).contains(&secs) || ramp.subsec_nanos() != 0) {
+            return Err(Error::Usage(format!(
+                "--slow-start {ramp:?}: ALB ramps new targets for 30 s to 15 min in whole \
+                 seconds (or 0 for none); e.g. --slow-start 60s"
+            )));
+        }
+        Ok(ramp)
+    }
 }
 
 /// Flags of `elb alb down`.
@@ -142,6 +169,7 @@ impl UpArgs {
                 matcher: "200".into(),
             },
             deregistration_delay: self.deregistration_delay,
+            slow_start: self.group.slow_start()?,
             wait: Duration::from_secs(self.wait),
             poll: Duration::from_millis(self.poll_interval_ms),
             https,

@@ -45,6 +45,9 @@ pub struct UpArgs {
     /// The path rules and the default (`all` names a group of every instance).
     #[command(flatten)]
     pub routing: RoutingArgs,
+    /// Target group settings, as `elb alb up` takes them.
+    #[command(flatten)]
+    pub group: super::alb::GroupArgs,
     /// The client listener's port.
     #[arg(long, default_value_t = 80)]
     pub port: u16,
@@ -152,6 +155,7 @@ impl UpArgs {
             port: self.port,
             health_interval_ms: self.health_interval_ms,
             https: self.https.spec(self.port)?,
+            slow_start: self.group.slow_start()?,
         };
         spec.check()?;
         Ok(spec)

@@ -250,6 +250,7 @@ async fn through_the_balancer(
         port: args.balancer_port,
         health_interval_ms: 500,
         https: None,
+        slow_start: std::time::Duration::ZERO,
     };
     eprintln!("starting elb's balancer with the seed's rules");
     let balancer = balance::up(settings, &seed, args.balancer.as_deref()).await?;

@@ -128,6 +128,7 @@ pub(super) async fn run(
         port: args.balancer_port,
         health_interval_ms: 500,
         https: None,
+        slow_start: std::time::Duration::ZERO,
     };
     let balancer = balance::up(settings, &spec, args.balancer.as_deref()).await?;
     balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;

@@ -18,8 +18,6 @@ use proto::balancer_config::{FixedResponse, HeaderCondition, QueryCondition, Que
 
 /// Most ARNs one `DescribeTags` call takes.
 const TAGS_BATCH: usize = 20;
-/// The target group attribute that holds the deregistration delay.
-const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
 /// The listener port of the seed's ALB.
 pub const LISTENER_PORT: u16 = 80;
 
@@ -810,8 +808,11 @@ impl LoadBalancing {
             .await
     }
 
-    /// A target group's deregistration delay in seconds, if set.
-    pub async fn deregistration_delay(&self, arn: &str) -> Result<Option<u32>, CloudError> {
+    /// A target group's attributes as `key -> value`.
+    pub async fn attributes(
+        &self,
+        arn: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, CloudError> {
         let mut params = Self::params();
         params.set("TargetGroupArn", arn);
         self.call(
@@ -819,20 +820,27 @@ impl LoadBalancing {
             &params,
             |root| {
                 root.list("Attributes")
-                    .find(|a| a.text("Key") == Some(DEREGISTRATION_DELAY))
-                    .and_then(|a| a.number("Value"))
+                    .filter_map(|a| Some((a.text("Key")?.to_owned(), a.string("Value"))))
+                    .collect()
             },
         )
         .await
     }
 
-    /// Sets a target group's deregistration delay.
-    pub async fn set_deregistration_delay(&self, arn: &str, secs: u32) -> Result<(), CloudError> {
+    /// Sets target group attributes (`deregistration_delay.timeout_seconds`, ...) in one call.
+    pub async fn set_attributes(
+        &self,
+        arn: &str,
+        attributes: &[(&str, String)],
+    ) -> Result<(), CloudError> {
+        if attributes.is_empty() {
+            return Ok(());
+        }
         let mut params = Self::params();
-        let value = secs.to_string();
-        params
-            .set("TargetGroupArn", arn)
-            .pairs("Attributes", [(DEREGISTRATION_DELAY, value.as_str())]);
+        params.set("TargetGroupArn", arn).pairs(
+            "Attributes",
+            attributes.iter().map(|(k, v)| (*k, v.as_str())),
+        );
         self.call(
             "elasticloadbalancing:ModifyTargetGroupAttributes",
             &params,

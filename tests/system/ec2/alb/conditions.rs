@@ -135,6 +135,10 @@ fn a_condition_alb_would_refuse_is_refused_before_any_call() {
             .expect_code(2)
             .expect_failure_mentioning(&[needle]);
     }
+    fx.elb
+        .run(&["alb", "up", "--slow-start", "10s"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["30 s to 15 min"]);
     fx.assert_no_aws_call();
 }
 
@@ -153,6 +157,8 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
         "/down*=fixed-response:503:text/plain:back soon",
         "--default",
         "cluster1",
+        "--slow-start",
+        "60s",
     ];
     fx.alb_up(&flags).expect_code(0);
     let elb_api = fx.elb_api();
@@ -184,6 +190,15 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
         "redirect HTTP_301 HTTPS #{host} 443 /new/#{path} #{query}"
     );
     assert_eq!(action("30"), "fixed 503 text/plain back soon");
+    for cluster in ["cluster1", "cluster2"] {
+        assert_eq!(
+            elb_api
+                .target_group_attribute(REGION, &arn(cluster), "slow_start.duration_seconds")
+                .as_deref(),
+            Some("60"),
+            "{cluster}'s group ramps new targets for 60 s"
+        );
+    }
 
     let before = fx.shim.actions().len();
     fx.alb_up(&flags).expect_code(0);
@@ -242,6 +257,13 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
             path: Some("/new/#{path}".into()),
             query: Some("#{query}".into()),
         })
+    );
+    assert!(
+        config
+            .target_groups
+            .iter()
+            .all(|g| g.slow_start_ms == 60_000),
+        "every group ramps new targets for 60 s"
     );
     assert_eq!(
         rule(30).fixed_response,
