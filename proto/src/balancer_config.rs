@@ -384,6 +384,32 @@ pub struct QueryPair {
     pub value: String,
 }
 
+/// ALB's stickiness of a target group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stickiness {
+    /// `lb_cookie`: every answer carries the balancer's cookie naming its target.
+    /// `app_cookie`: the balancer's cookie is set when the target's answer sets the
+    /// application's cookie `cookie_name` (ALB's application-based stickiness).
+    #[serde(rename = "type")]
+    pub kind: StickinessKind,
+    /// How long the balancer's cookie lasts (its `Max-Age`): 1 s to 7 days, as on ALB.
+    pub duration_ms: u64,
+    /// The application's cookie (`app_cookie` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_name: Option<String>,
+}
+
+/// ALB's stickiness types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StickinessKind {
+    /// Duration-based, on the balancer's own cookie.
+    LbCookie,
+    /// Application-based, following the application's cookie.
+    AppCookie,
+}
+
 /// The action for requests no rule matched.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -416,6 +442,10 @@ pub struct TargetGroup {
     /// requests to its full share, as ALB's slow start; 0 turns it off. Default 0.
     #[serde(default)]
     pub slow_start_ms: u64,
+    /// ALB's target group stickiness: requests carrying the balancer's cookie for this group go
+    /// to the target it names while that target is healthy. Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<Stickiness>,
     /// Milliseconds an idle pooled connection to a target is kept. Keep it below the targets'
     /// own idle timeout (the agent's is 10 s), so that the balancer closes idle connections,
     /// never the target while a request is on its way (which a non-idempotent request could
@@ -467,6 +497,7 @@ impl TargetGroup {
             connect_timeout_ms: Self::default_connect_timeout_ms(),
             response_timeout_ms: Self::default_response_timeout_ms(),
             slow_start_ms: 0,
+            stickiness: None,
             idle_timeout_ms: Self::default_idle_timeout_ms(),
             deregistration_delay_ms: Self::default_deregistration_delay_ms(),
             max_requests_per_target: Self::default_max_requests_per_target(),

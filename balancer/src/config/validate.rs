@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::Matcher;
-use super::{Config, Forward, Redirect, Rule};
+use super::{Config, Forward, Redirect, Rule, Stickiness, StickinessKind};
 use crate::conditions::{Cidr, MAX_NAME_LEN, MAX_VALUES};
 use crate::pattern::{Pattern, MAX_PATTERN_LEN};
 
@@ -128,6 +128,58 @@ fn action(r: usize, rule: &Rule) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// ALB's range of a stickiness cookie's duration: 1 s to 7 days.
+const STICKINESS_MS: std::ops::RangeInclusive<u64> = 1_000..=604_800_000;
+/// Cookie name prefixes ALB keeps for itself, and elb's balancer's own.
+const RESERVED_COOKIES: [&str; 5] = ["AWSALB", "AWSALBAPP", "AWSALBTG", "ELB-", "ELBAPP-"];
+
+/// Checks a group's stickiness: a duration in ALB's range; for `app_cookie` the application's
+/// cookie name, a token not in ALB's or the balancer's reserved prefixes; none for `lb_cookie`.
+fn stickiness_ok(stickiness: &Stickiness) -> Result<(), Invalid> {
+    if !STICKINESS_MS.contains(&stickiness.duration_ms) {
+        return Err((
+            "duration_ms".into(),
+            format!("{} ms is out of ALB's range", stickiness.duration_ms),
+            "give 1000 (1 s) to 604800000 (7 days)",
+        ));
+    }
+    match (stickiness.kind, &stickiness.cookie_name) {
+        (StickinessKind::LbCookie, None) => Ok(()),
+        (StickinessKind::LbCookie, Some(_)) => Err((
+            "cookie_name".into(),
+            "lb_cookie stickiness uses the balancer's own cookie".into(),
+            "remove cookie_name, or use type = \"app_cookie\"",
+        )),
+        (StickinessKind::AppCookie, None) => Err((
+            "cookie_name".into(),
+            "app_cookie stickiness needs the application's cookie".into(),
+            "name the cookie your application sets, e.g. cookie_name = \"session\"",
+        )),
+        (StickinessKind::AppCookie, Some(name)) => {
+            let token = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err((
+                    "cookie_name".into(),
+                    format!("{name:?} is not a cookie name"),
+                    "use letters, digits and - _ . (at most 64 characters)",
+                ));
+            }
+            if RESERVED_COOKIES.iter().any(|p| name.starts_with(p)) {
+                return Err((
+                    "cookie_name".into(),
+                    format!("{name:?} starts with a prefix ALB or the balancer keeps"),
+                    "pick a name not starting with AWSALB, AWSALBAPP, AWSALBTG, ELB- or ELBAPP-",
+                ));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Checks a redirect's parts; the error names the part.
@@ -480,6 +532,15 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
     let mut seen = HashSet::new();
     let mut addresses = Vec::with_capacity(config.target_groups.len());
     for (g, group) in config.target_groups.iter().enumerate() {
+        if let Some(stickiness) = &group.stickiness {
+            stickiness_ok(stickiness).map_err(|(name, problem, fix)| {
+                invalid(
+                    format!("target_groups[{g}].stickiness.{name}"),
+                    problem,
+                    fix,
+                )
+            })?;
+        }
         let at = |field: &str| format!("target_groups[{g}].{field}");
         for (field, value) in [
             ("connect_timeout_ms", group.connect_timeout_ms),
@@ -652,6 +713,47 @@ mod tests {
         parse(Path::new("lb.toml"), &text)
             .map(drop)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn stickiness_parses_and_its_mistakes_are_named_with_the_fix() {
+        let with = |table: &str| {
+            let text = SEED.replacen(
+                "name = \"cluster1\"",
+                &format!("name = \"cluster1\"\n[target_groups.stickiness]\n{table}"),
+                1,
+            );
+            parse(Path::new("lb.toml"), &text)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        with("type = \"lb_cookie\"\nduration_ms = 3600000").unwrap();
+        with("type = \"app_cookie\"\nduration_ms = 60000\ncookie_name = \"session\"").unwrap();
+        let field = "target_groups[0].stickiness";
+        for (table, at, fix) in [
+            (
+                "type = \"lb_cookie\"\nduration_ms = 10",
+                "duration_ms",
+                "604800000",
+            ),
+            (
+                "type = \"app_cookie\"\nduration_ms = 60000",
+                "cookie_name",
+                "your application sets",
+            ),
+            (
+                "type = \"app_cookie\"\nduration_ms = 60000\ncookie_name = \"AWSALBAPP-1\"",
+                "cookie_name",
+                "not starting with AWSALB",
+            ),
+            (
+                "type = \"lb_cookie\"\nduration_ms = 60000\ncookie_name = \"s\"",
+                "cookie_name",
+                "remove cookie_name",
+            ),
+        ] {
+            assert_names(&with(table).unwrap_err(), &format!("{field}.{at}"), fix);
+        }
     }
 
     #[test]

@@ -19,13 +19,24 @@ use crate::group::{Group, NoTarget};
 use crate::target::{InFlight, Target};
 
 /// Chooses the target of a request's next try, which already tried `tried`, and waits for
-/// room on it. `last` is the answer when every target was tried.
+/// room on it. `last` is the answer when every target was tried. `sticky`, a member its
+/// stickiness cookie names, takes a first try while it is eligible (healthy and not ejected),
+/// waiting in its queue when it is at its limit rather than going elsewhere.
 pub(super) async fn admit(
     group: &Group,
     tried: &[usize],
     last: Failure,
+    sticky: Option<usize>,
 ) -> Result<(usize, InFlight), Failure> {
     let limit = u64::from(group.config.max_requests_per_target);
+    if let Some(member) = sticky.filter(|m| tried.is_empty() && group.eligible().1.contains(m)) {
+        let target = &group.members[member].target;
+        let in_flight = match target.try_start(limit, false) {
+            Some(in_flight) => in_flight,
+            None => wait(target, limit, group).await?,
+        };
+        return Ok((member, in_flight));
+    }
     let first = match group.choose(tried) {
         Ok(chosen) => chosen,
         Err(NoTarget::NoneHealthy) => return Err(Failure::NoTarget),

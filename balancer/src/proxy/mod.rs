@@ -14,6 +14,7 @@ mod framing;
 mod headers;
 mod outlier;
 mod send;
+mod sticky;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -259,10 +260,12 @@ async fn forward(
     let uri = origin_form(&parts.uri);
     let body = RequestBody::new(body, limits);
     let idempotent = is_idempotent(&parts.method);
+    let stickiness = config.stickiness.as_ref();
+    let sticky = sticky::member(group, &parts.headers);
     let mut tried = Vec::with_capacity(1);
     let mut last = Failure::NoTarget;
     loop {
-        let (chosen, in_flight) = admit::admit(group, &tried, last).await?;
+        let (chosen, in_flight) = admit::admit(group, &tried, last, sticky).await?;
         tried.push(chosen);
         let target = &group.members[chosen].target;
         let mut outgoing = Request::new(body.clone());
@@ -282,6 +285,10 @@ async fn forward(
                 note(group, chosen, outcome, elapsed);
                 group.stats.response_time.observe(elapsed);
                 headers::strip_hop_by_hop(response.headers_mut());
+                if let Some(stickiness) = stickiness {
+                    let id = &group.members[chosen].id;
+                    sticky::stick(response.headers_mut(), &config.name, stickiness, id);
+                }
                 let lease = Lease::new(sender, crate::worker::index(), in_flight);
                 return Ok(response.map(|body| ResponseBody::Upstream {
                     body,

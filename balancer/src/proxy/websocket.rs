@@ -57,7 +57,8 @@ pub(super) async fn forward(
     let config = &group.config;
     group.stats.requests.fetch_add(1, Relaxed);
     let client_side = hyper::upgrade::on(&mut request);
-    let (chosen, in_flight) = admit::admit(group, &[], Failure::NoTarget).await?;
+    let sticky = super::sticky::member(group, request.headers());
+    let (chosen, in_flight) = admit::admit(group, &[], Failure::NoTarget, sticky).await?;
     let target = &group.members[chosen].target;
     let (mut parts, _) = request.into_parts();
     let upgrade = parts.headers.get(UPGRADE).cloned();

@@ -12,6 +12,7 @@ mod observability;
 mod reload;
 mod routing;
 mod shutdown;
+mod stickiness;
 mod transport;
 mod websockets;
 

@@ -65,6 +65,7 @@ pub fn group(name: &str, algorithm: Algorithm, targets: Vec<Target>) -> TargetGr
         connect_timeout_ms: 500,
         response_timeout_ms: 5000,
         slow_start_ms: 0,
+        stickiness: None,
         idle_timeout_ms: 4000,
         deregistration_delay_ms: 3000,
         health_check: HealthCheck {
