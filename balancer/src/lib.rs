@@ -55,7 +55,7 @@ use crate::registry::Registry;
 use crate::shared::{unix_ms, Shared};
 use serving::Ending;
 
-pub use config::check_rule;
+pub use config::{check_rule, check_stickiness};
 pub use tls::check_pair as check_certificate;
 
 /// How often removed targets are checked for idleness or the end of their delay.

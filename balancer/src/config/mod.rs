@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 pub(crate) use matcher::Matcher;
 pub(crate) use proto::balancer_config::*;
-pub use validate::check_rule;
 pub(crate) use validate::ConfigError;
+pub use validate::{check_rule, check_stickiness};
 
 use crate::tls;
 

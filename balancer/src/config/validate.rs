@@ -130,6 +130,12 @@ fn action(r: usize, rule: &Rule) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Checks a group's stickiness as [`validate`] does, for `elb`, which takes it as a flag: the
+/// problem and its fix.
+pub fn check_stickiness(stickiness: &Stickiness) -> Result<(), String> {
+    stickiness_ok(stickiness).map_err(|(_, problem, fix)| format!("{problem}: {fix}"))
+}
+
 /// ALB's range of a stickiness cookie's duration: 1 s to 7 days.
 const STICKINESS_MS: std::ops::RangeInclusive<u64> = 1_000..=604_800_000;
 /// Cookie name prefixes ALB keeps for itself, and elb's balancer's own.

@@ -37,6 +37,7 @@ use crate::cloud::{security_group_name, Instance};
 use crate::progress::Progress;
 use crate::routing::{Routing, RuleAction};
 use crate::Error;
+use proto::balancer_config::StickinessKind;
 use proto::AGENT_PORT;
 
 /// Longest name ELBv2 accepts for a load balancer or target group.
@@ -55,6 +56,8 @@ pub struct AlbSpec {
     pub deregistration_delay: u32,
     /// How long a new target's share ramps up (ALB's slow start; zero: off).
     pub slow_start: Duration,
+    /// The target groups' stickiness, if any.
+    pub stickiness: Option<proto::balancer_config::Stickiness>,
     /// How long to wait for the load balancer to be active and its targets healthy (zero: do
     /// not wait for the targets), and how often to look.
     pub wait: Duration,
@@ -92,7 +95,7 @@ pub enum CertificateSource {
 impl AlbSpec {
     /// The target group attributes the spec sets, as ELBv2 names them.
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut attributes = vec![
             (
                 "deregistration_delay.timeout_seconds",
                 self.deregistration_delay.to_string(),
@@ -101,7 +104,35 @@ impl AlbSpec {
                 "slow_start.duration_seconds",
                 self.slow_start.as_secs().to_string(),
             ),
-        ]
+        ];
+        let secs = |ms: u64| (ms / 1000).to_string();
+        match &self.stickiness {
+            None => attributes.push(("stickiness.enabled", "false".into())),
+            Some(sticky) => {
+                attributes.push(("stickiness.enabled", "true".into()));
+                match sticky.kind {
+                    StickinessKind::LbCookie => attributes.extend([
+                        ("stickiness.type", "lb_cookie".into()),
+                        (
+                            "stickiness.lb_cookie.duration_seconds",
+                            secs(sticky.duration_ms),
+                        ),
+                    ]),
+                    StickinessKind::AppCookie => attributes.extend([
+                        ("stickiness.type", "app_cookie".into()),
+                        (
+                            "stickiness.app_cookie.cookie_name",
+                            sticky.cookie_name.clone().unwrap_or_default(),
+                        ),
+                        (
+                            "stickiness.app_cookie.duration_seconds",
+                            secs(sticky.duration_ms),
+                        ),
+                    ]),
+                }
+            }
+        }
+        attributes
     }
 }
 

@@ -33,6 +33,8 @@ pub struct BalanceSpec {
     pub https: Option<HttpsSpec>,
     /// How long a newly healthy target's share ramps up (ALB's slow start; zero: off).
     pub slow_start: std::time::Duration,
+    /// Every group's stickiness, if any.
+    pub stickiness: Option<proto::balancer_config::Stickiness>,
 }
 
 /// An HTTPS listener: its port, certificates and TLS policy.
@@ -144,6 +146,7 @@ pub fn build(
             algorithm: spec.algorithm,
             health_check: spec.health_check(),
             slow_start_ms: u64::try_from(spec.slow_start.as_millis()).unwrap_or(u64::MAX),
+            stickiness: spec.stickiness.clone(),
             ..TargetGroup::named(cluster)
         })
         .collect();
@@ -266,6 +269,7 @@ mod tests {
             health_interval_ms: 200,
             https: None,
             slow_start: std::time::Duration::ZERO,
+            stickiness: None,
         }
     }
 

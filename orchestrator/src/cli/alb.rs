@@ -12,6 +12,7 @@ use crate::cloud::firewall::Cidr;
 use crate::config::{Provider, Settings};
 use crate::routing::Routing;
 use crate::Error;
+use proto::balancer_config::{Stickiness, StickinessKind};
 
 /// The `alb` subcommands.
 #[derive(Debug, Subcommand)]
@@ -110,9 +111,41 @@ pub struct GroupArgs {
     /// long (0 or 30s to 15m, ALB's range; e.g. 60s). Default: off.
     #[arg(long, value_name = "DURATION", value_parser = super::values::parse_duration)]
     pub slow_start: Option<Duration>,
+    /// ALB's stickiness: `lb_cookie:DURATION` (the balancer's own cookie, e.g. lb_cookie:1h)
+    /// or `app_cookie:NAME:DURATION` (following the application's cookie NAME). Default: off.
+    #[arg(long, value_name = "lb_cookie:DURATION|app_cookie:NAME:DURATION")]
+    pub stickiness: Option<String>,
 }
 
 impl GroupArgs {
+    /// The stickiness asked for, checked as elb's balancer checks it (ALB's rules).
+    pub(crate) fn stickiness(&self) -> Result<Option<Stickiness>, Error> {
+        let Some(text) = &self.stickiness else {
+            return Ok(None);
+        };
+        let usage = |why: String| {
+            Error::Usage(format!(
+                "--stickiness {text}: {why}; write lb_cookie:DURATION (e.g. lb_cookie:1h) or \
+                 app_cookie:NAME:DURATION (e.g. app_cookie:session:1h)"
+            ))
+        };
+        let (kind, cookie_name, duration) = match text.split(':').collect::<Vec<_>>()[..] {
+            ["lb_cookie", duration] => (StickinessKind::LbCookie, None, duration),
+            ["app_cookie", name, duration] => {
+                (StickinessKind::AppCookie, Some(name.to_owned()), duration)
+            }
+            _ => return Err(usage("not a stickiness".into())),
+        };
+        let duration = super::values::parse_duration(duration).map_err(usage)?;
+        let stickiness = Stickiness {
+            kind,
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            cookie_name,
+        };
+        balancer::check_stickiness(&stickiness).map_err(usage)?;
+        Ok(Some(stickiness))
+    }
+
     /// The slow start asked for, in ALB's range.
     pub(crate) fn slow_start(&self) -> Result<Duration, Error> {
         let ramp = self.slow_start.unwrap_or_default();
@@ -170,6 +203,7 @@ impl UpArgs {
             },
             deregistration_delay: self.deregistration_delay,
             slow_start: self.group.slow_start()?,
+            stickiness: self.group.stickiness()?,
             wait: Duration::from_secs(self.wait),
             poll: Duration::from_millis(self.poll_interval_ms),
             https,

@@ -156,6 +156,7 @@ impl UpArgs {
             health_interval_ms: self.health_interval_ms,
             https: self.https.spec(self.port)?,
             slow_start: self.group.slow_start()?,
+            stickiness: self.group.stickiness()?,
         };
         spec.check()?;
         Ok(spec)

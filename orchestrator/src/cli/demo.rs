@@ -251,6 +251,7 @@ async fn through_the_balancer(
         health_interval_ms: 500,
         https: None,
         slow_start: std::time::Duration::ZERO,
+        stickiness: None,
     };
     eprintln!("starting elb's balancer with the seed's rules");
     let balancer = balance::up(settings, &seed, args.balancer.as_deref()).await?;

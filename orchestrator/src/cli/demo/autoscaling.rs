@@ -129,6 +129,7 @@ pub(super) async fn run(
         health_interval_ms: 500,
         https: None,
         slow_start: std::time::Duration::ZERO,
+        stickiness: None,
     };
     let balancer = balance::up(settings, &spec, args.balancer.as_deref()).await?;
     balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;

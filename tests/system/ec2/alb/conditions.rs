@@ -139,6 +139,16 @@ fn a_condition_alb_would_refuse_is_refused_before_any_call() {
         .run(&["alb", "up", "--slow-start", "10s"])
         .expect_code(2)
         .expect_failure_mentioning(&["30 s to 15 min"]);
+    for (stickiness, needle) in [
+        ("app_cookie:AWSALBAPP-1:1h", "not starting with AWSALB"),
+        ("lb_cookie:200h", "7 days"),
+        ("sticky", "lb_cookie:DURATION"),
+    ] {
+        fx.elb
+            .run(&["alb", "up", "--stickiness", stickiness])
+            .expect_code(2)
+            .expect_failure_mentioning(&[needle]);
+    }
     fx.assert_no_aws_call();
 }
 
@@ -159,6 +169,8 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
         "cluster1",
         "--slow-start",
         "60s",
+        "--stickiness",
+        "lb_cookie:1h",
     ];
     fx.alb_up(&flags).expect_code(0);
     let elb_api = fx.elb_api();
@@ -198,6 +210,19 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
             Some("60"),
             "{cluster}'s group ramps new targets for 60 s"
         );
+        for (key, value) in [
+            ("stickiness.enabled", "true"),
+            ("stickiness.type", "lb_cookie"),
+            ("stickiness.lb_cookie.duration_seconds", "3600"),
+        ] {
+            assert_eq!(
+                elb_api
+                    .target_group_attribute(REGION, &arn(cluster), key)
+                    .as_deref(),
+                Some(value),
+                "{cluster}: {key}"
+            );
+        }
     }
 
     let before = fx.shim.actions().len();
