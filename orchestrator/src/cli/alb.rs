@@ -18,7 +18,7 @@ use proto::balancer_config::{Stickiness, StickinessKind};
 #[derive(Debug, Subcommand)]
 pub enum AlbCommand {
     /// Create the ALB, or reconcile the one that exists, and wait until its targets are healthy.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Each target's health as the ALB reports it (state, reason, description).
     Status,
     /// Remove the ALB, its listener, rules and target groups, and its security group.
