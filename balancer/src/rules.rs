@@ -154,7 +154,7 @@ impl Router {
 }
 
 /// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     match host.rfind(':') {
         Some(i) if !host[i..].contains(']') => &host[..i],
         _ => host,

@@ -6,6 +6,7 @@ use hyper::{Response, StatusCode};
 use super::ResponseBody;
 use crate::conditions::RequestView;
 use crate::config::{FixedResponse, Redirect};
+use crate::rules::strip_port;
 
 /// The content type of a fixed response that names none.
 pub(crate) const DEFAULT_CONTENT_TYPE: &str = "text/plain";
@@ -82,14 +83,6 @@ pub(crate) fn fixed(fixed: &FixedResponse) -> Response<ResponseBody> {
         response.headers_mut().insert(CONTENT_TYPE, value);
     }
     response
-}
-
-/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
-fn strip_port(host: &str) -> &str {
-    match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => &host[..i],
-        _ => host,
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use proto::balancer_config::{Algorithm, DefaultAction, Rule};
+use proto::balancer_config::{Algorithm, DefaultAction, Rule, TargetGroup};
 
 use super::requests_by_target;
 use crate::harness::balancer::{agent, config, group, rule, target};
@@ -43,9 +43,8 @@ fn route(balancer: &Balancer, path: &str, host: &str) -> (String, HttpResponse) 
     (went[0].clone(), response)
 }
 
-#[test]
-fn rules_follow_priority_wildcards_case_and_host_then_the_default_action() {
-    let names = ["exact2", "star", "quest", "upper", "hosted", "fallback"];
+/// One group per name, each of one agent `i-<name>` (the agents live as long as the result).
+fn one_agent_groups(names: &[&str]) -> (Vec<Agent>, Vec<TargetGroup>) {
     let agents: Vec<Agent> = names.iter().map(|n| agent(n, &format!("i-{n}"))).collect();
     let groups = names
         .iter()
@@ -58,6 +57,13 @@ fn rules_follow_priority_wildcards_case_and_host_then_the_default_action() {
             )
         })
         .collect();
+    (agents, groups)
+}
+
+#[test]
+fn rules_follow_priority_wildcards_case_and_host_then_the_default_action() {
+    let names = ["exact2", "star", "quest", "upper", "hosted", "fallback"];
+    let (_agents, groups) = one_agent_groups(&names);
     let mut config = config(groups);
     // File order is not evaluation order: the broad rule comes first in the file.
     config.rules = vec![
@@ -180,18 +186,7 @@ fn route_raw(balancer: &Balancer, raw: &str) -> String {
 fn conditions_on_method_header_query_and_source_combine_as_on_alb() {
     use proto::balancer_config::{HeaderCondition, QueryCondition, QueryPair};
     let names = ["canary", "v2", "elsewhere", "local", "fallback"];
-    let agents: Vec<Agent> = names.iter().map(|n| agent(n, &format!("i-{n}"))).collect();
-    let groups = names
-        .iter()
-        .zip(&agents)
-        .map(|(n, a)| {
-            group(
-                n,
-                Algorithm::RoundRobin,
-                vec![target(&format!("i-{n}"), a.addr)],
-            )
-        })
-        .collect();
+    let (_agents, groups) = one_agent_groups(&names);
     let mut config = config(groups);
     config.rules = vec![
         Rule {
@@ -275,18 +270,7 @@ fn weighted_forwards_redirects_and_fixed_responses_act_as_on_alb() {
 
     use crate::harness::tls::curl;
     let names = ["blue", "green"];
-    let agents: Vec<Agent> = names.iter().map(|n| agent(n, &format!("i-{n}"))).collect();
-    let groups = names
-        .iter()
-        .zip(&agents)
-        .map(|(n, a)| {
-            group(
-                n,
-                Algorithm::RoundRobin,
-                vec![target(&format!("i-{n}"), a.addr)],
-            )
-        })
-        .collect();
+    let (_agents, groups) = one_agent_groups(&names);
     let mut config = config(groups);
     config.rules = vec![
         Rule {

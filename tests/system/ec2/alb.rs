@@ -9,6 +9,26 @@ use crate::harness::{ElbApi, ElbOutput, Fault};
 mod conditions;
 mod https;
 
+/// The config `elb balance up <flags>` gives elb's balancer in a local project with the seed's
+/// two clusters (one instance each), read from the file the balancer serves; the balancer is
+/// taken down again.
+fn local_balancer_config(flags: &[&str]) -> proto::balancer_config::Config {
+    let project = crate::harness::LocalProject::new();
+    project.launch("cluster1", "m4.large", 1);
+    project.launch("cluster2", "t3.micro", 1);
+    let mut up: Vec<&str> = crate::balance::UP.to_vec();
+    up.extend(flags);
+    project.run(&up).expect_code(0);
+    let balancer = project
+        .records()
+        .into_iter()
+        .find(|r| r.is_balancer())
+        .expect("the balancer is recorded");
+    let text = std::fs::read_to_string(balancer.log.with_extension("toml")).expect("the config");
+    project.run(&["balance", "down"]).expect_code(0);
+    toml::from_str(&text).expect("the balancer's config")
+}
+
 /// Waiting flags that keep `alb up` to a fraction of a second on moto.
 const FAST_ALB: [&str; 4] = ["--poll-interval-ms", "100", "--wait", "5"];
 
@@ -48,6 +68,26 @@ impl Fixture {
             .find(|g| g.name == group_of(cluster))
             .unwrap_or_else(|| panic!("target group {} exists", group_of(cluster)))
             .arn
+    }
+
+    /// The ARN of the project's ALB.
+    fn alb_arn(&self) -> String {
+        self.elb_api()
+            .load_balancers(REGION)
+            .into_iter()
+            .find(|lb| lb.name == alb_name())
+            .expect("the ALB exists")
+            .arn
+    }
+
+    /// The ARN of the ALB's listener on `port`.
+    fn listener_arn(&self, port: &str) -> String {
+        self.elb_api()
+            .listeners(REGION, &self.alb_arn())
+            .into_iter()
+            .find(|(_, p, _)| p == port)
+            .unwrap_or_else(|| panic!("a listener on {port}"))
+            .0
     }
 
     fn creations(&self) -> Vec<String> {

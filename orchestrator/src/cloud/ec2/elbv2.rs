@@ -552,30 +552,21 @@ impl LoadBalancing {
         call(&self.client, iam, params, read).await
     }
 
-    /// Every page of a `Describe*` call that pages with `Marker`/`NextMarker`.
+    /// Every page of a `Describe*` call that pages with `Marker`/`NextMarker`: the entries of
+    /// each answer's `list` that `read` keeps.
     async fn pages<T>(
         &self,
         iam: &'static str,
         list: &str,
         read: impl Fn(Node<'_, '_>) -> Option<T>,
     ) -> Result<Vec<T>, CloudError> {
-        let mut all = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let mut params = Self::params();
-            params.maybe("Marker", marker.as_deref());
-            let (items, next) = self
-                .call(iam, &params, |root| {
-                    let items: Vec<T> = root.list(list).filter_map(&read).collect();
-                    (items, next_marker(root))
-                })
-                .await?;
-            all.extend(items);
-            match next {
-                Some(next) => marker = Some(next),
-                None => return Ok(all),
-            }
-        }
+        super::pages(&self.client, iam, &Self::params(), "Marker", |root| {
+            (
+                root.list(list).filter_map(&read).collect(),
+                next_marker(root),
+            )
+        })
+        .await
     }
 
     /// Tags at creation (`Tags.member.N`): the project's, `Name`, and `Cluster` when given.

@@ -90,6 +90,30 @@ async fn call<T>(
         .map_err(|e| CloudError::from_aws(iam, e))
 }
 
+/// Every page of a paged `Describe*` call: `params` with each next page's token under
+/// `token_param` (EC2's `NextToken`, ELBv2's `Marker`), each answer read by `page` into its
+/// items and the next token (none on the last page).
+async fn pages<T>(
+    client: &aws::Client,
+    iam: &'static str,
+    params: &Params,
+    token_param: &str,
+    page: impl Fn(Node<'_, '_>) -> (Vec<T>, Option<String>),
+) -> Result<Vec<T>, CloudError> {
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = params.clone();
+        request.maybe(token_param, token.as_deref());
+        let (items, next) = call(client, iam, &request, &page).await?;
+        all.extend(items);
+        match next {
+            Some(next) => token = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// Whether `result` failed with AWS's error `code`.
 fn is_code<T>(result: &Result<T, CloudError>, code: &str) -> bool {
     matches!(result, Err(e) if e.code() == Some(code))
@@ -188,26 +212,14 @@ impl Ec2 {
         Service::Ec2.params()
     }
 
-    /// Every page of an EC2 `Describe*` call: `params` with each page's `NextToken`, each answer
-    /// read by `page` into items and the next token.
+    /// Every page of an EC2 `Describe*` call (see [`pages`]).
     async fn pages<T>(
         &self,
         iam: &'static str,
         params: &Params,
         page: impl Fn(Node<'_, '_>) -> (Vec<T>, Option<String>),
     ) -> Result<Vec<T>, CloudError> {
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut request = params.clone();
-            request.maybe("NextToken", token.as_deref());
-            let (items, next) = self.call(iam, &request, &page).await?;
-            all.extend(items);
-            match next {
-                Some(next) => token = Some(next),
-                None => return Ok(all),
-            }
-        }
+        pages(&self.client, iam, params, "NextToken", page).await
     }
 
     /// The project's tags, then `extra`.

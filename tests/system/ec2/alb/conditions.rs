@@ -5,8 +5,7 @@
 //! call.
 
 use super::super::fixture::{Fixture, REGION};
-use super::alb_name;
-use crate::harness::LocalProject;
+use super::local_balancer_config;
 
 /// Five comparison values, ALB's most for one rule.
 const RULE: &str = "/api*;method=POST;header=X-Canary:yes*;query=v=2*;source=10.0.0.0/8=cluster2";
@@ -25,16 +24,7 @@ fn alb_up_and_balance_up_make_the_same_conditions_from_the_same_rule() {
     ];
     fx.alb_up(&flags).expect_code(0);
     let elb_api = fx.elb_api();
-    let lb = elb_api
-        .load_balancers(REGION)
-        .into_iter()
-        .find(|lb| lb.name == alb_name())
-        .expect("the ALB exists");
-    let (listener, _, _) = elb_api
-        .listeners(REGION, &lb.arn)
-        .into_iter()
-        .find(|(_, port, _)| port == "80")
-        .expect("the listener");
+    let listener = fx.listener_arn("80");
     let rules = elb_api.rule_conditions(REGION, &listener);
     let owned = |pairs: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
         pairs
@@ -75,21 +65,7 @@ fn alb_up_and_balance_up_make_the_same_conditions_from_the_same_rule() {
     );
 
     // elb's own balancer, from the same flags.
-    let project = LocalProject::new();
-    project.launch("cluster1", "m4.large", 1);
-    project.launch("cluster2", "t3.micro", 1);
-    let mut up: Vec<&str> = crate::balance::UP.to_vec();
-    up.extend(flags);
-    project.run(&up).expect_code(0);
-    let balancer = project
-        .records()
-        .into_iter()
-        .find(|r| r.is_balancer())
-        .expect("the balancer is recorded");
-    let config: proto::balancer_config::Config = toml::from_str(
-        &std::fs::read_to_string(balancer.log.with_extension("toml")).expect("the config"),
-    )
-    .expect("the balancer's config");
+    let config = local_balancer_config(&flags);
     let rule = config
         .rules
         .iter()
@@ -113,7 +89,6 @@ fn alb_up_and_balance_up_make_the_same_conditions_from_the_same_rule() {
         (Some("v"), "2*")
     );
     assert_eq!(rule.source_ips, ["10.0.0.0/8"]);
-    project.run(&["balance", "down"]).expect_code(0);
 }
 
 #[test]
@@ -174,16 +149,7 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
     ];
     fx.alb_up(&flags).expect_code(0);
     let elb_api = fx.elb_api();
-    let lb = elb_api
-        .load_balancers(REGION)
-        .into_iter()
-        .find(|lb| lb.name == alb_name())
-        .expect("the ALB exists");
-    let (listener, _, _) = elb_api
-        .listeners(REGION, &lb.arn)
-        .into_iter()
-        .find(|(_, port, _)| port == "80")
-        .expect("the listener");
+    let listener = fx.listener_arn("80");
     let arn = |cluster: &str| fx.target_group_arn(cluster);
     let actions = elb_api.rule_actions(REGION, &listener);
     let action = |priority: &str| {
@@ -237,21 +203,7 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
         "a second up changes nothing: {changes:?}"
     );
 
-    let project = LocalProject::new();
-    project.launch("cluster1", "m4.large", 1);
-    project.launch("cluster2", "t3.micro", 1);
-    let mut up: Vec<&str> = crate::balance::UP.to_vec();
-    up.extend(flags);
-    project.run(&up).expect_code(0);
-    let balancer = project
-        .records()
-        .into_iter()
-        .find(|r| r.is_balancer())
-        .expect("the balancer is recorded");
-    let config: proto::balancer_config::Config = toml::from_str(
-        &std::fs::read_to_string(balancer.log.with_extension("toml")).expect("the config"),
-    )
-    .expect("the balancer's config");
+    let config = local_balancer_config(&flags);
     let rule = |priority: u32| {
         config
             .rules
@@ -298,5 +250,4 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
             body: Some("back soon".into()),
         })
     );
-    project.run(&["balance", "down"]).expect_code(0);
 }

@@ -6,9 +6,8 @@
 use std::path::Path;
 
 use super::super::fixture::{Fixture, REGION};
-use super::alb_name;
+use super::local_balancer_config;
 use crate::harness::tls::Certificate;
-use crate::harness::LocalProject;
 
 const POLICY: &str = "ELBSecurityPolicy-TLS13-1-3-2021-06";
 
@@ -52,12 +51,8 @@ fn alb_up_and_balance_up_make_the_same_https_listener_from_the_same_flags() {
     fx.two_clusters();
     fx.alb_up(&flags).expect_code(0);
     let elb_api = fx.elb_api();
-    let lb = elb_api
-        .load_balancers(REGION)
-        .into_iter()
-        .find(|lb| lb.name == alb_name())
-        .expect("the ALB exists");
-    let listeners = elb_api.https_listeners(REGION, &lb.arn);
+    let lb_arn = fx.alb_arn();
+    let listeners = elb_api.https_listeners(REGION, &lb_arn);
     assert_eq!(listeners.len(), 1, "one HTTPS listener: {listeners:#?}");
     let https = &listeners[0];
     assert_eq!(
@@ -96,14 +91,9 @@ fn alb_up_and_balance_up_make_the_same_https_listener_from_the_same_flags() {
         );
     }
     // The HTTPS listener routes as the HTTP one does.
-    let http_listener = elb_api
-        .listeners(REGION, &lb.arn)
-        .into_iter()
-        .find(|(_, port, _)| port == "80")
-        .expect("the HTTP listener stays");
     assert_eq!(
         elb_api.rules(REGION, &https.arn),
-        elb_api.rules(REGION, &http_listener.0),
+        elb_api.rules(REGION, &fx.listener_arn("80")),
         "the same rules on both listeners"
     );
 
@@ -123,44 +113,20 @@ fn alb_up_and_balance_up_make_the_same_https_listener_from_the_same_flags() {
     assert_eq!(elb_api.acm_certificates(REGION).len(), 2);
 
     // elb's own balancer from the same flags: the same port, policy and certificates in order.
-    let project = LocalProject::new();
-    project.launch("cluster1", "m4.large", 1);
-    project.launch("cluster2", "t3.micro", 1);
-    let mut up: Vec<&str> = crate::balance::UP.to_vec();
-    up.extend(&flags);
-    project.run(&up).expect_code(0);
-    let balancer = project
-        .records()
-        .into_iter()
-        .find(|r| r.is_balancer())
-        .expect("the balancer is recorded");
-    let config: toml::Table = toml::from_str(
-        &std::fs::read_to_string(balancer.log.with_extension("toml"))
-            .expect("read the balancer's config"),
-    )
-    .expect("TOML");
-    let listener = config["listeners"]
-        .as_array()
-        .expect("listeners")
+    let config = local_balancer_config(&flags);
+    let listener = config
+        .listeners
         .iter()
-        .find(|l| l.get("protocol").and_then(toml::Value::as_str) == Some("https"))
+        .find(|l| l.protocol == proto::balancer_config::Protocol::Https)
         .expect("an HTTPS listener");
-    assert!(
-        listener["address"]
-            .as_str()
-            .unwrap_or_default()
-            .ends_with(":8443"),
-        "{listener}"
-    );
-    assert_eq!(listener["tls_policy"].as_str(), Some(POLICY));
-    let certificates: Vec<String> = listener["certificates"]
-        .as_array()
-        .expect("certificates")
+    assert_eq!(listener.address.port(), 8443, "{listener:?}");
+    assert_eq!(listener.tls_policy.name(), POLICY);
+    let certificates: Vec<String> = listener
+        .certificates
         .iter()
-        .map(|c| pem(Path::new(c["cert"].as_str().expect("cert"))))
+        .map(|c| pem(Path::new(&c.cert)))
         .collect();
     assert_eq!(certificates, [pem(&shop.cert), pem(&api.cert)]);
-    project.run(&["balance", "down"]).expect_code(0);
 
     // The kill switch plans the certificates with the ALB and deletes them once no listener
     // holds them (`alb down` deletes through the same path).
