@@ -27,8 +27,20 @@ fn get_with_host(balancer: &Balancer, path: &str, host: &str) -> HttpResponse {
 /// Sends `GET path` (with `host`) and returns the id of the one target it went to, per
 /// `/status`, with the answer.
 fn route(balancer: &Balancer, path: &str, host: &str) -> (String, HttpResponse) {
+    went_to(balancer, &format!("GET {path} (Host {host})"), || {
+        get_with_host(balancer, path, host)
+    })
+}
+
+/// Runs `send` (one request, `what`) and returns the id of the one target it reached, per
+/// `/status`, with the answer.
+fn went_to(
+    balancer: &Balancer,
+    what: &str,
+    send: impl FnOnce() -> HttpResponse,
+) -> (String, HttpResponse) {
     let before = requests_by_target(balancer);
-    let response = get_with_host(balancer, path, host);
+    let response = send();
     let after = requests_by_target(balancer);
     let went: Vec<&String> = after
         .iter()
@@ -38,7 +50,7 @@ fn route(balancer: &Balancer, path: &str, host: &str) -> (String, HttpResponse) 
     assert_eq!(
         went.len(),
         1,
-        "GET {path} (Host {host}) reached {went:?}: {before:?} -> {after:?}"
+        "{what} reached {went:?}: {before:?} -> {after:?}"
     );
     (went[0].clone(), response)
 }
@@ -161,23 +173,12 @@ fn without_a_default_action_an_unmatched_request_gets_the_fixed_json_404() {
 /// Sends `raw` (one whole request, `Connection: close`) and returns the id of the one target
 /// it went to, per `/status`.
 fn route_raw(balancer: &Balancer, raw: &str) -> String {
-    let before = requests_by_target(balancer);
-    let mut stream = raw_http::connect(balancer.addr()).expect("connect to the balancer");
-    stream.write_all(raw.as_bytes()).expect("send");
-    let response = raw_http::read_response(&mut stream).expect("an answer");
-    let after = requests_by_target(balancer);
-    let went: Vec<&String> = after
-        .iter()
-        .filter(|(id, n)| before.get(*id) != Some(n))
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(
-        went.len(),
-        1,
-        "{raw:?} reached {went:?} ({})",
-        response.status
-    );
-    went[0].clone()
+    let send = || {
+        let mut stream = raw_http::connect(balancer.addr()).expect("connect to the balancer");
+        stream.write_all(raw.as_bytes()).expect("send");
+        raw_http::read_response(&mut stream).expect("an answer")
+    };
+    went_to(balancer, &format!("{raw:?}"), send).0
 }
 
 /// ALB's conditions beyond path and host: method, header, query string and source address,

@@ -90,6 +90,26 @@ impl Fixture {
             .0
     }
 
+    /// Runs `alb up <flags>` again and checks that it imports, creates, modifies, adds,
+    /// removes and deletes nothing: what the first run made reads back equal.
+    fn assert_second_up_changes_nothing(&self, flags: &[&str]) {
+        let before = self.shim.actions().len();
+        self.alb_up(flags).expect_code(0);
+        let changes: Vec<String> = self.shim.actions()[before..]
+            .iter()
+            .filter(|a| {
+                ["Import", "Create", "Modify", "Add", "Remove", "Delete"]
+                    .iter()
+                    .any(|verb| a.starts_with(verb))
+            })
+            .cloned()
+            .collect();
+        assert!(
+            changes.is_empty(),
+            "a second up changes nothing: {changes:?}"
+        );
+    }
+
     fn creations(&self) -> Vec<String> {
         self.shim
             .actions()

@@ -52,17 +52,7 @@ fn alb_up_and_balance_up_make_the_same_conditions_from_the_same_rule() {
     assert_eq!(second.1, owned(&[("path-pattern", &["/cluster1*"])]));
 
     // Read back equal: a second run modifies nothing.
-    let before = fx.shim.actions().len();
-    fx.alb_up(&flags).expect_code(0);
-    let changes: Vec<String> = fx.shim.actions()[before..]
-        .iter()
-        .filter(|a| a.starts_with("Modify") || a.starts_with("Create") || a.starts_with("Delete"))
-        .cloned()
-        .collect();
-    assert!(
-        changes.is_empty(),
-        "a second up changes nothing: {changes:?}"
-    );
+    fx.assert_second_up_changes_nothing(&flags);
 
     // elb's own balancer, from the same flags.
     let config = local_balancer_config(&flags);
@@ -191,17 +181,7 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
         }
     }
 
-    let before = fx.shim.actions().len();
-    fx.alb_up(&flags).expect_code(0);
-    let changes: Vec<String> = fx.shim.actions()[before..]
-        .iter()
-        .filter(|a| a.starts_with("Modify") || a.starts_with("Create") || a.starts_with("Delete"))
-        .cloned()
-        .collect();
-    assert!(
-        changes.is_empty(),
-        "a second up changes nothing: {changes:?}"
-    );
+    fx.assert_second_up_changes_nothing(&flags);
 
     let config = local_balancer_config(&flags);
     let rule = |priority: u32| {

@@ -98,18 +98,7 @@ fn alb_up_and_balance_up_make_the_same_https_listener_from_the_same_flags() {
     );
 
     // A second run finds the certificates again: nothing imported, nothing changed.
-    let before = fx.shim.actions();
-    fx.alb_up(&flags).expect_code(0);
-    let again: Vec<String> = fx.shim.actions()[before.len()..]
-        .iter()
-        .filter(|a| {
-            ["Import", "Create", "Modify", "Add", "Remove", "Delete"]
-                .iter()
-                .any(|verb| a.starts_with(verb))
-        })
-        .cloned()
-        .collect();
-    assert!(again.is_empty(), "a second up changes nothing: {again:?}");
+    fx.assert_second_up_changes_nothing(&flags);
     assert_eq!(elb_api.acm_certificates(REGION).len(), 2);
 
     // elb's own balancer from the same flags: the same port, policy and certificates in order.
