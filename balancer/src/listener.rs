@@ -79,11 +79,15 @@ pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
         Role::Admin => Transport {
             tls: None,
             http2: false,
+            redirect: None,
         },
     };
     let http2_limits = snapshot.http2.clone();
     drop(snapshot);
-    let origin = Arc::new(Origin::new(client, port, transport.scheme()).holding(slot));
+    let origin = Origin::new(client, port, transport.scheme())
+        .redirecting(transport.redirect.clone())
+        .holding(slot);
+    let origin = Arc::new(origin);
     let connection = Connection {
         role,
         shared,

@@ -69,6 +69,11 @@ pub struct Listener {
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<bool>,
+    /// Redirect every request of this listener, whatever the rules say (ALB: a listener whose
+    /// default action is a redirect and which has no rules), e.g. HTTP to HTTPS:
+    /// `redirect = { status = 301, protocol = "HTTPS", port = "443" }`. Re-read on reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
 }
 
 impl Listener {
@@ -80,6 +85,7 @@ impl Listener {
             certificates: Vec::new(),
             tls_policy: TlsPolicy::default(),
             http2: None,
+            redirect: None,
         }
     }
 

@@ -36,6 +36,8 @@ pub(crate) struct Loaded {
 pub(crate) struct Transport {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub http2: bool,
+    /// The listener's redirect of every request, if it has one.
+    pub redirect: Option<Arc<Redirect>>,
 }
 
 impl Transport {
@@ -80,6 +82,7 @@ fn transports(file: &str, config: &Config) -> Result<Vec<Transport>, ConfigError
             Ok(Transport {
                 tls,
                 http2: listener.http2_enabled(),
+                redirect: listener.redirect.clone().map(Arc::new),
             })
         })
         .collect()

@@ -385,6 +385,11 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
                 "remove the duplicate listener",
             ));
         }
+        if let Some(redirect) = &listener.redirect {
+            redirect_ok(redirect).map_err(|(name, problem, fix)| {
+                invalid(format!("listeners[{i}].redirect.{name}"), problem, fix)
+            })?;
+        }
         if listener.protocol == super::Protocol::Http && !listener.certificates.is_empty() {
             return Err(invalid(
                 format!("listeners[{i}].certificates"),

@@ -19,6 +19,7 @@ mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -34,6 +35,7 @@ pub(crate) use errors::Failure;
 pub(crate) use framing::FramingWatch;
 
 use crate::conditions::RequestView;
+use crate::config::Redirect;
 use crate::group::Group;
 use crate::rules::Action;
 use crate::shared::{Counters, Shared, CLIENT_ERROR_KINDS};
@@ -54,6 +56,8 @@ pub(crate) struct Origin {
     /// The listener's scheme and port, for redirects.
     scheme: &'static str,
     port: u16,
+    /// The listener's redirect of every request, if it has one.
+    redirect: Option<Arc<Redirect>>,
     _slot: Slot,
 }
 
@@ -67,8 +71,14 @@ impl Origin {
             forwarded_proto: HeaderValue::from_static(scheme),
             scheme,
             port: listener_port,
+            redirect: None,
             _slot: Slot::default(),
         }
+    }
+
+    /// This origin's listener redirecting every request as `redirect` says.
+    pub(crate) fn redirecting(self, redirect: Option<Arc<Redirect>>) -> Self {
+        Self { redirect, ..self }
     }
 
     /// The listener's scheme: `http` or `https`.
@@ -173,6 +183,10 @@ pub(crate) async fn handle(
         headers: request.headers(),
         client: origin.client.ip(),
     };
+    if let Some(redirect) = &origin.redirect {
+        shared.counters.redirects.fetch_add(1, Relaxed);
+        return actions::redirect(redirect, &view, origin.scheme(), origin.port());
+    }
     let group = match snapshot.router.route(&view) {
         Action::Forward(g) => &snapshot.groups[g],
         Action::Redirect(redirect) => {

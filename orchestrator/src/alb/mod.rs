@@ -76,6 +76,8 @@ pub struct AlbHttps {
     pub policy: String,
     /// Its certificates, the default first.
     pub certificates: Vec<CertificateSource>,
+    /// Whether the port-80 listener redirects every request here instead of routing.
+    pub redirect_http: bool,
 }
 
 /// Where an HTTPS listener's certificate comes from.
@@ -306,6 +308,16 @@ pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
         port: LISTENER_PORT,
         protocol: ListenerProtocol::Http,
         sni: Vec::new(),
+        redirect: spec
+            .https
+            .as_ref()
+            .filter(|https| https.redirect_http)
+            .map(|https| proto::balancer_config::Redirect {
+                status: 301,
+                protocol: Some("HTTPS".into()),
+                port: Some(https.port.to_string()),
+                ..proto::balancer_config::Redirect::default()
+            }),
     };
     ensure_listener(apis, &lb.arn, &http, &spec.routing, &arn_of).await?;
     let https = match &spec.https {
@@ -422,6 +434,8 @@ pub struct Listening {
     pub protocol: ListenerProtocol,
     /// An HTTPS listener's other certificates (chosen by SNI).
     pub sni: Vec<String>,
+    /// A redirect of every request instead of the routing (its default action, and no rules).
+    pub redirect: Option<proto::balancer_config::Redirect>,
 }
 
 /// The HTTPS listener of `https`: certificate files imported into ACM (or found there from an
@@ -458,6 +472,7 @@ async fn https_listener(apis: &Apis<'_>, https: &AlbHttps) -> Result<Listening, 
             certificate_arn: default,
         },
         sni: arns.collect(),
+        redirect: None,
     })
 }
 
@@ -491,7 +506,14 @@ async fn ensure_listener(
     arn_of: &dyn Fn(&str) -> String,
 ) -> Result<(), Error> {
     let port = want.port;
-    let default_arn = arn_of(&routing.default);
+    let default = normalized(&match &want.redirect {
+        Some(redirect) => AlbAction::Redirect(redirect.clone()),
+        None => AlbAction::Forward(arn_of(&routing.default)),
+    });
+    let describe_default = || match &want.redirect {
+        Some(_) => "a redirect to HTTPS".to_owned(),
+        None => routing.default.clone(),
+    };
     let listener = apis
         .elb()
         .listeners(lb_arn)
@@ -508,22 +530,24 @@ async fn ensure_listener(
                     describe_protocol(&want.protocol)
                 ));
             }
-            if l.default_target_group_arn.as_deref() != Some(default_arn.as_str()) {
-                apis.elb().set_default_action(&l.arn, &default_arn).await?;
-                apis.ec2
-                    .note(format!("listener :{port}: default now {}", routing.default));
+            if l.default_action.as_ref() != Some(&default) {
+                apis.elb().set_default_action(&l.arn, &default).await?;
+                apis.ec2.note(format!(
+                    "listener :{port}: default now {}",
+                    describe_default()
+                ));
             }
             l.arn
         }
         None => {
             let arn = apis
                 .elb()
-                .create_listener(lb_arn, &name, port, &want.protocol, &default_arn)
+                .create_listener(lb_arn, &name, port, &want.protocol, &default)
                 .await?;
             apis.ec2.note(format!(
                 "listener :{port}: created, {}, default {}",
                 describe_protocol(&want.protocol),
-                routing.default
+                describe_default()
             ));
             arn
         }
@@ -555,14 +579,20 @@ async fn ensure_listener(
         }
     }
     let existing = apis.elb().rules(&listener_arn).await?;
+    // A redirecting listener has no rules: its default action takes every request.
+    let wanted: &[crate::routing::PathRule] = if want.redirect.is_some() {
+        &[]
+    } else {
+        &routing.rules
+    };
     for rule in &existing {
-        if !routing.rules.iter().any(|r| r.priority == rule.priority) {
+        if !wanted.iter().any(|r| r.priority == rule.priority) {
             apis.elb().delete_rule(&rule.arn).await?;
             apis.ec2
                 .note(format!("listener :{port}: rule {} removed", rule.priority));
         }
     }
-    for rule in &routing.rules {
+    for rule in wanted {
         let target = normalized(&alb_action(&rule.action, arn_of));
         match existing.iter().find(|r| r.priority == rule.priority) {
             Some(have)

@@ -31,6 +31,8 @@ pub struct BalanceSpec {
     pub health_interval_ms: u64,
     /// An HTTPS listener beside the HTTP one, if asked for.
     pub https: Option<HttpsSpec>,
+    /// The HTTP listener's redirect of every request (to HTTPS), if asked for.
+    pub http_redirect: Option<proto::balancer_config::Redirect>,
     /// How long a newly healthy target's share ramps up (ALB's slow start; zero: off).
     pub slow_start: std::time::Duration,
     /// Every group's stickiness, if any.
@@ -155,13 +157,16 @@ pub fn build(
     }
     Config {
         version: Some(format!("elb-{}", spec.algorithm.name())),
-        listeners: std::iter::once(Listener::http(listen))
-            .chain(
-                spec.https
-                    .as_ref()
-                    .map(|https| https.listener(listen.ip(), certificates)),
-            )
-            .collect(),
+        listeners: std::iter::once(Listener {
+            redirect: spec.http_redirect.clone(),
+            ..Listener::http(listen)
+        })
+        .chain(
+            spec.https
+                .as_ref()
+                .map(|https| https.listener(listen.ip(), certificates)),
+        )
+        .collect(),
         admin: Admin { address: admin },
         rules: spec
             .routing
@@ -268,6 +273,7 @@ mod tests {
             port: 80,
             health_interval_ms: 200,
             https: None,
+            http_redirect: None,
             slow_start: std::time::Duration::ZERO,
             stickiness: None,
         }

@@ -215,6 +215,8 @@ impl UpArgs {
     fn https(&self) -> Result<Option<AlbHttps>, Error> {
         let Some(files) = self.https.spec(LISTENER_PORT)? else {
             if self.https_certificate_arn.is_empty() {
+                // Refused with why, as `elb balance up` refuses it.
+                self.https.http_redirect(false)?;
                 return Ok(None);
             }
             return self.https_from(Vec::new());
@@ -270,6 +272,7 @@ impl UpArgs {
             port: self.https.https_port,
             policy: self.https.tls_policy.name().to_owned(),
             certificates,
+            redirect_http: self.https.redirect_http_to_https,
         }))
     }
 }

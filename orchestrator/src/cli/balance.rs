@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use proto::balancer_config::{Algorithm, TlsPolicy};
+use proto::balancer_config::{Algorithm, Redirect, TlsPolicy};
 
 use super::alb::RoutingArgs;
 use super::deploy::SshArgs;
@@ -87,6 +87,10 @@ pub struct HttpsArgs {
     /// The HTTPS listener's port.
     #[arg(long, default_value_t = 443)]
     pub https_port: u16,
+    /// Redirect every request of the HTTP listener to HTTPS (301, same host, path and query, the
+    /// HTTPS port), as an ALB whose port-80 listener redirects.
+    #[arg(long)]
+    pub redirect_http_to_https: bool,
     /// The HTTPS listener's TLS versions and suites, by ALB's policy name.
     #[arg(long, default_value = TlsPolicy::default().name(), value_parser = super::values::tls_policy_parser())]
     pub tls_policy: TlsPolicy,
@@ -149,12 +153,14 @@ impl UpArgs {
             // `--default all` alone: one mixed group, no path rules.
             routing.rules.clear();
         }
+        let https = self.https.spec(self.port)?;
         let spec = BalanceSpec {
             routing,
             algorithm: self.algorithm,
             port: self.port,
             health_interval_ms: self.health_interval_ms,
-            https: self.https.spec(self.port)?,
+            http_redirect: self.https.http_redirect(https.is_some())?,
+            https,
             slow_start: self.group.slow_start()?,
             stickiness: self.group.stickiness()?,
         };
@@ -167,6 +173,26 @@ impl HttpsArgs {
     /// Whether any HTTPS flag was given.
     pub(crate) fn given(&self) -> bool {
         !self.https_cert.is_empty() || !self.https_key.is_empty()
+    }
+
+    /// The HTTP listener's redirect to the HTTPS one when asked for; refused without HTTPS.
+    pub(crate) fn http_redirect(&self, https: bool) -> Result<Option<Redirect>, Error> {
+        if !self.redirect_http_to_https {
+            return Ok(None);
+        }
+        if !https {
+            return Err(Error::Usage(
+                "--redirect-http-to-https needs an HTTPS listener to send clients to: give \
+                 --https-cert and --https-key"
+                    .into(),
+            ));
+        }
+        Ok(Some(Redirect {
+            status: 301,
+            protocol: Some("HTTPS".into()),
+            port: Some(self.https_port.to_string()),
+            ..Redirect::default()
+        }))
     }
 
     /// The HTTPS listener the flags ask for beside HTTP's `port`, if any: as many keys as

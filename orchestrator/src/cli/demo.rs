@@ -250,6 +250,7 @@ async fn through_the_balancer(
         port: args.balancer_port,
         health_interval_ms: 500,
         https: None,
+        http_redirect: None,
         slow_start: std::time::Duration::ZERO,
         stickiness: None,
     };

@@ -366,3 +366,43 @@ fn weighted_forwards_redirects_and_fixed_responses_act_as_on_alb() {
         assert_eq!(metrics.sum(name, &[]), 1.0, "{name}: {}", metrics.text);
     }
 }
+
+/// A listener that redirects every request (ALB's HTTP-to-HTTPS listener): the rules are not
+/// consulted, the `Location` keeps host, path and query.
+#[test]
+fn a_redirecting_listener_sends_every_request_to_https() {
+    use proto::balancer_config::Redirect;
+
+    use crate::harness::tls::curl;
+    let (_agents, groups) = one_agent_groups(&["web"]);
+    let mut config = config(groups);
+    config.listeners[0].redirect = Some(Redirect {
+        status: 301,
+        protocol: Some("HTTPS".into()),
+        port: Some("443".into()),
+        ..Redirect::default()
+    });
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+    let before = requests_by_target(&balancer);
+    let got = curl(
+        &[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Host: shop.example.test",
+        ],
+        &format!("http://{}/cart?item=3", balancer.addr()),
+    );
+    assert_eq!(got.status, "301", "{}", got.body);
+    assert!(
+        got.body
+            .to_ascii_lowercase()
+            .contains("location: https://shop.example.test/cart?item=3"),
+        "{}",
+        got.body
+    );
+    assert_eq!(requests_by_target(&balancer), before, "no target was asked");
+}

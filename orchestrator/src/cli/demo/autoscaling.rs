@@ -128,6 +128,7 @@ pub(super) async fn run(
         port: args.balancer_port,
         health_interval_ms: 500,
         https: None,
+        http_redirect: None,
         slow_start: std::time::Duration::ZERO,
         stickiness: None,
     };

@@ -101,8 +101,8 @@ pub struct Listener {
     pub port: u16,
     /// `HTTP` or `HTTPS`.
     pub protocol: String,
-    /// The target group of its default action.
-    pub default_target_group_arn: Option<String>,
+    /// Its default action, when elb knows the action's type.
+    pub default_action: Option<AlbAction>,
     /// An HTTPS listener's security policy.
     pub ssl_policy: Option<String>,
     /// An HTTPS listener's default certificate.
@@ -276,10 +276,11 @@ impl AlbAction {
         }
     }
 
-    /// The first action of a rule of a `DescribeRules` answer; `None` for a type elb does not
-    /// make (authentication, say).
-    fn read(rule: Node<'_, '_>) -> Option<Self> {
-        let action = rule.list("Actions").next()?;
+    /// The first action of the list `list` of a rule (`Actions`) or a listener
+    /// (`DefaultActions`) of a `Describe*` answer; `None` for a type elb does not make
+    /// (authentication, say).
+    fn read(node: Node<'_, '_>, list: &str) -> Option<Self> {
+        let action = node.list(list).next()?;
         let text = |node: Option<Node<'_, '_>>, name: &str| {
             node.and_then(|n| n.text(name))
                 .filter(|t| !t.is_empty())
@@ -329,14 +330,6 @@ impl AlbAction {
             _ => None,
         }
     }
-}
-
-/// A `DefaultActions` or `Actions` list of one forward to `target_group_arn`.
-fn forward(params: &mut Params, list: &str, target_group_arn: &str) {
-    let action = params.entry(list, 0);
-    params
-        .set(format!("{action}.Type"), "forward")
-        .set(format!("{action}.TargetGroupArn"), target_group_arn);
 }
 
 /// A rule's `Conditions`: the `path-pattern`, then one condition per method list, header,
@@ -472,14 +465,6 @@ fn first_load_balancer(root: Node<'_, '_>) -> Option<LoadBalancer> {
 fn next_marker(root: Node<'_, '_>) -> Option<String> {
     root.text("NextMarker")
         .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-}
-
-/// The target group of the first action of `list` (a rule's `Actions`, a listener's
-/// `DefaultActions`) that names one.
-fn action_target(node: Node<'_, '_>, list: &str) -> Option<String> {
-    node.list(list)
-        .find_map(|a| a.text("TargetGroupArn").filter(|t| !t.is_empty()))
         .map(str::to_owned)
 }
 
@@ -919,7 +904,7 @@ impl LoadBalancing {
                         arn: text("ListenerArn")?,
                         port: l.number("Port")?,
                         protocol: text("Protocol").unwrap_or_default(),
-                        default_target_group_arn: action_target(l, "DefaultActions"),
+                        default_action: AlbAction::read(l, "DefaultActions"),
                         ssl_policy: text("SslPolicy"),
                         certificate_arn: l
                             .list("Certificates")
@@ -932,21 +917,21 @@ impl LoadBalancing {
         .await
     }
 
-    /// Creates a listener on `port` terminating `protocol` and forwarding to
-    /// `target_group_arn` by default, tagged at creation. Returns its ARN.
+    /// Creates a listener on `port` terminating `protocol` with `default` as its default
+    /// action, tagged at creation. Returns its ARN.
     pub async fn create_listener(
         &self,
         lb_arn: &str,
         name: &str,
         port: u16,
         protocol: &ListenerProtocol,
-        target_group_arn: &str,
+        default: &AlbAction,
     ) -> Result<String, CloudError> {
         const ACTION: &str = "elasticloadbalancing:CreateListener";
         let mut params = Self::params();
         params.set("LoadBalancerArn", lb_arn).set("Port", port);
         protocol.set(&mut params);
-        forward(&mut params, "DefaultActions", target_group_arn);
+        default.set(&mut params, "DefaultActions");
         self.tags(&mut params, name, None);
         self.call(ACTION, &params, |root| {
             root.list("Listeners")
@@ -958,15 +943,15 @@ impl LoadBalancing {
         .ok_or_else(|| missing(ACTION, "listener"))
     }
 
-    /// Points a listener's default action at `target_group_arn`.
+    /// Sets a listener's default action.
     pub async fn set_default_action(
         &self,
         listener_arn: &str,
-        target_group_arn: &str,
+        default: &AlbAction,
     ) -> Result<(), CloudError> {
         let mut params = Self::params();
         params.set("ListenerArn", listener_arn);
-        forward(&mut params, "DefaultActions", target_group_arn);
+        default.set(&mut params, "DefaultActions");
         self.call("elasticloadbalancing:ModifyListener", &params, |_| ())
             .await
     }
@@ -1039,7 +1024,7 @@ impl LoadBalancing {
                             priority: r.number("Priority")?,
                             patterns: rule_patterns(r),
                             conditions: read_conditions(r),
-                            action: AlbAction::read(r),
+                            action: AlbAction::read(r, "Actions"),
                         })
                     })
                     .collect()

@@ -117,6 +117,48 @@ fn alb_up_and_balance_up_make_the_same_https_listener_from_the_same_flags() {
         .collect();
     assert_eq!(certificates, [pem(&shop.cert), pem(&api.cert)]);
 
+    // With --redirect-http-to-https, port 80 redirects everything to the HTTPS listener and
+    // keeps no rules; elb's balancer's HTTP listener redirects the same way.
+    let mut redirecting = flags.clone();
+    redirecting.push("--redirect-http-to-https");
+    fx.alb_up(&redirecting).expect_code(0);
+    let http = fx.listener_arn("80");
+    assert!(
+        elb_api.rule_conditions(REGION, &http).is_empty(),
+        "no rules on port 80"
+    );
+    let listeners = elb_api
+        .call(REGION, "DescribeListeners", &[("LoadBalancerArn", &lb_arn)])
+        .expect("DescribeListeners");
+    // Port 80's listener, up to the end of its default actions.
+    let from = listeners.find("<Port>80</Port>").expect("port 80's listener");
+    let to = from + listeners[from..].find("</DefaultActions>").expect("its actions");
+    let port80 = &listeners[from..to];
+    for part in [
+        "<Type>redirect</Type>",
+        "<Protocol>HTTPS</Protocol>",
+        "<Port>8443</Port>",
+        "<StatusCode>HTTP_301</StatusCode>",
+    ] {
+        assert!(port80.contains(part), "{part} in {port80}");
+    }
+    fx.assert_second_up_changes_nothing(&redirecting);
+    let config = local_balancer_config(&redirecting);
+    let http_listener = &config.listeners[0];
+    assert_eq!(
+        http_listener.redirect,
+        Some(proto::balancer_config::Redirect {
+            status: 301,
+            protocol: Some("HTTPS".into()),
+            port: Some("8443".into()),
+            ..proto::balancer_config::Redirect::default()
+        })
+    );
+    fx.elb
+        .run(&["alb", "up", "--redirect-http-to-https"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["needs an HTTPS listener"]);
+
     // The kill switch plans the certificates with the ALB and deletes them once no listener
     // holds them (`alb down` deletes through the same path).
     let plan = fx.elb.run(&["--output", "table", "kill", "--dry-run"]);
