@@ -51,7 +51,7 @@ export CARGO_INCREMENTAL=0
 echo "== building the workspace: binaries and tests in one build"
 # One invocation for the binaries the system tests run and for every test target, so features
 # unify once (the balancer's tests enable tokio's test-util): building the binaries alone and
-# then `cargo test` would compile tokio and everything above it, the AWS SDKs included, twice.
+# then `cargo test` would compile tokio and everything above it, aws-config included, twice.
 cargo build --workspace --all-targets --locked
 echo "== building the static agent and balancer, the dist profile (one build)"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile dist --locked \
