@@ -72,7 +72,7 @@ pub struct UpArgs {
     pub ec2: Ec2Args,
 }
 
-/// The HTTPS flags of `elb balance up` (and of `elb alb up`, which refuses them for now).
+/// The HTTPS flags of `elb balance up` and `elb alb up` (which imports the certificates into ACM).
 #[derive(Debug, Args)]
 pub struct HttpsArgs {
     /// HTTPS: a certificate chain (PEM, the server's certificate first) for an HTTPS listener
