@@ -1,7 +1,9 @@
-//! ALB's duration-based stickiness (`lb_cookie`), through curl's cookie jar: a client that
+//! ALB's stickiness through curl's cookie jar. Duration-based (`lb_cookie`): a client that
 //! sends the balancer's cookie back stays on its target; one that does not is spread by the
 //! algorithm; a forged cookie is ignored; when the sticky target dies, the client moves once
-//! and stays on its new target.
+//! and stays on its new target. Application-based (`app_cookie`), with an application that sets
+//! its session cookie at login (`app_session.py`, Python's standard library): nothing sticks
+//! before the login, everything after it.
 
 use std::time::Duration;
 
@@ -103,4 +105,113 @@ fn a_client_with_the_cookie_stays_on_its_target_and_moves_once_when_it_dies() {
     assert_ne!(moved, first, "moved off the dead target");
     let settled = served_by(&balancer, 12, &with_jar);
     assert_eq!(settled, moved, "and stays on its new target");
+}
+
+/// An `app_session.py` target, killed on drop.
+struct App {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl App {
+    fn start(name: &str) -> App {
+        use std::io::BufRead;
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("system/balancer/app_session.py");
+        let mut child = std::process::Command::new(crate::harness::venv_python())
+            .arg(script)
+            .arg(name)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run app_session.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("its first line");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("app_session.py said {line:?}"));
+        App {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ALB's application-based stickiness (`app_cookie`): nothing sticks until the application
+/// sets its cookie; then the balancer's `ELBAPP-<group>` cookie keeps the client on the target
+/// that set it.
+#[test]
+fn app_cookie_stickiness_starts_when_the_application_sets_its_cookie() {
+    let names = ["a", "b", "c"];
+    let mut apps: Vec<Option<App>> = names.iter().map(|n| Some(App::start(n))).collect();
+    let targets = names
+        .iter()
+        .zip(&apps)
+        .map(|(n, app)| target(n, app.as_ref().expect("started").addr))
+        .collect();
+    let mut web = group("web", Algorithm::RoundRobin, targets);
+    web.stickiness = Some(Stickiness {
+        kind: StickinessKind::AppCookie,
+        duration_ms: 600_000,
+        cookie_name: Some("session".into()),
+    });
+    let balancer = Balancer::start(&config(vec![web]));
+    balancer.wait_all_healthy();
+    let dir = TempDir::new("elb-cookies");
+    let jar = dir.path().join("jar").display().to_string();
+    let with_jar = ["-b", jar.as_str(), "-c", jar.as_str()];
+    let answer = |path: &str| {
+        let got = curl(&with_jar, &format!("http://{}{path}", balancer.addr()));
+        assert!(
+            got.ok && got.status == "200",
+            "{} {}",
+            got.status,
+            got.stderr
+        );
+        got.body
+    };
+    let before_login: std::collections::BTreeSet<String> = (0..6).map(|_| answer("/")).collect();
+    assert_eq!(
+        before_login.len(),
+        3,
+        "no application cookie yet: spread {before_login:?}"
+    );
+    let logged_in_at = answer("/login");
+    for _ in 0..10 {
+        assert_eq!(
+            answer("/"),
+            logged_in_at,
+            "stays on the target that set the session"
+        );
+    }
+    let jar_text = std::fs::read_to_string(&jar).expect("the jar");
+    assert!(jar_text.contains("ELBAPP-web"), "{jar_text}");
+
+    // The target dies: the client is served elsewhere (its cookie names a target that is gone).
+    let at = names
+        .iter()
+        .position(|n| *n == logged_in_at)
+        .expect("a known name");
+    drop(apps[at].take());
+    balancer.status_until(
+        Duration::from_secs(10),
+        "the dead target leaves",
+        |status| {
+            status.groups[0]
+                .targets
+                .iter()
+                .any(|t| t.id == logged_in_at && t.state != proto::TargetState::Healthy)
+        },
+    );
+    assert_ne!(answer("/"), logged_in_at);
 }

@@ -131,8 +131,13 @@ fn alb_up_and_balance_up_make_the_same_https_listener_from_the_same_flags() {
         .call(REGION, "DescribeListeners", &[("LoadBalancerArn", &lb_arn)])
         .expect("DescribeListeners");
     // Port 80's listener, up to the end of its default actions.
-    let from = listeners.find("<Port>80</Port>").expect("port 80's listener");
-    let to = from + listeners[from..].find("</DefaultActions>").expect("its actions");
+    let from = listeners
+        .find("<Port>80</Port>")
+        .expect("port 80's listener");
+    let to = from
+        + listeners[from..]
+            .find("</DefaultActions>")
+            .expect("its actions");
     let port80 = &listeners[from..to];
     for part in [
         "<Type>redirect</Type>",
