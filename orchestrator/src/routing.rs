@@ -233,6 +233,12 @@ impl Conditions {
 impl PathRule {
     /// The rule as elb's balancer config holds it.
     pub fn balancer_rule(&self) -> proto::balancer_config::Rule {
+        let (forward, redirect, fixed_response) = match &self.action {
+            RuleAction::Forward(cluster) => (Some(Forward::Group(cluster.clone())), None, None),
+            RuleAction::Weighted(groups) => (Some(Forward::Weighted(groups.clone())), None, None),
+            RuleAction::Redirect(redirect) => (None, Some(redirect.clone()), None),
+            RuleAction::Fixed(fixed) => (None, None, Some(fixed.clone())),
+        };
         proto::balancer_config::Rule {
             priority: self.priority,
             path_pattern: self.pattern.clone(),
@@ -241,19 +247,9 @@ impl PathRule {
             headers: self.conditions.headers.clone(),
             query: self.conditions.query.clone(),
             source_ips: self.conditions.source_ips.clone(),
-            forward: match &self.action {
-                RuleAction::Forward(cluster) => Some(Forward::Group(cluster.clone())),
-                RuleAction::Weighted(groups) => Some(Forward::Weighted(groups.clone())),
-                RuleAction::Redirect(_) | RuleAction::Fixed(_) => None,
-            },
-            redirect: match &self.action {
-                RuleAction::Redirect(redirect) => Some(redirect.clone()),
-                _ => None,
-            },
-            fixed_response: match &self.action {
-                RuleAction::Fixed(fixed) => Some(fixed.clone()),
-                _ => None,
-            },
+            forward,
+            redirect,
+            fixed_response,
         }
     }
 }

@@ -344,6 +344,34 @@ pub struct Redirect {
     pub query: Option<String>,
 }
 
+impl Redirect {
+    /// The redirect with every part given: each part it leaves out is the request's own
+    /// (`#{protocol}`, `#{host}`, `#{port}`, `/#{path}`, `#{query}`), ALB's defaults, as ELBv2
+    /// stores them.
+    pub fn filled(&self) -> Self {
+        let or = |part: &Option<String>, default: &str| {
+            Some(part.clone().unwrap_or_else(|| default.to_owned()))
+        };
+        Self {
+            status: self.status,
+            protocol: or(&self.protocol, "#{protocol}"),
+            host: or(&self.host, "#{host}"),
+            port: or(&self.port, "#{port}"),
+            path: or(&self.path, "/#{path}"),
+            query: or(&self.query, "#{query}"),
+        }
+    }
+
+    /// Whether it leads back to the URL it came from: every part the request's own.
+    pub fn is_loop(&self) -> bool {
+        let same = Self {
+            status: self.status,
+            ..Self::default()
+        };
+        self.filled() == same.filled()
+    }
+}
+
 /// ALB's `fixed-response` action: the balancer answers itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

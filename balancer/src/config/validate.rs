@@ -240,13 +240,7 @@ fn redirect_ok(redirect: &Redirect) -> Result<(), Invalid> {
             "write an absolute path, e.g. /#{path} or /new/#{path}",
         ));
     }
-    let keeps = |part: &Option<String>, default: &str| part.as_deref().is_none_or(|p| p == default);
-    if keeps(&redirect.protocol, "#{protocol}")
-        && keeps(&redirect.host, "#{host}")
-        && keeps(&redirect.port, "#{port}")
-        && keeps(&redirect.path, "/#{path}")
-        && keeps(&redirect.query, "#{query}")
-    {
+    if redirect.is_loop() {
         return Err((
             "protocol".into(),
             "the redirect leads back to the URL it came from (a loop)".into(),

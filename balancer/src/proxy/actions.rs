@@ -26,19 +26,21 @@ pub(crate) fn redirect(
     let port = port.to_string();
     let path = request.path.strip_prefix('/').unwrap_or(request.path);
     let query = request.query.unwrap_or("");
-    let fill = |part: Option<&String>, default: &str| {
-        part.map_or(default, String::as_str)
+    let full = redirect.filled();
+    let fill = |part: &Option<String>| {
+        part.as_deref()
+            .unwrap_or_default()
             .replace("#{protocol}", scheme)
             .replace("#{host}", host)
             .replace("#{port}", &port)
             .replace("#{path}", path)
             .replace("#{query}", query)
     };
-    let protocol = fill(redirect.protocol.as_ref(), "#{protocol}").to_ascii_lowercase();
-    let to_host = fill(redirect.host.as_ref(), "#{host}");
-    let to_port = fill(redirect.port.as_ref(), "#{port}");
-    let to_path = fill(redirect.path.as_ref(), "/#{path}");
-    let to_query = fill(redirect.query.as_ref(), "#{query}");
+    let protocol = fill(&full.protocol).to_ascii_lowercase();
+    let to_host = fill(&full.host);
+    let to_port = fill(&full.port);
+    let to_path = fill(&full.path);
+    let to_query = fill(&full.query);
     let default_port = matches!(
         (protocol.as_str(), to_port.as_str()),
         ("http", "80") | ("https", "443")

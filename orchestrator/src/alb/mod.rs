@@ -29,7 +29,7 @@ pub use report::{AlbReport, GroupReport, StatusReport};
 
 use crate::cloud::ec2::acm::CertificatePem;
 use crate::cloud::ec2::elbv2::{
-    AlbAction, HealthCheck, Inventory, ListenerProtocol, LoadBalancing, LISTENER_PORT,
+    AlbAction, HealthCheck, Inventory, Listener, ListenerProtocol, LoadBalancing, LISTENER_PORT,
 };
 use crate::cloud::ec2::Ec2;
 use crate::cloud::firewall::{Cidr, Rule};
@@ -319,16 +319,18 @@ pub async fn up(apis: &Apis<'_>, spec: &AlbSpec) -> Result<AlbReport, Error> {
                 ..proto::balancer_config::Redirect::default()
             }),
     };
-    ensure_listener(apis, &lb.arn, &http, &spec.routing, &arn_of).await?;
+    // The listeners as they were: each wanted one is found on its port, the others go.
+    let existing = apis.elb().listeners(&lb.arn).await?;
+    ensure_listener(apis, &lb.arn, &existing, &http, &spec.routing, &arn_of).await?;
     let https = match &spec.https {
         Some(https) => {
             let listening = https_listener(apis, https).await?;
-            ensure_listener(apis, &lb.arn, &listening, &spec.routing, &arn_of).await?;
+            ensure_listener(apis, &lb.arn, &existing, &listening, &spec.routing, &arn_of).await?;
             Some(listening)
         }
         None => None,
     };
-    remove_other_listeners(apis, &lb.arn, https.as_ref().map(|h| h.port)).await?;
+    remove_other_listeners(apis, &existing, https.as_ref().map(|h| h.port)).await?;
 
     let health = if spec.wait.is_zero() {
         None
@@ -476,14 +478,14 @@ async fn https_listener(apis: &Apis<'_>, https: &AlbHttps) -> Result<Listening, 
     })
 }
 
-/// Deletes the listeners `up` no longer wants: any but port 80 and the HTTPS port (an HTTPS
-/// listener from an earlier run with `--https-cert`, say).
+/// Deletes the listeners of `existing` that `up` no longer wants: any but port 80 and the
+/// HTTPS port (an HTTPS listener from an earlier run with `--https-cert`, say).
 async fn remove_other_listeners(
     apis: &Apis<'_>,
-    lb_arn: &str,
+    existing: &[Listener],
     https_port: Option<u16>,
 ) -> Result<(), Error> {
-    for listener in apis.elb().listeners(lb_arn).await? {
+    for listener in existing {
         if listener.port != LISTENER_PORT && Some(listener.port) != https_port {
             apis.elb().delete_listener(&listener.arn).await?;
             apis.ec2.note(format!(
@@ -495,12 +497,14 @@ async fn remove_other_listeners(
     Ok(())
 }
 
-/// Makes the listener on `want.port` terminate as `want` says and forward as `routing` says:
-/// the default action to the default cluster's group, one rule per path rule at its priority;
-/// rules not in the routing go, and so do SNI certificates not wanted.
+/// Makes the listener on `want.port` (one of `existing`, else a new one on `lb_arn`) terminate
+/// as `want` says and forward as `routing` says: the default action to the default cluster's
+/// group, one rule per path rule at its priority; rules not in the routing go, and so do SNI
+/// certificates not wanted.
 async fn ensure_listener(
     apis: &Apis<'_>,
     lb_arn: &str,
+    existing: &[Listener],
     want: &Listening,
     routing: &Routing,
     arn_of: &dyn Fn(&str) -> String,
@@ -514,16 +518,11 @@ async fn ensure_listener(
         Some(_) => "a redirect to HTTPS".to_owned(),
         None => routing.default.clone(),
     };
-    let listener = apis
-        .elb()
-        .listeners(lb_arn)
-        .await?
-        .into_iter()
-        .find(|l| l.port == port);
+    let listener = existing.iter().find(|l| l.port == port);
     let name = load_balancer_name(apis.project);
     let listener_arn = match listener {
         Some(l) => {
-            if !want.protocol.matches(&l) {
+            if !want.protocol.matches(l) {
                 apis.elb().set_protocol(&l.arn, &want.protocol).await?;
                 apis.ec2.note(format!(
                     "listener :{port}: now {}",
@@ -537,7 +536,7 @@ async fn ensure_listener(
                     describe_default()
                 ));
             }
-            l.arn
+            l.arn.clone()
         }
         None => {
             let arn = apis
@@ -656,7 +655,7 @@ fn alb_action(action: &RuleAction, arn_of: &dyn Fn(&str) -> String) -> AlbAction
 /// with its content type (ELBv2's default `text/plain`).
 fn normalized(action: &AlbAction) -> AlbAction {
     match action {
-        AlbAction::Redirect(redirect) => AlbAction::Redirect(AlbAction::full_redirect(redirect)),
+        AlbAction::Redirect(redirect) => AlbAction::Redirect(redirect.filled()),
         AlbAction::Fixed(fixed) => AlbAction::Fixed(proto::balancer_config::FixedResponse {
             content_type: Some(
                 fixed

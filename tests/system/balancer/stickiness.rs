@@ -34,6 +34,16 @@ fn served_by(balancer: &Balancer, n: u64, curl_args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// A balancer of one round-robin group `web` of `targets` with `stickiness`, every target
+/// healthy.
+fn sticky_web(targets: Vec<proto::balancer_config::Target>, stickiness: Stickiness) -> Balancer {
+    let mut web = group("web", Algorithm::RoundRobin, targets);
+    web.stickiness = Some(stickiness);
+    let balancer = Balancer::start(&config(vec![web]));
+    balancer.wait_all_healthy();
+    balancer
+}
+
 #[test]
 fn a_client_with_the_cookie_stays_on_its_target_and_moves_once_when_it_dies() {
     let ids = ["i-a", "i-b", "i-c"];
@@ -43,14 +53,14 @@ fn a_client_with_the_cookie_stays_on_its_target_and_moves_once_when_it_dies() {
         .zip(&agents)
         .map(|(id, a)| target(id, a.as_ref().expect("started").addr))
         .collect();
-    let mut web = group("web", Algorithm::RoundRobin, targets);
-    web.stickiness = Some(Stickiness {
-        kind: StickinessKind::LbCookie,
-        duration_ms: 3_600_000,
-        cookie_name: None,
-    });
-    let balancer = Balancer::start(&config(vec![web]));
-    balancer.wait_all_healthy();
+    let balancer = sticky_web(
+        targets,
+        Stickiness {
+            kind: StickinessKind::LbCookie,
+            duration_ms: 3_600_000,
+            cookie_name: None,
+        },
+    );
 
     // Without the cookie sent back, round robin spreads the requests.
     assert_eq!(
@@ -159,14 +169,14 @@ fn app_cookie_stickiness_starts_when_the_application_sets_its_cookie() {
         .zip(&apps)
         .map(|(n, app)| target(n, app.as_ref().expect("started").addr))
         .collect();
-    let mut web = group("web", Algorithm::RoundRobin, targets);
-    web.stickiness = Some(Stickiness {
-        kind: StickinessKind::AppCookie,
-        duration_ms: 600_000,
-        cookie_name: Some("session".into()),
-    });
-    let balancer = Balancer::start(&config(vec![web]));
-    balancer.wait_all_healthy();
+    let balancer = sticky_web(
+        targets,
+        Stickiness {
+            kind: StickinessKind::AppCookie,
+            duration_ms: 600_000,
+            cookie_name: Some("session".into()),
+        },
+    );
     let dir = TempDir::new("elb-cookies");
     let jar = dir.path().join("jar").display().to_string();
     let with_jar = ["-b", jar.as_str(), "-c", jar.as_str()];

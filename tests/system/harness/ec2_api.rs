@@ -105,32 +105,14 @@ impl Ec2Api {
         for (k, v) in params {
             form.append_pair(k, v);
         }
-        let request = Request::post("/")
-            .header("host", format!("127.0.0.1:{}", self.port))
-            .header(
+        self.post(
+            (service, region),
+            &[(
                 "content-type",
                 "application/x-www-form-urlencoded; charset=utf-8",
-            )
-            .header("x-moto-account-id", &self.account)
-            .header(
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20240101/{region}/{service}/aws4_request, \
-                     SignedHeaders=host, Signature=0"
-                ),
-            )
-            .body(Full::new(Bytes::from(form.finish())))
-            .expect("a well-formed request");
-        let response = runtime()
-            .block_on(send(self.port, request))
-            .map_err(|body| ApiError { status: 0, body })?;
-        let status = response.status().as_u16();
-        let body = String::from_utf8_lossy(response.body()).into_owned();
-        if response.status().is_success() {
-            Ok(body)
-        } else {
-            Err(ApiError { status, body })
-        }
+            )],
+            form.finish(),
+        )
     }
 
     /// Calls `action` of a JSON-protocol service (`signing` names it in the credential scope,
@@ -143,29 +125,52 @@ impl Ec2Api {
         action: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
-        let request = Request::post("/")
+        let target = format!("{prefix}.{action}");
+        let text = self.post(
+            (signing, region),
+            &[
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amz-target", &target),
+            ],
+            body.to_string(),
+        )?;
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// POSTs `body` with `headers` to moto in this client's account, with a dummy signature of
+    /// `service` in `region` (moto routes by it); the body of a 2xx answer.
+    fn post(
+        &self,
+        (service, region): (&str, &str),
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> Result<String, ApiError> {
+        let mut request = Request::post("/")
             .header("host", format!("127.0.0.1:{}", self.port))
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("{prefix}.{action}"))
             .header("x-moto-account-id", &self.account)
             .header(
                 "authorization",
                 format!(
-                    "AWS4-HMAC-SHA256 Credential=testing/20240101/{region}/{signing}/aws4_request, \
+                    "AWS4-HMAC-SHA256 Credential=testing/20240101/{region}/{service}/aws4_request, \
                      SignedHeaders=host, Signature=0"
                 ),
-            )
-            .body(Full::new(Bytes::from(body.to_string())))
+            );
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
             .expect("a well-formed request");
         let response = runtime()
             .block_on(send(self.port, request))
             .map_err(|body| ApiError { status: 0, body })?;
         let status = response.status().as_u16();
-        let text = String::from_utf8_lossy(response.body()).into_owned();
-        if !response.status().is_success() {
-            return Err(ApiError { status, body: text });
+        let body = String::from_utf8_lossy(response.body()).into_owned();
+        if response.status().is_success() {
+            Ok(body)
+        } else {
+            Err(ApiError { status, body })
         }
-        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }
 
     fn call_ok(&self, region: &str, action: &str, params: &[(&str, &str)]) -> String {

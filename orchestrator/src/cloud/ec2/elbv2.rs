@@ -203,29 +203,13 @@ pub enum AlbAction {
     Forward(String),
     /// `forward` to two or more groups by weight.
     Weighted(Vec<(String, u32)>),
-    /// `redirect`, every part given (ELBv2 fills the ones left out with their placeholders).
+    /// `redirect` (ELBv2 fills the parts left out with their placeholders: [`Redirect::filled`]).
     Redirect(Redirect),
     /// `fixed-response`.
     Fixed(FixedResponse),
 }
 
 impl AlbAction {
-    /// A redirect with every part given, the request's own (`#{protocol}`, ...) where `redirect`
-    /// leaves one out, as ELBv2 stores it.
-    pub fn full_redirect(redirect: &Redirect) -> Redirect {
-        let or = |part: &Option<String>, default: &str| {
-            Some(part.clone().unwrap_or_else(|| default.to_owned()))
-        };
-        Redirect {
-            status: redirect.status,
-            protocol: or(&redirect.protocol, "#{protocol}"),
-            host: or(&redirect.host, "#{host}"),
-            port: or(&redirect.port, "#{port}"),
-            path: or(&redirect.path, "/#{path}"),
-            query: or(&redirect.query, "#{query}"),
-        }
-    }
-
     /// Its parameters as entry 1 of `list` (`Actions`).
     fn set(&self, params: &mut Params, list: &str) {
         let entry = params.entry(list, 0);
@@ -247,7 +231,7 @@ impl AlbAction {
                 );
             }
             Self::Redirect(redirect) => {
-                let full = Self::full_redirect(redirect);
+                let full = redirect.filled();
                 params
                     .set(at("Type"), "redirect")
                     .set(
@@ -335,53 +319,50 @@ impl AlbAction {
 /// A rule's `Conditions`: the `path-pattern`, then one condition per method list, header,
 /// query-string condition and source list, as ALB takes them.
 fn rule_conditions(params: &mut Params, pattern: &str, conditions: &Conditions) {
-    let mut fields: Vec<&str> = vec!["path-pattern"];
-    fields.extend((!conditions.methods.is_empty()).then_some("http-request-method"));
-    fields.extend(conditions.headers.iter().map(|_| "http-header"));
-    fields.extend(conditions.query.iter().map(|_| "query-string"));
-    fields.extend((!conditions.source_ips.is_empty()).then_some("source-ip"));
-    let (mut headers, mut queries) = (conditions.headers.iter(), conditions.query.iter());
-    params.structs("Conditions", fields, |p, entry, field| {
+    let mut count = 0;
+    // The next `Conditions.member.N`, its `Field` set.
+    let mut next = |p: &mut Params, field: &str| {
+        let entry = p.entry("Conditions", count);
+        count += 1;
         p.set(format!("{entry}.Field"), field);
-        match field {
-            "path-pattern" => {
-                p.list(&format!("{entry}.PathPatternConfig.Values"), [pattern]);
-            }
-            "http-request-method" => {
-                p.list(
-                    &format!("{entry}.HttpRequestMethodConfig.Values"),
-                    &conditions.methods,
-                );
-            }
-            "http-header" => {
-                if let Some(header) = headers.next() {
-                    p.set(
-                        format!("{entry}.HttpHeaderConfig.HttpHeaderName"),
-                        &header.name,
-                    );
-                    p.list(&format!("{entry}.HttpHeaderConfig.Values"), &header.values);
-                }
-            }
-            "query-string" => {
-                if let Some(query) = queries.next() {
-                    p.structs(
-                        &format!("{entry}.QueryStringConfig.Values"),
-                        &query.pairs,
-                        |p, pair, QueryPair { key, value }| {
-                            p.maybe(&format!("{pair}.Key"), key.as_deref());
-                            p.set(format!("{pair}.Value"), value);
-                        },
-                    );
-                }
-            }
-            _ => {
-                p.list(
-                    &format!("{entry}.SourceIpConfig.Values"),
-                    &conditions.source_ips,
-                );
-            }
-        }
-    });
+        entry
+    };
+    let entry = next(params, "path-pattern");
+    params.list(&format!("{entry}.PathPatternConfig.Values"), [pattern]);
+    if !conditions.methods.is_empty() {
+        let entry = next(params, "http-request-method");
+        params.list(
+            &format!("{entry}.HttpRequestMethodConfig.Values"),
+            &conditions.methods,
+        );
+    }
+    for header in &conditions.headers {
+        let entry = next(params, "http-header");
+        params
+            .set(
+                format!("{entry}.HttpHeaderConfig.HttpHeaderName"),
+                &header.name,
+            )
+            .list(&format!("{entry}.HttpHeaderConfig.Values"), &header.values);
+    }
+    for query in &conditions.query {
+        let entry = next(params, "query-string");
+        params.structs(
+            &format!("{entry}.QueryStringConfig.Values"),
+            &query.pairs,
+            |p, pair, QueryPair { key, value }| {
+                p.maybe(&format!("{pair}.Key"), key.as_deref());
+                p.set(format!("{pair}.Value"), value);
+            },
+        );
+    }
+    if !conditions.source_ips.is_empty() {
+        let entry = next(params, "source-ip");
+        params.list(
+            &format!("{entry}.SourceIpConfig.Values"),
+            &conditions.source_ips,
+        );
+    }
 }
 
 /// The conditions of a rule of a `DescribeRules` answer, beside its path patterns.
