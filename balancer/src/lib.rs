@@ -5,8 +5,9 @@
 //! `elb-balancer CONFIG` serves the config file CONFIG; once every socket is bound it prints,
 //! on stdout, one line `listening on <addr>` per listener in config order, then one line
 //! `admin on <addr>`, with the real ports (so port 0 can be used). Logs go to stderr
-//! (`RUST_LOG` filters them; default `info`). SIGHUP reloads CONFIG; SIGTERM or SIGINT stops
-//! accepting and lets in-flight requests finish within `limits.grace_ms`.
+//! (`RUST_LOG` filters them; default `info`). SIGHUP reloads CONFIG; SIGUSR1 reopens the access
+//! log (after a rotation); SIGTERM or SIGINT stops accepting and lets in-flight requests finish
+//! within `limits.grace_ms`.
 //!
 //! `elb-balancer --check CONFIG` validates CONFIG, prints `ok: CONFIG (N groups, M targets,
 //! version V)` and exits.
@@ -14,6 +15,7 @@
 //! Exit status: 0 after a drained shutdown or a valid `--check`; 1 when the grace period ran
 //! out with requests in flight; 2 when the config is invalid or a socket cannot be bound.
 
+mod access_log;
 mod admin;
 mod checker;
 mod conditions;
@@ -163,6 +165,8 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
     let _entered = main.enter();
     let signals = serving::Signals::install().map_err(StartError::Signals)?;
     let hangups = reload::install().map_err(StartError::Signals)?;
+    let rotations = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(StartError::Signals)?;
 
     let bind =
         |address| server::bind(address).map_err(|source| StartError::Bind { address, source });
@@ -186,6 +190,8 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
     let registry = Registry::new(workers);
     let snapshot = registry.build(&loaded, None, 1, unix_ms());
     let shared: &'static Shared = Box::leak(Box::new(Shared::new(snapshot, registry, path)));
+    shared.access_log.set_path(loaded.access_log.clone());
+    shared.access_log.start().map_err(StartError::Runtime)?;
     let mut out = std::io::stdout().lock();
     for line in &announcements {
         writeln!(out, "{line}").map_err(StartError::Announce)?;
@@ -221,6 +227,13 @@ fn serve(path: PathBuf) -> Result<Ending, StartError> {
     }
 
     main.spawn(reload::on_sighup(shared, hangups));
+    main.spawn(async move {
+        let mut rotations = rotations;
+        while rotations.recv().await.is_some() {
+            tracing::info!("SIGUSR1: reopening the access log");
+            shared.access_log.reopen();
+        }
+    });
     main.spawn(memory::return_freed());
     main.spawn(async move {
         let mut tick = tokio::time::interval(REAP_INTERVAL);

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::access_log::Tls;
 use crate::admin;
 use crate::config::{Http2, Limits, Transport};
 use crate::proxy::{self, FramingWatch, Origin, ResponseBody, Slot};
@@ -87,11 +88,10 @@ pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
     let origin = Origin::new(client, port, transport.scheme())
         .redirecting(transport.redirect.clone())
         .holding(slot);
-    let origin = Arc::new(origin);
-    let connection = Connection {
+    let connection = |origin| Connection {
         role,
         shared,
-        origin,
+        origin: Arc::new(origin),
         limits,
         http2: &http2_limits,
     };
@@ -102,7 +102,7 @@ pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
                 preface = starts_with_h2_preface(&stream, read_timeout) => preface,
                 () = shutdown.raised() => return,
             };
-        return connection.serve(stream, h2, shutdown).await;
+        return connection(origin).serve(stream, h2, shutdown).await;
     };
     let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
     let stream = tokio::select! {
@@ -120,8 +120,10 @@ pub(crate) async fn serve(accepted: Accepted<'_>, mut shutdown: Shutdown) {
         },
         () = shutdown.raised() => return,
     };
-    let h2 = crate::tls::negotiated_h2(stream.get_ref().1);
-    connection.serve(stream, h2, shutdown).await;
+    let session = stream.get_ref().1;
+    let h2 = crate::tls::negotiated_h2(session);
+    let origin = origin.secured(Tls::of(session));
+    connection(origin).serve(stream, h2, shutdown).await;
 }
 
 /// Whether the client opened with HTTP/2's preface: looks at the first bytes without taking

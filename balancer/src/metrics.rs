@@ -344,6 +344,26 @@ pub(crate) fn render(shared: &Shared) -> String {
         "WebSocket connections open (upgraded by a target's 101).",
         c.websockets_open.load(Relaxed),
     );
+    let log = &shared.access_log;
+    for (name, help, value) in [
+        (
+            "elb_access_log_lines_total",
+            "Access log lines written.",
+            &log.lines,
+        ),
+        (
+            "elb_access_log_dropped_total",
+            "Access log lines dropped because the writer was behind.",
+            &log.dropped,
+        ),
+        (
+            "elb_access_log_write_errors_total",
+            "Access log lines lost because the file could not be opened or written.",
+            &log.write_errors,
+        ),
+    ] {
+        single(&mut out, name, "counter", help, value.load(Relaxed));
+    }
     header(
         &mut out,
         "elb_reload_count_total",

@@ -149,6 +149,7 @@ impl Registry {
             limits: loaded.config.limits.clone(),
             transports: loaded.transports.clone(),
             http2: loaded.config.http2.clone(),
+            access_log: loaded.access_log.is_some(),
         }
     }
 

@@ -103,6 +103,7 @@ fn try_reload(shared: &Shared) -> Result<u64, Refused> {
     let snapshot = shared
         .registry
         .build(&loaded, Some(&old), generation, unix_ms());
+    shared.access_log.set_path(loaded.access_log.clone());
     shared.replace(snapshot);
     Ok(generation)
 }

@@ -108,6 +108,11 @@ impl RequestBody {
         self.0.as_ref().and_then(|slot| lock(slot).fault)
     }
 
+    /// The bytes of the body read from the client so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.0.as_ref().map_or(0, |slot| lock(slot).received)
+    }
+
     /// Whether the whole body has been read from the client (an empty one always has): until
     /// then, a target that has not answered may be waiting for the client, not slow.
     pub(crate) fn complete(&self) -> bool {

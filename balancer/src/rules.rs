@@ -21,38 +21,68 @@ use crate::selection::with_rng;
 pub(crate) enum Action<'a> {
     /// Forward to the target group at this index of the config's `target_groups`.
     Forward(usize),
+    /// Forward to one of weighted groups: the one the client's group stickiness cookie keeps,
+    /// else one drawn by weight.
+    Weighted(&'a Weighted),
     /// Redirect as this says.
     Redirect(&'a Redirect),
     /// Answer this.
     Fixed(&'a FixedResponse),
-    /// A fixed JSON 404 (no rule matched and no default group).
+    /// A fixed JSON 404 (no rule matched and no default action).
     NotFound,
+}
+
+/// A request's action and the priority of the rule that gave it (0: the default action, as
+/// ALB's access log has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Routed<'a> {
+    pub action: Action<'a>,
+    pub priority: u32,
+}
+
+/// A weighted forward (ALB's weighted target groups), compiled.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Weighted {
+    /// Groups by index with their cumulative weights; the last is the total (above zero).
+    /// Groups of weight 0 are left out: they get no requests.
+    cumulative: Vec<(usize, u32)>,
+    /// How long a client stays with the group drawn for it; zero: each request draws.
+    pub stickiness_ms: u64,
+}
+
+impl Weighted {
+    /// One group, drawn in proportion to the weights.
+    pub(crate) fn draw(&self) -> usize {
+        let total = self.cumulative.last().map_or(1, |(_, w)| *w);
+        let draw = with_rng(|rng| rng.below(total as usize)) as u32;
+        let (group, _) = self
+            .cumulative
+            .iter()
+            .find(|(_, upto)| draw < *upto)
+            .unwrap_or(&self.cumulative[self.cumulative.len() - 1]);
+        *group
+    }
+
+    /// Whether `group` gets requests of this forward (a weight above zero).
+    pub(crate) fn offers(&self, group: usize) -> bool {
+        self.cumulative.iter().any(|(g, _)| *g == group)
+    }
 }
 
 /// A rule's action, compiled.
 #[derive(Debug)]
 enum RuleAction {
     Forward(usize),
-    /// Groups by index with their cumulative weights; the last is the total (above zero).
-    Weighted(Vec<(usize, u32)>),
+    Weighted(Weighted),
     Redirect(Redirect),
     Fixed(FixedResponse),
 }
 
 impl RuleAction {
-    /// The action for one request: a weighted forward draws its group here.
-    fn resolve(&self) -> Action<'_> {
+    fn action(&self) -> Action<'_> {
         match self {
             Self::Forward(group) => Action::Forward(*group),
-            Self::Weighted(cumulative) => {
-                let total = cumulative.last().map_or(1, |(_, w)| *w);
-                let draw = with_rng(|rng| rng.below(total as usize)) as u32;
-                let (group, _) = cumulative
-                    .iter()
-                    .find(|(_, upto)| draw < *upto)
-                    .unwrap_or(&cumulative[cumulative.len() - 1]);
-                Action::Forward(*group)
-            }
+            Self::Weighted(weighted) => Action::Weighted(weighted),
             Self::Redirect(redirect) => Action::Redirect(redirect),
             Self::Fixed(fixed) => Action::Fixed(fixed),
         }
@@ -61,6 +91,7 @@ impl RuleAction {
 
 #[derive(Debug)]
 struct CompiledRule {
+    priority: u32,
     path: Pattern,
     /// Lowercased host pattern.
     host: Option<Pattern>,
@@ -72,7 +103,8 @@ struct CompiledRule {
 #[derive(Debug)]
 pub(crate) struct Router {
     rules: Vec<CompiledRule>,
-    default: Option<usize>,
+    /// The default action; none: [`Action::NotFound`].
+    default: Option<RuleAction>,
 }
 
 impl Router {
@@ -91,6 +123,7 @@ impl Router {
             .into_iter()
             .filter_map(|r| {
                 Some(CompiledRule {
+                    priority: r.priority,
                     path: Pattern::new(&r.path_pattern).ok()?,
                     host: match &r.host {
                         Some(h) => Some(Pattern::new(&h.to_ascii_lowercase()).ok()?),
@@ -109,7 +142,10 @@ impl Router {
                                     (group(&g.group), total)
                                 })
                                 .collect();
-                            RuleAction::Weighted(cumulative)
+                            RuleAction::Weighted(Weighted {
+                                cumulative,
+                                stickiness_ms: r.group_stickiness_ms,
+                            })
                         }
                         (None, Some(redirect), _) => RuleAction::Redirect(redirect.clone()),
                         (None, None, Some(fixed)) => RuleAction::Fixed(fixed.clone()),
@@ -121,35 +157,47 @@ impl Router {
         let default = match &config.default_action {
             DefaultAction {
                 forward: Some(name),
-            } => Some(group(name)),
-            DefaultAction { forward: None } => None,
+                ..
+            } => Some(RuleAction::Forward(group(name))),
+            DefaultAction {
+                fixed_response: Some(fixed),
+                ..
+            } => Some(RuleAction::Fixed(fixed.clone())),
+            DefaultAction { .. } => None,
         };
         Self { rules, default }
     }
 
     /// The action for `request` (its host: the `Host` header or the absolute URI's authority,
     /// port ignored).
-    pub(crate) fn route(&self, request: &RequestView<'_>) -> Action<'_> {
+    pub(crate) fn route(&self, request: &RequestView<'_>) -> Routed<'_> {
         // Lowercased only when some rule looks at the host: most configs route by path alone.
         let host = request
             .host
             .filter(|_| self.rules.iter().any(|r| r.host.is_some()))
             .map(|h| strip_port(h).to_ascii_lowercase());
-        self.rules
-            .iter()
-            .find(|rule| {
-                rule.path.matches(request.path.as_bytes())
-                    && match (&rule.host, &host) {
-                        (None, _) => true,
-                        (Some(pattern), Some(host)) => pattern.matches(host.as_bytes()),
-                        (Some(_), None) => false,
-                    }
-                    && rule.conditions.match_all(request)
-            })
-            .map_or(
-                self.default.map_or(Action::NotFound, Action::Forward),
-                |rule| rule.action.resolve(),
-            )
+        let matched = self.rules.iter().find(|rule| {
+            rule.path.matches(request.path.as_bytes())
+                && match (&rule.host, &host) {
+                    (None, _) => true,
+                    (Some(pattern), Some(host)) => pattern.matches(host.as_bytes()),
+                    (Some(_), None) => false,
+                }
+                && rule.conditions.match_all(request)
+        });
+        match matched {
+            Some(rule) => Routed {
+                action: rule.action.action(),
+                priority: rule.priority,
+            },
+            None => Routed {
+                action: self
+                    .default
+                    .as_ref()
+                    .map_or(Action::NotFound, RuleAction::action),
+                priority: 0,
+            },
+        }
     }
 }
 
@@ -179,9 +227,12 @@ mod tests {
         }
     }
 
-    /// The action for a GET of `path` on `host`.
+    /// The action for a GET of `path` on `host`, a weighted forward's group drawn.
     fn route<'r>(router: &'r Router, host: Option<&str>, path: &str) -> Action<'r> {
-        router.route(&get(&HeaderMap::new(), host, path))
+        match router.route(&get(&HeaderMap::new(), host, path)).action {
+            Action::Weighted(weighted) => Action::Forward(weighted.draw()),
+            action => action,
+        }
     }
 
     #[test]
@@ -246,7 +297,13 @@ mod tests {
             method: "POST",
             ..get(&headers, None, "/cluster1")
         };
-        assert_eq!(router.route(&post), Action::Forward(1));
+        assert_eq!(
+            router.route(&post),
+            Routed {
+                action: Action::Forward(1),
+                priority: 5
+            }
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
+use crate::access_log::AccessLog;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;
 
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     snapshot: ArcSwap<Snapshot>,
     pub registry: Registry,
     pub counters: Counters,
+    /// The access log's writer; its file is the config's `access_log.path`.
+    pub access_log: AccessLog,
     pub config_path: PathBuf,
     pub started_at_unix_ms: u64,
 }
@@ -53,6 +56,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             counters: Counters::default(),
+            access_log: AccessLog::default(),
             config_path,
             started_at_unix_ms: unix_ms(),
         }

@@ -24,4 +24,6 @@ pub(crate) struct Snapshot {
     pub transports: Vec<crate::config::Transport>,
     /// Bounds on HTTP/2 connections, taken by each at its start.
     pub http2: crate::config::Http2,
+    /// Whether requests are logged (to `Shared::access_log`).
+    pub access_log: bool,
 }

@@ -248,6 +248,7 @@ impl PathRule {
             query: self.conditions.query.clone(),
             source_ips: self.conditions.source_ips.clone(),
             forward,
+            group_stickiness_ms: 0,
             redirect,
             fixed_response,
         }

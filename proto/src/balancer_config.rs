@@ -39,6 +39,19 @@ pub struct Config {
     pub default_action: DefaultAction,
     /// Target groups, referred to by name from rules and the default action.
     pub target_groups: Vec<TargetGroup>,
+    /// The access log: one line per request in ALB's format; absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+}
+
+/// ALB's access log, written to a file of this host rather than to S3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// The file lines are appended to (created if missing; relative to the config file's
+    /// directory), e.g. `/var/log/elb-balancer/access.log` or `/dev/stdout`. Reopened on
+    /// SIGUSR1 (after a rotation) and when a reload changes it.
+    pub path: String,
 }
 
 /// One client-facing listener.
@@ -281,6 +294,11 @@ pub struct Rule {
     /// has exactly one action: this, `redirect` or `fixed_response`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<Forward>,
+    /// Milliseconds a client stays with the group a weighted `forward` drew for it (ALB's
+    /// target group stickiness of a forward, cookie `ELBTG`; 1 s to 7 days); 0: each request
+    /// draws again. Only with weighted groups.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub group_stickiness_ms: u64,
     /// ALB's `redirect` action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<Redirect>,
@@ -448,9 +466,14 @@ pub enum StickinessKind {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultAction {
-    /// Name of the target group that gets unmatched requests; absent: a fixed JSON 404.
+    /// Name of the target group that gets unmatched requests; absent (and no
+    /// `fixed_response`): a fixed JSON 404.
     #[serde(default)]
     pub forward: Option<String>,
+    /// ALB's `fixed-response` as the default action (e.g. a maintenance page), instead of
+    /// `forward`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_response: Option<FixedResponse>,
 }
 
 /// A target group: targets, how one is chosen, how health is judged, how failures are retried.

@@ -28,6 +28,8 @@ pub(crate) struct Loaded {
     pub transports: Vec<Transport>,
     /// `version` from the file, else a hash of its bytes.
     pub version: String,
+    /// The access log's file, resolved against the config file's directory; none: off.
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 /// How one listener's connections are served: over TLS (HTTPS, its certificates read when the
@@ -88,6 +90,16 @@ fn transports(file: &str, config: &Config) -> Result<Vec<Transport>, ConfigError
         .collect()
 }
 
+/// Where the access log of the config file `file` goes: its `path`, relative to the file's
+/// directory unless absolute.
+pub(crate) fn access_log_path(file: &Path, log: &AccessLog) -> std::path::PathBuf {
+    let path = Path::new(&log.path);
+    match file.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Reads, parses and validates the config at `path`.
 pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -110,11 +122,16 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         .version
         .clone()
         .unwrap_or_else(|| format!("{:016x}", fnv1a(text.as_bytes())));
+    let access_log = config
+        .access_log
+        .as_ref()
+        .map(|log| access_log_path(path, log));
     Ok(Loaded {
         config,
         addresses,
         transports,
         version,
+        access_log,
     })
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use super::Matcher;
-use super::{Config, Forward, Redirect, Rule, Stickiness, StickinessKind};
+use super::{Config, FixedResponse, Forward, Redirect, Rule, Stickiness, StickinessKind};
 use crate::conditions::{Cidr, MAX_NAME_LEN, MAX_VALUES};
 use crate::pattern::{Pattern, MAX_PATTERN_LEN};
 
@@ -99,35 +99,113 @@ fn action(r: usize, rule: &Rule) -> Result<(), Invalid> {
             .map_err(|(name, problem, fix)| (field(&format!("redirect.{name}")), problem, fix))?;
     }
     if let Some(fixed) = &rule.fixed_response {
-        if !matches!(fixed.status, 200..=299 | 400..=599) {
+        fixed_ok(fixed).map_err(|(name, problem, fix)| {
+            (field(&format!("fixed_response.{name}")), problem, fix)
+        })?;
+    }
+    if rule.group_stickiness_ms != 0 {
+        if !matches!(rule.forward, Some(Forward::Weighted(_))) {
             return Err((
-                field("fixed_response.status"),
-                format!("{} is not a 2XX, 4XX or 5XX status", fixed.status),
-                "answer with a status such as 200, 404 or 503",
+                field("group_stickiness_ms"),
+                "group stickiness keeps a client with one of weighted groups, and this rule \
+                 has none"
+                    .into(),
+                "remove group_stickiness_ms, or forward to weighted groups",
             ));
         }
-        if let Some(kind) = &fixed.content_type {
-            if !FIXED_CONTENT_TYPES.contains(&kind.as_str()) {
-                return Err((
-                    field("fixed_response.content_type"),
-                    format!("{kind:?} is not one of ALB's"),
-                    "use text/plain, text/css, text/html, application/javascript or application/json",
-                ));
-            }
-        }
-        if fixed
-            .body
-            .as_ref()
-            .is_some_and(|b| b.len() > MAX_FIXED_BODY)
-        {
+        if !STICKINESS_MS.contains(&rule.group_stickiness_ms) {
             return Err((
-                field("fixed_response.body"),
-                "is over 1024 bytes".into(),
-                "keep the body to 1024 bytes, as ALB does",
+                field("group_stickiness_ms"),
+                format!("{} ms is out of ALB's range", rule.group_stickiness_ms),
+                "give a duration from 1000 ms (1 s) to 604800000 ms (7 days)",
             ));
         }
     }
     Ok(())
+}
+
+/// Checks a fixed response as ALB would: a 2XX, 4XX or 5XX status, one of ALB's content types
+/// and at most 1024 bytes of body. The field named is relative to the response.
+fn fixed_ok(fixed: &FixedResponse) -> Result<(), Invalid> {
+    if !matches!(fixed.status, 200..=299 | 400..=599) {
+        return Err((
+            "status".into(),
+            format!("{} is not a 2XX, 4XX or 5XX status", fixed.status),
+            "answer with a status such as 200, 404 or 503",
+        ));
+    }
+    if let Some(kind) = &fixed.content_type {
+        if !FIXED_CONTENT_TYPES.contains(&kind.as_str()) {
+            return Err((
+                "content_type".into(),
+                format!("{kind:?} is not one of ALB's"),
+                "use text/plain, text/css, text/html, application/javascript or application/json",
+            ));
+        }
+    }
+    if fixed
+        .body
+        .as_ref()
+        .is_some_and(|b| b.len() > MAX_FIXED_BODY)
+    {
+        return Err((
+            "body".into(),
+            "is over 1024 bytes".into(),
+            "keep the body to 1024 bytes, as ALB does",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the access log at `path` can be written without writing it: an existing file
+/// that is not a directory and that this process may write, or a new one in a directory it may
+/// write. (The writer creates and opens it; `--check` leaves nothing behind.)
+fn access_log_ok(path: &std::path::Path) -> Result<(), (String, &'static str)> {
+    let writable = |p: &std::path::Path| {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: `c` is a NUL-terminated path; access only reads it.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err((
+            format!("{} is a directory", path.display()),
+            "name a file in it, e.g. access.log",
+        )),
+        Ok(_) if !writable(path) => Err((
+            format!("{} cannot be written by this process", path.display()),
+            "give the balancer's user write access to it, or choose another file",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if !parent.is_dir() {
+                Err((
+                    format!("its directory {} does not exist", parent.display()),
+                    "create the directory, or choose a file in one that exists",
+                ))
+            } else if !writable(parent) {
+                Err((
+                    format!(
+                        "{} does not exist and its directory cannot be written",
+                        path.display()
+                    ),
+                    "give the balancer's user write access to the directory, or create the file",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err((
+            format!("{}: {e}", path.display()),
+            "choose a file the balancer can write",
+        )),
+    }
 }
 
 /// Checks a group's stickiness as [`validate`] does, for `elb`, which takes it as a flag: the
@@ -530,8 +608,30 @@ pub(super) fn validate(file: &str, config: &Config) -> Result<Vec<Vec<SocketAddr
             }
         }
     }
-    if let Some(name) = &config.default_action.forward {
+    let default = &config.default_action;
+    if let Some(name) = &default.forward {
         known_group("default_action.forward".into(), name)?;
+    }
+    if let Some(fixed) = &default.fixed_response {
+        if default.forward.is_some() {
+            return Err(invalid(
+                "default_action".into(),
+                "has both forward and fixed_response".into(),
+                "give the default action one of them",
+            ));
+        }
+        fixed_ok(fixed).map_err(|(name, problem, fix)| {
+            invalid(
+                format!("default_action.fixed_response.{name}"),
+                problem,
+                fix,
+            )
+        })?;
+    }
+    if let Some(log) = &config.access_log {
+        let path = super::access_log_path(std::path::Path::new(file), log);
+        access_log_ok(&path)
+            .map_err(|(problem, fix)| invalid("access_log.path".into(), problem, fix))?;
     }
 
     let mut seen = HashSet::new();

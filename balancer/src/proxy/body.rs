@@ -12,12 +12,22 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
+use crate::access_log::Pending;
 use crate::pool::Sender;
 use crate::target::InFlight;
 
-/// The body of an answer to a client.
+/// The body of an answer to a client, and the access log's record of its request, sent when
+/// the body has been passed on or abandoned.
 #[derive(Debug)]
-pub(crate) enum ResponseBody {
+pub(crate) struct ResponseBody {
+    inner: Inner,
+    log: Option<Pending>,
+    /// Whether the body's end has been passed on.
+    ended: bool,
+}
+
+#[derive(Debug)]
+enum Inner {
     /// An answer the balancer makes itself (errors, admin documents).
     Full(Option<Bytes>),
     /// A target's answer, streamed. `body` is declared first so that it drops first: the
@@ -26,8 +36,44 @@ pub(crate) enum ResponseBody {
 }
 
 impl ResponseBody {
+    /// An answer the balancer makes itself.
     pub(crate) fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::Full(Some(bytes.into()))
+        Self::of(Inner::Full(Some(bytes.into())))
+    }
+
+    /// No body (a 101's).
+    pub(crate) fn empty() -> Self {
+        Self::of(Inner::Full(None))
+    }
+
+    /// A target's answer, holding its connection's `lease` until passed on.
+    pub(crate) fn upstream(body: Incoming, lease: Lease) -> Self {
+        Self::of(Inner::Upstream {
+            body,
+            _lease: lease,
+        })
+    }
+
+    fn of(inner: Inner) -> Self {
+        Self {
+            inner,
+            log: None,
+            ended: false,
+        }
+    }
+
+    /// This body sending `log`'s line when it has been passed on (or abandoned).
+    pub(crate) fn logged(mut self, log: Pending) -> Self {
+        self.log = Some(log);
+        self
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(mut log) = self.log.take() {
+            log.ended(self.ended || self.is_end_stream());
+        }
     }
 }
 
@@ -39,23 +85,35 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+        };
+        if let Some(log) = &mut this.log {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => log.sent(frame.data_ref().map_or(0, Bytes::len)),
+                Poll::Ready(Some(Err(_))) => log.target_body_failed(),
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending => {}
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Full(bytes) => bytes.is_none(),
-            Self::Upstream { body, .. } => body.is_end_stream(),
+        match &self.inner {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Upstream { body, .. } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Upstream { body, .. } => body.size_hint(),
+        match &self.inner {
+            Inner::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Inner::Upstream { body, .. } => body.size_hint(),
         }
     }
 }

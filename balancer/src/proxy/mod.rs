@@ -34,11 +34,13 @@ pub(crate) use body::ResponseBody;
 pub(crate) use errors::Failure;
 pub(crate) use framing::FramingWatch;
 
+use crate::access_log::{Pending, Tls, Trail};
 use crate::conditions::RequestView;
 use crate::config::Redirect;
 use crate::group::Group;
 use crate::rules::Action;
 use crate::shared::{Counters, Shared, CLIENT_ERROR_KINDS};
+use crate::snapshot::Snapshot;
 use crate::target::Outcome;
 use send::TryError;
 
@@ -58,6 +60,8 @@ pub(crate) struct Origin {
     port: u16,
     /// The listener's redirect of every request, if it has one.
     redirect: Option<Arc<Redirect>>,
+    /// The TLS session, on an HTTPS listener.
+    tls: Option<Tls>,
     _slot: Slot,
 }
 
@@ -72,7 +76,16 @@ impl Origin {
             scheme,
             port: listener_port,
             redirect: None,
+            tls: None,
             _slot: Slot::default(),
+        }
+    }
+
+    /// This origin's connection secured by TLS, its session as `tls` says.
+    pub(crate) fn secured(self, tls: Tls) -> Self {
+        Self {
+            tls: Some(tls),
+            ..self
         }
     }
 
@@ -145,30 +158,71 @@ pub(crate) const CLIENT_ERRORS: [Failure; CLIENT_ERROR_KINDS] = [
 ];
 
 /// Counts a client's error and makes its answer.
-fn client_error(counters: &Counters, failure: Failure) -> Response<ResponseBody> {
+fn client_error(
+    counters: &Counters,
+    failure: Failure,
+    trail: &mut Trail<'_>,
+) -> Response<ResponseBody> {
     counters.elb_4xx.fetch_add(1, Relaxed);
     if let Some(i) = CLIENT_ERRORS.iter().position(|&f| f == failure) {
         counters.client_errors[i].fetch_add(1, Relaxed);
     }
+    trail.failed(failure.code());
     failure.answer(None)
 }
 
-/// Answers one client request; `conflict` is the connection's [`FramingWatch`] flag.
+/// Answers one client request; `conflict` is the connection's [`FramingWatch`] flag. With the
+/// access log on, the answer's body carries the request's record, and a request whose client
+/// hangs up before its answer (this future dropped) is logged as such.
 pub(crate) async fn handle(
     shared: &'static Shared,
-    request: Request<Incoming>,
-    origin: &std::sync::Arc<Origin>,
+    mut request: Request<Incoming>,
+    origin: &Arc<Origin>,
     conflict: &AtomicBool,
+) -> Response<ResponseBody> {
+    let snapshot = shared.snapshot();
+    if !snapshot.access_log {
+        return answer(shared, &snapshot, request, origin, conflict, Trail::off()).await;
+    }
+    let websocket = websocket::is_upgrade(&request);
+    let mut pending = Pending::start(
+        &shared.access_log,
+        &mut request,
+        origin.client,
+        origin.port(),
+        origin.tls.as_ref(),
+        websocket,
+    );
+    let response = answer(
+        shared,
+        &snapshot,
+        request,
+        origin,
+        conflict,
+        pending.trail(),
+    )
+    .await;
+    pending.respond(&response);
+    response.map(|body| body.logged(pending))
+}
+
+/// The answer to one request, under `snapshot`, noting in `trail` what happened.
+async fn answer(
+    shared: &'static Shared,
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    origin: &Arc<Origin>,
+    conflict: &AtomicBool,
+    mut trail: Trail<'_>,
 ) -> Response<ResponseBody> {
     // Only a request with Transfer-Encoding can be the one whose head had both; one pipelined
     // before it (read in the same buffer) must not clear the flag.
     if request.headers().contains_key(TRANSFER_ENCODING) && conflict.swap(false, Relaxed) {
-        return client_error(&shared.counters, Failure::BadFraming);
+        return client_error(&shared.counters, Failure::BadFraming, &mut trail);
     }
     if !host_is_valid(&request) {
-        return client_error(&shared.counters, Failure::MissingHost);
+        return client_error(&shared.counters, Failure::MissingHost, &mut trail);
     }
-    let snapshot = shared.snapshot();
     // An absolute-form URI names the host for rule matching (RFC 9112 3.2.2), never an address.
     let host = request
         .uri()
@@ -185,38 +239,66 @@ pub(crate) async fn handle(
     };
     if let Some(redirect) = &origin.redirect {
         shared.counters.redirects.fetch_add(1, Relaxed);
+        trail.routed(0, "redirect");
         return actions::redirect(redirect, &view, origin.scheme(), origin.port());
     }
-    let group = match snapshot.router.route(&view) {
+    let routed = snapshot.router.route(&view);
+    // The group cookie a weighted forward's answer gets: the group's name and its duration.
+    let mut group_cookie = None;
+    let group = match routed.action {
         Action::Forward(g) => &snapshot.groups[g],
+        Action::Weighted(weighted) => {
+            let g = sticky::kept_group(view.headers, &snapshot.groups, weighted)
+                .unwrap_or_else(|| weighted.draw());
+            if weighted.stickiness_ms > 0 {
+                group_cookie = Some((g, weighted.stickiness_ms));
+            }
+            &snapshot.groups[g]
+        }
         Action::Redirect(redirect) => {
             shared.counters.redirects.fetch_add(1, Relaxed);
+            trail.routed(routed.priority, "redirect");
             return actions::redirect(redirect, &view, origin.scheme(), origin.port());
         }
         Action::Fixed(fixed) => {
             shared.counters.fixed_responses.fetch_add(1, Relaxed);
+            trail.routed(routed.priority, "fixed-response");
             return actions::fixed(fixed);
         }
         Action::NotFound => {
             shared.counters.elb_4xx.fetch_add(1, Relaxed);
+            trail.routed(routed.priority, "-");
+            trail.failed(Failure::NoRule.code());
             return Failure::NoRule.answer(None);
         }
     };
+    trail.routed(routed.priority, "forward");
+    trail.group(&group.config.name);
     let limits = BodyLimits {
         max_bytes: snapshot.limits.max_body_bytes,
         read_timeout: std::time::Duration::from_millis(snapshot.limits.read_timeout_ms),
     };
     if limits.max_bytes > 0 && declared_length(&request).is_some_and(|n| n > limits.max_bytes) {
-        return client_error(&shared.counters, Failure::Client(ClientFault::TooLarge));
+        return client_error(
+            &shared.counters,
+            Failure::Client(ClientFault::TooLarge),
+            &mut trail,
+        );
     }
     let forwarded = if websocket::is_upgrade(&request) {
-        websocket::forward(shared, group, request, origin).await
+        websocket::forward(shared, group, request, origin, &mut trail).await
     } else {
-        forward(group, request, origin, limits).await
+        forward(group, request, origin, limits, &mut trail).await
     };
     match forwarded {
-        Ok(response) => response,
-        Err(failure) if failure.is_clients() => client_error(&shared.counters, failure),
+        Ok(mut response) => {
+            if let Some((g, duration_ms)) = group_cookie {
+                let name = &snapshot.groups[g].config.name;
+                sticky::stick_group(response.headers_mut(), name, duration_ms);
+            }
+            response
+        }
+        Err(failure) if failure.is_clients() => client_error(&shared.counters, failure, &mut trail),
         Err(failure) => {
             let counter = match failure.status().as_u16() {
                 503 => &group.stats.elb_503,
@@ -224,6 +306,7 @@ pub(crate) async fn handle(
                 _ => &group.stats.elb_502,
             };
             counter.fetch_add(1, Relaxed);
+            trail.failed(failure.code());
             failure.answer(Some(&group.config.name))
         }
     }
@@ -259,6 +342,7 @@ async fn forward(
     request: Request<Incoming>,
     origin: &Origin,
     limits: BodyLimits,
+    trail: &mut Trail<'_>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let config = &group.config;
     group.stats.requests.fetch_add(1, Relaxed);
@@ -273,6 +357,7 @@ async fn forward(
     headers::forward_request(&mut parts.headers, origin);
     let uri = origin_form(&parts.uri);
     let body = RequestBody::new(body, limits);
+    trail.body(&body);
     let idempotent = is_idempotent(&parts.method);
     let stickiness = config.stickiness.as_ref();
     let sticky = sticky::member(group, &parts.headers);
@@ -287,6 +372,7 @@ async fn forward(
         *outgoing.uri_mut() = uri.clone();
         *outgoing.headers_mut() = parts.headers.clone();
         ensure_host(outgoing.headers_mut(), target);
+        trail.sent(target.address);
         let started = Instant::now();
         let sent = tokio::time::timeout(
             config.response_timeout(),
@@ -295,6 +381,7 @@ async fn forward(
         let (outcome, failure) = match sent.await {
             Ok(Ok((mut response, sender))) => {
                 let elapsed = started.elapsed();
+                trail.answered(response.status().as_u16());
                 let outcome = Outcome::Answered(response.status().as_u16());
                 note(group, chosen, outcome, elapsed);
                 group.stats.response_time.observe(elapsed);
@@ -304,10 +391,7 @@ async fn forward(
                     sticky::stick(response.headers_mut(), &config.name, stickiness, id);
                 }
                 let lease = Lease::new(sender, crate::worker::index(), in_flight);
-                return Ok(response.map(|body| ResponseBody::Upstream {
-                    body,
-                    _lease: lease,
-                }));
+                return Ok(response.map(|body| ResponseBody::upstream(body, lease)));
             }
             Ok(Err(TryError::NotSent(e))) => {
                 tracing::debug!("{}: {e}", target.address);

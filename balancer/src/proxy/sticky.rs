@@ -6,9 +6,14 @@
 //!   `cookie_name`, the balancer adds `ELBAPP-<group>` naming that target (ALB's `AWSALBAPP`);
 //!   a request that carries it goes to that target.
 //!
-//! A cookie's value is the target's id and an HMAC-SHA256 of group and id under a key drawn
-//! when the balancer starts (kept across reloads), so a forged cookie or one from another
-//! balancer is ignored, as is one naming a target that is not in the group. A sticky target
+//! - A weighted forward's group stickiness: its answers carry `ELBTG` (ALB's `AWSALBTG`), naming
+//!   the group drawn, for the rule's `group_stickiness_ms`; a request that carries it goes to
+//!   that group while the forward still weighs it above zero.
+//!
+//! A cookie's value is the id it names (target or group) and an HMAC-SHA256 of the cookie's
+//! name and the id under a key drawn when the balancer starts (kept across reloads), so a
+//! forged cookie, one from another balancer or another cookie's value is ignored, as is one
+//! naming a target that is not in the group. A sticky target
 //! that is not healthy loses its clients to the algorithm's choice once: the answer carries a
 //! new cookie naming the new target.
 
@@ -20,6 +25,7 @@ use ring::hmac;
 
 use crate::config::{Stickiness, StickinessKind};
 use crate::group::Group;
+use crate::rules::Weighted;
 
 /// This process's cookie key.
 fn key() -> &'static hmac::Key {
@@ -44,10 +50,11 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// What the MAC covers: the group and the target's id.
-fn signed(group: &str, id: &str) -> Vec<u8> {
-    let mut input = Vec::with_capacity(group.len() + id.len() + 1);
-    input.extend_from_slice(group.as_bytes());
+/// What the MAC covers: the cookie's name (which names the group for a target's cookie) and
+/// the id it carries, so that no value is good under another name.
+fn signed(cookie: &str, id: &str) -> Vec<u8> {
+    let mut input = Vec::with_capacity(cookie.len() + id.len() + 1);
+    input.extend_from_slice(cookie.as_bytes());
     input.push(0);
     input.extend_from_slice(id.as_bytes());
     input
@@ -61,10 +68,39 @@ pub(crate) fn cookie_name(group: &str, stickiness: &Stickiness) -> String {
     }
 }
 
-/// The cookie's value naming target `id` of `group`.
-fn value(group: &str, id: &str) -> String {
-    let tag = hmac::sign(key(), &signed(group, id));
-    format!("{}.{}", hex(id.as_bytes()), hex(tag.as_ref()))
+/// The cookie of a weighted forward's group stickiness (ALB's `AWSALBTG`), naming a group.
+const GROUP_COOKIE: &str = "ELBTG";
+
+/// The id a request's cookie `cookie` carries, when its MAC is this balancer's.
+fn read(headers: &HeaderMap, cookie: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == cookie)
+        .find_map(|(_, value)| {
+            let (id, tag) = value.split_once('.')?;
+            let id = String::from_utf8(unhex(id)?).ok()?;
+            let tag = unhex(tag)?;
+            hmac::verify(key(), &signed(cookie, &id), &tag).ok()?;
+            Some(id)
+        })
+}
+
+/// Adds cookie `cookie` carrying `id` for `duration_ms` to an answer.
+fn write(headers: &mut HeaderMap, cookie: &str, id: &str, duration_ms: u64) {
+    let tag = hmac::sign(key(), &signed(cookie, id));
+    let max_age = Duration::from_millis(duration_ms).as_secs().max(1);
+    let cookie = format!(
+        "{cookie}={}.{}; Max-Age={max_age}; Path=/; HttpOnly",
+        hex(id.as_bytes()),
+        hex(tag.as_ref())
+    );
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        headers.append(SET_COOKIE, cookie);
+    }
 }
 
 /// The target id a request's cookie for `group` names, when its MAC is this balancer's.
@@ -73,21 +109,7 @@ pub(crate) fn requested(
     group: &str,
     stickiness: &Stickiness,
 ) -> Option<String> {
-    let name = cookie_name(group, stickiness);
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(n, _)| *n == name)
-        .find_map(|(_, value)| {
-            let (id, tag) = value.split_once('.')?;
-            let id = String::from_utf8(unhex(id)?).ok()?;
-            let tag = unhex(tag)?;
-            hmac::verify(key(), &signed(group, &id), &tag).ok()?;
-            Some(id)
-        })
+    read(headers, &cookie_name(group, stickiness))
 }
 
 /// The member of `group` a request's stickiness cookie names, if the group is sticky and the
@@ -113,17 +135,31 @@ pub(crate) fn stick(headers: &mut HeaderMap, group: &str, stickiness: &Stickines
             return;
         }
     }
-    let max_age = Duration::from_millis(stickiness.duration_ms)
-        .as_secs()
-        .max(1);
-    let cookie = format!(
-        "{}={}; Max-Age={max_age}; Path=/; HttpOnly",
-        cookie_name(group, stickiness),
-        value(group, id)
+    write(
+        headers,
+        &cookie_name(group, stickiness),
+        id,
+        stickiness.duration_ms,
     );
-    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-        headers.append(SET_COOKIE, cookie);
-    }
+}
+
+/// The group of `weighted` a request's group cookie keeps it with: one of `groups` (the
+/// config's, by index) that the forward still gives requests to.
+pub(crate) fn kept_group(
+    headers: &HeaderMap,
+    groups: &[Group],
+    weighted: &Weighted,
+) -> Option<usize> {
+    let name = read(headers, GROUP_COOKIE)?;
+    groups
+        .iter()
+        .position(|g| g.config.name == name)
+        .filter(|&g| weighted.offers(g))
+}
+
+/// Adds the group cookie keeping the client with `group` for `duration_ms` to an answer.
+pub(crate) fn stick_group(headers: &mut HeaderMap, group: &str, duration_ms: u64) {
+    write(headers, GROUP_COOKIE, group, duration_ms);
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::body::{Lease, ResponseBody};
 use super::{admit, ensure_host, headers, note, origin_form, Failure, Origin};
+use crate::access_log::Trail;
 use crate::group::Group;
 use crate::shared::Shared;
 use crate::target::{InFlight, Outcome};
@@ -53,6 +54,7 @@ pub(super) async fn forward(
     group: &Group,
     mut request: Request<Incoming>,
     origin: &Arc<Origin>,
+    trail: &mut Trail<'_>,
 ) -> Result<Response<ResponseBody>, Failure> {
     let config = &group.config;
     group.stats.requests.fetch_add(1, Relaxed);
@@ -75,6 +77,7 @@ pub(super) async fn forward(
     *outgoing.method_mut() = parts.method;
     *outgoing.uri_mut() = origin_form(&parts.uri);
     *outgoing.headers_mut() = parts.headers;
+    trail.sent(target.address);
     let started = Instant::now();
     let sent = tokio::time::timeout(
         config.response_timeout(),
@@ -97,6 +100,7 @@ pub(super) async fn forward(
         }
     };
     let elapsed = started.elapsed();
+    trail.answered(response.status().as_u16());
     note(
         group,
         chosen,
@@ -107,10 +111,7 @@ pub(super) async fn forward(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::strip_hop_by_hop(response.headers_mut());
         let lease = Lease::alone(crate::worker::index(), in_flight);
-        return Ok(response.map(|body| ResponseBody::Upstream {
-            body,
-            _lease: lease,
-        }));
+        return Ok(response.map(|body| ResponseBody::upstream(body, lease)));
     }
     let target_side = hyper::upgrade::on(&mut response);
     let idle = std::time::Duration::from_millis(shared.snapshot().limits.websocket_idle_timeout_ms);
@@ -132,7 +133,7 @@ pub(super) async fn forward(
     });
     // The 101 goes back as the target made it: `Upgrade`, `Connection` and the
     // `Sec-WebSocket-*` answers included.
-    Ok(response.map(|_| ResponseBody::Full(None)))
+    Ok(response.map(|_| ResponseBody::empty()))
 }
 
 /// Sends the handshake on a new connection to `address` that allows the upgrade.

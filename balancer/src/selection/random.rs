@@ -14,7 +14,8 @@ impl Rng {
         Self(seed)
     }
 
-    fn next(&mut self) -> u64 {
+    /// 64 uniform bits.
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -25,12 +26,12 @@ impl Rng {
     /// Uniform in `0..n` (`n > 0`).
     pub(crate) fn below(&mut self, n: usize) -> usize {
         // Multiply-shift (Lemire): unbiased enough for n far below 2^64.
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
     /// Uniform in `[0, 1)`.
     pub(crate) fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -176,10 +176,12 @@ pub fn build(
             .collect(),
         default_action: DefaultAction {
             forward: Some(spec.routing.default.clone()),
+            fixed_response: None,
         },
         limits: Limits::default(),
         http2: Default::default(),
         target_groups: groups,
+        access_log: None,
     }
 }
 

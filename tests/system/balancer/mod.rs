@@ -2,6 +2,7 @@
 //! only) in front of real `elb-agent` processes, with fast timers (health checks every 200 ms),
 //! and checks what a user relies on through its listeners, `/status` and `/metrics`.
 
+mod access_log;
 mod algorithms;
 mod bad_input;
 mod blame;

@@ -27,7 +27,7 @@ fn metrics_count_the_requests_sent_and_status_and_the_agents_agree() {
         group("c2", Algorithm::P2cPeakEwma, vec![target("i-20", c2.addr)]),
     ]);
     config.rules = vec![rule(10, "/cluster1*", "c1"), rule(20, "/cluster2*", "c2")];
-    config.default_action = DefaultAction { forward: None };
+    config.default_action = DefaultAction::default();
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();
 

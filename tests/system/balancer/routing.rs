@@ -90,6 +90,7 @@ fn rules_follow_priority_wildcards_case_and_host_then_the_default_action() {
     ];
     config.default_action = DefaultAction {
         forward: Some("fallback".into()),
+        ..DefaultAction::default()
     };
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();
@@ -144,7 +145,7 @@ fn without_a_default_action_an_unmatched_request_gets_the_fixed_json_404() {
         vec![target("i-1", served.addr)],
     )]);
     config.rules = vec![rule(1, "/cluster1*", "c1")];
-    config.default_action = DefaultAction { forward: None };
+    config.default_action = DefaultAction::default();
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();
 
@@ -224,6 +225,7 @@ fn conditions_on_method_header_query_and_source_combine_as_on_alb() {
     ];
     config.default_action = DefaultAction {
         forward: Some("fallback".into()),
+        ..DefaultAction::default()
     };
     let balancer = Balancer::start(&config);
     balancer.wait_all_healthy();

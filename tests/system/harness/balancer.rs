@@ -39,8 +39,10 @@ pub fn config(groups: Vec<TargetGroup>) -> Config {
         rules: Vec::new(),
         default_action: DefaultAction {
             forward: groups.first().map(|g| g.name.clone()),
+            fixed_response: None,
         },
         target_groups: groups,
+        access_log: None,
     }
 }
 
