@@ -369,6 +369,49 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_response_default_answers_what_no_rule_matches_at_priority_0() {
+        let mut config = seed().config;
+        config.default_action = DefaultAction {
+            forward: None,
+            fixed_response: Some(FixedResponse {
+                status: 503,
+                ..FixedResponse::default()
+            }),
+        };
+        let router = Router::new(&config);
+        let headers = HeaderMap::new();
+        let routed = router.route(&get(&headers, None, "/other"));
+        assert!(matches!(routed.action, Action::Fixed(f) if f.status == 503));
+        assert_eq!(routed.priority, 0);
+        assert_eq!(router.route(&get(&headers, None, "/cluster2")).priority, 20);
+    }
+
+    #[test]
+    fn a_weighted_forward_offers_only_groups_weighing_above_zero() {
+        use crate::config::WeightedGroup;
+        let mut config = seed().config;
+        config.rules[0].forward = Some(Forward::Weighted(vec![
+            WeightedGroup {
+                group: "cluster1".into(),
+                weight: 0,
+            },
+            WeightedGroup {
+                group: "cluster2".into(),
+                weight: 5,
+            },
+        ]));
+        config.rules[0].group_stickiness_ms = 60_000;
+        let router = Router::new(&config);
+        let headers = HeaderMap::new();
+        let Action::Weighted(weighted) = router.route(&get(&headers, None, "/cluster1")).action
+        else {
+            panic!("a weighted forward");
+        };
+        assert_eq!(weighted.stickiness_ms, 60_000);
+        assert!(weighted.offers(1) && !weighted.offers(0));
+    }
+
+    #[test]
     fn ports_are_stripped_from_hosts_but_not_from_ipv6_literals() {
         assert_eq!(strip_port("a.b:80"), "a.b");
         assert_eq!(strip_port("[::1]:80"), "[::1]");

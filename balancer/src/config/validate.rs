@@ -1009,6 +1009,48 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_response_default_action_is_checked_as_a_rules_and_excludes_forward() {
+        let default = "[default_action]\n        forward = \"cluster1\"";
+        let fixed = "[default_action]\nfixed_response = { status = 503, body = \"soon\" }";
+        parse(Path::new("lb.toml"), &SEED.replacen(default, fixed, 1)).unwrap();
+        let both = format!("{default}\nfixed_response = {{ status = 503 }}");
+        assert_names(
+            &error(default, &both),
+            "default_action",
+            "give the default action one of them",
+        );
+        let bad = "[default_action]\nfixed_response = { status = 301 }";
+        assert_names(
+            &error(default, bad),
+            "default_action.fixed_response.status",
+            "such as 200, 404 or 503",
+        );
+    }
+
+    #[test]
+    fn group_stickiness_needs_a_weighted_forward_and_albs_range() {
+        let weighted =
+            "forward = [{ group = \"cluster1\", weight = 95 }, { group = \"cluster2\", weight = 5 }]";
+        with_action(&format!("{weighted}\ngroup_stickiness_ms = 3600000")).unwrap();
+        for (action, fix) in [
+            (
+                format!("{weighted}\ngroup_stickiness_ms = 999"),
+                "604800000 ms (7 days)",
+            ),
+            (
+                "forward = \"cluster2\"\ngroup_stickiness_ms = 60000".to_string(),
+                "forward to weighted groups",
+            ),
+        ] {
+            assert_names(
+                &with_action(&action).unwrap_err(),
+                "rules[1].group_stickiness_ms",
+                fix,
+            );
+        }
+    }
+
+    #[test]
     fn two_rules_with_one_priority_are_refused() {
         let e = error("priority = 20", "priority = 10");
         assert_names(&e, "rules[1].priority", "its own priority");

@@ -213,6 +213,44 @@ mod tests {
     }
 
     #[test]
+    fn a_group_cookie_is_good_only_as_itself() {
+        let mut answer = HeaderMap::new();
+        stick_group(&mut answer, "green", 60_000);
+        let set = answer[SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(
+            set.starts_with("ELBTG=") && set.contains("Max-Age=60"),
+            "{set}"
+        );
+        assert_eq!(
+            read(&returned(&answer), GROUP_COOKIE).as_deref(),
+            Some("green")
+        );
+        // The same value under a target cookie's name is not good there, nor the reverse.
+        let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
+        let mut swapped = HeaderMap::new();
+        swapped.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("ELB-green={value}")).unwrap(),
+        );
+        assert_eq!(requested(&swapped, "green", &lb()), None);
+        let mut target = HeaderMap::new();
+        stick(&mut target, "web", &lb(), "green");
+        let value = target[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
+        let value = value.split_once('=').unwrap().1;
+        let mut swapped = HeaderMap::new();
+        swapped.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("ELBTG={value}")).unwrap(),
+        );
+        assert_eq!(read(&swapped, GROUP_COOKIE), None);
+    }
+
+    #[test]
     fn app_cookie_stickiness_follows_the_applications_cookie() {
         let app = Stickiness {
             kind: StickinessKind::AppCookie,

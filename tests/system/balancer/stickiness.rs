@@ -3,7 +3,8 @@
 //! algorithm; a forged cookie is ignored; when the sticky target dies, the client moves once
 //! and stays on its new target. Application-based (`app_cookie`), with an application that sets
 //! its session cookie at login (`app_session.py`, Python's standard library): nothing sticks
-//! before the login, everything after it.
+//! before the login, everything after it. A weighted forward's group stickiness (`ELBTG`): a
+//! client stays with the group drawn for it until that group's weight drops to zero.
 
 use std::time::Duration;
 
@@ -224,4 +225,83 @@ fn app_cookie_stickiness_starts_when_the_application_sets_its_cookie() {
         },
     );
     assert_ne!(answer("/"), logged_in_at);
+}
+
+#[test]
+fn a_weighted_forwards_group_cookie_keeps_a_client_with_its_group_until_the_group_loses_its_weight()
+{
+    let (blue, green) = (agent("blue", "i-blue"), agent("green", "i-green"));
+    let mut config = config(vec![
+        group(
+            "blue",
+            Algorithm::RoundRobin,
+            vec![target("i-blue", blue.addr)],
+        ),
+        group(
+            "green",
+            Algorithm::RoundRobin,
+            vec![target("i-green", green.addr)],
+        ),
+    ]);
+    let weighted = |blue: u32, green: u32| {
+        proto::balancer_config::Forward::Weighted(vec![
+            proto::balancer_config::WeightedGroup {
+                group: "blue".into(),
+                weight: blue,
+            },
+            proto::balancer_config::WeightedGroup {
+                group: "green".into(),
+                weight: green,
+            },
+        ])
+    };
+    config.rules = vec![proto::balancer_config::Rule {
+        priority: 1,
+        path_pattern: "*".into(),
+        forward: Some(weighted(50, 50)),
+        group_stickiness_ms: 3_600_000,
+        ..Default::default()
+    }];
+    let balancer = Balancer::start(&config);
+    balancer.wait_all_healthy();
+
+    // Without the cookie: drawn by weight, so both groups serve 40 requests (each missing
+    // all 40 has probability 2^-40).
+    assert_eq!(
+        served_by(&balancer, 40, &[]).len(),
+        2,
+        "spread without the cookie"
+    );
+    let dir = TempDir::new("elb-cookies");
+    let jar = dir.path().join("jar").display().to_string();
+    let with_jar = ["-b", jar.as_str(), "-c", jar.as_str()];
+    let first = served_by(&balancer, 1, &with_jar);
+    assert_eq!(
+        served_by(&balancer, 20, &with_jar),
+        first,
+        "kept with its group"
+    );
+    let text = std::fs::read_to_string(&jar).expect("the jar");
+    assert!(text.contains("ELBTG"), "the group cookie: {text}");
+
+    // A forged group cookie is drawn again like none.
+    // "green" in hex with a MAC that is not the balancer's.
+    let forged = "ELBTG=677265656e.00".to_string();
+    assert_eq!(
+        served_by(&balancer, 40, &["-b", forged.as_str()]).len(),
+        2,
+        "a forged cookie keeps no one"
+    );
+
+    // The group loses its weight: the client moves, once, to the other and stays there.
+    let kept = first[0].clone();
+    let (b, g) = if kept == "i-blue" { (0, 1) } else { (1, 0) };
+    config.rules[0].forward = Some(weighted(b, g));
+    balancer.reload(&config);
+    balancer.status_until(Duration::from_secs(5), "the reload", |s| {
+        s.config_generation == 2
+    });
+    let moved = served_by(&balancer, 10, &with_jar);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_ne!(moved[0], kept, "moved off the group that lost its weight");
 }
