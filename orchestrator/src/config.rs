@@ -75,6 +75,31 @@ pub fn local_state(global: &Options) -> Result<StateDir, Error> {
     Ok(StateDir::for_project(&global.project)?)
 }
 
+/// A span of time as flags take it: a number with a unit, `ms`, `s`, `m` or `h` (`10s`,
+/// `500ms`, `5m`), or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write e.g. 10s, 500ms, 5m"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`: use ms, s, m or h (e.g. 10s)"
+            ))
+        }
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is out of range"))
+}
+
 /// Accepts names used in tags, resource names and paths: 1 to 64 of `[A-Za-z0-9._-]`, not
 /// starting with a dot or dash. `what` names the input in the error (a flag, a field).
 pub fn validate_name(what: &str, value: &str) -> Result<(), Error> {

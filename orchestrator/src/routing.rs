@@ -12,8 +12,10 @@
 //! `query=[KEY=]PATTERN[,...]`, `source=CIDR[,CIDR]`; e.g.
 //! `--rule '/api*;method=POST;header=X-Canary:yes=cluster2'`. The action, after the last `=` (or
 //! at `=redirect:` / `=fixed-response:`), is ALB's: a cluster; weighted clusters
-//! `blue:95,green:5`; `redirect:301:https://#{host}/#{path}?#{query}`;
-//! `fixed-response:503[:text/plain[:BODY]]`.
+//! `blue:95,green:5`, with ALB's group stickiness for a duration after `@`
+//! (`blue:95,green:5@1h`); `redirect:301:https://#{host}/#{path}?#{query}`;
+//! `fixed-response:503[:text/plain[:BODY]]`. The default action (`--default`) is a cluster or
+//! a fixed response.
 
 use std::collections::BTreeSet;
 
@@ -48,8 +50,12 @@ pub struct PathRule {
 pub enum RuleAction {
     /// Forward to the cluster's group.
     Forward(String),
-    /// Forward to clusters' groups by weight (ALB's weighted target groups).
-    Weighted(Vec<WeightedGroup>),
+    /// Forward to clusters' groups by weight (ALB's weighted target groups), a client kept
+    /// with the group drawn for it for `stickiness_ms` (0: each request draws).
+    Weighted {
+        groups: Vec<WeightedGroup>,
+        stickiness_ms: u64,
+    },
     /// Redirect.
     Redirect(Redirect),
     /// Answer without a target.
@@ -61,20 +67,30 @@ impl RuleAction {
     pub fn clusters(&self) -> Vec<&str> {
         match self {
             Self::Forward(cluster) => vec![cluster.as_str()],
-            Self::Weighted(groups) => groups.iter().map(|g| g.group.as_str()).collect(),
+            Self::Weighted { groups, .. } => groups.iter().map(|g| g.group.as_str()).collect(),
             Self::Redirect(_) | Self::Fixed(_) => Vec::new(),
         }
     }
 
-    /// For people: `cluster2`, `blue:95,green:5`, `redirect 301`, `fixed-response 503`.
+    /// For people: `cluster2`, `blue:95,green:5` (`@3600s` when sticky), `redirect 301`,
+    /// `fixed-response 503`.
     pub fn describe(&self) -> String {
         match self {
             Self::Forward(cluster) => cluster.clone(),
-            Self::Weighted(groups) => groups
-                .iter()
-                .map(|g| format!("{}:{}", g.group, g.weight))
-                .collect::<Vec<_>>()
-                .join(","),
+            Self::Weighted {
+                groups,
+                stickiness_ms,
+            } => {
+                let weights = groups
+                    .iter()
+                    .map(|g| format!("{}:{}", g.group, g.weight))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                match stickiness_ms {
+                    0 => weights,
+                    ms => format!("{weights}@{}s", ms / 1000),
+                }
+            }
             Self::Redirect(r) => format!("redirect {}", r.status),
             Self::Fixed(f) => format!("fixed-response {}", f.status),
         }
@@ -103,6 +119,22 @@ impl RuleAction {
                 .map_err(|_| format!("redirect status `{status}` is not a number"))?;
             return Ok(Self::Redirect(redirect_parts(status, url)?));
         }
+        let (text, stickiness_ms) = match text.split_once('@') {
+            Some((weights, duration)) => {
+                if !weights.contains([',', ':']) {
+                    return Err(format!(
+                        "`@{duration}` keeps a client with one of weighted clusters, and \
+                         `{weights}` is one cluster: write e.g. blue:95,green:5@1h"
+                    ));
+                }
+                let duration = crate::config::parse_duration(duration)?;
+                (
+                    weights,
+                    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                )
+            }
+            None => (text, 0),
+        };
         if text.contains([',', ':']) {
             let groups = text
                 .split(',')
@@ -121,7 +153,10 @@ impl RuleAction {
                     })
                 })
                 .collect::<Result<_, String>>()?;
-            return Ok(Self::Weighted(groups));
+            return Ok(Self::Weighted {
+                groups,
+                stickiness_ms,
+            });
         }
         crate::config::validate_name("cluster in --rule", text).map_err(|e| e.to_string())?;
         Ok(Self::Forward(text.to_owned()))
@@ -235,9 +270,15 @@ impl PathRule {
     pub fn balancer_rule(&self) -> proto::balancer_config::Rule {
         let (forward, redirect, fixed_response) = match &self.action {
             RuleAction::Forward(cluster) => (Some(Forward::Group(cluster.clone())), None, None),
-            RuleAction::Weighted(groups) => (Some(Forward::Weighted(groups.clone())), None, None),
+            RuleAction::Weighted { groups, .. } => {
+                (Some(Forward::Weighted(groups.clone())), None, None)
+            }
             RuleAction::Redirect(redirect) => (None, Some(redirect.clone()), None),
             RuleAction::Fixed(fixed) => (None, None, Some(fixed.clone())),
+        };
+        let group_stickiness_ms = match &self.action {
+            RuleAction::Weighted { stickiness_ms, .. } => *stickiness_ms,
+            _ => 0,
         };
         proto::balancer_config::Rule {
             priority: self.priority,
@@ -248,20 +289,21 @@ impl PathRule {
             query: self.conditions.query.clone(),
             source_ips: self.conditions.source_ips.clone(),
             forward,
-            group_stickiness_ms: 0,
+            group_stickiness_ms,
             redirect,
             fixed_response,
         }
     }
 }
 
-/// The rules in priority order and the default cluster.
+/// The rules in priority order and the default action.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Routing {
     /// Path rules, sorted by priority.
     pub rules: Vec<PathRule>,
-    /// The cluster that serves every request no rule matched.
-    pub default: String,
+    /// What every request no rule matched gets: a cluster ([`RuleAction::Forward`]) or a
+    /// fixed response ([`RuleAction::Fixed`]).
+    pub default: RuleAction,
 }
 
 impl Routing {
@@ -283,7 +325,7 @@ impl Routing {
                     conditions: Conditions::default(),
                 },
             ],
-            default: "cluster1".into(),
+            default: RuleAction::Forward("cluster1".into()),
         }
     }
 
@@ -292,11 +334,11 @@ impl Routing {
     /// rules, the seed's. Every pattern, condition and cluster name is checked, conditions as
     /// elb's balancer checks them (ALB's limits); nothing is looked up.
     pub fn from_flags(rules: &[String], default: Option<&str>) -> Result<Self, Error> {
+        let default = default.map(Self::parse_default).transpose()?;
         if rules.is_empty() {
             let mut seed = Self::seed();
             if let Some(default) = default {
-                crate::config::validate_name("--default", default)?;
-                seed.default = default.to_owned();
+                seed.default = default;
             }
             return Ok(seed);
         }
@@ -346,13 +388,11 @@ impl Routing {
             parsed.push(rule);
         }
         let default = match default {
-            Some(default) => {
-                crate::config::validate_name("--default", default)?;
-                default.to_owned()
-            }
+            Some(default) => default,
             None => parsed
                 .iter()
                 .find_map(|r: &PathRule| r.action.clusters().first().map(|c| (*c).to_owned()))
+                .map(RuleAction::Forward)
                 .ok_or_else(|| {
                     Error::Usage(
                         "no --rule forwards to a cluster, so none can be the default: give \
@@ -367,12 +407,55 @@ impl Routing {
         })
     }
 
+    /// The default action of a `--default` flag: a cluster or `fixed-response:...`, as a
+    /// rule's action is written; ALB's other actions are refused, with the way to get them.
+    fn parse_default(text: &str) -> Result<RuleAction, Error> {
+        let usage = |why: String| {
+            Error::Usage(format!(
+                "--default `{text}`: {why}; give a cluster (e.g. --default cluster1) or a fixed \
+                 response (e.g. --default fixed-response:503:text/plain:Back soon)"
+            ))
+        };
+        match RuleAction::parse(text).map_err(usage)? {
+            RuleAction::Fixed(fixed) => {
+                let rule = PathRule {
+                    priority: FIRST_PRIORITY,
+                    pattern: "*".into(),
+                    action: RuleAction::Fixed(fixed.clone()),
+                    conditions: Conditions::default(),
+                };
+                balancer::check_rule(&rule.balancer_rule()).map_err(usage)?;
+                Ok(RuleAction::Fixed(fixed))
+            }
+            RuleAction::Forward(cluster) => Ok(RuleAction::Forward(cluster)),
+            RuleAction::Weighted { .. } | RuleAction::Redirect(_) => Err(usage(
+                "a default action weighs no clusters and redirects nowhere here; add it as the \
+                 last --rule with the pattern * instead (e.g. --rule '*=blue:95,green:5')"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The default action as elb's balancer config holds it.
+    pub fn balancer_default(&self) -> proto::balancer_config::DefaultAction {
+        match &self.default {
+            RuleAction::Fixed(fixed) => proto::balancer_config::DefaultAction {
+                forward: None,
+                fixed_response: Some(fixed.clone()),
+            },
+            other => proto::balancer_config::DefaultAction {
+                forward: other.clusters().first().map(|c| (*c).to_owned()),
+                fixed_response: None,
+            },
+        }
+    }
+
     /// Every cluster the routing sends to, default included.
     pub fn clusters(&self) -> BTreeSet<&str> {
         self.rules
             .iter()
             .flat_map(|r| r.action.clusters())
-            .chain([self.default.as_str()])
+            .chain(self.default.clusters())
             .collect()
     }
 
@@ -409,7 +492,10 @@ impl Routing {
     /// (`/cluster1*` -> `/cluster1`), with the default's `/` first. Rules with conditions beside
     /// the path are left out: a plain GET of their path does not reach them.
     pub fn example_paths(&self) -> Vec<(String, &str)> {
-        let mut paths = vec![("/".to_owned(), self.default.as_str())];
+        let mut paths: Vec<(String, &str)> = match &self.default {
+            RuleAction::Forward(cluster) => vec![("/".to_owned(), cluster.as_str())],
+            _ => Vec::new(),
+        };
         for rule in self.rules.iter().filter(|r| r.conditions.is_empty()) {
             let path = rule
                 .pattern
@@ -477,8 +563,11 @@ mod tests {
                 (20, "/cluster2*", "cluster2".to_owned())
             ]
         );
-        assert_eq!(seed.default, "cluster1");
-        assert_eq!(flags(&[], Some("cluster2")).unwrap().default, "cluster2");
+        assert_eq!(seed.default, RuleAction::Forward("cluster1".into()));
+        assert_eq!(
+            flags(&[], Some("cluster2")).unwrap().default,
+            RuleAction::Forward("cluster2".into())
+        );
     }
 
     #[test]
@@ -487,7 +576,7 @@ mod tests {
         assert_eq!(r.rules[0].priority, 10);
         assert_eq!(r.rules[1].priority, 20);
         assert_eq!(r.rules[1].pattern, "/static/?.css");
-        assert_eq!(r.default, "big");
+        assert_eq!(r.default, RuleAction::Forward("big".into()));
         assert_eq!(
             r.example_paths(),
             [
@@ -578,23 +667,30 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(r.default, "blue", "the first cluster forwarded to");
+        assert_eq!(
+            r.default,
+            RuleAction::Forward("blue".into()),
+            "the first cluster forwarded to"
+        );
         assert_eq!(
             r.clusters().into_iter().collect::<Vec<_>>(),
             ["blue", "green"]
         );
         assert_eq!(
             r.rules[0].action,
-            RuleAction::Weighted(vec![
-                WeightedGroup {
-                    group: "blue".into(),
-                    weight: 95
-                },
-                WeightedGroup {
-                    group: "green".into(),
-                    weight: 5
-                },
-            ])
+            RuleAction::Weighted {
+                groups: vec![
+                    WeightedGroup {
+                        group: "blue".into(),
+                        weight: 95
+                    },
+                    WeightedGroup {
+                        group: "green".into(),
+                        weight: 5
+                    },
+                ],
+                stickiness_ms: 0
+            }
         );
         assert_eq!(
             r.rules[1].action,
@@ -641,6 +737,59 @@ mod tests {
     }
 
     #[test]
+    fn weighted_clusters_take_group_stickiness_after_an_at_sign() {
+        let r = flags(&["/api*=blue:95,green:5@1h"], None).unwrap();
+        let RuleAction::Weighted { stickiness_ms, .. } = &r.rules[0].action else {
+            panic!("weighted: {:?}", r.rules[0].action);
+        };
+        assert_eq!(*stickiness_ms, 3_600_000);
+        assert_eq!(r.rules[0].action.describe(), "blue:95,green:5@3600s");
+        assert_eq!(r.rules[0].balancer_rule().group_stickiness_ms, 3_600_000);
+        for (rule, needle) in [
+            ("/a=blue@1h", "one cluster"),
+            ("/a=blue:1,green:1@1x", "unknown unit"),
+            ("/a=blue:1,green:1@500ms", "604800000 ms (7 days)"),
+            ("/a=blue:1,green:1@8d", "unknown unit"),
+        ] {
+            let err = flags(&[rule], None).unwrap_err().to_string();
+            assert!(err.contains(needle), "{rule}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_default_is_a_cluster_or_a_fixed_response() {
+        let r = flags(
+            &["/api*=blue"],
+            Some("fixed-response:503:text/plain:Back soon"),
+        )
+        .unwrap();
+        let fixed = FixedResponse {
+            status: 503,
+            content_type: Some("text/plain".into()),
+            body: Some("Back soon".into()),
+        };
+        assert_eq!(r.default, RuleAction::Fixed(fixed.clone()));
+        assert_eq!(r.clusters().into_iter().collect::<Vec<_>>(), ["blue"]);
+        assert_eq!(r.balancer_default().fixed_response, Some(fixed));
+        assert_eq!(r.balancer_default().forward, None);
+        assert_eq!(r.example_paths(), [("/api".to_owned(), "blue")]);
+        let seed = flags(&[], Some("fixed-response:404")).unwrap();
+        assert_eq!(seed.rules, Routing::seed().rules);
+        for (default, needle) in [
+            ("blue:1,green:1", "last --rule with the pattern *"),
+            ("redirect:301:https://#{host}:443/", "last --rule"),
+            ("fixed-response:302", "2XX, 4XX or 5XX"),
+            ("bad/name", "cluster in --rule"),
+        ] {
+            let err = flags(&["/a=blue"], Some(default)).unwrap_err().to_string();
+            assert!(
+                err.contains(needle) && err.contains("--default"),
+                "{default}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn a_rule_to_a_cluster_without_instances_is_refused() {
         let existing: BTreeSet<String> = ["cluster1".to_owned()].into();
         let err = Routing::seed()
@@ -655,7 +804,7 @@ mod tests {
         assert!(Routing::seed().check_clusters(&both, &[]).is_ok());
         let all = Routing {
             rules: Vec::new(),
-            default: "all".into(),
+            default: RuleAction::Forward("all".into()),
         };
         assert!(all.check_clusters(&existing, &["all"]).is_ok());
     }

@@ -512,11 +512,11 @@ async fn ensure_listener(
     let port = want.port;
     let default = normalized(&match &want.redirect {
         Some(redirect) => AlbAction::Redirect(redirect.clone()),
-        None => AlbAction::Forward(arn_of(&routing.default)),
+        None => alb_action(&routing.default, arn_of),
     });
     let describe_default = || match &want.redirect {
         Some(_) => "a redirect to HTTPS".to_owned(),
-        None => routing.default.clone(),
+        None => routing.default.describe(),
     };
     let listener = existing.iter().find(|l| l.port == port);
     let name = load_balancer_name(apis.project);
@@ -636,14 +636,20 @@ async fn ensure_listener(
 fn alb_action(action: &RuleAction, arn_of: &dyn Fn(&str) -> String) -> AlbAction {
     match action {
         RuleAction::Forward(cluster) => AlbAction::Forward(arn_of(cluster)),
-        RuleAction::Weighted(groups) => {
+        RuleAction::Weighted {
+            groups,
+            stickiness_ms,
+        } => {
             let groups: Vec<(String, u32)> = groups
                 .iter()
                 .map(|g| (arn_of(&g.group), g.weight))
                 .collect();
             match &groups[..] {
                 [(arn, _)] => AlbAction::Forward(arn.clone()),
-                _ => AlbAction::Weighted(groups),
+                _ => AlbAction::Weighted {
+                    groups,
+                    stickiness_secs: (*stickiness_ms > 0).then(|| stickiness_ms / 1000),
+                },
             }
         }
         RuleAction::Redirect(redirect) => AlbAction::Redirect(redirect.clone()),

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use proto::balancer_config::{
-    Admin, Algorithm, Certificate, Config, DefaultAction, HealthCheck, Limits, Listener, Protocol,
+    AccessLog, Admin, Algorithm, Certificate, Config, HealthCheck, Limits, Listener, Protocol,
     Target, TargetGroup, TlsPolicy,
 };
 use proto::AGENT_PORT;
@@ -37,6 +37,9 @@ pub struct BalanceSpec {
     pub slow_start: std::time::Duration,
     /// Every group's stickiness, if any.
     pub stickiness: Option<proto::balancer_config::Stickiness>,
+    /// The access log's file: an absolute path for a local balancer, a file name in
+    /// [`INSTANCE_LOG_DIR`] on EC2; none: off.
+    pub access_log: Option<PathBuf>,
 }
 
 /// An HTTPS listener: its port, certificates and TLS policy.
@@ -55,13 +58,17 @@ pub struct CertificateFiles {
     pub key: PathBuf,
 }
 
-/// Where the balancer finds the certificates: where they are (a local balancer), or copied
-/// into a directory of its host (EC2: `tls-<n>.crt` and `tls-<n>.key`).
+/// Where the balancer finds the files it reads and writes: where the user named them (a local
+/// balancer), or on its instance (EC2): the certificates copied into this directory
+/// (`tls-<n>.crt` and `tls-<n>.key`), the access log in [`INSTANCE_LOG_DIR`].
 #[derive(Debug, Clone, Copy)]
-pub enum CertificatesAt<'a> {
+pub enum FilesAt<'a> {
     AsGiven,
     Copied(&'a str),
 }
+
+/// The balancer's logs directory on its instance.
+pub const INSTANCE_LOG_DIR: &str = crate::deploy::unit::BALANCER_LOG_DIR;
 
 impl HttpsSpec {
     /// The names of the copies of certificate `n` on a balancer's host (EC2).
@@ -70,17 +77,17 @@ impl HttpsSpec {
     }
 
     /// The listener on `ip`, its certificates found at `at`.
-    fn listener(&self, ip: IpAddr, at: CertificatesAt<'_>) -> Listener {
+    fn listener(&self, ip: IpAddr, at: FilesAt<'_>) -> Listener {
         let certificates = self
             .certificates
             .iter()
             .enumerate()
             .map(|(n, files)| match at {
-                CertificatesAt::AsGiven => Certificate {
+                FilesAt::AsGiven => Certificate {
                     cert: files.cert.display().to_string(),
                     key: files.key.display().to_string(),
                 },
-                CertificatesAt::Copied(dir) => {
+                FilesAt::Copied(dir) => {
                     let (cert, key) = Self::copy_names(n);
                     Certificate {
                         cert: format!("{dir}/{cert}"),
@@ -138,7 +145,7 @@ pub fn build(
     fleet: &[Instance],
     listen: SocketAddr,
     admin: SocketAddr,
-    certificates: CertificatesAt<'_>,
+    files: FilesAt<'_>,
 ) -> Config {
     let mut groups: Vec<TargetGroup> = spec
         .routing
@@ -164,7 +171,7 @@ pub fn build(
         .chain(
             spec.https
                 .as_ref()
-                .map(|https| https.listener(listen.ip(), certificates)),
+                .map(|https| https.listener(listen.ip(), files)),
         )
         .collect(),
         admin: Admin { address: admin },
@@ -174,14 +181,20 @@ pub fn build(
             .iter()
             .map(PathRule::balancer_rule)
             .collect(),
-        default_action: DefaultAction {
-            forward: Some(spec.routing.default.clone()),
-            fixed_response: None,
-        },
+        default_action: spec.routing.balancer_default(),
         limits: Limits::default(),
         http2: Default::default(),
         target_groups: groups,
-        access_log: None,
+        access_log: spec.access_log.as_ref().map(|path| AccessLog {
+            path: match files {
+                FilesAt::AsGiven => path.display().to_string(),
+                FilesAt::Copied(_) => format!(
+                    "{INSTANCE_LOG_DIR}/{}",
+                    path.file_name()
+                        .map_or("access.log".into(), |n| n.to_string_lossy())
+                ),
+            },
+        }),
     }
 }
 
@@ -278,6 +291,7 @@ mod tests {
             http_redirect: None,
             slow_start: std::time::Duration::ZERO,
             stickiness: None,
+            access_log: None,
         }
     }
 
@@ -290,7 +304,7 @@ mod tests {
             &fleet(),
             listen,
             admin,
-            CertificatesAt::AsGiven,
+            FilesAt::AsGiven,
         );
         assert_eq!(config.listeners[0].address, listen);
         assert_eq!(config.listeners.len(), 1, "no HTTPS unless asked");
@@ -338,19 +352,13 @@ mod tests {
         });
         let listen = "0.0.0.0:80".parse().unwrap();
         let admin = "0.0.0.0:9901".parse().unwrap();
-        let local = build(&spec, &fleet(), listen, admin, CertificatesAt::AsGiven);
+        let local = build(&spec, &fleet(), listen, admin, FilesAt::AsGiven);
         let https = &local.listeners[1];
         assert_eq!(https.address, "0.0.0.0:8443".parse().unwrap());
         assert_eq!(https.protocol, Protocol::Https);
         assert_eq!(https.tls_policy, TlsPolicy::Tls13Only);
         assert_eq!(https.certificates[1].key, "/home/me/b.key");
-        let remote = build(
-            &spec,
-            &fleet(),
-            listen,
-            admin,
-            CertificatesAt::Copied("/opt/elb"),
-        );
+        let remote = build(&spec, &fleet(), listen, admin, FilesAt::Copied("/opt/elb"));
         assert_eq!(
             remote.listeners[1].certificates[0].cert,
             "/opt/elb/tls-0.crt"
@@ -373,7 +381,7 @@ mod tests {
             &fleet(),
             "127.0.0.1:80".parse().unwrap(),
             "127.0.0.1:9901".parse().unwrap(),
-            CertificatesAt::AsGiven,
+            FilesAt::AsGiven,
         );
         assert_eq!(config.target_groups.len(), 1);
         assert_eq!(config.target_groups[0].targets.len(), 3);

@@ -224,7 +224,7 @@ pub(crate) fn build(
         fleet,
         SocketAddr::new(any, spec.port),
         SocketAddr::new(any, ADMIN_PORT),
-        config::CertificatesAt::Copied(install_dir),
+        config::FilesAt::Copied(install_dir),
     )
 }
 

@@ -22,7 +22,7 @@ use proto::balancer_config::Protocol;
 use proto::{BalancerStatus, TargetState};
 use tokio::time::Instant;
 
-pub use config::{BalanceSpec, CertificateFiles, HttpsSpec, ALL};
+pub use config::{BalanceSpec, CertificateFiles, HttpsSpec, ALL, INSTANCE_LOG_DIR};
 pub use ec2::Ec2Options;
 pub use report::render_status;
 
@@ -36,7 +36,7 @@ use crate::cloud::{Cloud, Instance};
 use crate::config::{Provider, Settings};
 use crate::deploy::ssh::HostFile;
 use crate::Error;
-use config::CertificatesAt;
+use config::FilesAt;
 
 /// Port of the balancer's admin listener (`/status`, `/metrics`) on its address.
 pub const ADMIN_PORT: u16 = 9901;
@@ -305,7 +305,7 @@ pub async fn up(
                 &fleet,
                 SocketAddr::new(balancer.listen.ip(), spec.port),
                 balancer.admin,
-                CertificatesAt::AsGiven,
+                FilesAt::AsGiven,
             );
             new.limits = old.limits.clone();
             same_listeners(&place, &old, &new)?;
@@ -324,7 +324,7 @@ pub async fn up(
                     &fleet,
                     SocketAddr::new(loopback, spec.port),
                     SocketAddr::new(loopback, ADMIN_PORT),
-                    CertificatesAt::AsGiven,
+                    FilesAt::AsGiven,
                 ),
             )?;
             let ports: Vec<u16> = spec.ports().into_iter().chain([ADMIN_PORT]).collect();
@@ -336,7 +336,7 @@ pub async fn up(
                     &fleet,
                     listen,
                     admin,
-                    CertificatesAt::AsGiven,
+                    FilesAt::AsGiven,
                 ))
             })?;
             let place = Place::Local {
@@ -370,7 +370,8 @@ pub async fn up(
 /// words, and the running one is left alone. Certificates are read where the balancer finds
 /// them: a local balancer's where they are; for an EC2 host, `files` (the copies `up` uploads)
 /// stand in for the copies there, and a push without them (a sync, whose copies are already
-/// on the host) checks everything but the HTTPS listeners.
+/// on the host) checks everything but the HTTPS listeners. An EC2 host's access log is in its
+/// logs directory, which the install makes there: not looked for here.
 fn check(
     place: &Place,
     config: &proto::balancer_config::Config,
@@ -381,6 +382,7 @@ fn check(
         return check_as_is(&name, config);
     };
     let mut local = config.clone();
+    local.access_log = None;
     if files.is_empty() {
         local.listeners.retain(|l| l.protocol == Protocol::Http);
         return check_as_is(&name, &local);

@@ -44,16 +44,26 @@ pub struct RoutingArgs {
     /// order given. Default: the seed's rules, /cluster1* -> cluster1, /cluster2* -> cluster2.
     #[arg(long = "rule", value_name = "PATTERN[;CONDITION]...=ACTION")]
     pub rules: Vec<String>,
-    /// The cluster that serves requests no rule matches (default: cluster1, or the first
-    /// rule's cluster).
-    #[arg(long = "default", value_name = "CLUSTER")]
+    /// What requests no rule matches get: a cluster, or fixed-response:STATUS[:TYPE[:BODY]]
+    /// (default: cluster1, or the first rule's cluster).
+    #[arg(long = "default", value_name = "CLUSTER|fixed-response:...")]
     pub default: Option<String>,
+    /// ALB's fixed-response as the default action: requests no rule matches get STATUS (2XX,
+    /// 4XX or 5XX) with an optional content type (text/plain, text/html, ...) and body, e.g.
+    /// a maintenance page: --fixed-response '503:text/plain:Back soon'. Same as --default
+    /// fixed-response:...
+    #[arg(long, value_name = "STATUS[:TYPE[:BODY]]", conflicts_with = "default")]
+    pub fixed_response: Option<String>,
 }
 
 impl RoutingArgs {
     /// The routing these flags give, checked.
     pub(crate) fn routing(&self) -> Result<Routing, Error> {
-        Routing::from_flags(&self.rules, self.default.as_deref())
+        let fixed = self
+            .fixed_response
+            .as_ref()
+            .map(|f| format!("fixed-response:{f}"));
+        Routing::from_flags(&self.rules, fixed.as_deref().or(self.default.as_deref()))
     }
 }
 
@@ -102,6 +112,9 @@ pub struct UpArgs {
     /// --https-cert files; the first certificate given is the default, the others are for SNI).
     #[arg(long = "https-certificate-arn", value_name = "ARN")]
     pub https_certificate_arn: Vec<String>,
+    /// `elb balance up`'s, refused here with why (hidden: elb's balancer's flag).
+    #[arg(long = "access-log", value_name = "PATH", hide = true)]
+    pub access_log: Option<std::path::PathBuf>,
 }
 
 /// The target group flags shared by `elb alb up` and `elb balance up`.
@@ -174,6 +187,16 @@ pub struct DownArgs {
 impl UpArgs {
     /// The spec these flags give, checked before any call.
     fn spec(&self, project: &str) -> Result<AlbSpec, Error> {
+        if self.access_log.is_some() {
+            return Err(Error::Usage(
+                "--access-log is for `elb balance up`: an ALB writes its access logs to an S3 \
+                 bucket (its access_logs.s3.* attributes, a bucket policy for the region's ELB \
+                 account), which elb does not manage. Turn them on in the console or with `aws \
+                 elbv2 modify-load-balancer-attributes`; elb's balancer writes the same format to \
+                 a file"
+                    .into(),
+            ));
+        }
         let https = self.https()?;
         let routing = self.routing.routing()?;
         alb::check_names(project, &routing)?;

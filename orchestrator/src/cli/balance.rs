@@ -13,6 +13,7 @@ use crate::balance::{self, BalanceSpec, CertificateFiles, Ec2Options, HttpsSpec}
 use crate::cloud::firewall::Cidr;
 use crate::config::{Provider, Settings};
 use crate::deploy::unit;
+use crate::routing::RuleAction;
 use crate::Error;
 
 /// Flags of `elb balance`.
@@ -54,6 +55,11 @@ pub struct UpArgs {
     /// An HTTPS listener beside the HTTP one.
     #[command(flatten)]
     pub https: HttpsArgs,
+    /// ALB's access log, one line per request in ALB's format: a file on this machine (local),
+    /// or a file name in /var/log/elb-balancer on the balancer's instance (EC2, rotated by
+    /// logrotate there). Default: off.
+    #[arg(long, value_name = "PATH")]
+    pub access_log: Option<PathBuf>,
     /// `elb alb up`'s, refused here with why (hidden: it is the ALB's flag).
     #[arg(long = "https-certificate-arn", value_name = "ARN", hide = true)]
     pub https_certificate_arn: Vec<String>,
@@ -149,7 +155,9 @@ impl UpArgs {
             ));
         }
         let mut routing = self.routing.routing()?;
-        if self.routing.rules.is_empty() && routing.default == balance::ALL {
+        if self.routing.rules.is_empty()
+            && routing.default == RuleAction::Forward(balance::ALL.into())
+        {
             // `--default all` alone: one mixed group, no path rules.
             routing.rules.clear();
         }
@@ -163,6 +171,12 @@ impl UpArgs {
             https,
             slow_start: self.group.slow_start()?,
             stickiness: self.group.stickiness()?,
+            // The balancer resolves a relative path against its config's directory; the user
+            // means their own.
+            access_log: self
+                .access_log
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         };
         spec.check()?;
         Ok(spec)
@@ -242,6 +256,23 @@ impl HttpsArgs {
 }
 
 impl UpArgs {
+    /// On EC2 the access log is a file name in the balancer's logs directory on its instance.
+    fn check_access_log_on_ec2(&self) -> Result<(), Error> {
+        let Some(path) = &self.access_log else {
+            return Ok(());
+        };
+        let bare = path.components().count() == 1 && path.file_name().is_some();
+        if bare {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "--access-log {}: on EC2 the log is written on the balancer's instance, in {}: give \
+             a file name, e.g. --access-log access.log",
+            path.display(),
+            balance::INSTANCE_LOG_DIR
+        )))
+    }
+
     /// The EC2 options these flags give.
     fn ec2_options(&self) -> Ec2Options {
         let ec2 = &self.ec2;
@@ -270,6 +301,7 @@ pub(crate) async fn run(settings: &Settings, args: &BalanceArgs) -> Result<(), E
                     )),
                     Provider::Local => balance::up(settings, &spec, up.balancer.as_deref()).await?,
                     Provider::Ec2 { .. } => {
+                        up.check_access_log_on_ec2()?;
                         let options = up.ec2_options();
                         balance::up_ec2(settings, &spec, &options).await?
                     }

@@ -253,6 +253,7 @@ async fn through_the_balancer(
         http_redirect: None,
         slow_start: std::time::Duration::ZERO,
         stickiness: None,
+        access_log: None,
     };
     eprintln!("starting elb's balancer with the seed's rules");
     let balancer = balance::up(settings, &seed, args.balancer.as_deref()).await?;
@@ -275,7 +276,7 @@ async fn through_the_balancer(
     let mixed = BalanceSpec {
         routing: Routing {
             rules: Vec::new(),
-            default: balance::ALL.to_owned(),
+            default: crate::routing::RuleAction::Forward(balance::ALL.to_owned()),
         },
         ..seed
     };

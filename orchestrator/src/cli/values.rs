@@ -1,8 +1,6 @@
 //! The command line's names for domain enums: clap's [`ValueEnum`] implemented here, in `cli/`,
 //! so that the types themselves (in `config` and `output`) know nothing of clap.
 
-use std::time::Duration;
-
 use clap::builder::PossibleValue;
 use clap::builder::TypedValueParser;
 use clap::ValueEnum;
@@ -95,33 +93,12 @@ pub(crate) fn algorithm_parser() -> impl clap::builder::TypedValueParser<Value =
         .map(|name| Algorithm::parse(&name).unwrap_or_default())
 }
 
-/// A span of time as flags take it: a number with a unit, `ms`, `s`, `m` or `h` (`10s`,
-/// `500ms`, `5m`), or a bare number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. 10s, 500ms, 5m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`: use ms, s, m or h (e.g. 10s)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is out of range"))
-}
+pub(crate) use crate::config::parse_duration;
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

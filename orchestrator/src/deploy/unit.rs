@@ -85,6 +85,37 @@ pub(crate) fn render_balancer(install_dir: &str) -> String {
     BALANCER_TEMPLATE.replace("@INSTALL_DIR@", install_dir)
 }
 
+/// The balancer's logs directory on its host (the unit's `LogsDirectory`), where its access
+/// log goes.
+pub(crate) const BALANCER_LOG_DIR: &str = "/var/log/elb-balancer";
+
+/// Shell that makes the balancer's logs directory (systemd's `LogsDirectory` gives it to the
+/// dynamic user at start; without systemd the balancer runs as the installing user) and, where
+/// logrotate is, rotates its `*.log` files daily, keeping 7, and tells the balancer to reopen
+/// them (SIGUSR1: to the unit, or to the pid in `install_dir`'s pid file).
+pub(crate) fn balancer_logs_setup(install_dir: &str) -> String {
+    format!(
+        r#"mkdir -p {BALANCER_LOG_DIR}
+if [ -d /etc/logrotate.d ]; then
+  cat > /etc/logrotate.d/{BALANCER}.part <<'ELB_LOGROTATE_END'
+{BALANCER_LOG_DIR}/*.log {{
+  daily
+  rotate 7
+  compress
+  delaycompress
+  missingok
+  notifempty
+  postrotate
+    systemctl kill -s USR1 {BALANCER}.service 2>/dev/null || kill -USR1 "$(cat {install_dir}/{BALANCER}.pid 2>/dev/null)" 2>/dev/null || true
+  endscript
+}}
+ELB_LOGROTATE_END
+  mv -f /etc/logrotate.d/{BALANCER}.part /etc/logrotate.d/{BALANCER}
+fi
+"#
+    )
+}
+
 /// Where the balancer's config lives in `install_dir`.
 pub(crate) fn balancer_config_path(install_dir: &str) -> String {
     format!("{install_dir}/{BALANCER}.toml")

@@ -278,6 +278,8 @@ fn bad_input_is_refused_before_anything_is_created() {
         .expect_failure_mentioning(&["t4g.small", "x86_64"]);
     up(&fx, install_dir, &["--type", "t3.nonesuch"]).expect_failure_mentioning(&["t3.nonesuch"]);
     fx.elb.run(&UP).expect_failure_mentioning(&["--ssh-cidr"]);
+    up(&fx, install_dir, &["--access-log", "/tmp/access.log"])
+        .expect_failure_mentioning(&["/var/log/elb-balancer", "give a file name"]);
     assert_eq!(fx.shim.count("RunInstances"), 1, "only the launch's");
     assert_eq!(fx.shim.count("CreateSecurityGroup"), 1, "only the agents'");
     assert!(fx.api.security_groups(REGION, &balancer_name()).is_empty());
@@ -345,12 +347,13 @@ fn under_systemd_the_balancer_is_a_unit_that_reloads_with_systemctl() {
             main_pid = main_pid.display(),
         ),
     );
-    up(&fx, &install_dir, &[]).expect_code(0);
+    up(&fx, &install_dir, &["--access-log", "access.log"]).expect_code(0);
     let unit = host.sh("cat /etc/systemd/system/elb-balancer.service");
     for line in [
         format!("ExecStart={install_dir}/elb-balancer {install_dir}/elb-balancer.toml"),
         "ExecReload=/bin/kill -HUP $MAINPID".to_owned(),
         "AmbientCapabilities=CAP_NET_BIND_SERVICE".to_owned(),
+        "LogsDirectory=elb-balancer".to_owned(),
     ] {
         assert!(unit.lines().any(|l| l == line), "{line}\n---\n{unit}");
     }
@@ -359,7 +362,23 @@ fn under_systemd_the_balancer_is_a_unit_that_reloads_with_systemctl() {
         "systemd owns it"
     );
     let listen: SocketAddr = format!("{}:8080", host.address).parse().unwrap();
-    assert_eq!(raw_http::get(listen, "/cluster1").status, 200);
+    assert_eq!(raw_http::get(listen, "/cluster1?logged").status, 200);
+    // The access log in the logs directory, rotated by logrotate, which tells the balancer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host
+        .sh("cat /var/log/elb-balancer/access.log 2>/dev/null || true")
+        .contains("/cluster1?logged")
+    {
+        assert!(Instant::now() < deadline, "no access log line on the host");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rotation = host.sh("cat /etc/logrotate.d/elb-balancer");
+    for part in [
+        "/var/log/elb-balancer/*.log",
+        "systemctl kill -s USR1 elb-balancer.service",
+    ] {
+        assert!(rotation.contains(part), "{part}\n---\n{rotation}");
+    }
     let before = status(&fx);
 
     fx.elb.run(&["balance", "sync"]).expect_code(0);

@@ -350,6 +350,44 @@ fn bad_balance_input_is_refused() {
     assert!(!project.ls().iter().any(|i| i["role"] == "balancer"));
 }
 
+/// `balance up --access-log`: the balancer logs each request in ALB's format to the file; one
+/// it cannot write is refused before anything starts, naming the field and the fix.
+#[test]
+fn the_balancer_writes_its_access_log_where_it_was_told() {
+    let project = LocalProject::new();
+    project.launch("cluster1", "m4.large", 1);
+    let dir = crate::harness::TempDir::new("elb-access-log");
+    let missing = dir.path().join("missing/access.log");
+    let mut up = UP.to_vec();
+    up.extend(["--default", "cluster1", "--rule", "/cluster1*=cluster1"]);
+    let mut refused = up.clone();
+    refused.extend(["--access-log", missing.to_str().expect("a UTF-8 path")]);
+    project
+        .run(&refused)
+        .expect_code(2)
+        .expect_failure_mentioning(&["access_log.path", "create the directory"]);
+    assert!(!project.ls().iter().any(|i| i["role"] == "balancer"));
+
+    let log = dir.path().join("access.log");
+    up.extend(["--access-log", log.to_str().expect("a UTF-8 path")]);
+    project.run(&up).expect_code(0);
+    let address = balancer_addr(&project);
+    assert_eq!(raw_http::get(address, "/cluster1?logged").status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("/cluster1?logged")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no line for the request: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(line.starts_with("http "), "{line}");
+    assert!(line.contains(" 200 200 "), "{line}");
+    assert!(line.contains(" cluster1 "), "the group: {line}");
+    project.run(&["balance", "down"]).expect_code(0);
+}
+
 /// `balance up --https-cert/--https-key`: an HTTPS listener beside HTTP, each name served its
 /// certificate; the flags' mistakes refused before anything starts.
 #[test]

@@ -384,61 +384,40 @@ impl ElbApi {
             .collect()
     }
 
-    /// A listener's rules' first actions by priority, as text: `forward ARN`, `weighted
-    /// ARN:W,ARN:W`, `redirect STATUS PROTOCOL HOST PORT PATH QUERY`, `fixed STATUS TYPE BODY`.
+    /// A listener's rules' first actions by priority, as text (see [`describe_action`]).
     pub fn rule_actions(&self, region: &str, listener_arn: &str) -> Vec<(String, String)> {
+        self.described_rules(region, listener_arn)
+            .into_iter()
+            .filter(|(_, default, _)| !default)
+            .map(|(priority, _, action)| (priority, action))
+            .collect()
+    }
+
+    /// The listener's default action, described as [`ElbApi::rule_actions`] describes them.
+    pub fn default_action(&self, region: &str, listener_arn: &str) -> String {
+        self.described_rules(region, listener_arn)
+            .into_iter()
+            .find(|(_, default, _)| *default)
+            .map(|(_, _, action)| action)
+            .expect("a listener has a default rule")
+    }
+
+    /// Every rule of a listener: priority, whether it is the default, its first action
+    /// described.
+    fn described_rules(&self, region: &str, listener_arn: &str) -> Vec<(String, bool, String)> {
         let xml = self.call_ok(region, "DescribeRules", &[("ListenerArn", listener_arn)]);
         let doc = parse(&xml);
         let Some(set) = doc.descendants().find(|n| n.has_tag_name("Rules")) else {
             return Vec::new();
         };
         members(set)
-            .filter(|r| text(*r, "IsDefault") != "true")
             .map(|r| {
                 let action = list(r, "Actions").first().copied();
-                let described = action.map_or_else(String::new, |a| {
-                    let config = |name: &str| a.children().find(|n| n.has_tag_name(name));
-                    match text(a, "Type").as_str() {
-                        "forward" => {
-                            let weighted: Vec<String> = config("ForwardConfig")
-                                .map(|c| list(c, "TargetGroups"))
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|g| {
-                                    format!("{}:{}", text(g, "TargetGroupArn"), text(g, "Weight"))
-                                })
-                                .collect();
-                            if weighted.len() > 1 {
-                                format!("weighted {}", weighted.join(","))
-                            } else {
-                                format!("forward {}", text(a, "TargetGroupArn"))
-                            }
-                        }
-                        "redirect" => {
-                            let c = config("RedirectConfig").expect("RedirectConfig");
-                            format!(
-                                "redirect {} {} {} {} {} {}",
-                                text(c, "StatusCode"),
-                                text(c, "Protocol"),
-                                text(c, "Host"),
-                                text(c, "Port"),
-                                text(c, "Path"),
-                                text(c, "Query")
-                            )
-                        }
-                        "fixed-response" => {
-                            let c = config("FixedResponseConfig").expect("FixedResponseConfig");
-                            format!(
-                                "fixed {} {} {}",
-                                text(c, "StatusCode"),
-                                text(c, "ContentType"),
-                                text(c, "MessageBody")
-                            )
-                        }
-                        other => other.to_owned(),
-                    }
-                });
-                (text(r, "Priority"), described)
+                (
+                    text(r, "Priority"),
+                    text(r, "IsDefault") == "true",
+                    action.map_or_else(String::new, describe_action),
+                )
             })
             .collect()
     }
@@ -503,5 +482,57 @@ impl ElbApi {
             .and_then(|n| n.text())
             .expect("CreateLoadBalancer answers with the ARN")
             .to_owned()
+    }
+}
+
+/// An action for a test's comparison: `forward ARN`, `weighted ARN:W,ARN:W[ sticky SECONDS]`,
+/// `redirect STATUS PROTOCOL HOST PORT PATH QUERY`, `fixed STATUS TYPE BODY`.
+fn describe_action(a: Node<'_, '_>) -> String {
+    let config = |name: &str| a.children().find(|n| n.has_tag_name(name));
+    match text(a, "Type").as_str() {
+        "forward" => {
+            let forward = config("ForwardConfig");
+            let weighted: Vec<String> = forward
+                .map(|c| list(c, "TargetGroups"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| format!("{}:{}", text(g, "TargetGroupArn"), text(g, "Weight")))
+                .collect();
+            let sticky = forward
+                .and_then(|c| {
+                    c.children()
+                        .find(|n| n.has_tag_name("TargetGroupStickinessConfig"))
+                })
+                .filter(|s| text(*s, "Enabled") == "true")
+                .map(|s| format!(" sticky {}", text(s, "DurationSeconds")))
+                .unwrap_or_default();
+            if weighted.len() > 1 {
+                format!("weighted {}{sticky}", weighted.join(","))
+            } else {
+                format!("forward {}", text(a, "TargetGroupArn"))
+            }
+        }
+        "redirect" => {
+            let c = config("RedirectConfig").expect("RedirectConfig");
+            format!(
+                "redirect {} {} {} {} {} {}",
+                text(c, "StatusCode"),
+                text(c, "Protocol"),
+                text(c, "Host"),
+                text(c, "Port"),
+                text(c, "Path"),
+                text(c, "Query")
+            )
+        }
+        "fixed-response" => {
+            let c = config("FixedResponseConfig").expect("FixedResponseConfig");
+            format!(
+                "fixed {} {} {}",
+                text(c, "StatusCode"),
+                text(c, "ContentType"),
+                text(c, "MessageBody")
+            )
+        }
+        other => other.to_owned(),
     }
 }

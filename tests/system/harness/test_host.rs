@@ -1,5 +1,6 @@
 //! Test hosts: each a network namespace (see `netns.rs`) with its own 127.x address, its own
-//! hostname and files (`unshare --mount --uts`: a private tmpfs on /run, its own install dir) and a
+//! hostname and files (`unshare --mount --uts`: a private tmpfs on /run, /var/log and
+//! /etc/logrotate.d, its own install dir) and a
 //! real Debian `sshd` on port 22 with its own host key, logging in root with the test's key.
 //!
 //! The hosts share this machine's root file system, so each host's install dir
@@ -184,6 +185,8 @@ impl TestHost {
         let setup = format!(
             "set -e
              mount -t tmpfs tmpfs /run
+             mount -t tmpfs tmpfs /var/log
+             if [ -d /etc/logrotate.d ]; then mount -t tmpfs tmpfs /etc/logrotate.d; fi
              mkdir -p /run/sshd
              {systemd}
              mount --bind {passwd} /etc/passwd

@@ -122,7 +122,7 @@ pub(super) async fn run(
     let spec = BalanceSpec {
         routing: Routing {
             rules: Vec::new(),
-            default: CLUSTER.to_owned(),
+            default: crate::routing::RuleAction::Forward(CLUSTER.to_owned()),
         },
         algorithm: Algorithm::LeastOutstandingRequests,
         port: args.balancer_port,
@@ -131,6 +131,7 @@ pub(super) async fn run(
         http_redirect: None,
         slow_start: std::time::Duration::ZERO,
         stickiness: None,
+        access_log: None,
     };
     let balancer = balance::up(settings, &spec, args.balancer.as_deref()).await?;
     balance::wait_healthy(&balancer, Duration::from_secs(30)).await?;

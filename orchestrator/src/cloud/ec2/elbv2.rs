@@ -201,8 +201,12 @@ pub struct LoadBalancing {
 pub enum AlbAction {
     /// `forward` to one group.
     Forward(String),
-    /// `forward` to two or more groups by weight.
-    Weighted(Vec<(String, u32)>),
+    /// `forward` to two or more groups by weight; a client kept with the group drawn for it
+    /// for `stickiness_secs` (ForwardConfig's TargetGroupStickinessConfig), if some.
+    Weighted {
+        groups: Vec<(String, u32)>,
+        stickiness_secs: Option<u64>,
+    },
     /// `redirect` (ELBv2 fills the parts left out with their placeholders: [`Redirect::filled`]).
     Redirect(Redirect),
     /// `fixed-response`.
@@ -220,7 +224,10 @@ impl AlbAction {
                     .set(at("Type"), "forward")
                     .set(at("TargetGroupArn"), arn);
             }
-            Self::Weighted(groups) => {
+            Self::Weighted {
+                groups,
+                stickiness_secs,
+            } => {
                 params.set(at("Type"), "forward").structs(
                     &at("ForwardConfig.TargetGroups"),
                     groups,
@@ -229,6 +236,10 @@ impl AlbAction {
                             .set(format!("{group}.Weight"), weight);
                     },
                 );
+                let sticky = at("ForwardConfig.TargetGroupStickinessConfig");
+                params
+                    .set(format!("{sticky}.Enabled"), stickiness_secs.is_some())
+                    .maybe(&format!("{sticky}.DurationSeconds"), *stickiness_secs);
             }
             Self::Redirect(redirect) => {
                 let full = redirect.filled();
@@ -281,7 +292,14 @@ impl AlbAction {
                     })
                     .collect();
                 if weighted.len() > 1 {
-                    Some(Self::Weighted(weighted))
+                    let stickiness = action.at(&["ForwardConfig", "TargetGroupStickinessConfig"]);
+                    let stickiness_secs = stickiness
+                        .filter(|s| s.text("Enabled") == Some("true"))
+                        .and_then(|s| s.number("DurationSeconds"));
+                    Some(Self::Weighted {
+                        groups: weighted,
+                        stickiness_secs,
+                    })
                 } else {
                     text(Some(action), "TargetGroupArn")
                         .or_else(|| weighted.first().map(|(arn, _)| arn.clone()))

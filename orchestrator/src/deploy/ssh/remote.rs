@@ -62,6 +62,8 @@ pub(crate) struct Service {
     pub args: String,
     /// A system group the unit names (`SupplementaryGroups`), created before it starts.
     pub group: Option<&'static str>,
+    /// Shell run before it starts, with or without systemd (`$dir` is the install dir).
+    pub setup: String,
 }
 
 impl Service {
@@ -72,6 +74,7 @@ impl Service {
             unit: unit::render(identity, install_dir, false),
             args: identity.shell_args(false),
             group: None,
+            setup: String::new(),
         }
     }
 
@@ -82,6 +85,7 @@ impl Service {
             unit: unit::render_balancer(install_dir),
             args: quote(&unit::balancer_config_path(install_dir)),
             group: Some(unit::TLS_GROUP),
+            setup: unit::balancer_logs_setup(install_dir),
         }
     }
 
@@ -185,7 +189,7 @@ impl Install<'_> {
 dir={dir}
 bin="$dir/{name}"
 mkdir -p "$dir"
-{group}{files}if [ -d /run/systemd/system ]; then
+{group}{files}{setup}if [ -d /run/systemd/system ]; then
   cat > {unit_path}.part <<'ELB_UNIT_END'
 {unit_text}ELB_UNIT_END
   mv -f {unit_path}.part {unit_path}
@@ -211,6 +215,7 @@ echo $! > "$pidfile"
 echo "{name} started detached (pid $!), log $dir/{name}.log"
 "#,
             group = self.service.group.map(ensure_group).unwrap_or_default(),
+            setup = self.service.setup,
             files = place(&self.files),
             unit_path = self.service.unit_path(),
             unit_text = self.service.unit,

@@ -114,6 +114,23 @@ fn a_condition_alb_would_refuse_is_refused_before_any_call() {
             .expect_code(2)
             .expect_failure_mentioning(&[needle]);
     }
+    // What the ALB cannot do as elb's balancer does it is refused with why.
+    fx.elb
+        .run(&["alb", "up", "--access-log", "access.log"])
+        .expect_code(2)
+        .expect_failure_mentioning(&["S3 bucket", "elb balance up"]);
+    for (flags, needle) in [
+        (["--fixed-response", "302"], "2XX, 4XX or 5XX"),
+        (["--default", "cluster1:5,cluster2:5"], "last --rule"),
+        (["--rule", "/a=cluster1@1h"], "one cluster"),
+    ] {
+        let mut args = vec!["alb", "up"];
+        args.extend(flags);
+        fx.elb
+            .run(&args)
+            .expect_code(2)
+            .expect_failure_mentioning(&[needle]);
+    }
     fx.assert_no_aws_call();
 }
 
@@ -125,13 +142,15 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
     fx.two_clusters();
     let flags = [
         "--rule",
-        "/canary*=cluster1:90,cluster2:10",
+        "/canary*=cluster1:90,cluster2:10@1h",
         "--rule",
         "/old/*=redirect:301:https://#{host}:443/new/#{path}?#{query}",
         "--rule",
         "/down*=fixed-response:503:text/plain:back soon",
-        "--default",
-        "cluster1",
+        "--rule",
+        "/c2*=cluster2",
+        "--fixed-response",
+        "404:text/plain:no route",
         "--slow-start",
         "60s",
         "--stickiness",
@@ -151,7 +170,15 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
     };
     assert_eq!(
         action("10"),
-        format!("weighted {}:90,{}:10", arn("cluster1"), arn("cluster2"))
+        format!(
+            "weighted {}:90,{}:10 sticky 3600",
+            arn("cluster1"),
+            arn("cluster2")
+        )
+    );
+    assert_eq!(
+        elb_api.default_action(REGION, &listener),
+        "fixed 404 text/plain no route"
     );
     assert_eq!(
         action("20"),
@@ -204,6 +231,16 @@ fn alb_up_and_balance_up_make_the_same_actions_from_the_same_rules() {
             },
         ]))
     );
+    assert_eq!(rule(10).group_stickiness_ms, 3_600_000);
+    assert_eq!(
+        config.default_action.fixed_response,
+        Some(FixedResponse {
+            status: 404,
+            content_type: Some("text/plain".into()),
+            body: Some("no route".into()),
+        })
+    );
+    assert_eq!(config.default_action.forward, None);
     assert_eq!(
         rule(20).redirect,
         Some(Redirect {
