@@ -32,7 +32,8 @@
 # BENCH_SCALE_TARGETS (1000; 0 skips that part), BENCH_TLS (1; 0 skips HTTPS and HTTP/2),
 # BENCH_BASELINE (path of another elb-balancer binary, e.g. a build of an earlier commit: loaded
 # with `round_robin` in the same rounds as `base-rr`, for an A/B comparison on this noisy
-# machine). Runs as root on Debian 12 (installs haproxy, nginx, wrk and h2load with apt-get when
+# machine), BENCH_ACCESS_LOG (1; 0 skips `elb-log`: `round_robin` with the access log on, to a
+# file in the work directory, in the same rounds, its lines counted against the requests). Runs as root on Debian 12 (installs haproxy, nginx, wrk and h2load with apt-get when
 # missing). Loopback only. About 30 minutes after the build with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -287,6 +288,12 @@ if [ -n "$baseline" ]; then
   lb_bin=$lb_bin_ours
   healthy "$admin" 4 >/dev/null
 fi
+access_log=${BENCH_ACCESS_LOG:-1}
+if [ "$access_log" = 1 ]; then
+  { cat "$work/rr.toml"; printf '[access_log]\npath = "%s"\n' "$work/access.log"; } >"$work/log.toml"
+  start_elb log "$work/log.toml"; log_front=$front log_pid=$pid log_admin=$admin
+  healthy "$admin" 4 >/dev/null
+fi
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$haproxy_port/cluster1" >/dev/null && break; sleep 0.1; done
 sleep 1
 {
@@ -294,6 +301,7 @@ sleep 1
   echo "nginx=$(rss_kib "$nginx_pid")"
   echo "elb-rr=$(rss_kib "$rr_pid")"; echo "elb-p2c=$(rss_kib "$p2c_pid")"
   if [ -n "$baseline" ]; then echo "base-rr=$(rss_kib "$base_pid")"; fi
+  if [ "$access_log" = 1 ]; then echo "elb-log=$(rss_kib "$log_pid")"; fi
 } >"$work/idle"
 
 echo "== wrk -d$duration --latency (-t1 at -c1, else -t2), GET /cluster1, $pinning, $cores cores"
@@ -307,10 +315,20 @@ for _ in $(seq "$rounds"); do
     load elb-rr "$rr_pid" "http://$rr_front/cluster1" "$c"
     load elb-p2c "$p2c_pid" "http://$p2c_front/cluster1" "$c"
     if [ -n "$baseline" ]; then load base-rr "$base_pid" "http://$base_front/cluster1" "$c"; fi
+    if [ "$access_log" = 1 ]; then load elb-log "$log_pid" "http://$log_front/cluster1" "$c"; fi
   done
 done
 echo
 echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+log_args=()
+if [ "$access_log" = 1 ]; then
+  sleep 1
+  # elb_request_count_total counts every request the log balancer routed (health checks are
+  # not requests); each should have its line, and none dropped.
+  metric() { curl -s "http://$log_admin/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {printf "%d", s}'; }
+  echo "requests=$(metric elb_request_count_total) lines=$(wc -l <"$work/access.log") written=$(metric elb_access_log_lines_total) dropped=$(metric elb_access_log_dropped_total) bytes=$(stat -c %s "$work/access.log")" >"$work/access-log"
+  log_args=(--access-log "$work/access-log")
+fi
 
 burst_args=()
 if [ "$burst_clients" -gt 0 ]; then
@@ -478,10 +496,15 @@ if [ "${BENCH_CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null; then
     sed "0,/127.0.0.1:0/s//127.0.0.1:$cg_port/" "$work/rr.toml" >"$work/cg-base.toml"
     callgrind base-rr "$cg_port" "$baseline" "$work/cg-base.toml"
   fi
+  if [ "$access_log" = 1 ]; then
+    cg_port=$(free_port)
+    sed "0,/127.0.0.1:0/s//127.0.0.1:$cg_port/" "$work/log.toml" >"$work/cg-log.toml"
+    callgrind elb-log "$cg_port" "$lb_bin" "$work/cg-log.toml"
+  fi
   echo
   instructions_args=(--instructions "$work/instructions")
 fi
 
 python3 "$root/scripts/bench/balancer_summary.py" "$work/results" --idle "$work/idle" \
   --binary "$lb_bin" --load "$(cut -d' ' -f1-3 /proc/loadavg)" "${burst_args[@]}" \
-  "${scale_args[@]}" "${instructions_args[@]}" "${tls_args[@]}"
+  "${scale_args[@]}" "${instructions_args[@]}" "${tls_args[@]}" "${log_args[@]}"

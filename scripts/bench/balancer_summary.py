@@ -44,6 +44,8 @@ def main() -> None:
                         help="file of `name instructions allocations` lines, per request")
     parser.add_argument("--burst", help="file of `name answers idle open after seconds` lines")
     parser.add_argument("--h2", help="file of `name req/s` lines, one per h2load round")
+    parser.add_argument("--access-log", help="file of `requests= lines= written= dropped= "
+                        "bytes=` of the access-logging balancer")
     args = parser.parse_args()
     with open(args.idle) as f:
         idle = dict(line.strip().split("=", 1) for line in f if "=" in line)
@@ -107,6 +109,20 @@ def main() -> None:
             print(f"  elb-rr against the baseline binary, c{c}: req/s {e['rps'] / b['rps']:5.2f}x, "
                   f"p99 {e['p99'] * 1e3:.2f} vs {b['p99'] * 1e3:.2f} ms, "
                   f"CPU/request {e['cpu'] / b['cpu']:5.2f}x")
+    for c in sorted({c for (n, c) in med if n == "elb-log"}):
+        e, b = med[("elb-log", c)], med[("elb-rr", c)]
+        print(f"  elb-rr with the access log against without, c{c}: req/s "
+              f"{e['rps'] / b['rps']:5.2f}x, p99 {e['p99'] * 1e3:.2f} vs {b['p99'] * 1e3:.2f} ms, "
+              f"CPU/request {e['cpu'] / b['cpu']:5.2f}x")
+    if args.access_log:
+        with open(args.access_log) as f:
+            counts = dict(kv.split("=") for kv in f.read().split())
+        print(f"  access log: {counts['lines']} lines for {counts['requests']} requests "
+              f"({counts['dropped']} dropped, {int(counts['bytes']) / int(counts['lines'] or 1):.0f} "
+              "bytes a line)")
+        goals.append((f"access log: a line per request ({counts['lines']} of "
+                      f"{counts['requests']}, {counts['dropped']} dropped)",
+                      counts["lines"] == counts["requests"] and counts["dropped"] == "0"))
     # The idle added latency needs the c1 level (BENCH_CONNECTIONS may leave it out).
     if ("direct", 1) in med:
         direct = med[("direct", 1)]["p50"]
@@ -209,7 +225,9 @@ def main() -> None:
               + ", ".join(f"{n} {v:.0f}" for n, v in per.items()))
         ratio = per["elb-rr"] / per["haproxy"]
         print(f"  elb-rr {ratio:.2f}x HAProxy" + (
-            f", {per['elb-rr'] / per['base-rr']:.2f}x the baseline binary" if "base-rr" in per else ""))
+            f", {per['elb-rr'] / per['base-rr']:.2f}x the baseline binary" if "base-rr" in per else "")
+              + (f"; with the access log {per['elb-log'] / per['elb-rr']:.2f}x without"
+                 if "elb-log" in per else ""))
         goals.append((f"instructions per request {ratio:.2f}x HAProxy's (info: <= 1.0 shows the "
                       "user-space path is not the gap)", ratio <= 1.0))
 
