@@ -296,43 +296,44 @@ impl Record {
     pub(super) fn format(&self, out: &mut String) {
         let answered_by = self.tries.iter().rev().find(|(_, status)| status.is_some());
         let target = answered_by.or(self.tries.last());
-        let seconds = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
-            (Some(from), Some(to)) => format!("{:.3}", to.duration_since(from).as_secs_f64()),
-            _ => "-1".to_string(),
-        };
-        let _ = write!(out, "{} ", self.kind);
+        out.push_str(self.kind);
+        out.push(' ');
         iso8601(self.ended_at, out);
-        let _ = write!(out, " listener/{} {} ", self.listener_port, self.client);
+        out.push_str(" listener/");
+        decimal(u64::from(self.listener_port), 0, out);
+        out.push(' ');
+        address(self.client, out);
+        out.push(' ');
         match target {
-            Some((address, _)) => {
-                let _ = write!(out, "{address} ");
-            }
-            None => out.push_str("- "),
+            Some((target, _)) => address(*target, out),
+            None => out.push('-'),
         }
-        let _ = write!(
-            out,
-            "{} {} {} {} ",
-            seconds(Some(self.started), self.dispatched),
-            seconds(self.dispatched, self.answered),
-            seconds(
-                self.answered,
-                self.returned.filter(|_| answered_by.is_some())
-            ),
-            self.elb_status.unwrap_or(CLIENT_CLOSED),
-        );
+        out.push(' ');
+        seconds(Some(self.started), self.dispatched, out);
+        seconds(self.dispatched, self.answered, out);
+        let returned = self.returned.filter(|_| answered_by.is_some());
+        seconds(self.answered, returned, out);
+        decimal(u64::from(self.elb_status.unwrap_or(CLIENT_CLOSED)), 0, out);
+        out.push(' ');
         match answered_by.and_then(|(_, s)| *s) {
-            Some(status) => {
-                let _ = write!(out, "{status} ");
-            }
-            None => out.push_str("- "),
+            Some(status) => decimal(u64::from(status), 0, out),
+            None => out.push('-'),
         }
-        let _ = write!(out, "{} {} ", self.received_bytes, self.sent_bytes);
+        out.push(' ');
+        decimal(self.received_bytes, 0, out);
+        out.push(' ');
+        decimal(self.sent_bytes, 0, out);
+        out.push(' ');
         quoted(Some(&self.request), out);
         out.push(' ');
         quoted(self.user_agent.as_deref(), out);
         match &self.tls {
             Some(tls) => {
-                let _ = write!(out, " {} {} ", tls.cipher, tls.protocol);
+                out.push(' ');
+                out.push_str(&tls.cipher);
+                out.push(' ');
+                out.push_str(tls.protocol);
+                out.push(' ');
             }
             None => out.push_str(" - - "),
         }
@@ -346,11 +347,10 @@ impl Record {
         );
         out.push_str(" \"-\" ");
         match self.rule {
-            Some(priority) => {
-                let _ = write!(out, "{priority} ");
-            }
-            None => out.push_str("-1 "),
+            Some(priority) => decimal(u64::from(priority), 0, out),
+            None => out.push_str("-1"),
         }
+        out.push(' ');
         iso8601(self.received_at, out);
         out.push(' ');
         quoted(Some(self.action), out);
@@ -358,23 +358,89 @@ impl Record {
         quoted(self.redirect_url.as_deref(), out);
         out.push(' ');
         quoted(self.error, out);
-        let targets: Vec<String> = self.tries.iter().map(|(a, _)| a.to_string()).collect();
-        let statuses: Vec<String> = self
-            .tries
-            .iter()
-            .map(|(_, s)| s.map_or("-".into(), |s| s.to_string()))
-            .collect();
-        out.push(' ');
-        quoted(
-            Some(targets.join(" ").as_str()).filter(|t| !t.is_empty()),
-            out,
-        );
-        out.push(' ');
-        quoted(
-            Some(statuses.join(" ").as_str()).filter(|s| !s.is_empty()),
-            out,
-        );
-        out.push_str(" \"-\" \"-\" -\n");
+        out.push_str(" \"");
+        for (i, (target, _)) in self.tries.iter().enumerate() {
+            out.push_str(if i > 0 { " " } else { "" });
+            address(*target, out);
+        }
+        if self.tries.is_empty() {
+            out.push('-');
+        }
+        out.push_str("\" \"");
+        for (i, (_, status)) in self.tries.iter().enumerate() {
+            out.push_str(if i > 0 { " " } else { "" });
+            match status {
+                Some(status) => decimal(u64::from(*status), 0, out),
+                None => out.push('-'),
+            }
+        }
+        if self.tries.is_empty() {
+            out.push('-');
+        }
+        out.push_str("\" \"-\" \"-\" -\n");
+    }
+}
+
+/// A processing time from `from` to `to` in seconds with three decimals and a space, or `-1 `
+/// when either is missing.
+fn seconds(from: Option<Instant>, to: Option<Instant>, out: &mut String) {
+    match (from, to) {
+        (Some(from), Some(to)) => {
+            let ms = u64::try_from(to.duration_since(from).as_millis()).unwrap_or(u64::MAX);
+            decimal(ms / 1000, 0, out);
+            out.push('.');
+            decimal(ms % 1000, 3, out);
+            out.push(' ');
+        }
+        _ => out.push_str("-1 "),
+    }
+}
+
+/// `value` in decimal, zero-padded to `width` digits. The line is written with these digit
+/// helpers rather than `write!`: `core::fmt`'s padding and `Ipv4Addr`'s `Display` made up half
+/// of a line's cost (callgrind).
+fn decimal(value: u64, width: usize, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut n = value;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    const ZEROS: &str = "00000000000000000000";
+    let padding = width.saturating_sub(digits.len() - i).min(ZEROS.len());
+    out.push_str(&ZEROS[..padding]);
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
+/// `value`'s low `width` hex digits, lower case, zero-padded.
+fn hex(value: u64, width: usize, out: &mut String) {
+    for shift in (0..width).rev() {
+        let nibble = (value >> (4 * shift)) & 0xf;
+        out.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+    }
+}
+
+/// `ip:port`; `[ip]:port` for IPv6.
+fn address(address: SocketAddr, out: &mut String) {
+    match address {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                decimal(u64::from(octet), 0, out);
+            }
+            out.push(':');
+            decimal(u64::from(v4.port()), 0, out);
+        }
+        SocketAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -384,10 +450,13 @@ fn new_trace_id(now: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (high, low) = crate::selection::with_rng(|rng| (rng.next_u64(), rng.next_u64()));
-    format!(
-        "Root=1-{:08x}-{:08x}{:016x}",
-        seconds as u32, high as u32, low
-    )
+    let mut id = String::with_capacity(40);
+    id.push_str("Root=1-");
+    hex(seconds, 8, &mut id);
+    id.push('-');
+    hex(high, 8, &mut id);
+    hex(low, 16, &mut id);
+    id
 }
 
 /// ALB's `request` field: method, the URL the client asked for (scheme, host, listener port,
@@ -396,21 +465,32 @@ fn request_line<B>(request: &Request<B>, scheme: &str, port: u16) -> String {
     let host = request
         .uri()
         .host()
-        .map(String::from)
         .or_else(|| {
             request
                 .headers()
                 .get(HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(|h| crate::rules::strip_port(h).to_string())
+                .map(crate::rules::strip_port)
         })
-        .unwrap_or_else(|| "-".into());
+        .unwrap_or("-");
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    format!(
-        "{} {scheme}://{host}:{port}{path} {:?}",
-        request.method(),
-        request.version()
-    )
+    let version = match request.version() {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    };
+    let method = request.method().as_str();
+    let mut line = String::with_capacity(method.len() + host.len() + path.len() + 32);
+    for part in [method, " ", scheme, "://", host, ":"] {
+        line.push_str(part);
+    }
+    decimal(u64::from(port), 0, &mut line);
+    for part in [path, " ", version] {
+        line.push_str(part);
+    }
+    line
 }
 
 /// The request head's bytes as HTTP/1.1 writes it.
@@ -448,14 +528,21 @@ fn quoted(text: Option<&str>, out: &mut String) {
     match text {
         None => out.push('-'),
         Some(text) => {
-            for byte in text.bytes() {
-                match byte {
-                    b'"' | b'\\' | ..=0x1f | 0x7f.. => {
-                        let _ = write!(out, "\\x{byte:02x}");
-                    }
-                    _ => out.push(byte as char),
+            // Runs of plain characters (printable ASCII, so whole UTF-8) are copied whole.
+            let bytes = text.as_bytes();
+            fn ascii(run: &[u8]) -> &str {
+                std::str::from_utf8(run).unwrap_or_default()
+            }
+            let mut plain = 0;
+            for (at, &byte) in bytes.iter().enumerate() {
+                if matches!(byte, b'"' | b'\\' | ..=0x1f | 0x7f..) {
+                    out.push_str(ascii(&bytes[plain..at]));
+                    out.push_str("\\x");
+                    hex(u64::from(byte), 2, out);
+                    plain = at + 1;
                 }
             }
+            out.push_str(ascii(&bytes[plain..]));
         }
     }
     out.push('"');
@@ -469,14 +556,21 @@ fn iso8601(at: SystemTime, out: &mut String) {
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let rest = secs % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_micros()
-    );
+    decimal(u64::try_from(year).unwrap_or(0), 4, out);
+    let parts = [
+        ('-', u64::from(month)),
+        ('-', u64::from(day)),
+        ('T', rest / 3600),
+        (':', rest % 3600 / 60),
+        (':', rest % 60),
+    ];
+    for (separator, value) in parts {
+        out.push(separator);
+        decimal(value, 2, out);
+    }
+    out.push('.');
+    decimal(u64::from(since.subsec_micros()), 6, out);
+    out.push('Z');
 }
 
 /// The proleptic Gregorian date of a day counted from 1970-01-01: Howard Hinnant's
@@ -512,6 +606,32 @@ mod tests {
         assert_eq!(out, "2024-02-29T23:59:59.500000Z");
         assert_eq!(civil_from_days(47_541), (2100, 3, 1));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_display_would() {
+        let mut out = String::new();
+        decimal(0, 0, &mut out);
+        decimal(7, 3, &mut out);
+        decimal(u64::MAX, 0, &mut out);
+        assert_eq!(out, format!("0007{}", u64::MAX));
+        out.clear();
+        hex(0xab, 4, &mut out);
+        assert_eq!(out, "00ab");
+        for text in ["10.0.255.1:80", "[::1]:8080"] {
+            out.clear();
+            address(text.parse().unwrap(), &mut out);
+            assert_eq!(out, text);
+        }
+        out.clear();
+        let now = Instant::now();
+        seconds(
+            Some(now),
+            Some(now + Duration::from_micros(1_234_567)),
+            &mut out,
+        );
+        seconds(None, Some(now), &mut out);
+        assert_eq!(out, "1.234 -1 ");
     }
 
     #[test]
