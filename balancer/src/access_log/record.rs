@@ -104,7 +104,7 @@ pub(crate) struct Trail<'a>(Option<&'a mut Record>);
 
 impl Trail<'_> {
     /// Notes nothing.
-    pub(crate) fn off() -> Trail<'static> {
+    pub(crate) fn off() -> Self {
         Trail(None)
     }
 
@@ -167,14 +167,13 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Starts the record of `request`, which came on a connection from `client` to the
-    /// listener on `listener_port` with `scheme`; gives the request ALB's `X-Amzn-Trace-Id`
+    /// listener on `listener_port` (over `tls` if any); gives the request ALB's `X-Amzn-Trace-Id`
     /// (`Root=1-<epoch seconds, hex>-<96 random bits, hex>`) when it has none, so that the
     /// targets' logs can be joined with this one.
     pub(crate) fn start<B>(
         log: &'static AccessLog,
         request: &mut Request<B>,
-        client: SocketAddr,
-        listener_port: u16,
+        (client, listener_port): (SocketAddr, u16),
         tls: Option<&Tls>,
         websocket: bool,
     ) -> Self {

@@ -181,29 +181,26 @@ pub(crate) async fn handle(
     conflict: &AtomicBool,
 ) -> Response<ResponseBody> {
     let snapshot = shared.snapshot();
-    if !snapshot.access_log {
-        return answer(shared, &snapshot, request, origin, conflict, Trail::off()).await;
+    let mut pending = snapshot.access_log.then(|| {
+        let websocket = websocket::is_upgrade(&request);
+        let client = (origin.client, origin.port());
+        Pending::start(
+            &shared.access_log,
+            &mut request,
+            client,
+            origin.tls.as_ref(),
+            websocket,
+        )
+    });
+    let trail = pending.as_mut().map_or_else(Trail::off, Pending::trail);
+    let response = answer(shared, &snapshot, request, origin, conflict, trail).await;
+    match pending {
+        Some(mut pending) => {
+            pending.respond(&response);
+            response.map(|body| body.logged(pending))
+        }
+        None => response,
     }
-    let websocket = websocket::is_upgrade(&request);
-    let mut pending = Pending::start(
-        &shared.access_log,
-        &mut request,
-        origin.client,
-        origin.port(),
-        origin.tls.as_ref(),
-        websocket,
-    );
-    let response = answer(
-        shared,
-        &snapshot,
-        request,
-        origin,
-        conflict,
-        pending.trail(),
-    )
-    .await;
-    pending.respond(&response);
-    response.map(|body| body.logged(pending))
 }
 
 /// The answer to one request, under `snapshot`, noting in `trail` what happened.
