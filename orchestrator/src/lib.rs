@@ -105,6 +105,18 @@ pub enum Error {
     /// Ctrl-C; the message says what exists and how to remove it.
     #[error("{0}")]
     Interrupted(String),
+    /// Instances launched with `--idle-terminate` that did not get their alarm.
+    #[error(
+        "{} ran without their idle alarm ({source}): they will not end on their own; remove them \
+         with `elb kill --yes --cluster <cluster>`, or fix the cause (the IAM policy's \
+         cloudwatch:PutMetricAlarm) and launch again",
+        instances.join(", ")
+    )]
+    IdleAlarms {
+        /// The instances without an alarm.
+        instances: Vec<String>,
+        source: CloudError,
+    },
 }
 
 impl Error {

@@ -60,6 +60,9 @@ pub enum Service {
     Elbv2,
     /// AWS Certificate Manager (JSON 1.1, target prefix `CertificateManager`).
     Acm,
+    /// Amazon CloudWatch, API version 2010-08-01 (the Query protocol, which CloudWatch serves
+    /// beside JSON and CBOR).
+    CloudWatch,
 }
 
 /// The body type of a query call.
@@ -74,6 +77,7 @@ impl Service {
             Self::Ec2 => "ec2",
             Self::Elbv2 => "elasticloadbalancing",
             Self::Acm => "acm",
+            Self::CloudWatch => "monitoring",
         }
     }
 
@@ -83,6 +87,7 @@ impl Service {
             Self::Ec2 => "2016-11-15",
             Self::Elbv2 => "2015-12-01",
             Self::Acm => "2015-12-08",
+            Self::CloudWatch => "2010-08-01",
         }
     }
 
@@ -90,14 +95,14 @@ impl Service {
     fn json_target(self) -> &'static str {
         match self {
             Self::Acm => "CertificateManager",
-            Self::Ec2 | Self::Elbv2 => "",
+            Self::Ec2 | Self::Elbv2 | Self::CloudWatch => "",
         }
     }
 
     fn lists(self) -> Lists {
         match self {
             Self::Ec2 => Lists::Ec2,
-            Self::Elbv2 | Self::Acm => Lists::Member,
+            Self::Elbv2 | Self::Acm | Self::CloudWatch => Lists::Member,
         }
     }
 
@@ -107,6 +112,7 @@ impl Service {
             Self::Ec2 => "AWS_ENDPOINT_URL_EC2",
             Self::Elbv2 => "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2",
             Self::Acm => "AWS_ENDPOINT_URL_ACM",
+            Self::CloudWatch => "AWS_ENDPOINT_URL_CLOUDWATCH",
         }
     }
 
@@ -167,7 +173,9 @@ impl Answer {
         let service = self.service;
         self.body.read(|root| match service {
             Service::Ec2 => read(root),
-            Service::Elbv2 | Service::Acm => read(root.child(&wrapper).unwrap_or(root)),
+            Service::Elbv2 | Service::Acm | Service::CloudWatch => {
+                read(root.child(&wrapper).unwrap_or(root))
+            }
         })
     }
 }

@@ -292,6 +292,9 @@ impl Events for TickPrinter {
                 target_group,
                 instances,
             } => eprintln!("ALB: {instances} instance(s) registered in {target_group}"),
+            Event::IdleAlarms { instances, idle } => {
+                eprintln!("{}", super::launch::idle_line(instances, &idle));
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod agent;
 
 use super::deploy::{AgentArgs, SshArgs};
 use super::instances;
+use crate::cloud::ec2::cloudwatch::IdleTerminate;
 use crate::cloud::firewall::Cidr;
 use crate::cloud::spec::{AccessRules, LaunchSpec};
 use crate::cloud::wait::Poll;
@@ -105,6 +106,19 @@ pub struct LaunchHow {
     /// How long to wait for the instances to run.
     #[command(flatten)]
     pub wait: RunningWait,
+    /// A CloudWatch alarm per instance terminates it once its CPU stayed below --idle-cpu for
+    /// this long (a multiple of 5 minutes up to 24h, e.g. 60m; EC2). Default: none.
+    #[arg(long, value_name = "DURATION", value_parser = super::values::parse_duration)]
+    pub idle_terminate: Option<Duration>,
+    /// With --idle-terminate: the CPU percentage under which an instance counts as idle (its
+    /// highest of every 5 minutes).
+    #[arg(
+        long,
+        value_name = "PCT",
+        default_value_t = 5.0,
+        requires = "idle_terminate"
+    )]
+    pub idle_cpu: f64,
 }
 
 /// How long to wait for new instances to run, and how often to look (`launch`, `balance up`).
@@ -191,9 +205,15 @@ impl LaunchHow {
             wait: self.wait.poll(),
             tags: Vec::new(),
         };
+        let idle = self
+            .idle_terminate
+            .map(|after| IdleTerminate::new(after, self.idle_cpu))
+            .transpose()
+            .map_err(|why| Error::Usage(format!("--idle-terminate/--idle-cpu {why}")))?;
         Ok(Growth {
             spec,
             agent: Some(agent),
+            idle,
         })
     }
 
@@ -212,6 +232,7 @@ impl LaunchHow {
             ("--agent-url", self.agent_url.is_some()),
             ("--agent-sha256", self.agent_sha256.is_some()),
             ("--no-wait-healthy", self.no_wait_healthy),
+            ("--idle-terminate", self.idle_terminate.is_some()),
         ];
         match ec2_only.iter().find(|(_, given)| *given) {
             Some((flag, _)) => Err(Error::Usage(format!(
@@ -276,6 +297,15 @@ pub(crate) async fn run<C: Cloud>(
     }
 }
 
+/// The line for people about `instances` new instances that got their idle alarm.
+pub(crate) fn idle_line(instances: usize, idle: &IdleTerminate) -> String {
+    format!(
+        "CloudWatch: {instances} instance(s) terminated once their CPU stays below {}% for {}",
+        idle.cpu_percent,
+        idle.describe()
+    )
+}
+
 /// Renders a launch's events: the new instances on stdout in the chosen format, the rest as
 /// lines on stderr.
 struct Printer(OutputFormat);
@@ -292,6 +322,7 @@ impl Events for Printer {
                 target_group,
                 instances,
             } => eprintln!("ALB: {instances} instance(s) registered in {target_group}"),
+            Event::IdleAlarms { instances, idle } => eprintln!("{}", idle_line(instances, &idle)),
             // A launch removes nothing and runs no autoscaling loop.
             Event::Removed { .. } | Event::Scaling(_) => {}
         }

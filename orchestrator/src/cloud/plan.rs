@@ -25,6 +25,15 @@ pub struct KillPlan {
     /// Load balancers, listeners, rules and target groups to delete first (EC2).
     #[serde(skip_serializing_if = "Inventory::is_empty")]
     pub load_balancing: Inventory,
+    /// CloudWatch alarms (the instances' idle alarms) and dashboards to delete (EC2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dashboards: Vec<String>,
+    /// What could not be searched, and why (e.g. CloudWatch without its IAM permissions):
+    /// such resources, if any, stay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unsearched: Vec<String>,
     /// Instances to terminate (serialized as ids).
     #[serde(serialize_with = "instance_ids")]
     pub instances: Vec<Instance>,
@@ -55,6 +64,9 @@ impl KillPlan {
         Self {
             region: region.to_owned(),
             load_balancing: Inventory::default(),
+            alarms: Vec::new(),
+            dashboards: Vec::new(),
+            unsearched: Vec::new(),
             instances,
             security_groups: Vec::new(),
             key_pairs: Vec::new(),
@@ -66,6 +78,8 @@ impl KillPlan {
     /// Whether there is nothing to delete.
     pub fn is_empty(&self) -> bool {
         self.load_balancing.is_empty()
+            && self.alarms.is_empty()
+            && self.dashboards.is_empty()
             && self.instances.is_empty()
             && self.security_groups.is_empty()
             && self.key_pairs.is_empty()
@@ -74,10 +88,21 @@ impl KillPlan {
 
     /// The plan for people; `location` says where, e.g. `in ca-central-1`.
     pub fn render_text(&self, project: &str, location: &str) -> String {
+        let unsearched: String = self
+            .unsearched
+            .iter()
+            .map(|why| format!("\n  not searched: {why}"))
+            .collect();
         if self.is_empty() {
-            return format!("nothing to delete for project {project} {location}");
+            return format!("nothing to delete for project {project} {location}{unsearched}");
         }
         let mut out = format!("kill plan for project {project} {location}:\n");
+        for name in &self.alarms {
+            out.push_str(&format!("  delete CloudWatch alarm {name}\n"));
+        }
+        for name in &self.dashboards {
+            out.push_str(&format!("  delete CloudWatch dashboard {name}\n"));
+        }
         let lbs = &self.load_balancing;
         for arn in &lbs.listeners {
             out.push_str(&format!("  delete listener {arn}\n"));
@@ -115,6 +140,10 @@ impl KillPlan {
         }
         for c in &self.cgroups {
             out.push_str(&format!("  remove cgroup {}\n", c.display()));
+        }
+        out.push_str(unsearched.trim_start_matches('\n'));
+        if !unsearched.is_empty() {
+            out.push('\n');
         }
         if self.dry_run {
             out.push_str("dry run: nothing was deleted\n");
@@ -160,6 +189,9 @@ mod tests {
                 name: "p-agents".into(),
             }],
             key_pairs: vec!["p-key".into()],
+            alarms: vec!["elb-p-idle-i-1".into()],
+            dashboards: vec!["elb-p".into()],
+            unsearched: vec![],
             cgroups: vec![],
             dry_run,
         }

@@ -24,6 +24,11 @@ pub(crate) enum Event {
     },
     /// One tick of an autoscaling loop.
     Scaling(Box<ScalingTick>),
+    /// `instances` new instances got their idle alarm.
+    IdleAlarms {
+        instances: usize,
+        idle: crate::cloud::ec2::cloudwatch::IdleTerminate,
+    },
 }
 
 /// One autoscaling tick: what the loop saw, decided and did.

@@ -13,6 +13,7 @@ pub(crate) use events::{Event, Events, Quiet, ScalingTick};
 use std::time::Duration;
 
 use crate::alb::{self, Apis};
+use crate::cloud::ec2::cloudwatch::IdleTerminate;
 use crate::cloud::spec::{KillOptions, LaunchSpec};
 use crate::cloud::{sort_instances, Cloud, Created, Instance};
 use crate::config::Settings;
@@ -25,6 +26,8 @@ use crate::Error;
 pub(crate) struct Growth {
     pub spec: LaunchSpec,
     pub agent: Option<AgentDelivery>,
+    /// The idle alarm each new instance gets (EC2), if any.
+    pub idle: Option<IdleTerminate>,
 }
 
 impl Growth {
@@ -39,6 +42,7 @@ impl Growth {
         Self {
             spec: LaunchSpec::local(cluster, instance_type, count, agent),
             agent: None,
+            idle: None,
         }
     }
 }
@@ -62,6 +66,20 @@ pub(crate) async fn grow<C: Cloud>(
         cluster: cluster.clone(),
         instances: instances.clone(),
     });
+    // Before anything that may fail: an instance meant to end when idle must not outlive a
+    // failed delivery.
+    if let (Some(idle), Some(ec2)) = (growth.idle, crate::cloud::ec2_of(settings)) {
+        ec2.put_idle_alarms(&instances, idle)
+            .await
+            .map_err(|(left, e)| Error::IdleAlarms {
+                instances: left,
+                source: e,
+            })?;
+        events.event(Event::IdleAlarms {
+            instances: instances.len(),
+            idle,
+        });
+    }
     if let Some(agent) = &growth.agent {
         agent.deliver(settings, &instances).await?;
     }

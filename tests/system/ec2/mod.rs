@@ -7,6 +7,7 @@ pub mod fixture;
 
 mod alb;
 mod autoscale;
+mod cloudwatch;
 mod errors;
 mod faults;
 mod interrupt;

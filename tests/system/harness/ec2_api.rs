@@ -80,6 +80,11 @@ impl Ec2Api {
         }
     }
 
+    /// The moto account this client works in (the account of the ARNs moto makes).
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
     /// Calls EC2's `action` in `region` and returns the XML body of a 2xx answer.
     pub fn call(
         &self,

@@ -7,6 +7,7 @@
 //! [`crate::aws`], which speaks the APIs; what elb reads of each answer is read here.
 
 pub mod acm;
+pub mod cloudwatch;
 pub mod elbv2;
 mod network;
 mod provider;
@@ -78,10 +79,10 @@ async fn call<T>(
     read: impl FnOnce(Node<'_, '_>) -> T,
 ) -> Result<T, CloudError> {
     let (prefix, action) = iam.split_once(':').unwrap_or(("ec2", iam));
-    let service = if prefix == "ec2" {
-        Service::Ec2
-    } else {
-        Service::Elbv2
+    let service = match prefix {
+        "ec2" => Service::Ec2,
+        "cloudwatch" => Service::CloudWatch,
+        _ => Service::Elbv2,
     };
     client
         .call(service, action, params)

@@ -115,8 +115,38 @@ impl Cloud for Ec2 {
         let instances = self
             .project_instances(options.cluster.as_deref(), false)
             .await?;
+        // The idle alarms of the instances to go (every alarm of the project when it all
+        // goes: an alarm may outlive its instance), and the dashboard. A policy without
+        // CloudWatch's actions does not stop the rest of the kill.
+        let (alarms, dashboards, unsearched) = match self.cloudwatch_plan().await {
+            Ok((alarms, dashboard)) => {
+                let alarms = alarms
+                    .into_iter()
+                    .filter(|a| {
+                        options.cluster.is_none() || instances.iter().any(|i| i.id == a.instance_id)
+                    })
+                    .map(|a| a.name)
+                    .collect();
+                let dashboards = dashboard
+                    .filter(|_| options.cluster.is_none())
+                    .into_iter()
+                    .collect();
+                (alarms, dashboards, Vec::new())
+            }
+            Err(e) => (
+                Vec::new(),
+                Vec::new(),
+                vec![format!("CloudWatch alarms and dashboards ({e})")],
+            ),
+        };
+        let base = KillPlan {
+            alarms,
+            dashboards,
+            unsearched,
+            ..KillPlan::new(&self.region, instances, options.dry_run)
+        };
         if options.cluster.is_some() {
-            return Ok(KillPlan::new(&self.region, instances, options.dry_run));
+            return Ok(base);
         }
         let load_balancing = self.load_balancing().inventory().await?;
         let (security_groups, key_pairs) = if options.keep_network {
@@ -133,7 +163,7 @@ impl Cloud for Ec2 {
             load_balancing,
             security_groups,
             key_pairs,
-            ..KillPlan::new(&self.region, instances, options.dry_run)
+            ..base
         })
     }
 
@@ -143,6 +173,17 @@ impl Cloud for Ec2 {
     async fn kill(&self, plan: &KillPlan, options: &KillOptions) -> Result<(), Error> {
         let poll = options.wait;
         let deadline = Instant::now() + poll.timeout;
+        if !plan.alarms.is_empty() {
+            self.delete_alarms(&plan.alarms).await?;
+            self.note(format!("deleted {} CloudWatch alarm(s)", plan.alarms.len()));
+        }
+        if !plan.dashboards.is_empty() {
+            self.delete_dashboard().await?;
+            self.note(format!(
+                "deleted CloudWatch dashboard {}",
+                plan.dashboards.join(", ")
+            ));
+        }
         self.load_balancing()
             .delete(&plan.load_balancing, poll.interval, deadline)
             .await?;
@@ -169,7 +210,7 @@ impl Cloud for Ec2 {
         }
         for k in &plan.key_pairs {
             match self.delete_key_pair(k).await {
-                Ok(()) => self.note("deleted key pair {k}"),
+                Ok(()) => self.note(format!("deleted key pair {k}")),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }

@@ -1,0 +1,342 @@
+//! The project's side of Amazon CloudWatch: the alarms that terminate idle instances (`elb
+//! launch --idle-terminate`), the fleet's figures published under the namespace `elb` (`elb stats
+//! --publish`) and the project's dashboard (`elb cloudwatch dashboard`). The kill switch deletes
+//! the alarms and the dashboard. CloudWatch is spoken in its Query protocol.
+
+use std::time::Duration;
+
+use crate::aws::Service;
+use crate::cloud::errors::CloudError;
+use crate::cloud::{Instance, MANAGED_BY};
+
+use super::Ec2;
+
+/// CloudWatch's EC2 metrics without detailed monitoring come every 5 minutes: an idle alarm
+/// looks at periods of this length.
+pub const IDLE_PERIOD: Duration = Duration::from_secs(300);
+/// The longest an alarm may look back (`Period` x `EvaluationPeriods`): one day.
+pub const MAX_IDLE: Duration = Duration::from_secs(86_400);
+/// Most alarms one `DeleteAlarms` call takes.
+const DELETE_BATCH: usize = 100;
+/// Most metric data one `PutMetricData` call takes.
+const PUT_BATCH: usize = 1000;
+
+/// An idle instance's end: terminated by CloudWatch once its highest CPU of every 5-minute
+/// period stayed below `cpu_percent` for `after`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleTerminate {
+    /// A multiple of [`IDLE_PERIOD`], at most [`MAX_IDLE`].
+    pub after: Duration,
+    /// Between 0 and 100, exclusive.
+    pub cpu_percent: f64,
+}
+
+impl IdleTerminate {
+    /// Checks the bounds CloudWatch sets; the error says what is wrong and the fix.
+    pub fn new(after: Duration, cpu_percent: f64) -> Result<Self, String> {
+        let period = IDLE_PERIOD.as_secs();
+        let secs = after.as_secs();
+        if secs == 0 || secs % period != 0 || after.subsec_nanos() != 0 || after > MAX_IDLE {
+            return Err(format!(
+                "{after:?}: CloudWatch sees an instance's CPU in 5-minute periods and looks back \
+                 at most a day: give a multiple of 5 minutes up to 24h, e.g. 60m"
+            ));
+        }
+        if !(cpu_percent > 0.0 && cpu_percent < 100.0) {
+            return Err(format!(
+                "{cpu_percent}: an idle threshold is a CPU percentage above 0 and below 100, \
+                 e.g. 5"
+            ));
+        }
+        Ok(Self { after, cpu_percent })
+    }
+
+    /// `60m`, for people and `elb ls`.
+    pub fn describe(&self) -> String {
+        let minutes = self.after.as_secs() / 60;
+        if minutes % 60 == 0 {
+            format!("{}h", minutes / 60)
+        } else {
+            format!("{minutes}m")
+        }
+    }
+}
+
+/// An idle alarm of the project, as CloudWatch holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdleAlarm {
+    pub name: String,
+    /// The instance it terminates.
+    pub instance_id: String,
+    pub idle: IdleTerminate,
+}
+
+/// One figure for `PutMetricData`: a metric of the namespace with its dimensions, value and
+/// unit (CloudWatch's unit names: `Percent`, `Count/Second`, `Milliseconds`, `Count`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Datum {
+    pub metric: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+impl Ec2 {
+    /// The prefix of the names of the project's idle alarms.
+    fn idle_prefix(&self) -> String {
+        format!("elb-{}-idle-", self.project)
+    }
+
+    /// The project's dashboard's name.
+    pub fn dashboard_name(&self) -> String {
+        format!("elb-{}", self.project)
+    }
+
+    /// Gives each of `instances` its idle alarm (`elb-<project>-idle-<instance id>`, tagged
+    /// `Project`, `ManagedBy` and `Name`), replacing one of the same name. Returns the ids of
+    /// the instances left without one when a call fails, with the error.
+    pub async fn put_idle_alarms(
+        &self,
+        instances: &[Instance],
+        idle: IdleTerminate,
+    ) -> Result<(), (Vec<String>, CloudError)> {
+        let periods = idle.after.as_secs() / IDLE_PERIOD.as_secs();
+        for (i, instance) in instances.iter().enumerate() {
+            let name = format!("{}{}", self.idle_prefix(), instance.id);
+            let mut params = Service::CloudWatch.params();
+            params
+                .set("AlarmName", &name)
+                .set(
+                    "AlarmDescription",
+                    format!(
+                        "elb: terminates {} (project {}, cluster {}) once its CPU stays below \
+                         {}% for {}",
+                        instance.id,
+                        self.project,
+                        instance.cluster,
+                        idle.cpu_percent,
+                        idle.describe()
+                    ),
+                )
+                .set("Namespace", "AWS/EC2")
+                .set("MetricName", "CPUUtilization")
+                .set("Statistic", "Maximum")
+                .set("Period", IDLE_PERIOD.as_secs())
+                .set("EvaluationPeriods", periods)
+                .set("Threshold", idle.cpu_percent)
+                .set("ComparisonOperator", "LessThanThreshold")
+                // A stopped instance publishes nothing: no data is not idleness.
+                .set("TreatMissingData", "missing")
+                .list(
+                    "AlarmActions",
+                    [format!("arn:aws:automate:{}:ec2:terminate", self.region)],
+                )
+                .structs("Dimensions", [&instance.id], |p, prefix, id| {
+                    p.set(format!("{prefix}.Name"), "InstanceId")
+                        .set(format!("{prefix}.Value"), id);
+                })
+                .pairs(
+                    "Tags",
+                    [
+                        ("Project", self.project.as_str()),
+                        ("ManagedBy", MANAGED_BY),
+                        ("Name", name.as_str()),
+                    ],
+                );
+            if let Err(e) = self
+                .call("cloudwatch:PutMetricAlarm", &params, |_| ())
+                .await
+            {
+                let left = instances[i..].iter().map(|i| i.id.clone()).collect();
+                return Err((left, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The project's idle alarms: those named with its prefix whose `Project` tag is the
+    /// project's (a prefix alone could be another project's: `a` and `a-idle`).
+    pub async fn idle_alarms(&self) -> Result<Vec<IdleAlarm>, CloudError> {
+        let mut params = Service::CloudWatch.params();
+        params
+            .set("AlarmNamePrefix", self.idle_prefix())
+            .set("AlarmTypes.member.1", "MetricAlarm");
+        let found = super::pages(
+            &self.client,
+            "cloudwatch:DescribeAlarms",
+            &params,
+            "NextToken",
+            |root| {
+                let alarms = root
+                    .list("MetricAlarms")
+                    .filter_map(|a| {
+                        let name = a.text("AlarmName")?.to_owned();
+                        let instance_id = a
+                            .list("Dimensions")
+                            .find(|d| d.text("Name") == Some("InstanceId"))?
+                            .string("Value");
+                        let period: u64 = a.number("Period")?;
+                        let periods: u64 = a.number("EvaluationPeriods")?;
+                        let idle = IdleTerminate {
+                            after: Duration::from_secs(period * periods),
+                            cpu_percent: a.number("Threshold")?,
+                        };
+                        let arn = a.string("AlarmArn");
+                        Some((
+                            arn,
+                            IdleAlarm {
+                                name,
+                                instance_id,
+                                idle,
+                            },
+                        ))
+                    })
+                    .collect();
+                (alarms, root.text("NextToken").map(str::to_owned))
+            },
+        )
+        .await?;
+        let mut ours = Vec::with_capacity(found.len());
+        for (arn, alarm) in found {
+            let mut params = Service::CloudWatch.params();
+            params.set("ResourceARN", &arn);
+            let project = self
+                .call("cloudwatch:ListTagsForResource", &params, |root| {
+                    root.tag("Tags", "Project").map(str::to_owned)
+                })
+                .await?;
+            if project.as_deref() == Some(self.project.as_str()) {
+                ours.push(alarm);
+            }
+        }
+        Ok(ours)
+    }
+
+    /// The project's idle alarms and its dashboard's name if it exists, for the kill switch.
+    pub async fn cloudwatch_plan(&self) -> Result<(Vec<IdleAlarm>, Option<String>), CloudError> {
+        let alarms = self.idle_alarms().await?;
+        let dashboard = self.has_dashboard().await?.then(|| self.dashboard_name());
+        Ok((alarms, dashboard))
+    }
+
+    /// Deletes the alarms called `names`.
+    pub async fn delete_alarms(&self, names: &[String]) -> Result<(), CloudError> {
+        for batch in names.chunks(DELETE_BATCH) {
+            let mut params = Service::CloudWatch.params();
+            params.list("AlarmNames", batch);
+            self.call("cloudwatch:DeleteAlarms", &params, |_| ())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `data` under `namespace`, within `PutMetricData`'s limit per call.
+    pub async fn put_metrics(&self, namespace: &str, data: &[Datum]) -> Result<(), CloudError> {
+        for batch in data.chunks(PUT_BATCH) {
+            let mut params = Service::CloudWatch.params();
+            params
+                .set("Namespace", namespace)
+                .structs("MetricData", batch, |p, prefix, datum| {
+                    p.set(format!("{prefix}.MetricName"), datum.metric)
+                        .set(format!("{prefix}.Value"), datum.value)
+                        .set(format!("{prefix}.Unit"), datum.unit);
+                    let dimensions = format!("{prefix}.Dimensions");
+                    p.structs(&dimensions, &datum.dimensions, |p, at, (name, value)| {
+                        p.set(format!("{at}.Name"), name)
+                            .set(format!("{at}.Value"), value);
+                    });
+                });
+            self.call("cloudwatch:PutMetricData", &params, |_| ())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces the project's dashboard with `body` (CloudWatch's dashboard JSON).
+    pub async fn put_dashboard(&self, body: &str) -> Result<(), CloudError> {
+        let mut params = Service::CloudWatch.params();
+        params
+            .set("DashboardName", self.dashboard_name())
+            .set("DashboardBody", body);
+        self.call("cloudwatch:PutDashboard", &params, |_| ()).await
+    }
+
+    /// Whether the project's dashboard exists.
+    pub async fn has_dashboard(&self) -> Result<bool, CloudError> {
+        let name = self.dashboard_name();
+        let mut params = Service::CloudWatch.params();
+        params.set("DashboardNamePrefix", &name);
+        let names = super::pages(
+            &self.client,
+            "cloudwatch:ListDashboards",
+            &params,
+            "NextToken",
+            |root| {
+                let names: Vec<String> = root
+                    .list("DashboardEntries")
+                    .map(|d| d.string("DashboardName"))
+                    .collect();
+                (names, root.text("NextToken").map(str::to_owned))
+            },
+        )
+        .await?;
+        Ok(names.contains(&name))
+    }
+
+    /// Deletes the project's dashboard.
+    pub async fn delete_dashboard(&self) -> Result<(), CloudError> {
+        let mut params = Service::CloudWatch.params();
+        params.list("DashboardNames", [self.dashboard_name()]);
+        self.call("cloudwatch:DeleteDashboards", &params, |_| ())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_bounds_are_cloudwatchs() {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        assert!(IdleTerminate::new(minutes(60), 5.0).is_ok());
+        assert_eq!(
+            IdleTerminate::new(minutes(60), 5.0).unwrap().describe(),
+            "1h"
+        );
+        assert_eq!(
+            IdleTerminate::new(minutes(35), 5.0).unwrap().describe(),
+            "35m"
+        );
+        for (after, cpu, needle) in [
+            (minutes(7), 5.0, "multiple of 5 minutes"),
+            (minutes(0), 5.0, "multiple of 5 minutes"),
+            (minutes(24 * 60 + 5), 5.0, "up to 24h"),
+            (minutes(60), 0.0, "above 0"),
+            (minutes(60), 100.0, "below 100"),
+        ] {
+            let e = IdleTerminate::new(after, cpu).unwrap_err();
+            assert!(e.contains(needle), "{after:?} {cpu}: {e}");
+        }
+    }
+
+    #[test]
+    fn metric_data_is_member_lists() {
+        let mut p = Service::CloudWatch.params();
+        p.structs("MetricData", [("CPU", "i-1")], |p, prefix, (metric, id)| {
+            p.set(format!("{prefix}.MetricName"), metric);
+            p.structs(&format!("{prefix}.Dimensions"), [id], |p, at, id| {
+                p.set(format!("{at}.Value"), id);
+            });
+        });
+        let body = p.body("PutMetricData", "2010-08-01");
+        assert!(
+            body.contains("MetricData.member.1.MetricName=CPU"),
+            "{body}"
+        );
+        assert!(
+            body.contains("MetricData.member.1.Dimensions.member.1.Value=i-1"),
+            "{body}"
+        );
+    }
+}

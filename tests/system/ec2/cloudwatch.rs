@@ -1,0 +1,211 @@
+//! CloudWatch: `elb launch --idle-terminate` gives each instance an alarm that terminates it
+//! once idle (read back through CloudWatch's own API on moto), `elb ls` shows which instances
+//! carry one, and the kill switch deletes the project's alarms and dashboard and nobody
+//! else's, even one named with the project's prefix.
+
+use roxmltree::Document;
+
+use super::fixture::{ids, rows, Fixture, PROJECT, REGION};
+
+const CLOUDWATCH: (&str, &str) = ("monitoring", "2010-08-01");
+
+/// An alarm as CloudWatch describes it: name, instance, and the fields an idle alarm sets.
+#[derive(Debug, PartialEq)]
+struct Alarm {
+    name: String,
+    instance: String,
+    fields: Vec<(String, String)>,
+    actions: Vec<String>,
+}
+
+/// The alarms whose names start with `prefix`.
+fn alarms(fx: &Fixture, prefix: &str) -> Vec<Alarm> {
+    let xml = fx
+        .api
+        .call_service(
+            CLOUDWATCH,
+            REGION,
+            "DescribeAlarms",
+            &[("AlarmNamePrefix", prefix)],
+        )
+        .expect("DescribeAlarms");
+    let doc = Document::parse(&xml).expect("XML");
+    let text = |node: roxmltree::Node<'_, '_>, name: &str| {
+        node.children()
+            .find(|c| c.has_tag_name(name))
+            .and_then(|c| c.text())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let Some(list) = doc.descendants().find(|n| n.has_tag_name("MetricAlarms")) else {
+        return Vec::new();
+    };
+    list.children()
+        .filter(|n| n.has_tag_name("member"))
+        .map(|a| {
+            let members = |list: &str| -> Vec<roxmltree::Node<'_, '_>> {
+                a.children()
+                    .find(|c| c.has_tag_name(list))
+                    .map(|l| l.children().filter(|c| c.has_tag_name("member")).collect())
+                    .unwrap_or_default()
+            };
+            Alarm {
+                name: text(a, "AlarmName"),
+                instance: members("Dimensions")
+                    .into_iter()
+                    .find(|d| text(*d, "Name") == "InstanceId")
+                    .map(|d| text(d, "Value"))
+                    .unwrap_or_default(),
+                fields: [
+                    "Namespace",
+                    "MetricName",
+                    "Statistic",
+                    "Period",
+                    "EvaluationPeriods",
+                    "Threshold",
+                    "ComparisonOperator",
+                ]
+                .iter()
+                .map(|f| ((*f).to_owned(), text(a, f)))
+                .collect(),
+                actions: members("AlarmActions")
+                    .into_iter()
+                    .map(|m| m.text().unwrap_or_default().to_owned())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The `Project` tag of the alarm called `name`.
+fn project_of(fx: &Fixture, name: &str) -> Option<String> {
+    let arn = format!(
+        "arn:aws:cloudwatch:{REGION}:{}:alarm:{name}",
+        fx.api.account()
+    );
+    let xml = fx
+        .api
+        .call_service(
+            CLOUDWATCH,
+            REGION,
+            "ListTagsForResource",
+            &[("ResourceARN", &arn)],
+        )
+        .expect("ListTagsForResource");
+    let doc = Document::parse(&xml).expect("XML");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("member"))
+        .find(|m| {
+            m.children()
+                .any(|c| c.has_tag_name("Key") && c.text() == Some("Project"))
+        })
+        .and_then(|m| m.children().find(|c| c.has_tag_name("Value")))
+        .and_then(|v| v.text())
+        .map(str::to_owned)
+}
+
+#[test]
+fn idle_instances_get_an_alarm_that_ends_them_and_the_kill_switch_takes_the_alarms() {
+    let fx = Fixture::new();
+    let prefix = format!("elb-{PROJECT}-idle-");
+    // Another project's alarm, named as if it were ours.
+    let decoy = format!("{prefix}i-decoy");
+    fx.api
+        .call_service(
+            CLOUDWATCH,
+            REGION,
+            "PutMetricAlarm",
+            &[
+                ("AlarmName", decoy.as_str()),
+                ("Namespace", "AWS/EC2"),
+                ("MetricName", "CPUUtilization"),
+                ("Statistic", "Average"),
+                ("Period", "300"),
+                ("EvaluationPeriods", "1"),
+                ("Threshold", "1"),
+                ("ComparisonOperator", "LessThanThreshold"),
+                ("Tags.member.1.Key", "Project"),
+                ("Tags.member.1.Value", &format!("{PROJECT}-idle")),
+            ],
+        )
+        .expect("the decoy alarm");
+
+    for (flags, needle) in [
+        (vec!["--idle-terminate", "7m"], "multiple of 5 minutes"),
+        (vec!["--idle-terminate", "25h"], "up to 24h"),
+        (vec!["--idle-terminate", "1h", "--idle-cpu", "0"], "above 0"),
+    ] {
+        fx.launch("cluster1", "t3.micro", 1, &flags)
+            .expect_code(2)
+            .expect_failure_mentioning(&[needle]);
+    }
+    fx.assert_no_aws_call();
+
+    let launched = fx.launch(
+        "cluster1",
+        "t3.micro",
+        2,
+        &["--idle-terminate", "60m", "--idle-cpu", "3"],
+    );
+    launched.expect_code(0);
+    assert!(launched.stderr.contains("below 3% for 1h"), "{launched}");
+    let ours = ids(&rows(&launched));
+    let found = alarms(&fx, &prefix);
+    assert_eq!(found.len(), 3, "two ours and the decoy: {found:#?}");
+    for id in &ours {
+        let alarm = found
+            .iter()
+            .find(|a| &a.instance == id)
+            .unwrap_or_else(|| panic!("{id} has an alarm: {found:#?}"));
+        assert_eq!(alarm.name, format!("{prefix}{id}"));
+        let expected = [
+            ("Namespace", "AWS/EC2"),
+            ("MetricName", "CPUUtilization"),
+            ("Statistic", "Maximum"),
+            ("Period", "300"),
+            ("EvaluationPeriods", "12"),
+            ("Threshold", "3.0"),
+            ("ComparisonOperator", "LessThanThreshold"),
+        ];
+        for (field, value) in expected {
+            assert!(
+                alarm.fields.contains(&(field.to_owned(), value.to_owned())),
+                "{field} = {value}: {alarm:#?}"
+            );
+        }
+        assert_eq!(
+            alarm.actions,
+            [format!("arn:aws:automate:{REGION}:ec2:terminate")]
+        );
+        assert_eq!(project_of(&fx, &alarm.name).as_deref(), Some(PROJECT));
+    }
+
+    // `ls` says which instances carry one, in JSON and for people.
+    let listed = fx.elb.run(&["ls", "--output", "json"]).json();
+    for row in listed.as_array().expect("rows") {
+        assert_eq!(row["idle_terminate"]["after"], "1h", "{row}");
+        assert_eq!(row["idle_terminate"]["cpu_percent"], 3.0, "{row}");
+    }
+    let table = fx.elb.run(&["ls", "--output", "table"]);
+    assert!(table.stdout.contains("idle alarms (CloudWatch)"), "{table}");
+    assert!(!table.stdout.contains("i-decoy"), "{table}");
+
+    // The kill switch plans and deletes our alarms, and only ours.
+    let plan = fx
+        .elb
+        .run(&["kill", "--dry-run", "--output", "json"])
+        .json();
+    let mut planned: Vec<String> = plan["alarms"]
+        .as_array()
+        .expect("alarms in the plan")
+        .iter()
+        .map(|a| a.as_str().unwrap_or_default().to_owned())
+        .collect();
+    planned.sort();
+    let mut names: Vec<String> = ours.iter().map(|id| format!("{prefix}{id}")).collect();
+    names.sort();
+    assert_eq!(planned, names);
+    fx.kill(&[]).expect_code(0);
+    let left: Vec<String> = alarms(&fx, &prefix).into_iter().map(|a| a.name).collect();
+    assert_eq!(left, [decoy], "the decoy alone stays");
+}
