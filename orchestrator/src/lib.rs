@@ -14,6 +14,7 @@ pub(crate) mod balance;
 pub(crate) mod bench;
 pub mod cli;
 pub(crate) mod cloud;
+pub(crate) mod cloudwatch;
 pub(crate) mod config;
 pub(crate) mod dashboard;
 pub(crate) mod deploy;

@@ -4,6 +4,7 @@ pub mod alb;
 pub mod autoscale;
 pub mod balance;
 pub mod bench;
+pub mod cloudwatch;
 pub mod dashboard;
 pub mod demo;
 pub mod deploy;
@@ -135,6 +136,8 @@ pub enum Command {
     /// A live page of the fleet and the balancer in the browser: every instance's CPU, memory,
     /// requests and p99, every target's state, and charts of the last minutes.
     Dashboard(dashboard::DashboardArgs),
+    /// The project in Amazon CloudWatch: its dashboard (EC2 only).
+    Cloudwatch(cloudwatch::CloudwatchArgs),
 }
 
 /// A command whose input was checked before any settings were loaded.
@@ -173,6 +176,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Demo(args) => return demo::run(&cli.global, &args).await,
         Command::Dashboard(args) => {
             return dashboard::run(settings::load(&cli.global.options()).await?, &args).await
+        }
+        Command::Cloudwatch(args) => {
+            return cloudwatch::run(&settings::load(&cli.global.options()).await?, &args).await
         }
         Command::Balance(args) => {
             if let balance::BalanceCommand::Up(up) = &args.command {

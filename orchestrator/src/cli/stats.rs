@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::cloud;
-use crate::config::Settings;
+use crate::cloud::ec2::Ec2;
+use crate::config::{Provider, Settings};
 use crate::output::OutputFormat;
 use crate::stats::view::StatsView;
 use crate::stats::{self, unix_ms, Agent, Reading};
@@ -27,12 +28,27 @@ pub struct StatsArgs {
     /// Redraw every SECS seconds until Ctrl-C.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub watch: Option<u64>,
+    /// Also put each poll's figures into CloudWatch, namespace `elb` (per instance and per
+    /// cluster: CPU, requests per second, p99; answering agents per cluster). EC2 only.
+    #[arg(long)]
+    pub publish: bool,
 }
 
 /// Runs `elb stats`: one poll, or one per `--watch` period until Ctrl-C. Fails (exit 1) when
 /// an agent of the last poll did not answer.
 pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
     let timeout = Duration::from_millis(args.timeout_ms);
+    let publisher = match (&settings.provider, args.publish) {
+        (_, false) => None,
+        (Provider::Ec2 { region, aws }, true) => Some(Ec2::new(aws, region, settings)),
+        (Provider::Local, true) => {
+            return Err(Error::Usage(
+                "--publish puts the figures into CloudWatch, which holds EC2's: drop --local \
+                 (and ELB_PROVIDER=local), or --publish"
+                    .into(),
+            ))
+        }
+    };
     let mut previous: Vec<Reading> = Vec::new();
     // One listener for the whole watch, so a Ctrl-C during a poll is not lost.
     let ctrl_c = tokio::signal::ctrl_c();
@@ -44,6 +60,15 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
         let readings = stats::poll(&agents, timeout).await;
         let view = StatsView::new(&readings, &previous, unix_ms());
         print_view(settings.output, &view, args.watch.is_some());
+        if let Some(ec2) = &publisher {
+            let data = stats::publish::data(&settings.project, &view);
+            crate::cloudwatch::publish(ec2, &data).await?;
+            eprintln!(
+                "CloudWatch: {} figures published under namespace {}",
+                data.len(),
+                stats::publish::NAMESPACE
+            );
+        }
         if settings.output == OutputFormat::Table {
             print_autoscaling(settings, args.cluster.as_deref());
         }

@@ -2,6 +2,7 @@
 //! dead or slow agent costs its own timeout and nothing more. `view.rs` turns the readings into
 //! the rows and tables `elb stats` prints.
 
+pub(crate) mod publish;
 pub(crate) mod view;
 
 use std::net::{IpAddr, SocketAddr};

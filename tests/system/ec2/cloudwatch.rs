@@ -209,3 +209,147 @@ fn idle_instances_get_an_alarm_that_ends_them_and_the_kill_switch_takes_the_alar
     let left: Vec<String> = alarms(&fx, &prefix).into_iter().map(|a| a.name).collect();
     assert_eq!(left, [decoy], "the decoy alone stays");
 }
+
+/// The names of the `elb` namespace's metrics with `dimension = value` among their dimensions.
+fn published(fx: &Fixture, dimension: &str, value: &str) -> Vec<String> {
+    let xml = fx
+        .api
+        .call_service(
+            CLOUDWATCH,
+            REGION,
+            "ListMetrics",
+            &[
+                ("Namespace", "elb"),
+                ("Dimensions.member.1.Name", dimension),
+                ("Dimensions.member.1.Value", value),
+            ],
+        )
+        .expect("ListMetrics");
+    let doc = Document::parse(&xml).expect("XML");
+    let mut names: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("MetricName"))
+        .filter_map(|n| n.text().map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn stats_publish_puts_the_agents_figures_under_the_elb_namespace() {
+    let (fx, hosts) = crate::balance::ec2::world(2);
+    fx.launch("cluster1", "t3.micro", 2, &[]).expect_code(0);
+    let install_dir = hosts.install_dir.to_string_lossy().into_owned();
+    crate::balance::ec2::deploy_agents(&fx, &install_dir);
+    let ids: Vec<String> = fx.ours().into_iter().map(|i| i.id).collect();
+
+    let out = fx.elb.run(&["stats", "--publish", "--timeout-ms", "3000"]);
+    out.expect_code(0);
+    assert!(
+        out.stderr.contains("published under namespace elb"),
+        "{out}"
+    );
+    for id in &ids {
+        assert_eq!(
+            published(&fx, "InstanceId", id),
+            ["CPUUtilization", "LatencyP99", "RequestsPerSecond"],
+            "{id}'s figures"
+        );
+    }
+    assert_eq!(
+        published(&fx, "Cluster", "cluster1"),
+        [
+            "CPUUtilization",
+            "HealthyAgents",
+            "LatencyP99",
+            "RequestsPerSecond"
+        ],
+        "the cluster's, beside its instances'"
+    );
+    assert_eq!(
+        fx.shim.count("PutMetricData"),
+        1,
+        "one call for the whole poll"
+    );
+}
+
+#[test]
+fn the_dashboard_shows_the_fleet_and_the_alb_and_goes_with_the_kill_switch() {
+    let fx = Fixture::new();
+    let ids: Vec<String> = ids(&rows(&fx.launch("cluster1", "t3.micro", 2, &[])))
+        .into_iter()
+        .collect();
+    fx.launch("cluster2", "t3.micro", 1, &[]).expect_code(0);
+    let made = fx
+        .elb
+        .run(&["cloudwatch", "dashboard", "--output", "json"])
+        .json();
+    assert_eq!(made["name"], format!("elb-{PROJECT}"));
+    assert_eq!(
+        (made["instances"].as_u64(), made["clusters"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(made["widgets"], 4, "no ALB yet: {made}");
+    let body = |fx: &Fixture| -> serde_json::Value {
+        let xml = fx
+            .api
+            .call_service(
+                CLOUDWATCH,
+                REGION,
+                "GetDashboard",
+                &[("DashboardName", &format!("elb-{PROJECT}"))],
+            )
+            .expect("GetDashboard");
+        let doc = Document::parse(&xml).expect("XML");
+        let text = doc
+            .descendants()
+            .find(|n| n.has_tag_name("DashboardBody"))
+            .and_then(|n| n.text())
+            .expect("a body");
+        serde_json::from_str(text).expect("the body is JSON")
+    };
+    let text = body(&fx).to_string();
+    for id in &ids {
+        assert!(text.contains(&format!(
+            r#"["AWS/EC2","CPUUtilization","InstanceId","{id}"]"#
+        )));
+    }
+    assert!(
+        text.contains(
+            r#"["elb","RequestsPerSecond","Project","elb-from-scratch","Cluster","cluster2"]"#
+        ),
+        "{text}"
+    );
+
+    // With an ALB, a second run replaces the dashboard and shows it.
+    let mut alb = vec!["alb", "up", "--poll-interval-ms", "100", "--wait", "5"];
+    alb.extend(["--rule", "/c2*=cluster2", "--default", "cluster1"]);
+    fx.elb.run(&alb).expect_code(0);
+    let again = fx
+        .elb
+        .run(&["cloudwatch", "dashboard", "--output", "json"])
+        .json();
+    assert_eq!(again["widgets"], 6, "{again}");
+    let lb = again["alb"]
+        .as_str()
+        .expect("the ALB's dimension")
+        .to_owned();
+    assert!(lb.starts_with(&format!("app/{PROJECT}-alb/")), "{lb}");
+    assert!(body(&fx).to_string().contains(&lb));
+
+    let plan = fx
+        .elb
+        .run(&["kill", "--dry-run", "--output", "json"])
+        .json();
+    assert_eq!(
+        plan["dashboards"],
+        serde_json::json!([format!("elb-{PROJECT}")])
+    );
+    fx.kill(&[]).expect_code(0);
+    let left = fx
+        .api
+        .call_service(CLOUDWATCH, REGION, "ListDashboards", &[])
+        .expect("ListDashboards");
+    assert!(!left.contains("<DashboardName>"), "{left}");
+}
