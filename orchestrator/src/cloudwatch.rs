@@ -196,10 +196,10 @@ mod tests {
         let arn = "arn:aws:elasticloadbalancing:r:1:loadbalancer/app/p-alb/abc";
         let lb = dimension(arn, "loadbalancer/").unwrap();
         assert_eq!(lb, "app/p-alb/abc");
-        let body = body("p", "r", &fleet, Some(&lb));
-        let widgets = body["widgets"].as_array().unwrap();
+        let made = body("p", "r", &fleet, Some(&lb));
+        let widgets = made["widgets"].as_array().unwrap();
         assert_eq!(widgets.len(), 6);
-        let text = body.to_string();
+        let text = made.to_string();
         for needle in [
             r#"["AWS/EC2","CPUUtilization","InstanceId","i-2"]"#,
             r#"["elb","RequestsPerSecond","Project","p","Cluster","c1"]"#,

@@ -36,7 +36,11 @@ impl IdleTerminate {
     pub fn new(after: Duration, cpu_percent: f64) -> Result<Self, String> {
         let period = IDLE_PERIOD.as_secs();
         let secs = after.as_secs();
-        if secs == 0 || secs % period != 0 || after.subsec_nanos() != 0 || after > MAX_IDLE {
+        if secs == 0
+            || !secs.is_multiple_of(period)
+            || after.subsec_nanos() != 0
+            || after > MAX_IDLE
+        {
             return Err(format!(
                 "{after:?}: CloudWatch sees an instance's CPU in 5-minute periods and looks back \
                  at most a day: give a multiple of 5 minutes up to 24h, e.g. 60m"
@@ -54,7 +58,7 @@ impl IdleTerminate {
     /// `60m`, for people and `elb ls`.
     pub fn describe(&self) -> String {
         let minutes = self.after.as_secs() / 60;
-        if minutes % 60 == 0 {
+        if minutes.is_multiple_of(60) {
             format!("{}h", minutes / 60)
         } else {
             format!("{minutes}m")
