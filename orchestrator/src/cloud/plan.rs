@@ -211,6 +211,8 @@ mod tests {
                     "target_groups": [["arn:tg", "p-c1"]],
                     "certificates": [["arn:cert", "example.test"]],
                 },
+                "alarms": ["elb-p-idle-i-1"],
+                "dashboards": ["elb-p"],
                 "instances": ["i-1"],
                 "security_groups": ["sg-1"],
                 "key_pairs": ["p-key"],
@@ -226,9 +228,12 @@ mod tests {
             text.find(s)
                 .unwrap_or_else(|| panic!("{s} missing from {text}"))
         };
+        let instance = "terminate 1 instance";
+        assert!(at("alarm elb-p-idle-i-1") < at("dashboard elb-p"));
+        assert!(at("dashboard elb-p") < at("arn:listener"));
         assert!(at("arn:listener") < at("p-alb") && at("p-alb") < at("arn:tg"));
-        assert!(at("arn:tg") < at("arn:cert") && at("arn:cert") < at("i-1"));
-        assert!(at("arn:tg") < at("i-1") && at("i-1") < at("sg-1") && at("sg-1") < at("p-key"));
+        assert!(at("arn:tg") < at("arn:cert") && at("arn:cert") < at(instance));
+        assert!(at(instance) < at("sg-1") && at("sg-1") < at("p-key"));
         assert!(text.ends_with("dry run: nothing was deleted"));
         assert!(!plan(false)
             .render_text("p", "in ca-central-1")
