@@ -173,7 +173,10 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
         return plan
             .run_and_write(args.out.clone(), "elb-bench")
             .await
-            .map(|report| show(&report, settings.output));
+            .map(|report| {
+                show(&report, settings.output);
+                cloudwatch_hint(&settings, &report);
+            });
     }
     // Every via's target is found before any load is sent.
     let mut plans = Vec::with_capacity(vias.len());
@@ -209,7 +212,10 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<(), Error> {
         return plan
             .run_and_write(args.out.clone(), "elb-bench")
             .await
-            .map(|report| show(&report, settings.output));
+            .map(|report| {
+                show(&report, settings.output);
+                cloudwatch_hint(&settings, &report);
+            });
     }
     let mut runs = Vec::with_capacity(plans.len());
     for (via, plan) in plans {
@@ -328,6 +334,17 @@ async fn alb_url(settings: &Settings) -> Result<String, Error> {
             "--via alb: project {} has no ALB ({name}): create it with `elb alb up`",
             settings.project
         ))),
+    }
+}
+
+/// On EC2, where AWS's own figures of the run come from, and when.
+fn cloudwatch_hint(settings: &Settings, report: &Report) {
+    if matches!(settings.provider, crate::config::Provider::Ec2 { .. }) {
+        eprintln!(
+            "CloudWatch's view of this run (each instance's CPUUtilization, the ALB's figures) \
+             arrives a minute or more later: `elb report --cloudwatch {}`",
+            report.dir.display()
+        );
     }
 }
 

@@ -12,6 +12,7 @@ mod instances;
 pub mod kill;
 pub mod launch;
 pub mod ls;
+pub mod report;
 mod settings;
 pub mod stats;
 mod values;
@@ -138,6 +139,8 @@ pub enum Command {
     Dashboard(dashboard::DashboardArgs),
     /// The project in Amazon CloudWatch: its dashboard (EC2 only).
     Cloudwatch(cloudwatch::CloudwatchArgs),
+    /// AWS's own measurements of a bench run, from CloudWatch (EC2 only).
+    Report(report::ReportArgs),
 }
 
 /// A command whose input was checked before any settings were loaded.
@@ -179,6 +182,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Cloudwatch(args) => {
             return cloudwatch::run(&settings::load(&cli.global.options()).await?, &args).await
+        }
+        Command::Report(args) => {
+            return report::run(&settings::load(&cli.global.options()).await?, &args).await
         }
         Command::Balance(args) => {
             if let balance::BalanceCommand::Up(up) = &args.command {

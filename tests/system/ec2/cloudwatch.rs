@@ -353,3 +353,132 @@ fn the_dashboard_shows_the_fleet_and_the_alb_and_goes_with_the_kill_switch() {
         .expect("ListDashboards");
     assert!(!left.contains("<DashboardName>"), "{left}");
 }
+
+/// `2026-12-08T01:38:34Z` for seconds since the epoch.
+fn iso(secs: u64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn report_adds_cloudwatchs_cpu_to_a_bench_run_and_says_what_is_missing() {
+    use crate::harness::Fault;
+
+    let (fx, hosts) = crate::balance::ec2::world(2);
+    fx.launch("cluster1", "t3.micro", 2, &[]).expect_code(0);
+    let install_dir = hosts.install_dir.to_string_lossy().into_owned();
+    crate::balance::ec2::deploy_agents(&fx, &install_dir);
+    let dir = fx.elb.state_dir().join("bench-run");
+    let dir_text = dir.to_string_lossy().into_owned();
+    let bench = fx.elb.run(&[
+        "bench",
+        "--cluster",
+        "cluster1",
+        "--requests",
+        "200",
+        "--concurrency",
+        "4",
+        "--out",
+        &dir_text,
+    ]);
+    bench.expect_code(0);
+    assert!(
+        bench
+            .stderr
+            .contains(&format!("elb report --cloudwatch {dir_text}")),
+        "{bench}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let started = results["clusters"][0]["started_at_unix_ms"]
+        .as_u64()
+        .unwrap()
+        / 1000;
+    let mut ids: Vec<String> = fx.ours().into_iter().map(|i| i.id).collect();
+    ids.sort();
+    // CloudWatch has published the first instance's CPU, not yet the second's.
+    fx.api
+        .call_service(
+            CLOUDWATCH,
+            REGION,
+            "PutMetricData",
+            &[
+                ("Namespace", "AWS/EC2"),
+                ("MetricData.member.1.MetricName", "CPUUtilization"),
+                ("MetricData.member.1.Value", "42.5"),
+                ("MetricData.member.1.Unit", "Percent"),
+                ("MetricData.member.1.Timestamp", &iso(started)),
+                ("MetricData.member.1.Dimensions.member.1.Name", "InstanceId"),
+                ("MetricData.member.1.Dimensions.member.1.Value", &ids[0]),
+            ],
+        )
+        .expect("PutMetricData");
+
+    let report = fx.elb.run(&[
+        "report",
+        "--cloudwatch",
+        &dir_text,
+        "--wait",
+        "0",
+        "--output",
+        "json",
+    ]);
+    report.expect_code(0);
+    let made = report.json();
+    assert_eq!(
+        fx.shim.count("GetMetricData"),
+        1,
+        "one call for every query"
+    );
+    let figures = made["instances"].as_array().expect("instances");
+    assert_eq!(figures.len(), 2, "{made:#}");
+    let of = |id: &str| figures.iter().find(|f| f["id"] == id).expect("listed");
+    let published = of(&ids[0]);
+    assert_eq!(published["cloudwatch_cpu_percent"], 42.5, "{published:#}");
+    assert!(published["agent_cpu_percent"].is_number(), "{published:#}");
+    assert!(
+        published["note"].as_str().unwrap().contains("not compared"),
+        "a 2-second run is not judged against a minute: {published:#}"
+    );
+    let missing = of(&ids[1]);
+    assert!(
+        missing["cloudwatch_cpu_percent"].is_null(),
+        "never a 0: {missing:#}"
+    );
+    assert!(missing["note"]
+        .as_str()
+        .unwrap()
+        .contains("no CloudWatch datapoint yet"));
+    let notes = made["notes"].to_string();
+    assert!(notes.contains("less than CloudWatch's shortest") && notes.contains("1 of 2"));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cloudwatch.json")).unwrap())
+            .unwrap();
+    assert_eq!(written, made, "cloudwatch.json beside results.json");
+    let table = fx.elb.run(&[
+        "report",
+        "--cloudwatch",
+        &dir_text,
+        "--wait",
+        "0",
+        "--output",
+        "table",
+    ]);
+    assert!(
+        table.stdout.contains("42.5") && table.stdout.contains(&ids[1]),
+        "{table}"
+    );
+
+    // Throttled past the client's retries: said, and nothing written as a figure.
+    fx.shim
+        .inject(Fault::error("GetMetricData", 400, "Throttling"));
+    let throttled = fx
+        .elb
+        .run(&["report", "--cloudwatch", &dir_text, "--wait", "0"]);
+    throttled
+        .expect_code(1)
+        .expect_failure_mentioning(&["throttled", "Throttling"]);
+}

@@ -20,6 +20,8 @@ pub const MAX_IDLE: Duration = Duration::from_secs(86_400);
 const DELETE_BATCH: usize = 100;
 /// Most metric data one `PutMetricData` call takes.
 const PUT_BATCH: usize = 1000;
+/// Most queries one `GetMetricData` call takes.
+const GET_BATCH: usize = 500;
 
 /// An idle instance's end: terminated by CloudWatch once its highest CPU of every 5-minute
 /// period stayed below `cpu_percent` for `after`.
@@ -73,6 +75,28 @@ pub struct IdleAlarm {
     /// The instance it terminates.
     pub instance_id: String,
     pub idle: IdleTerminate,
+}
+
+/// One series asked of `GetMetricData`: a metric with its dimensions, a statistic (`Average`,
+/// `Sum`, `Maximum`, or a percentile such as `p99`) and a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    /// Unique within one call: `[a-z][a-zA-Z0-9_]*`.
+    pub id: String,
+    pub namespace: &'static str,
+    pub metric: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub stat: String,
+    pub period_secs: u64,
+}
+
+/// What `GetMetricData` answered for one query: its datapoints (seconds since the epoch,
+/// value) in time order, and whether CloudWatch says the series is complete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSeries {
+    pub id: String,
+    pub points: Vec<(u64, f64)>,
+    pub complete: bool,
 }
 
 /// One figure for `PutMetricData`: a metric of the namespace with its dimensions, value and
@@ -254,6 +278,86 @@ impl Ec2 {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The datapoints of `queries` between `start` and `end` (seconds since the epoch): one
+    /// `GetMetricData` call per 500 queries (its limit), each followed through its pages.
+    pub async fn metric_data(
+        &self,
+        queries: &[MetricQuery],
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<MetricSeries>, CloudError> {
+        let time = |secs: u64| {
+            aws_smithy_types::DateTime::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .unwrap_or_default()
+        };
+        let mut all: Vec<MetricSeries> = Vec::with_capacity(queries.len());
+        for batch in queries.chunks(GET_BATCH) {
+            let mut params = Service::CloudWatch.params();
+            params
+                .set("StartTime", time(start))
+                .set("EndTime", time(end))
+                .set("ScanBy", "TimestampAscending")
+                .structs("MetricDataQueries", batch, |p, prefix, query| {
+                    let stat = format!("{prefix}.MetricStat");
+                    p.set(format!("{prefix}.Id"), &query.id)
+                        .set(format!("{stat}.Metric.Namespace"), query.namespace)
+                        .set(format!("{stat}.Metric.MetricName"), query.metric)
+                        .set(format!("{stat}.Period"), query.period_secs)
+                        .set(format!("{stat}.Stat"), &query.stat);
+                    let dimensions = format!("{stat}.Metric.Dimensions");
+                    p.structs(&dimensions, &query.dimensions, |p, at, (name, value)| {
+                        p.set(format!("{at}.Name"), name)
+                            .set(format!("{at}.Value"), value);
+                    });
+                });
+            let pages = super::pages(
+                &self.client,
+                "cloudwatch:GetMetricData",
+                &params,
+                "NextToken",
+                |root| {
+                    let series = root
+                        .list("MetricDataResults")
+                        .map(|r| {
+                            let times = r.list("Timestamps").map(|t| {
+                                aws_smithy_types::DateTime::from_str(
+                                    t.own_text().trim(),
+                                    aws_smithy_types::date_time::Format::DateTime,
+                                )
+                                .map_or(0, |d| u64::try_from(d.secs()).unwrap_or(0))
+                            });
+                            let values = r
+                                .list("Values")
+                                .map(|v| v.own_text().trim().parse().unwrap_or(f64::NAN));
+                            MetricSeries {
+                                id: r.string("Id"),
+                                points: times.zip(values).filter(|(_, v)| v.is_finite()).collect(),
+                                complete: r.text("StatusCode") == Some("Complete"),
+                            }
+                        })
+                        .collect();
+                    (series, root.text("NextToken").map(str::to_owned))
+                },
+            )
+            .await?;
+            // A series continued on a later page comes back under its id again.
+            for page in pages {
+                match all.iter_mut().find(|s| s.id == page.id) {
+                    Some(series) => {
+                        series.points.extend(page.points);
+                        series.complete = page.complete;
+                    }
+                    None => all.push(page),
+                }
+            }
+        }
+        for series in &mut all {
+            series.points.sort_by_key(|(t, _)| *t);
+        }
+        Ok(all)
     }
 
     /// Creates or replaces the project's dashboard with `body` (CloudWatch's dashboard JSON).

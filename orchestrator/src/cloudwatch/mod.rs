@@ -1,7 +1,10 @@
 //! The project in CloudWatch, as a workflow over the fleet: its dashboard (`elb cloudwatch
 //! dashboard`), with AWS's own measurements (the hypervisor's CPU of each instance, the ALB's
 //! requests, errors and response times) beside the figures `elb stats --publish` puts under the
-//! namespace `elb`; and the publishing itself.
+//! namespace `elb`; the publishing itself; and AWS's measurements of a bench run
+//! (`report.rs`).
+
+pub(crate) mod report;
 
 use serde_json::{json, Value};
 
