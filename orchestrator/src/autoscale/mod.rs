@@ -106,6 +106,8 @@ pub(crate) struct Policy {
     pub removal: KillOptions,
     /// Longest wait for a leaving instance to drain.
     pub drain: Duration,
+    /// Put each tick's figures into CloudWatch (namespace `elb`, EC2).
+    pub publish: bool,
 }
 
 /// Runs the loop until `stop` completes (checked between ticks: a tick's launch or removal
@@ -328,6 +330,21 @@ impl Loop<'_> {
             ));
         }
         tick.reason = plan.notes.join("; ");
+        if policy.publish {
+            if let Some(ec2) = crate::cloud::ec2_of(settings) {
+                let data = observe::published(&settings.project, &policy.cluster, &view, &tick);
+                if let Err(e) = ec2
+                    .put_metrics(crate::stats::publish::NAMESPACE, &data)
+                    .await
+                {
+                    let failure = format!("publishing to CloudWatch: {e}");
+                    tick.failure = Some(match tick.failure.take() {
+                        Some(earlier) => format!("{earlier}; {failure}"),
+                        None => failure,
+                    });
+                }
+            }
+        }
         self.memory.record(LastDecision {
             at_unix_ms: now_ms,
             action: tick.action.clone(),

@@ -340,3 +340,87 @@ elb_target_response_time_seconds_sum{group=\"c1\"} 1.5
         assert_eq!(before.since(&before).quantile(0.99), None, "no requests");
     }
 }
+
+/// A tick's figures for CloudWatch (`elb autoscale --publish`), namespace `elb`: per instance
+/// (`Project`, `Cluster`, `InstanceId`) the instance-true `CPUUtilization` and the requests per
+/// second elb's balancer sent it (`TargetRequestsPerSecond`); per cluster (`Project`, `Cluster`)
+/// `InstanceCount`, `DesiredInstances`, the loop's metric as `ScalingMetric` (with a `Metric`
+/// dimension: `cpu`, `requests_per_target`, `p99_ms`) and, through elb's balancer, its group's
+/// `GroupRequestsPerSecond`, `GroupLatencyP99` and `HealthyTargets`. What the tick did not see
+/// is not published.
+pub(crate) fn published(
+    project: &str,
+    cluster: &str,
+    view: &View,
+    tick: &crate::fleet::ScalingTick,
+) -> Vec<crate::cloud::ec2::cloudwatch::Datum> {
+    use crate::cloud::ec2::cloudwatch::Datum;
+    let cluster_dims = vec![
+        ("Project", project.to_owned()),
+        ("Cluster", cluster.to_owned()),
+    ];
+    let mut data = Vec::new();
+    for v in &view.instances {
+        let dims = vec![
+            ("Project", project.to_owned()),
+            ("Cluster", cluster.to_owned()),
+            ("InstanceId", v.instance.id.clone()),
+        ];
+        let figures = [
+            ("CPUUtilization", v.cpu_percent, "Percent"),
+            (
+                "TargetRequestsPerSecond",
+                v.requests_per_sec,
+                "Count/Second",
+            ),
+        ];
+        for (metric, value, unit) in figures {
+            if let Some(value) = value {
+                data.push(Datum {
+                    metric,
+                    dimensions: dims.clone(),
+                    value,
+                    unit,
+                });
+            }
+        }
+    }
+    let healthy = view.group.as_ref().map(|_| {
+        view.instances
+            .iter()
+            .filter(|v| v.target_state == Some(TargetState::Healthy))
+            .count() as f64
+    });
+    let figures = [
+        ("InstanceCount", Some(f64::from(tick.current)), "Count"),
+        ("DesiredInstances", Some(f64::from(tick.desired)), "Count"),
+        (
+            "GroupRequestsPerSecond",
+            view.group_requests_per_sec,
+            "Count/Second",
+        ),
+        ("GroupLatencyP99", view.p99_ms, "Milliseconds"),
+        ("HealthyTargets", healthy, "Count"),
+    ];
+    for (metric, value, unit) in figures {
+        if let Some(value) = value {
+            data.push(Datum {
+                metric,
+                dimensions: cluster_dims.clone(),
+                value,
+                unit,
+            });
+        }
+    }
+    if let Some(value) = tick.value {
+        let mut dims = cluster_dims;
+        dims.push(("Metric", tick.metric.to_owned()));
+        data.push(Datum {
+            metric: "ScalingMetric",
+            dimensions: dims,
+            value,
+            unit: "None",
+        });
+    }
+    data
+}

@@ -74,6 +74,10 @@ pub struct AutoscaleArgs {
     /// Decide and report every tick, but launch and remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Put each tick's figures into CloudWatch, namespace `elb` (instance count, desired count,
+    /// the metric, per-instance CPU and the balancer's per-target rates). EC2 only.
+    #[arg(long)]
+    pub publish: bool,
     /// How new instances are made (as `elb launch`).
     #[command(flatten)]
     pub how: LaunchHow,
@@ -153,6 +157,13 @@ pub(crate) async fn run<C: Cloud>(
     provider: ProviderKind,
     args: &AutoscaleArgs,
 ) -> Result<(), Error> {
+    if args.publish && provider == ProviderKind::Local {
+        return Err(Error::Usage(
+            "--publish puts the ticks' figures into CloudWatch, which holds EC2's: drop --local \
+             (and ELB_PROVIDER=local), or --publish"
+                .into(),
+        ));
+    }
     let mut listed = cloud.instances(Some(&args.cluster), false).await?;
     listed.retain(|i| !i.is_balancer());
     if listed.is_empty() {
@@ -202,6 +213,7 @@ pub(crate) async fn run<C: Cloud>(
             },
         },
         drain: args.drain_timeout,
+        publish: args.publish,
     };
     eprintln!(
         "autoscaling cluster {} {} between {} and {} instance(s) on {} = {}, a tick every {} \

@@ -94,7 +94,13 @@ fn autoscale_on_ec2_launches_joins_and_removes_exactly_the_chosen_instances() {
         args
     };
     let mut grow = loop_args("2");
-    grow.extend(["--agent", &agent, "--install-dir", &install_dir]);
+    grow.extend([
+        "--agent",
+        &agent,
+        "--install-dir",
+        &install_dir,
+        "--publish",
+    ]);
     let looping = fx.elb.spawn(&grow);
     let deadline = Instant::now() + Duration::from_secs(90);
     while cluster1(&fx).len() < 2 || registered(&fx).len() < 2 {
@@ -130,6 +136,18 @@ fn autoscale_on_ec2_launches_joins_and_removes_exactly_the_chosen_instances() {
         .collect();
     assert_eq!(launched.len(), 1, "retried once, launched once: {out}");
     let new = launched[0].clone();
+    // Each tick's figures went to CloudWatch.
+    let cluster = super::cloudwatch::published(&fx, "Cluster", "cluster1");
+    for metric in ["DesiredInstances", "InstanceCount", "ScalingMetric"] {
+        assert!(
+            cluster.iter().any(|m| m == metric),
+            "{metric} in {cluster:?}"
+        );
+    }
+    assert!(
+        fx.shim.count("PutMetricData") >= 2,
+        "one call per tick: {out}"
+    );
 
     let instance = fx
         .ours()

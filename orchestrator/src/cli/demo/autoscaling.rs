@@ -162,6 +162,7 @@ pub(super) async fn run(
             },
         },
         drain: Duration::from_secs(15),
+        publish: false,
     };
     let phases = [(low, step / 2), (high, 2 * step), (low, 2 * step)];
     let schedule = Schedule::new(
