@@ -302,45 +302,6 @@ impl Histogram {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TEXT: &str = "\
-# TYPE elb_target_response_time_seconds histogram
-elb_target_response_time_seconds_bucket{group=\"c1\",le=\"0.01\"} 90
-elb_target_response_time_seconds_bucket{group=\"c1\",le=\"0.1\"} 99
-elb_target_response_time_seconds_bucket{group=\"c1\",le=\"1\"} 100
-elb_target_response_time_seconds_bucket{group=\"c1\",le=\"+Inf\"} 100
-elb_target_response_time_seconds_bucket{group=\"c2\",le=\"0.01\"} 5
-elb_target_response_time_seconds_sum{group=\"c1\"} 1.5
-";
-
-    #[test]
-    fn the_p99_comes_from_the_groups_buckets_interpolated() {
-        let h = Histogram::parse(TEXT, "c1").unwrap();
-        assert_eq!(h.buckets.len(), 4);
-        // Rank 99 of 100 is the last of the 9 in (0.01, 0.1]: its upper bound.
-        assert!((h.quantile(0.99).unwrap() - 0.1).abs() < 1e-9);
-        // Rank 50 falls in the first bucket, halfway between 0 and 0.01 at 45/90... : 0.00556.
-        assert!((h.quantile(0.5).unwrap() - 0.01 * 50.0 / 90.0).abs() < 1e-9);
-        assert!(Histogram::parse(TEXT, "c3").is_none());
-    }
-
-    #[test]
-    fn the_p99_of_a_tick_is_over_the_requests_since_the_last_one() {
-        let before = Histogram::parse(TEXT, "c1").unwrap();
-        let later = TEXT
-            .replace("le=\"1\"} 100", "le=\"1\"} 200")
-            .replace("le=\"+Inf\"} 100", "le=\"+Inf\"} 200");
-        let now = Histogram::parse(&later, "c1").unwrap();
-        // The 100 new requests all took between 0.1 and 1 s.
-        let p99 = now.since(&before).quantile(0.99).unwrap();
-        assert!(p99 > 0.9 && p99 <= 1.0, "{p99}");
-        assert_eq!(before.since(&before).quantile(0.99), None, "no requests");
-    }
-}
-
 /// A tick's figures for CloudWatch (`elb autoscale --publish`), namespace `elb`: per instance
 /// (`Project`, `Cluster`, `InstanceId`) the instance-true `CPUUtilization` and the requests per
 /// second elb's balancer sent it (`TargetRequestsPerSecond`); per cluster (`Project`, `Cluster`)
@@ -423,4 +384,43 @@ pub(crate) fn published(
         });
     }
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+# TYPE elb_target_response_time_seconds histogram
+elb_target_response_time_seconds_bucket{group=\"c1\",le=\"0.01\"} 90
+elb_target_response_time_seconds_bucket{group=\"c1\",le=\"0.1\"} 99
+elb_target_response_time_seconds_bucket{group=\"c1\",le=\"1\"} 100
+elb_target_response_time_seconds_bucket{group=\"c1\",le=\"+Inf\"} 100
+elb_target_response_time_seconds_bucket{group=\"c2\",le=\"0.01\"} 5
+elb_target_response_time_seconds_sum{group=\"c1\"} 1.5
+";
+
+    #[test]
+    fn the_p99_comes_from_the_groups_buckets_interpolated() {
+        let h = Histogram::parse(TEXT, "c1").unwrap();
+        assert_eq!(h.buckets.len(), 4);
+        // Rank 99 of 100 is the last of the 9 in (0.01, 0.1]: its upper bound.
+        assert!((h.quantile(0.99).unwrap() - 0.1).abs() < 1e-9);
+        // Rank 50 falls in the first bucket, halfway between 0 and 0.01 at 45/90... : 0.00556.
+        assert!((h.quantile(0.5).unwrap() - 0.01 * 50.0 / 90.0).abs() < 1e-9);
+        assert!(Histogram::parse(TEXT, "c3").is_none());
+    }
+
+    #[test]
+    fn the_p99_of_a_tick_is_over_the_requests_since_the_last_one() {
+        let before = Histogram::parse(TEXT, "c1").unwrap();
+        let later = TEXT
+            .replace("le=\"1\"} 100", "le=\"1\"} 200")
+            .replace("le=\"+Inf\"} 100", "le=\"+Inf\"} 200");
+        let now = Histogram::parse(&later, "c1").unwrap();
+        // The 100 new requests all took between 0.1 and 1 s.
+        let p99 = now.since(&before).quantile(0.99).unwrap();
+        assert!(p99 > 0.9 && p99 <= 1.0, "{p99}");
+        assert_eq!(before.since(&before).quantile(0.99), None, "no requests");
+    }
 }
