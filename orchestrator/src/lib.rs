@@ -8,6 +8,7 @@
 
 pub(crate) mod agent_binary;
 pub(crate) mod alb;
+pub(crate) mod asg;
 pub(crate) mod autoscale;
 pub(crate) mod aws;
 pub(crate) mod balance;

@@ -63,6 +63,8 @@ pub enum Service {
     /// Amazon CloudWatch, API version 2010-08-01 (the Query protocol, which CloudWatch serves
     /// beside JSON and CBOR).
     CloudWatch,
+    /// Amazon EC2 Auto Scaling, API version 2011-01-01 (the Query protocol).
+    AutoScaling,
 }
 
 /// The body type of a query call.
@@ -78,6 +80,7 @@ impl Service {
             Self::Elbv2 => "elasticloadbalancing",
             Self::Acm => "acm",
             Self::CloudWatch => "monitoring",
+            Self::AutoScaling => "autoscaling",
         }
     }
 
@@ -88,6 +91,7 @@ impl Service {
             Self::Elbv2 => "2015-12-01",
             Self::Acm => "2015-12-08",
             Self::CloudWatch => "2010-08-01",
+            Self::AutoScaling => "2011-01-01",
         }
     }
 
@@ -95,14 +99,14 @@ impl Service {
     fn json_target(self) -> &'static str {
         match self {
             Self::Acm => "CertificateManager",
-            Self::Ec2 | Self::Elbv2 | Self::CloudWatch => "",
+            Self::Ec2 | Self::Elbv2 | Self::CloudWatch | Self::AutoScaling => "",
         }
     }
 
     fn lists(self) -> Lists {
         match self {
             Self::Ec2 => Lists::Ec2,
-            Self::Elbv2 | Self::Acm | Self::CloudWatch => Lists::Member,
+            Self::Elbv2 | Self::Acm | Self::CloudWatch | Self::AutoScaling => Lists::Member,
         }
     }
 
@@ -113,6 +117,7 @@ impl Service {
             Self::Elbv2 => "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2",
             Self::Acm => "AWS_ENDPOINT_URL_ACM",
             Self::CloudWatch => "AWS_ENDPOINT_URL_CLOUDWATCH",
+            Self::AutoScaling => "AWS_ENDPOINT_URL_AUTO_SCALING",
         }
     }
 
@@ -173,7 +178,7 @@ impl Answer {
         let service = self.service;
         self.body.read(|root| match service {
             Service::Ec2 => read(root),
-            Service::Elbv2 | Service::Acm | Service::CloudWatch => {
+            Service::Elbv2 | Service::Acm | Service::CloudWatch | Service::AutoScaling => {
                 read(root.child(&wrapper).unwrap_or(root))
             }
         })

@@ -1,6 +1,7 @@
 //! Command-line interface: the flags every command shares, one module per subcommand.
 
 pub mod alb;
+pub mod asg;
 pub mod autoscale;
 pub mod balance;
 pub mod bench;
@@ -141,6 +142,9 @@ pub enum Command {
     Cloudwatch(cloudwatch::CloudwatchArgs),
     /// AWS's own measurements of a bench run, from CloudWatch (EC2 only).
     Report(report::ReportArgs),
+    /// A cluster scaled by EC2 Auto Scaling, beside `elb autoscale`: up, status, down (EC2
+    /// only).
+    Asg(asg::AsgArgs),
 }
 
 /// A command whose input was checked before any settings were loaded.
@@ -185,6 +189,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Report(args) => {
             return report::run(&settings::load(&cli.global.options()).await?, &args).await
+        }
+        Command::Asg(args) => {
+            return asg::run(&settings::load(&cli.global.options()).await?, args).await
         }
         Command::Balance(args) => {
             if let balance::BalanceCommand::Up(up) = &args.command {

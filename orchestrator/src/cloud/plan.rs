@@ -25,6 +25,13 @@ pub struct KillPlan {
     /// Load balancers, listeners, rules and target groups to delete first (EC2).
     #[serde(skip_serializing_if = "Inventory::is_empty")]
     pub load_balancing: Inventory,
+    /// Auto Scaling groups (deleted with their instances, waited for) and launch templates
+    /// (`(id, name)`) to delete before anything else (EC2): a group left running would start new
+    /// instances while the old ones go.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub auto_scaling_groups: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub launch_templates: Vec<(String, String)>,
     /// CloudWatch alarms (the instances' idle alarms) and dashboards to delete (EC2).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<String>,
@@ -64,6 +71,8 @@ impl KillPlan {
         Self {
             region: region.to_owned(),
             load_balancing: Inventory::default(),
+            auto_scaling_groups: Vec::new(),
+            launch_templates: Vec::new(),
             alarms: Vec::new(),
             dashboards: Vec::new(),
             unsearched: Vec::new(),
@@ -78,6 +87,8 @@ impl KillPlan {
     /// Whether there is nothing to delete.
     pub fn is_empty(&self) -> bool {
         self.load_balancing.is_empty()
+            && self.auto_scaling_groups.is_empty()
+            && self.launch_templates.is_empty()
             && self.alarms.is_empty()
             && self.dashboards.is_empty()
             && self.instances.is_empty()
@@ -97,6 +108,14 @@ impl KillPlan {
             return format!("nothing to delete for project {project} {location}{unsearched}");
         }
         let mut out = format!("kill plan for project {project} {location}:\n");
+        for name in &self.auto_scaling_groups {
+            out.push_str(&format!(
+                "  delete Auto Scaling group {name} (with its instances)\n"
+            ));
+        }
+        for (id, name) in &self.launch_templates {
+            out.push_str(&format!("  delete launch template {name} ({id})\n"));
+        }
         for name in &self.alarms {
             out.push_str(&format!("  delete CloudWatch alarm {name}\n"));
         }
@@ -189,6 +208,8 @@ mod tests {
                 name: "p-agents".into(),
             }],
             key_pairs: vec!["p-key".into()],
+            auto_scaling_groups: vec!["p-c1".into()],
+            launch_templates: vec![("lt-1".into(), "p-c1".into())],
             alarms: vec!["elb-p-idle-i-1".into()],
             dashboards: vec!["elb-p".into()],
             unsearched: vec![],
@@ -211,6 +232,8 @@ mod tests {
                     "target_groups": [["arn:tg", "p-c1"]],
                     "certificates": [["arn:cert", "example.test"]],
                 },
+                "auto_scaling_groups": ["p-c1"],
+                "launch_templates": [["lt-1", "p-c1"]],
                 "alarms": ["elb-p-idle-i-1"],
                 "dashboards": ["elb-p"],
                 "instances": ["i-1"],
@@ -229,6 +252,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("{s} missing from {text}"))
         };
         let instance = "terminate 1 instance";
+        assert!(at("Auto Scaling group p-c1") < at("launch template p-c1"));
+        assert!(at("launch template p-c1") < at("alarm elb-p-idle-i-1"));
         assert!(at("alarm elb-p-idle-i-1") < at("dashboard elb-p"));
         assert!(at("dashboard elb-p") < at("arn:listener"));
         assert!(at("arn:listener") < at("p-alb") && at("p-alb") < at("arn:tg"));

@@ -6,6 +6,7 @@
 pub mod fixture;
 
 mod alb;
+mod asg;
 mod autoscale;
 mod cloudwatch;
 mod errors;

@@ -7,10 +7,11 @@
 //! [`crate::aws`], which speaks the APIs; what elb reads of each answer is read here.
 
 pub mod acm;
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod elbv2;
 mod network;
-mod provider;
+pub(crate) mod provider;
 
 pub use network::Network;
 mod sdk;
@@ -82,6 +83,7 @@ async fn call<T>(
     let service = match prefix {
         "ec2" => Service::Ec2,
         "cloudwatch" => Service::CloudWatch,
+        "autoscaling" => Service::AutoScaling,
         _ => Service::Elbv2,
     };
     client

@@ -27,40 +27,13 @@ impl Cloud for Ec2 {
         spec: &LaunchSpec,
         created: &mut Created,
     ) -> Result<Vec<Instance>, Error> {
-        let Destination {
+        let Prepared {
             image_id,
             network,
-            arch,
-        } = self.destination(spec).await?;
-        let user_data = spec.user_data.for_arch(arch)?;
-
-        let key = self.state.ensure_key()?;
-        let key_pair = self.ensure_key_pair(&key.public_openssh).await?;
-        created.resources.push(format!("key pair {key_pair}"));
-
-        if spec.rules.ssh.iter().any(Cidr::is_world) {
-            self.note(
-                "warning: SSH (port 22) will be open to the whole internet (--ssh-cidr 0.0.0.0/0)",
-            );
-        }
-        let wanted = firewall::wanted_rules(&spec.rules.app, &spec.rules.ssh);
-        let group = self.ensure_security_group(&network.vpc_id, &wanted).await?;
-        created
-            .resources
-            .push(format!("security group {}", group.id));
-        let how = if group.created { "created" } else { "reusing" };
-        self.note(format!(
-            "security group {} ({how}), key pair {}",
-            group.id, key_pair
-        ));
-        for rule in &group.extra_rules {
-            self.note(format!(
-                "note: security group {} also allows {rule}, which this launch did not ask for \
-                 (elb never revokes rules; remove it by hand if it is stale)",
-                group.id
-            ));
-        }
-
+            user_data,
+            security_group_id,
+            ..
+        } = self.prepare(spec, created).await?;
         let client_token = format!("elb-{:032x}", rand::random::<u128>());
         let run = RunSpec {
             cluster: &spec.cluster,
@@ -68,7 +41,7 @@ impl Cloud for Ec2 {
             instance_type: &spec.instance_type,
             count: spec.count,
             image_id: &image_id,
-            security_group_id: &group.id,
+            security_group_id: &security_group_id,
             subnet_id: network.subnet_id.as_deref(),
             user_data: user_data.as_deref(),
             client_token: &client_token,
@@ -139,7 +112,30 @@ impl Cloud for Ec2 {
                 vec![format!("CloudWatch alarms and dashboards ({e})")],
             ),
         };
+        // The Auto Scaling groups and launch templates of the project (of the cluster).
+        let wanted = options.cluster.as_deref().map(|c| self.asg_name(c));
+        let keep = |name: &str| wanted.as_deref().is_none_or(|w| w == name);
+        let mut unsearched = unsearched;
+        let (auto_scaling_groups, launch_templates) = match (
+            self.auto_scaling_groups().await,
+            self.launch_templates().await,
+        ) {
+            (Ok(groups), Ok(templates)) => (
+                groups
+                    .into_iter()
+                    .map(|g| g.name)
+                    .filter(|n| keep(n))
+                    .collect(),
+                templates.into_iter().filter(|(_, n)| keep(n)).collect(),
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                unsearched.push(format!("Auto Scaling groups and launch templates ({e})"));
+                (Vec::new(), Vec::new())
+            }
+        };
         let base = KillPlan {
+            auto_scaling_groups,
+            launch_templates,
             alarms,
             dashboards,
             unsearched,
@@ -173,6 +169,17 @@ impl Cloud for Ec2 {
     async fn kill(&self, plan: &KillPlan, options: &KillOptions) -> Result<(), Error> {
         let poll = options.wait;
         let deadline = Instant::now() + poll.timeout;
+        for name in &plan.auto_scaling_groups {
+            self.delete_auto_scaling_group(name, poll.interval, deadline)
+                .await?;
+            self.note(format!(
+                "deleted Auto Scaling group {name} (with its instances)"
+            ));
+        }
+        for (id, name) in &plan.launch_templates {
+            self.delete_launch_template(id).await?;
+            self.note(format!("deleted launch template {name} ({id})"));
+        }
         if !plan.alarms.is_empty() {
             self.delete_alarms(&plan.alarms).await?;
             self.note(format!("deleted {} CloudWatch alarm(s)", plan.alarms.len()));
@@ -218,6 +225,17 @@ impl Cloud for Ec2 {
     }
 }
 
+/// What instances of a launch spec need, made or found: the image, the network, the user data,
+/// the key pair and the security group (`elb launch` runs them, `elb asg up` puts them in a
+/// launch template).
+pub struct Prepared {
+    pub image_id: String,
+    pub network: Network,
+    pub user_data: Option<Vec<u8>>,
+    pub key_pair: String,
+    pub security_group_id: String,
+}
+
 /// Where a launch goes, found by read-only checks.
 struct Destination {
     image_id: String,
@@ -226,6 +244,55 @@ struct Destination {
 }
 
 impl Ec2 {
+    /// Checks `spec` (read-only, so a refused launch creates nothing), then makes or finds its
+    /// key pair and security group (rules reconciled), recording them in `created`.
+    pub async fn prepare(
+        &self,
+        spec: &LaunchSpec,
+        created: &mut Created,
+    ) -> Result<Prepared, Error> {
+        let Destination {
+            image_id,
+            network,
+            arch,
+        } = self.destination(spec).await?;
+        let user_data = spec.user_data.for_arch(arch)?;
+
+        let key = self.state.ensure_key()?;
+        let key_pair = self.ensure_key_pair(&key.public_openssh).await?;
+        created.resources.push(format!("key pair {key_pair}"));
+
+        if spec.rules.ssh.iter().any(Cidr::is_world) {
+            self.note(
+                "warning: SSH (port 22) will be open to the whole internet (--ssh-cidr 0.0.0.0/0)",
+            );
+        }
+        let wanted = firewall::wanted_rules(&spec.rules.app, &spec.rules.ssh);
+        let group = self.ensure_security_group(&network.vpc_id, &wanted).await?;
+        created
+            .resources
+            .push(format!("security group {}", group.id));
+        let how = if group.created { "created" } else { "reusing" };
+        self.note(format!(
+            "security group {} ({how}), key pair {}",
+            group.id, key_pair
+        ));
+        for rule in &group.extra_rules {
+            self.note(format!(
+                "note: security group {} also allows {rule}, which this launch did not ask for \
+                 (elb never revokes rules; remove it by hand if it is stale)",
+                group.id
+            ));
+        }
+        Ok(Prepared {
+            image_id,
+            network,
+            user_data,
+            key_pair,
+            security_group_id: group.id,
+        })
+    }
+
     /// Read-only checks, so a refused launch creates nothing: the type's architecture (x86_64
     /// where it runs, else arm64), an AMI of that architecture (given or found), and the network.
     async fn destination(&self, spec: &LaunchSpec) -> Result<Destination, Error> {
