@@ -82,16 +82,9 @@ mod tests {
 
     fn instance(id: &str, cluster: &str, public_ip: Option<&str>) -> Instance {
         Instance {
-            id: id.into(),
-            name: format!("p-{cluster}"),
-            cluster: cluster.into(),
-            instance_type: "t3.micro".into(),
-            az: "ca-central-1a".into(),
             public_ip: public_ip.map(Into::into),
             private_ip: Some("10.0.0.5".into()),
-            state: "running".into(),
-            role: None,
-            launched_at_unix_ms: None,
+            ..Instance::running(id, cluster)
         }
     }
 

@@ -64,6 +64,25 @@ pub struct Instance {
     pub launched_at_unix_ms: Option<u64>,
 }
 
+impl Instance {
+    /// A running t3.micro `id` of `cluster` (named `p-<cluster>`, no address), for tests.
+    #[cfg(test)]
+    pub(crate) fn running(id: &str, cluster: &str) -> Self {
+        Self {
+            id: id.into(),
+            name: format!("p-{cluster}"),
+            cluster: cluster.into(),
+            instance_type: "t3.micro".into(),
+            az: "ca-central-1a".into(),
+            public_ip: None,
+            private_ip: None,
+            state: "running".into(),
+            role: None,
+            launched_at_unix_ms: None,
+        }
+    }
+}
+
 /// Tag of the instances `elb autoscale` launches: when, in ms since the epoch.
 pub const LAUNCHED_AT_TAG: &str = "LaunchedAt";
 

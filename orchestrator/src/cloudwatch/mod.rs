@@ -178,24 +178,12 @@ fn body(project: &str, region: &str, instances: &[Instance], alb: Option<&str>) 
 mod tests {
     use super::*;
 
-    fn instance(id: &str, cluster: &str) -> Instance {
-        Instance {
-            id: id.into(),
-            name: format!("p-{cluster}"),
-            cluster: cluster.into(),
-            instance_type: "t3.micro".into(),
-            az: "ca-central-1a".into(),
-            public_ip: None,
-            private_ip: None,
-            state: "running".into(),
-            role: None,
-            launched_at_unix_ms: None,
-        }
-    }
-
     #[test]
     fn the_body_shows_every_agent_every_cluster_and_the_alb() {
-        let fleet = [instance("i-1", "c1"), instance("i-2", "c2")];
+        let fleet = [
+            Instance::running("i-1", "c1"),
+            Instance::running("i-2", "c2"),
+        ];
         let arn = "arn:aws:elasticloadbalancing:r:1:loadbalancer/app/p-alb/abc";
         let lb = dimension(arn, "loadbalancer/").unwrap();
         assert_eq!(lb, "app/p-alb/abc");
