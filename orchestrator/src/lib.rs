@@ -28,6 +28,8 @@ pub(crate) mod regions;
 pub(crate) mod routing;
 pub(crate) mod state;
 pub(crate) mod stats;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use cloud::errors::CloudError;
 

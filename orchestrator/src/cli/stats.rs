@@ -1,7 +1,7 @@
 //! `elb stats`: every agent's `/stats`, as a table per instance and per cluster.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 
@@ -49,6 +49,12 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
             ))
         }
     };
+    // elb's balancer, when the project has one and its figures are published.
+    let balancer = match &publisher {
+        Some(_) => crate::balance::find(settings).await?,
+        None => None,
+    };
+    let mut balancer_before: Option<(proto::BalancerStatus, Instant)> = None;
     let mut previous: Vec<Reading> = Vec::new();
     // One listener for the whole watch, so a Ctrl-C during a poll is not lost.
     let ctrl_c = tokio::signal::ctrl_c();
@@ -61,7 +67,25 @@ pub async fn run(settings: &Settings, args: &StatsArgs) -> Result<(), Error> {
         let view = StatsView::new(&readings, &previous, unix_ms());
         print_view(settings.output, &view, args.watch.is_some());
         if let Some(ec2) = &publisher {
-            let data = stats::publish::data(&settings.project, &view);
+            let mut data = stats::publish::data(&settings.project, &view);
+            if let Some(balancer) = &balancer {
+                match crate::balance::admin_status(balancer.admin).await {
+                    Ok(status) => {
+                        let before = balancer_before.as_ref().map(
+                            |(s, at): &(proto::BalancerStatus, Instant)| {
+                                (s.groups.as_slice(), at.elapsed().as_secs_f64())
+                            },
+                        );
+                        data.extend(stats::publish::balancer_data(
+                            &settings.project,
+                            &status.groups,
+                            before,
+                        ));
+                        balancer_before = Some((status, Instant::now()));
+                    }
+                    Err(why) => tracing::warn!("the balancer's figures are left out: {why}"),
+                }
+            }
             crate::cloudwatch::publish(ec2, &data).await?;
             eprintln!(
                 "CloudWatch: {} figures published under namespace {}",

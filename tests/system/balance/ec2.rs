@@ -218,6 +218,15 @@ fn the_balancer_gets_its_own_instance_and_group_and_follows_the_fleet_over_ssh()
     assert_eq!(seen.len(), 2, "both agents serve: {seen:?}");
     let before = status(&fx);
     assert_eq!(target_ids(&before).len(), 2, "{before}");
+    // `stats --publish` adds the balancer's figures to the agents'.
+    fx.elb
+        .run(&["stats", "--publish", "--timeout-ms", "3000"])
+        .expect_code(0);
+    let published = crate::ec2::cloudwatch::published(&fx, "Cluster", "cluster1");
+    assert!(
+        published.contains(&"HealthyTargets".to_owned()),
+        "the balancer's healthy count: {published:?}"
+    );
 
     // A re-run creates nothing and only pushes the config.
     let (runs, groups_made) = (

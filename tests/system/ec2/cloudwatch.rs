@@ -211,7 +211,7 @@ fn idle_instances_get_an_alarm_that_ends_them_and_the_kill_switch_takes_the_alar
 }
 
 /// The names of the `elb` namespace's metrics with `dimension = value` among their dimensions.
-pub(super) fn published(fx: &Fixture, dimension: &str, value: &str) -> Vec<String> {
+pub(crate) fn published(fx: &Fixture, dimension: &str, value: &str) -> Vec<String> {
     let xml = fx
         .api
         .call_service(

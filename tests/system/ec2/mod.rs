@@ -8,7 +8,7 @@ pub mod fixture;
 mod alb;
 mod asg;
 mod autoscale;
-mod cloudwatch;
+pub(crate) mod cloudwatch;
 mod errors;
 mod faults;
 mod interrupt;
