@@ -15,7 +15,8 @@ use crate::Error;
 pub struct ReportArgs {
     /// A bench's directory (its `results.json`): adds what CloudWatch measured during that run
     /// (each instance's CPUUtilization beside the agent's, CPU credits, the ALB's requests,
-    /// 5XX and response times), written to DIR/cloudwatch.json. EC2 only.
+    /// 5XX and response times), written to DIR/cloudwatch.json and under `cloudwatch` in
+    /// DIR/results.json. EC2 only.
     #[arg(long, value_name = "DIR")]
     pub cloudwatch: PathBuf,
     /// Wait up to this long for CloudWatch to publish the run's last datapoints (a minute or
@@ -70,10 +71,26 @@ pub(crate) async fn run(settings: &Settings, args: &ReportArgs) -> Result<(), Er
     let json = serde_json::to_string_pretty(&made).expect("plain data");
     let path = args.cloudwatch.join("cloudwatch.json");
     crate::state::write_atomic(&path, json.as_bytes(), 0o644)?;
+    // The run's own file carries AWS's view too, under `cloudwatch` (replaced by a later
+    // report of the same run).
+    let mut merged: serde_json::Value =
+        serde_json::from_str(&text).expect("results.json parsed above");
+    if let Some(fields) = merged.as_object_mut() {
+        fields.insert(
+            "cloudwatch".into(),
+            serde_json::to_value(&made).expect("plain data"),
+        );
+        let merged = serde_json::to_string_pretty(&merged).expect("plain data");
+        crate::state::write_atomic(&results, merged.as_bytes(), 0o644)?;
+    }
     match settings.output {
         OutputFormat::Json => println!("{json}"),
         OutputFormat::Table | OutputFormat::Csv => println!("{}", made.table()),
     }
-    eprintln!("wrote {}", path.display());
+    eprintln!(
+        "wrote {} (and `cloudwatch` in {})",
+        path.display(),
+        results.display()
+    );
     Ok(())
 }

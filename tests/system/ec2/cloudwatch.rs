@@ -458,6 +458,13 @@ fn report_adds_cloudwatchs_cpu_to_a_bench_run_and_says_what_is_missing() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("cloudwatch.json")).unwrap())
             .unwrap();
     assert_eq!(written, made, "cloudwatch.json beside results.json");
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(merged["cloudwatch"], made, "and inside it");
+    assert_eq!(
+        merged["clusters"], results["clusters"],
+        "the run's own figures kept"
+    );
     let table = fx.elb.run(&[
         "report",
         "--cloudwatch",
