@@ -17,6 +17,8 @@ command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v shellcheck >/dev/null || need_pkgs+=(shellcheck)
+# The balancer's install on a test host writes its rotation where logrotate is.
+[ -d /etc/logrotate.d ] || need_pkgs+=(logrotate)
 # The dashboard's browser tests: Debian's Chromium, driven by playwright-core on Node.js.
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 # The balancer's HTTPS and HTTP/2 tests: certificates made and checked by openssl, clients curl
