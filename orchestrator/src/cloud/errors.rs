@@ -81,7 +81,7 @@ pub enum CloudError {
     /// Throttling outlasted every retry.
     #[error(
         "{action} was throttled by AWS ({code}) even after retries: another tool may be \
-         hammering the EC2 API in this account; wait a minute and run the command again"
+         hammering the same AWS API in this account; wait a minute and run the command again"
     )]
     Throttled {
         /// The IAM action (`ec2:RunInstances`).
