@@ -358,13 +358,18 @@ pub async fn report(
     Ok(assemble(window, alb, &series, percentiles))
 }
 
-/// Whether the series `id` has a datapoint in the period that holds `end` (or later).
+/// Whether the series `id` has a datapoint in the period that holds `end` (or later): the
+/// period is the spacing of its last two datapoints (60 s with detailed monitoring, 300 s
+/// without), basic monitoring's when there is one datapoint.
 fn covers_end(series: &[MetricSeries], id: &str, end: u64) -> bool {
-    series
-        .iter()
-        .find(|s| s.id == id)
-        .and_then(|s| s.points.last())
-        .is_some_and(|(t, _)| t + BASIC_PERIOD > end || *t + PERIOD > end)
+    let Some(points) = series.iter().find(|s| s.id == id).map(|s| &s.points) else {
+        return false;
+    };
+    let period = match &points[..] {
+        [.., (before, _), (last, _)] => last - before,
+        _ => BASIC_PERIOD,
+    };
+    points.last().is_some_and(|(t, _)| t + period > end)
 }
 
 /// The report from CloudWatch's answers.
@@ -625,6 +630,19 @@ mod tests {
             .unwrap()
             .contains("no CloudWatch datapoint"));
         assert!(report.notes[0].contains("1 of 2 instances"));
+    }
+
+    #[test]
+    fn the_end_is_covered_by_a_datapoint_of_its_period() {
+        let detailed = [series("cpu0", &[(6000, 1.0), (6060, 1.0)])];
+        assert!(
+            !covers_end(&detailed, "cpu0", 6200),
+            "minutes after 6120 not yet in"
+        );
+        assert!(covers_end(&detailed, "cpu0", 6100));
+        let basic = [series("cpu0", &[(5700, 1.0), (6000, 1.0)])];
+        assert!(covers_end(&basic, "cpu0", 6200));
+        assert!(!covers_end(&[], "cpu0", 6200), "no series, not covered");
     }
 
     #[test]
