@@ -121,7 +121,23 @@ fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
     .expect("JSON");
     let seconds = scaling["per_second"].as_array().expect("per second");
     let failed: u64 = seconds.iter().map(|s| s["errors"].as_u64().unwrap()).sum();
-    assert_eq!(failed, 0, "no request failed while the cluster changed");
+    if failed > 0 {
+        let run: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("autoscaling/results.json")).expect("results.json"),
+        )
+        .expect("JSON");
+        let cluster = &run["clusters"][0];
+        panic!(
+            "{failed} request(s) failed while the cluster changed: reasons {}, statuses {}, \
+             seconds {}, events {}",
+            cluster["error_reasons"],
+            cluster["statuses"],
+            serde_json::Value::Array(
+                seconds.iter().filter(|s| s["errors"] != 0).cloned().collect()
+            ),
+            scaling["events"]
+        );
+    }
     let most = seconds
         .iter()
         .filter_map(|s| s["instances"].as_u64())
