@@ -133,7 +133,11 @@ fn the_demo_launches_both_clusters_loads_them_reports_and_removes_everything() {
             cluster["error_reasons"],
             cluster["statuses"],
             serde_json::Value::Array(
-                seconds.iter().filter(|s| s["errors"] != 0).cloned().collect()
+                seconds
+                    .iter()
+                    .filter(|s| s["errors"] != 0)
+                    .cloned()
+                    .collect()
             ),
             scaling["events"]
         );
