@@ -28,6 +28,8 @@ pub(crate) struct InstanceView {
     pub cpu_percent: Option<f64>,
     /// Requests per second the balancer sent it over the tick.
     pub requests_per_sec: Option<f64>,
+    /// Of those, the ones that failed (connect errors, resets, timeouts, 5xx) per second.
+    pub errors_per_sec: Option<f64>,
     /// Its state in elb's balancer, if it is a target there.
     pub target_state: Option<TargetState>,
 }
@@ -66,7 +68,8 @@ struct Previous {
     at: Instant,
     group_requests: Option<u64>,
     snapshots: HashMap<String, StatsSnapshot>,
-    requests: HashMap<String, u64>,
+    /// Each target's requests and errors, by id.
+    requests: HashMap<String, (u64, u64)>,
     histogram: Option<Histogram>,
 }
 
@@ -130,15 +133,20 @@ impl Observer {
                 }
                 Err(why) => (Some(why), None),
             };
-            let requests_per_sec = target.and_then(|t| {
-                let before = previous.as_ref()?.requests.get(&t.id)?;
-                Some(t.requests.saturating_sub(*before) as f64 / elapsed?)
+            let before = target.and_then(|t| Some((t, *previous.as_ref()?.requests.get(&t.id)?)));
+            let requests_per_sec = before.and_then(|(t, (requests, _))| {
+                Some(t.requests.saturating_sub(requests) as f64 / elapsed?)
             });
+            // An error counter that went down is a restarted balancer's: no rate, not a 0.
+            let errors_per_sec = before
+                .filter(|(t, (_, errors))| t.errors >= *errors)
+                .and_then(|(t, (_, errors))| Some((t.errors - errors) as f64 / elapsed?));
             views.push(InstanceView {
                 instance: instance.clone(),
                 silent,
                 cpu_percent: cpu,
                 requests_per_sec,
+                errors_per_sec,
                 target_state: target.map(|t| t.state),
             });
         }
@@ -159,7 +167,7 @@ impl Observer {
             snapshots,
             requests: targets
                 .values()
-                .map(|t| (t.id.clone(), t.requests))
+                .map(|t| (t.id.clone(), (t.requests, t.errors)))
                 .collect(),
             histogram,
         });
@@ -303,8 +311,9 @@ impl Histogram {
 }
 
 /// A tick's figures for CloudWatch (`elb autoscale --publish`), namespace `elb`: per instance
-/// (`Project`, `Cluster`, `InstanceId`) the instance-true `CPUUtilization` and the requests per
-/// second elb's balancer sent it (`TargetRequestsPerSecond`); per cluster (`Project`, `Cluster`)
+/// (`Project`, `Cluster`, `InstanceId`) the instance-true `CPUUtilization` and the requests and
+/// errors per second elb's balancer saw it take (`TargetRequestsPerSecond`,
+/// `TargetErrorsPerSecond`); per cluster (`Project`, `Cluster`)
 /// `InstanceCount`, `DesiredInstances`, the loop's metric as `ScalingMetric` (with a `Metric`
 /// dimension: `cpu`, `requests_per_target`, `p99_ms`) and, through elb's balancer, its group's
 /// `GroupRequestsPerSecond`, `GroupLatencyP99` and `HealthyTargets`. What the tick did not see
@@ -334,6 +343,7 @@ pub(crate) fn published(
                 v.requests_per_sec,
                 "Count/Second",
             ),
+            ("TargetErrorsPerSecond", v.errors_per_sec, "Count/Second"),
         ];
         for (metric, value, unit) in figures {
             if let Some(value) = value {

@@ -148,6 +148,13 @@ fn autoscale_on_ec2_launches_joins_and_removes_exactly_the_chosen_instances() {
         fx.shim.count("PutMetricData") >= 2,
         "one call per tick: {out}"
     );
+    let per_target = super::cloudwatch::published(&fx, "InstanceId", first.first().unwrap());
+    for metric in ["TargetErrorsPerSecond", "TargetRequestsPerSecond"] {
+        assert!(
+            per_target.iter().any(|m| m == metric),
+            "{metric} (the balancer's view of a target) in {per_target:?}"
+        );
+    }
 
     let instance = fx
         .ours()
