@@ -345,16 +345,7 @@ pub(crate) fn published(
             ),
             ("TargetErrorsPerSecond", v.errors_per_sec, "Count/Second"),
         ];
-        for (metric, value, unit) in figures {
-            if let Some(value) = value {
-                data.push(Datum {
-                    metric,
-                    dimensions: dims.clone(),
-                    value,
-                    unit,
-                });
-            }
-        }
+        data.extend(Datum::seen(&dims, figures));
     }
     let healthy = view.group.as_ref().map(|_| {
         view.instances
@@ -373,16 +364,7 @@ pub(crate) fn published(
         ("GroupLatencyP99", view.p99_ms, "Milliseconds"),
         ("HealthyTargets", healthy, "Count"),
     ];
-    for (metric, value, unit) in figures {
-        if let Some(value) = value {
-            data.push(Datum {
-                metric,
-                dimensions: cluster_dims.clone(),
-                value,
-                unit,
-            });
-        }
-    }
+    data.extend(Datum::seen(&cluster_dims, figures));
     if let Some(value) = tick.value {
         let mut dims = cluster_dims;
         dims.push(("Metric", tick.metric.to_owned()));

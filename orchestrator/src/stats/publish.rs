@@ -15,12 +15,6 @@ pub(crate) const NAMESPACE: &str = "elb";
 /// The data of one poll, for project `project`.
 pub(crate) fn data(project: &str, view: &StatsView) -> Vec<Datum> {
     let mut data = Vec::new();
-    let figure = |metric, dimensions: &Vec<(&'static str, String)>, value, unit| Datum {
-        metric,
-        dimensions: dimensions.clone(),
-        value,
-        unit,
-    };
     for row in view.instances.iter().filter(|r| r.status == "up") {
         let dimensions = vec![
             ("Project", project.to_owned()),
@@ -32,11 +26,7 @@ pub(crate) fn data(project: &str, view: &StatsView) -> Vec<Datum> {
             ("RequestsPerSecond", row.requests_per_sec, "Count/Second"),
             ("LatencyP99", row.p99_ms, "Milliseconds"),
         ];
-        for (metric, value, unit) in figures {
-            if let Some(value) = value {
-                data.push(figure(metric, &dimensions, value, unit));
-            }
-        }
+        data.extend(Datum::seen(&dimensions, figures));
     }
     for cluster in &view.clusters {
         let dimensions = vec![
@@ -53,11 +43,7 @@ pub(crate) fn data(project: &str, view: &StatsView) -> Vec<Datum> {
             ("LatencyP99", cluster.p99_ms_max, "Milliseconds"),
             ("HealthyAgents", Some(cluster.up as f64), "Count"),
         ];
-        for (metric, value, unit) in figures {
-            if let Some(value) = value {
-                data.push(figure(metric, &dimensions, value, unit));
-            }
-        }
+        data.extend(Datum::seen(&dimensions, figures));
     }
     data
 }

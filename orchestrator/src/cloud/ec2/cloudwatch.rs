@@ -109,6 +109,27 @@ pub struct Datum {
     pub unit: &'static str,
 }
 
+impl Datum {
+    /// The data of `figures` (`(metric, value, unit)`) under `dimensions`, those without a
+    /// value left out: a figure not seen is a gap in CloudWatch, never a 0.
+    pub fn seen(
+        dimensions: &[(&'static str, String)],
+        figures: impl IntoIterator<Item = (&'static str, Option<f64>, &'static str)>,
+    ) -> Vec<Self> {
+        figures
+            .into_iter()
+            .filter_map(|(metric, value, unit)| {
+                Some(Self {
+                    metric,
+                    dimensions: dimensions.to_vec(),
+                    value: value?,
+                    unit,
+                })
+            })
+            .collect()
+    }
+}
+
 impl Ec2 {
     /// The prefix of the names of the project's idle alarms.
     fn idle_prefix(&self) -> String {
