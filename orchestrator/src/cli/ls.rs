@@ -67,13 +67,13 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// The project's idle alarms (EC2); none locally, or when CloudWatch cannot be read (warned:
-/// `ls` still lists the instances).
+/// The idle alarms named as the project's (EC2; matched to the listed instances by id); none
+/// locally, or when CloudWatch cannot be read (warned: `ls` still lists the instances).
 async fn idle_alarms(settings: &Settings) -> Vec<IdleAlarm> {
     let Some(ec2) = crate::cloud::ec2_of(settings) else {
         return Vec::new();
     };
-    ec2.idle_alarms().await.unwrap_or_else(|e| {
+    ec2.named_idle_alarms().await.unwrap_or_else(|e| {
         tracing::warn!("cannot read the idle alarms from CloudWatch: {e}");
         Vec::new()
     })

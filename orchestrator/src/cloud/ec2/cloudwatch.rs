@@ -72,6 +72,7 @@ impl IdleTerminate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdleAlarm {
     pub name: String,
+    pub arn: String,
     /// The instance it terminates.
     pub instance_id: String,
     pub idle: IdleTerminate,
@@ -203,14 +204,15 @@ impl Ec2 {
         Ok(())
     }
 
-    /// The project's idle alarms: those named with its prefix whose `Project` tag is the
-    /// project's (a prefix alone could be another project's: `a` and `a-idle`).
-    pub async fn idle_alarms(&self) -> Result<Vec<IdleAlarm>, CloudError> {
+    /// The idle alarms named with the project's prefix, one `DescribeAlarms` a page: enough to
+    /// say which of the project's instances carry one (`elb ls` matches them by instance),
+    /// not to delete them ([`Ec2::idle_alarms`]).
+    pub async fn named_idle_alarms(&self) -> Result<Vec<IdleAlarm>, CloudError> {
         let mut params = Service::CloudWatch.params();
         params
             .set("AlarmNamePrefix", self.idle_prefix())
             .set("AlarmTypes.member.1", "MetricAlarm");
-        let found = super::pages(
+        super::pages(
             &self.client,
             "cloudwatch:DescribeAlarms",
             &params,
@@ -230,25 +232,29 @@ impl Ec2 {
                             after: Duration::from_secs(period * periods),
                             cpu_percent: a.number("Threshold")?,
                         };
-                        let arn = a.string("AlarmArn");
-                        Some((
-                            arn,
-                            IdleAlarm {
-                                name,
-                                instance_id,
-                                idle,
-                            },
-                        ))
+                        Some(IdleAlarm {
+                            name,
+                            arn: a.string("AlarmArn"),
+                            instance_id,
+                            idle,
+                        })
                     })
                     .collect();
                 (alarms, root.text("NextToken").map(str::to_owned))
             },
         )
-        .await?;
+        .await
+    }
+
+    /// The project's idle alarms: those named with its prefix whose `Project` tag is the
+    /// project's (a prefix alone could be another project's: `a` and `a-idle`), for the kill
+    /// switch.
+    pub async fn idle_alarms(&self) -> Result<Vec<IdleAlarm>, CloudError> {
+        let found = self.named_idle_alarms().await?;
         let mut ours = Vec::with_capacity(found.len());
-        for (arn, alarm) in found {
+        for alarm in found {
             let mut params = Service::CloudWatch.params();
-            params.set("ResourceARN", &arn);
+            params.set("ResourceARN", &alarm.arn);
             let project = self
                 .call("cloudwatch:ListTagsForResource", &params, |root| {
                     root.tag("Tags", "Project").map(str::to_owned)
