@@ -139,7 +139,7 @@ pub async fn up(
 
 /// The project's groups.
 pub async fn status(ec2: &Ec2) -> Result<Vec<AutoScalingGroup>, Error> {
-    Ok(ec2.auto_scaling_groups().await?)
+    Ok(ec2.auto_scaling_groups_with_policies().await?)
 }
 
 /// Deletes the cluster's group (its instances with it, waited for up to `timeout`) and launch
@@ -152,8 +152,7 @@ pub async fn down(
 ) -> Result<bool, Error> {
     let name = ec2.asg_name(cluster);
     let deadline = Instant::now() + timeout;
-    let groups = ec2.auto_scaling_groups().await?;
-    let had_group = groups.iter().any(|g| g.name == name);
+    let had_group = !ec2.auto_scaling_groups(Some(&name)).await?.is_empty();
     if had_group {
         ec2.delete_auto_scaling_group(&name, interval, deadline)
             .await?;

@@ -193,7 +193,7 @@ impl Ec2 {
         subnets: &[String],
     ) -> Result<Made, CloudError> {
         let name = self.asg_name(&spec.cluster);
-        let existing = self.describe_groups(Some(&name)).await?;
+        let existing = self.auto_scaling_groups(Some(&name)).await?;
         let made = match existing.first() {
             Some(group) => {
                 let mut params = Service::AutoScaling.params();
@@ -279,9 +279,12 @@ impl Ec2 {
         Ok(made)
     }
 
-    /// The project's groups (by their `Project` tag), with elb's policy on each.
-    pub async fn auto_scaling_groups(&self) -> Result<Vec<AutoScalingGroup>, CloudError> {
-        let mut groups = self.describe_groups(None).await?;
+    /// The project's groups (by their `Project` tag), with elb's policy on each (one more call
+    /// a group: for `elb asg status`).
+    pub async fn auto_scaling_groups_with_policies(
+        &self,
+    ) -> Result<Vec<AutoScalingGroup>, CloudError> {
+        let mut groups = self.auto_scaling_groups(None).await?;
         for group in &mut groups {
             let mut params = Service::AutoScaling.params();
             params
@@ -306,7 +309,7 @@ impl Ec2 {
     }
 
     /// The project's groups (`name`: only that one), without their policies.
-    async fn describe_groups(
+    pub async fn auto_scaling_groups(
         &self,
         name: Option<&str>,
     ) -> Result<Vec<AutoScalingGroup>, CloudError> {
@@ -380,7 +383,7 @@ impl Ec2 {
             deleted?;
         }
         loop {
-            if self.describe_groups(Some(name)).await?.is_empty() {
+            if self.auto_scaling_groups(Some(name)).await?.is_empty() {
                 return Ok(());
             }
             if Instant::now() + interval > deadline {

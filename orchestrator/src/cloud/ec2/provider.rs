@@ -117,7 +117,7 @@ impl Cloud for Ec2 {
         let keep = |name: &str| wanted.as_deref().is_none_or(|w| w == name);
         let mut unsearched = unsearched;
         let (auto_scaling_groups, launch_templates) = match (
-            self.auto_scaling_groups().await,
+            self.auto_scaling_groups(None).await,
             self.launch_templates().await,
         ) {
             (Ok(groups), Ok(templates)) => (
