@@ -12,7 +12,6 @@
 //! 460, as ALB), `client_closed_during_body` or `target_body_error` when the answer's body was
 //! cut.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -32,36 +31,41 @@ const CLIENT_CLOSED: u16 = 460;
 /// A connection's TLS session, for the log's `ssl_cipher`, `ssl_protocol` and `domain_name`.
 #[derive(Debug, Clone)]
 pub(crate) struct Tls {
-    /// IANA's name of the suite.
-    pub cipher: Cow<'static, str>,
-    pub protocol: &'static str,
+    suite: Option<rustls::CipherSuite>,
+    protocol: Option<rustls::ProtocolVersion>,
     /// The name the client asked for (SNI).
-    pub server_name: Option<String>,
+    server_name: Option<String>,
 }
 
 impl Tls {
-    /// What the log says of `connection`'s session.
+    /// What the log says of `connection`'s session (its names are written by the log's writer,
+    /// not on the connection's path).
     pub(crate) fn of(connection: &rustls::ServerConnection) -> Self {
-        let cipher = connection
-            .negotiated_cipher_suite()
-            .and_then(|suite| suite.suite().as_str())
-            // rustls names TLS 1.3's suites `TLS13_...`; IANA's names are `TLS_...`.
-            .map_or(Cow::Borrowed("-"), |name| {
-                match name.strip_prefix("TLS13_") {
-                    Some(rest) => Cow::Owned(format!("TLS_{rest}")),
-                    None => Cow::Borrowed(name),
-                }
-            });
-        let protocol = match connection.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "-",
-        };
         Self {
-            cipher,
-            protocol,
+            suite: connection.negotiated_cipher_suite().map(|s| s.suite()),
+            protocol: connection.protocol_version(),
             server_name: connection.server_name().map(String::from),
         }
+    }
+
+    /// `ssl_cipher ssl_protocol`: the suite's IANA name (rustls names TLS 1.3's suites
+    /// `TLS13_...`, IANA `TLS_...`) and `TLSv1.2`/`TLSv1.3`.
+    fn write(&self, out: &mut String) {
+        match self.suite.and_then(|s| s.as_str()) {
+            Some(name) => match name.strip_prefix("TLS13_") {
+                Some(rest) => {
+                    out.push_str("TLS_");
+                    out.push_str(rest);
+                }
+                None => out.push_str(name),
+            },
+            None => out.push('-'),
+        }
+        out.push_str(match self.protocol {
+            Some(rustls::ProtocolVersion::TLSv1_3) => " TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => " TLSv1.2",
+            _ => " -",
+        });
     }
 }
 
@@ -329,9 +333,7 @@ impl Record {
         match &self.tls {
             Some(tls) => {
                 out.push(' ');
-                out.push_str(&tls.cipher);
-                out.push(' ');
-                out.push_str(tls.protocol);
+                tls.write(out);
                 out.push(' ');
             }
             None => out.push_str(" - - "),
