@@ -227,6 +227,18 @@ mod tests {
         }
     }
 
+    /// A forward weighing cluster1 and cluster2 so.
+    fn weighted(cluster1: u32, cluster2: u32) -> Forward {
+        let group = |name: &str, weight| crate::config::WeightedGroup {
+            group: name.into(),
+            weight,
+        };
+        Forward::Weighted(vec![
+            group("cluster1", cluster1),
+            group("cluster2", cluster2),
+        ])
+    }
+
     /// The action for a GET of `path` on `host`, a weighted forward's group drawn.
     fn route<'r>(router: &'r Router, host: Option<&str>, path: &str) -> Action<'r> {
         match router.route(&get(&HeaderMap::new(), host, path)).action {
@@ -308,32 +320,13 @@ mod tests {
 
     #[test]
     fn weighted_forwards_split_by_weight_and_skip_zero_weights() {
-        use crate::config::WeightedGroup;
         let mut config = seed().config;
-        config.rules[0].forward = Some(Forward::Weighted(vec![
-            WeightedGroup {
-                group: "cluster1".into(),
-                weight: 0,
-            },
-            WeightedGroup {
-                group: "cluster2".into(),
-                weight: 1,
-            },
-        ]));
+        config.rules[0].forward = Some(weighted(0, 1));
         let router = Router::new(&config);
         for _ in 0..100 {
             assert_eq!(route(&router, None, "/cluster1"), Action::Forward(1));
         }
-        config.rules[0].forward = Some(Forward::Weighted(vec![
-            WeightedGroup {
-                group: "cluster1".into(),
-                weight: 900,
-            },
-            WeightedGroup {
-                group: "cluster2".into(),
-                weight: 100,
-            },
-        ]));
+        config.rules[0].forward = Some(weighted(900, 100));
         let router = Router::new(&config);
         let n = 20_000;
         let second = (0..n)
@@ -388,18 +381,8 @@ mod tests {
 
     #[test]
     fn a_weighted_forward_offers_only_groups_weighing_above_zero() {
-        use crate::config::WeightedGroup;
         let mut config = seed().config;
-        config.rules[0].forward = Some(Forward::Weighted(vec![
-            WeightedGroup {
-                group: "cluster1".into(),
-                weight: 0,
-            },
-            WeightedGroup {
-                group: "cluster2".into(),
-                weight: 5,
-            },
-        ]));
+        config.rules[0].forward = Some(weighted(0, 5));
         config.rules[0].group_stickiness_ms = 60_000;
         let router = Router::new(&config);
         let headers = HeaderMap::new();
