@@ -204,103 +204,92 @@ impl Alb {
 /// The queries of a report: the plain statistics, then the percentiles apart, since CloudWatch
 /// may refuse those where it gives the rest.
 fn queries(window: &RunWindow, alb: Option<&Alb>) -> (Vec<MetricQuery>, Vec<MetricQuery>) {
-    let query = |id: String, namespace, metric, dimensions, stat: &str, period_secs| MetricQuery {
-        id,
-        namespace,
-        metric,
-        dimensions,
-        stat: stat.to_owned(),
-        period_secs,
-    };
+    /// One query a `(id, metric, statistic, period)`, the id suffixed with `n`.
+    fn each(
+        namespace: &'static str,
+        dimensions: &[(&'static str, String)],
+        n: Option<usize>,
+        wanted: &[(&str, &'static str, &str, u64)],
+    ) -> Vec<MetricQuery> {
+        wanted
+            .iter()
+            .map(|&(id, metric, stat, period_secs)| MetricQuery {
+                id: n.map_or_else(|| id.to_owned(), |n| format!("{id}{n}")),
+                namespace,
+                metric,
+                dimensions: dimensions.to_vec(),
+                stat: stat.to_owned(),
+                period_secs,
+            })
+            .collect()
+    }
     let mut plain = Vec::new();
     for (n, instance) in window.instances.iter().enumerate() {
-        let dims = vec![("InstanceId", instance.id.clone())];
-        plain.push(query(
-            format!("cpu{n}"),
+        let dims = [("InstanceId", instance.id.clone())];
+        plain.extend(each(
             "AWS/EC2",
-            "CPUUtilization",
-            dims.clone(),
-            "Average",
-            PERIOD,
+            &dims,
+            Some(n),
+            &[("cpu", "CPUUtilization", "Average", PERIOD)],
         ));
         if instance.instance_type.as_deref().is_some_and(is_burstable) {
-            plain.push(query(
-                format!("credits{n}"),
+            plain.extend(each(
                 "AWS/EC2",
-                "CPUCreditBalance",
-                dims.clone(),
-                "Average",
-                BASIC_PERIOD,
-            ));
-            plain.push(query(
-                format!("surplus{n}"),
-                "AWS/EC2",
-                "CPUSurplusCreditsCharged",
-                dims,
-                "Sum",
-                BASIC_PERIOD,
+                &dims,
+                Some(n),
+                &[
+                    ("credits", "CPUCreditBalance", "Average", BASIC_PERIOD),
+                    ("surplus", "CPUSurplusCreditsCharged", "Sum", BASIC_PERIOD),
+                ],
             ));
         }
     }
     let mut percentiles = Vec::new();
     if let Some(alb) = alb {
-        let lb = vec![("LoadBalancer", alb.load_balancer.clone())];
-        for (id, metric) in [
-            ("albrequests", "RequestCount"),
-            ("albelb5xx", "HTTPCode_ELB_5XX_Count"),
-            ("albtarget5xx", "HTTPCode_Target_5XX_Count"),
-            ("albrejected", "RejectedConnectionCount"),
-        ] {
-            plain.push(query(
-                id.into(),
-                "AWS/ApplicationELB",
-                metric,
-                lb.clone(),
-                "Sum",
-                PERIOD,
-            ));
-        }
+        const ELB: &str = "AWS/ApplicationELB";
         let (start, end) = window.query_window();
         // One datapoint over the whole window: the run's percentiles, not minutes' ones.
         let whole = end - start;
-        for stat in ["p50", "p99"] {
-            percentiles.push(query(
-                format!("alb{stat}"),
-                "AWS/ApplicationELB",
-                "TargetResponseTime",
-                lb.clone(),
-                stat,
-                whole,
-            ));
-        }
+        let lb = [("LoadBalancer", alb.load_balancer.clone())];
+        plain.extend(each(
+            ELB,
+            &lb,
+            None,
+            &[
+                ("albrequests", "RequestCount", "Sum", PERIOD),
+                ("albelb5xx", "HTTPCode_ELB_5XX_Count", "Sum", PERIOD),
+                ("albtarget5xx", "HTTPCode_Target_5XX_Count", "Sum", PERIOD),
+                ("albrejected", "RejectedConnectionCount", "Sum", PERIOD),
+            ],
+        ));
+        percentiles.extend(each(
+            ELB,
+            &lb,
+            None,
+            &[
+                ("albp50", "TargetResponseTime", "p50", whole),
+                ("albp99", "TargetResponseTime", "p99", whole),
+            ],
+        ));
         for (n, group) in alb.target_groups.iter().enumerate() {
-            let dims = vec![
+            let dims = [
                 ("TargetGroup", group.clone()),
                 ("LoadBalancer", alb.load_balancer.clone()),
             ];
-            plain.push(query(
-                format!("tgrequests{n}"),
-                "AWS/ApplicationELB",
-                "RequestCount",
-                dims.clone(),
-                "Sum",
-                PERIOD,
+            plain.extend(each(
+                ELB,
+                &dims,
+                Some(n),
+                &[
+                    ("tgrequests", "RequestCount", "Sum", PERIOD),
+                    ("tg5xx", "HTTPCode_Target_5XX_Count", "Sum", PERIOD),
+                ],
             ));
-            plain.push(query(
-                format!("tg5xx{n}"),
-                "AWS/ApplicationELB",
-                "HTTPCode_Target_5XX_Count",
-                dims.clone(),
-                "Sum",
-                PERIOD,
-            ));
-            percentiles.push(query(
-                format!("tgp99{n}"),
-                "AWS/ApplicationELB",
-                "TargetResponseTime",
-                dims,
-                "p99",
-                whole,
+            percentiles.extend(each(
+                ELB,
+                &dims,
+                Some(n),
+                &[("tgp99", "TargetResponseTime", "p99", whole)],
             ));
         }
     }
